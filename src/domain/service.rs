@@ -1,0 +1,310 @@
+//! The use cases behind the tools: authenticate a caller, check its policy, ask the mail store.
+//!
+//! Generic over the three ports (static dispatch, one alias in the composition root).
+
+use super::{
+    body::{self, BodyPage},
+    grant::{AccessToken, Caller, Capability, CapabilitySet},
+    ids::{BlobId, EmailId, ThreadId},
+    mail::{AccountInfo, AttachmentContent, Email, EmailSummary},
+    mailboxes::MailboxDirectory,
+    ports::{MailStore, MailStoreError, PageStart, Policy, PolicyError, TokenVault, VaultError},
+    query::{EmailQuery, InvalidArgument, PageCursor, PageSize},
+    text_extract::{self, ExtractedText},
+};
+
+/// Settings of the use cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceLimits {
+    /// Largest attachment `get_attachment` returns.
+    pub max_attachment_bytes: u64,
+    /// Most characters of attachment text returned.
+    pub max_attachment_text_chars: usize,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        Self {
+            max_attachment_bytes: 10 * 1024 * 1024,
+            max_attachment_text_chars: 100_000,
+        }
+    }
+}
+
+/// Why a use case failed, in terms a client can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// No valid token: the client must (re)authorize.
+    #[error("{0}")]
+    Unauthenticated(VaultError),
+    /// The grant lacks a capability.
+    #[error(
+        "this connection may not {action}: the \"{}\" capability is off for it. The person can enable it for this assistant in mailconnect's settings",
+        capability.as_str()
+    )]
+    NotPermitted {
+        /// The capability needed.
+        capability: Capability,
+        /// What was attempted, in words.
+        action: &'static str,
+    },
+    /// A tool argument is wrong.
+    #[error("{0}")]
+    InvalidArgument(#[from] InvalidArgument),
+    /// The mail server could not do it.
+    #[error("{0}")]
+    Store(#[from] MailStoreError),
+    /// The policy store failed.
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
+}
+
+/// Who the caller reads mail for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityView {
+    /// The account.
+    pub account: AccountInfo,
+    /// The caller's capabilities.
+    pub granted: CapabilitySet,
+    /// `get_attachment`'s size cap.
+    pub max_attachment_bytes: u64,
+}
+
+/// A page of search results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchResult {
+    /// Newest first.
+    pub emails: Vec<EmailSummary>,
+    /// The mailboxes, for names.
+    pub directory: MailboxDirectory,
+    /// Matches in all, if known.
+    pub total: Option<u64>,
+    /// The page size used.
+    pub size: PageSize,
+    /// The cursor for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// A search as a client asked for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchRequest {
+    /// The filter.
+    pub query: EmailQuery,
+    /// The page size asked for.
+    pub limit: Option<u64>,
+    /// A cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One email, with its body window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailView {
+    /// The email.
+    pub email: Email,
+    /// The mailboxes, for names.
+    pub directory: MailboxDirectory,
+    /// The body window.
+    pub body: BodyPage,
+}
+
+/// A conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadView {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Oldest first.
+    pub emails: Vec<EmailSummary>,
+    /// The mailboxes, for names.
+    pub directory: MailboxDirectory,
+}
+
+/// An attachment with its text, where it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentView {
+    /// The file.
+    pub content: AttachmentContent,
+    /// Its text, for text formats.
+    pub text: Option<ExtractedText>,
+}
+
+/// The use cases, over the three ports.
+#[derive(Debug)]
+pub struct MailService<M, V, P> {
+    store: M,
+    vault: V,
+    policy: P,
+    limits: ServiceLimits,
+}
+
+impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
+    /// Wires the use cases to their ports.
+    pub fn new(store: M, vault: V, policy: P, limits: ServiceLimits) -> Self {
+        Self {
+            store,
+            vault,
+            policy,
+            limits,
+        }
+    }
+
+    /// Resolves a presented token to a caller: its grant, upstream credential and policy.
+    ///
+    /// # Errors
+    /// [`ServiceError::Unauthenticated`] for a token that opens no grant.
+    pub async fn authenticate(&self, token: &AccessToken) -> Result<Caller, ServiceError> {
+        let opened = self
+            .vault
+            .open(token)
+            .await
+            .map_err(ServiceError::Unauthenticated)?;
+        let capabilities = self.policy.capabilities(&opened.grant).await?;
+        Ok(Caller {
+            grant: opened.grant,
+            credential: opened.credential,
+            capabilities,
+        })
+    }
+
+    /// The capabilities a caller has now (for `tools/list`).
+    ///
+    /// # Errors
+    /// [`ServiceError::Policy`] when the policy store fails.
+    pub async fn capabilities(&self, caller: &Caller) -> Result<CapabilitySet, ServiceError> {
+        Ok(self.policy.capabilities(&caller.grant).await?)
+    }
+
+    /// `get_identity`.
+    ///
+    /// # Errors
+    /// See [`ServiceError`].
+    pub async fn identity(&self, caller: &Caller) -> Result<IdentityView, ServiceError> {
+        require(caller, Capability::Read, "read mail")?;
+        let account = self.store.account(&caller.credential).await?;
+        Ok(IdentityView {
+            account,
+            granted: caller.capabilities.clone(),
+            max_attachment_bytes: self.limits.max_attachment_bytes,
+        })
+    }
+
+    /// `list_mailboxes`.
+    ///
+    /// # Errors
+    /// See [`ServiceError`].
+    pub async fn mailboxes(&self, caller: &Caller) -> Result<MailboxDirectory, ServiceError> {
+        require(caller, Capability::Read, "read mail")?;
+        let mailboxes = self.store.mailboxes(&caller.credential).await?;
+        Ok(MailboxDirectory::new(mailboxes))
+    }
+
+    /// `search_email`.
+    ///
+    /// # Errors
+    /// See [`ServiceError`]; bad dates, limits and cursors are [`ServiceError::InvalidArgument`].
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        request: &SearchRequest,
+    ) -> Result<SearchResult, ServiceError> {
+        require(caller, Capability::Read, "read mail")?;
+        request.query.validate()?;
+        let size = PageSize::new(request.limit)?;
+        let start = match &request.cursor {
+            None => PageStart::First,
+            Some(raw) => {
+                let cursor = PageCursor::decode(raw, &request.query)?;
+                PageStart::After {
+                    anchor: cursor.anchor,
+                    position: cursor.position,
+                }
+            }
+        };
+        let page = self
+            .store
+            .search(&caller.credential, &request.query, size, &start)
+            .await?;
+        let returned = page.emails.len() as u64;
+        let end = page.position + returned;
+        let more = match page.total {
+            Some(total) => end < total,
+            None => returned == u64::from(size.size),
+        };
+        let next_cursor = more
+            .then(|| page.emails.last())
+            .flatten()
+            .map(|last| PageCursor::new(&request.query, end, last.id.clone()).encode());
+        Ok(SearchResult {
+            emails: page.emails,
+            directory: MailboxDirectory::new(page.mailboxes),
+            total: page.total,
+            size,
+            next_cursor,
+        })
+    }
+
+    /// `get_email`.
+    ///
+    /// # Errors
+    /// See [`ServiceError`].
+    pub async fn email(
+        &self,
+        caller: &Caller,
+        id: &EmailId,
+        body_offset: u64,
+        max_body_chars: Option<u64>,
+    ) -> Result<EmailView, ServiceError> {
+        require(caller, Capability::Read, "read mail")?;
+        let (email, mailboxes) = self.store.email(&caller.credential, id).await?;
+        let body = body::page(
+            &email.body,
+            body_offset,
+            max_body_chars.unwrap_or(body::DEFAULT_BODY_CHARS),
+        );
+        Ok(EmailView {
+            email,
+            directory: MailboxDirectory::new(mailboxes),
+            body,
+        })
+    }
+
+    /// `get_thread`.
+    ///
+    /// # Errors
+    /// See [`ServiceError`].
+    pub async fn thread(&self, caller: &Caller, id: &ThreadId) -> Result<ThreadView, ServiceError> {
+        require(caller, Capability::Read, "read mail")?;
+        let (emails, mailboxes) = self.store.thread(&caller.credential, id).await?;
+        Ok(ThreadView {
+            thread_id: id.clone(),
+            emails,
+            directory: MailboxDirectory::new(mailboxes),
+        })
+    }
+
+    /// `get_attachment`.
+    ///
+    /// # Errors
+    /// See [`ServiceError`]; a file over the cap is [`MailStoreError::TooLarge`].
+    pub async fn attachment(
+        &self,
+        caller: &Caller,
+        email: &EmailId,
+        blob: &BlobId,
+    ) -> Result<AttachmentView, ServiceError> {
+        require(caller, Capability::Read, "read mail")?;
+        let content = self
+            .store
+            .attachment(&caller.credential, email, blob, self.limits.max_attachment_bytes)
+            .await?;
+        let text = text_extract::extract(&content, self.limits.max_attachment_text_chars);
+        Ok(AttachmentView { content, text })
+    }
+}
+
+fn require(caller: &Caller, capability: Capability, action: &'static str) -> Result<(), ServiceError> {
+    if caller.capabilities.allows(capability) {
+        Ok(())
+    } else {
+        Err(ServiceError::NotPermitted { capability, action })
+    }
+}
