@@ -102,7 +102,9 @@ fn normalize_newlines(text: &str) -> String {
 pub fn clean_preview(preview: &str) -> String {
     let looks_like_html = preview.trim_start().starts_with('<') && preview.contains('>');
     let text = if looks_like_html {
-        html_to_text(preview)
+        html2text::config::plain_no_decorate()
+            .string_from_read(preview.as_bytes(), 1_000)
+            .unwrap_or_else(|_| strip_tags(preview))
     } else {
         preview.to_owned()
     };
@@ -149,7 +151,10 @@ mod tests {
 
     #[test]
     fn html_previews_are_cleaned() {
-        assert_eq!(clean_preview("<html><body><h1>Weekly news</h1>"), "# Weekly news");
+        assert_eq!(
+            clean_preview("<html><body><h1>Weekly news</h1><p>Rust <b>co"),
+            "# Weekly news Rust co"
+        );
         assert_eq!(clean_preview("plain\n text"), "plain text");
     }
 }

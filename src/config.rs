@@ -1,0 +1,364 @@
+//! Configuration: defaults, then a TOML file, then `MAILCONNECT_*` environment variables, then
+//! command-line flags (each later layer wins). Every problem is reported at once.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use url::Url;
+
+use crate::domain::{grant::UpstreamCredential, secret::SecretString};
+
+/// The Fastmail preset: its JMAP session resource.
+pub const FASTMAIL_SESSION_URL: &str = "https://api.fastmail.com/jmap/session";
+
+/// mailconnect — connects a Fastmail (or any JMAP) mailbox to AI assistants over MCP.
+///
+/// Every option can also be set in the TOML file given by --config (same names, with `_`
+/// instead of `-`) or as an environment variable MAILCONNECT_<NAME> (upper case, `_`).
+/// Precedence: flag > environment > file > default.
+#[derive(Debug, Parser)]
+#[command(name = "mailconnect", version, about, long_about)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// TOML configuration file.
+    #[arg(long, env = "MAILCONNECT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8910].
+    #[arg(long, env = "MAILCONNECT_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// The URL clients use to reach this server (issuer and resource URLs are built from it,
+    /// never from the Host header) [default: http://<listen>].
+    #[arg(long, env = "MAILCONNECT_PUBLIC_URL", global = true)]
+    pub public_url: Option<Url>,
+    /// Directory for the embedded database [default: ./mailconnect-data].
+    #[arg(long, env = "MAILCONNECT_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// JMAP session URL of the mail server [default: Fastmail's, https://api.fastmail.com/jmap/session].
+    #[arg(long, env = "MAILCONNECT_JMAP_SESSION_URL", global = true)]
+    pub jmap_session_url: Option<Url>,
+    /// Seconds to wait for the mail server on one request [default: 20].
+    #[arg(long, env = "MAILCONNECT_UPSTREAM_TIMEOUT_SECS", global = true)]
+    pub upstream_timeout_secs: Option<u64>,
+    /// Seconds after which a tool call is abandoned with an error [default: 30].
+    #[arg(long, env = "MAILCONNECT_TOOL_TIMEOUT_SECS", global = true)]
+    pub tool_timeout_secs: Option<u64>,
+    /// Largest attachment get_attachment returns, in bytes [default: 10485760].
+    #[arg(long, env = "MAILCONNECT_MAX_ATTACHMENT_BYTES", global = true)]
+    pub max_attachment_bytes: Option<u64>,
+    /// Extra Host values accepted on /mcp (DNS-rebinding protection), comma-separated
+    /// [default: the public URL's host and loopback names].
+    #[arg(long, env = "MAILCONNECT_ALLOWED_HOSTS", value_delimiter = ',', global = true)]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Single-user self-host mode: the bearer token MCP clients send (use 32+ random characters).
+    #[arg(long, env = "MAILCONNECT_SELF_HOST_TOKEN", hide_env_values = true, global = true)]
+    pub self_host_token: Option<String>,
+    /// Self-host mode: login for HTTP Basic to the mail server (with --upstream-password).
+    #[arg(long, env = "MAILCONNECT_UPSTREAM_USERNAME", global = true)]
+    pub upstream_username: Option<String>,
+    /// Self-host mode: password (an app password on Fastmail) for HTTP Basic.
+    #[arg(long, env = "MAILCONNECT_UPSTREAM_PASSWORD", hide_env_values = true, global = true)]
+    pub upstream_password: Option<String>,
+    /// Self-host mode: a bearer token for the mail server (a Fastmail API token) instead of Basic.
+    #[arg(long, env = "MAILCONNECT_UPSTREAM_BEARER_TOKEN", hide_env_values = true, global = true)]
+    pub upstream_bearer_token: Option<String>,
+    /// Log format: "text" or "json" [default: text].
+    #[arg(long, env = "MAILCONNECT_LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print the OpenAPI document of the HTTP API (committed as openapi/mailconnect.json).
+    Openapi,
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    public_url: Option<Url>,
+    data_dir: Option<PathBuf>,
+    jmap_session_url: Option<Url>,
+    upstream_timeout_secs: Option<u64>,
+    tool_timeout_secs: Option<u64>,
+    max_attachment_bytes: Option<u64>,
+    allowed_hosts: Option<Vec<String>>,
+    self_host_token: Option<SecretString>,
+    upstream_username: Option<String>,
+    upstream_password: Option<SecretString>,
+    upstream_bearer_token: Option<SecretString>,
+    log_format: Option<String>,
+}
+
+/// The single-user self-host client: one token, one upstream credential.
+#[derive(Debug, Clone)]
+pub struct SelfHost {
+    /// The token MCP clients present.
+    pub token: SecretString,
+    /// What we present to the mail server.
+    pub credential: UpstreamCredential,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Public base URL (no trailing slash).
+    pub public_url: Url,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// JMAP session URL.
+    pub jmap_session_url: Url,
+    /// Upstream request timeout.
+    pub upstream_timeout: Duration,
+    /// Tool call deadline.
+    pub tool_timeout: Duration,
+    /// Attachment size cap.
+    pub max_attachment_bytes: u64,
+    /// Host values accepted on /mcp.
+    pub allowed_hosts: Vec<String>,
+    /// Self-host mode, if configured.
+    pub self_host: Option<SelfHost>,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Everything wrong with a configuration, one line each.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+fn secret(flag: Option<String>, file: Option<SecretString>) -> Option<SecretString> {
+    flag.map(SecretString::new).or(file).filter(|s| !s.is_empty())
+}
+
+impl Config {
+    /// Resolves flags, environment and file into a configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem found.
+    pub fn resolve(cli: Cli) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let file = match &cli.config {
+            Some(path) => load_file(path).unwrap_or_else(|e| {
+                problems.push(e);
+                FileConfig::default()
+            }),
+            None => FileConfig::default(),
+        };
+        let listen = cli
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8910)));
+        let public_url = cli
+            .public_url
+            .or(file.public_url)
+            .or_else(|| Url::parse(&format!("http://{listen}")).ok())
+            .unwrap_or_else(|| Url::parse("http://127.0.0.1:8910").unwrap_or_else(|_| unreachable!()));
+        if !matches!(public_url.scheme(), "http" | "https") || public_url.host_str().is_none() {
+            problems.push(format!("public_url {public_url} must be an http(s) URL with a host"));
+        }
+        if public_url.scheme() == "http" && !is_loopback_host(public_url.host_str().unwrap_or_default()) {
+            problems.push(format!(
+                "public_url {public_url} must use https unless it is a loopback address (tokens would travel in clear text)"
+            ));
+        }
+        let jmap_session_url = cli
+            .jmap_session_url
+            .or(file.jmap_session_url)
+            .unwrap_or_else(|| Url::parse(FASTMAIL_SESSION_URL).unwrap_or_else(|_| unreachable!()));
+        if !matches!(jmap_session_url.scheme(), "http" | "https") {
+            problems.push(format!("jmap_session_url {jmap_session_url} must be http(s)"));
+        }
+        let seconds = |name: &str, value: Option<u64>, default: u64, problems: &mut Vec<String>| {
+            let v = value.unwrap_or(default);
+            if !(1..=600).contains(&v) {
+                problems.push(format!("{name} must be between 1 and 600 (got {v})"));
+            }
+            Duration::from_secs(v.clamp(1, 600))
+        };
+        let upstream_timeout = seconds(
+            "upstream_timeout_secs",
+            cli.upstream_timeout_secs.or(file.upstream_timeout_secs),
+            20,
+            &mut problems,
+        );
+        let tool_timeout = seconds(
+            "tool_timeout_secs",
+            cli.tool_timeout_secs.or(file.tool_timeout_secs),
+            30,
+            &mut problems,
+        );
+        let max_attachment_bytes = cli
+            .max_attachment_bytes
+            .or(file.max_attachment_bytes)
+            .unwrap_or(10 * 1024 * 1024);
+        let mut allowed_hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        if let Some(host) = public_url.host_str() {
+            allowed_hosts.push(host.trim_matches(['[', ']']).to_owned());
+        }
+        allowed_hosts.extend(cli.allowed_hosts.or(file.allowed_hosts).unwrap_or_default());
+        allowed_hosts.dedup();
+
+        let token = secret(cli.self_host_token, file.self_host_token);
+        let username = cli.upstream_username.or(file.upstream_username);
+        let password = secret(cli.upstream_password, file.upstream_password);
+        let bearer = secret(cli.upstream_bearer_token, file.upstream_bearer_token);
+        let credential = match (username, password, bearer) {
+            (Some(username), Some(password), None) => Some(UpstreamCredential::Basic { username, password }),
+            (None, None, Some(token)) => Some(UpstreamCredential::Bearer(token)),
+            (None, None, None) => None,
+            (_, _, Some(_)) => {
+                problems.push("give either upstream_bearer_token or upstream_username + upstream_password, not both".into());
+                None
+            }
+            _ => {
+                problems.push("upstream_username and upstream_password go together".into());
+                None
+            }
+        };
+        let self_host = match (token, credential) {
+            (Some(token), Some(credential)) => {
+                if token.expose_secret().len() < 16 {
+                    problems.push("self_host_token must be at least 16 characters".into());
+                }
+                Some(SelfHost { token, credential })
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                problems.push("self_host_token needs an upstream credential (upstream_bearer_token, or upstream_username + upstream_password)".into());
+                None
+            }
+            (None, Some(_)) => {
+                problems.push("an upstream credential needs self_host_token (the token MCP clients will send)".into());
+                None
+            }
+        };
+        let log_format = match cli.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                problems.push(format!("log_format must be \"text\" or \"json\" (got {other:?})"));
+                LogFormat::Text
+            }
+        };
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(Self {
+            listen,
+            public_url,
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("mailconnect-data")),
+            jmap_session_url,
+            upstream_timeout,
+            tool_timeout,
+            max_attachment_bytes,
+            allowed_hosts,
+            self_host,
+            log_format,
+        })
+    }
+
+    /// The MCP endpoint's public URL.
+    #[must_use]
+    pub fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.public_url.as_str().trim_end_matches('/'))
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("config file {}: {}", path.display(), e.message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("mailconnect").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = Config::resolve(cli(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8910");
+        assert_eq!(c.mcp_url(), "http://127.0.0.1:8910/mcp");
+        assert_eq!(c.jmap_session_url.as_str(), FASTMAIL_SESSION_URL);
+        assert!(c.self_host.is_none());
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let err = Config::resolve(cli(&[
+            "--public-url",
+            "http://mail.example.com",
+            "--self-host-token",
+            "short",
+            "--upstream-username",
+            "alice",
+            "--tool-timeout-secs",
+            "0",
+        ]))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+        assert!(err.to_string().contains("https"), "{err}");
+    }
+
+    #[test]
+    fn file_values_apply_under_flags() {
+        let dir = std::env::temp_dir().join(format!("mc-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ntool_timeout_secs = 5\n").unwrap();
+        let c = Config::resolve(cli(&["--config", path.to_str().unwrap(), "--tool-timeout-secs", "7"])).unwrap();
+        assert_eq!((c.listen.port(), c.tool_timeout.as_secs()), (9000, 7));
+        std::fs::write(&path, "listne = 1\n").unwrap();
+        assert!(Config::resolve(cli(&["--config", path.to_str().unwrap()])).is_err());
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let c = Config::resolve(cli(&[
+            "--self-host-token",
+            "0123456789abcdef-token",
+            "--upstream-bearer-token",
+            "upstream-secret",
+        ]))
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("0123456789abcdef-token") && !shown.contains("upstream-secret"));
+    }
+}

@@ -1,0 +1,4 @@
+//! Driving adapters: the HTTP surface (poem) and the MCP endpoint (rmcp) mounted in it.
+
+pub mod http;
+pub mod mcp;

@@ -1,0 +1,427 @@
+//! The JMAP adapter of [`MailStore`] (RFC 8620/8621): Fastmail, Cyrus, any compliant server.
+//!
+//! Each read is one HTTP request: method calls are batched with back-references
+//! (`Email/query` → `Email/get`), and the mailbox list rides along for names.
+
+mod convert;
+mod session;
+mod wire;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::{Map, Value, json};
+
+pub use self::session::TransportConfig;
+use self::{
+    convert::{account_info, email, mailbox, summary},
+    session::{CORE, MAIL, MethodResponse, SUBMISSION, Session, Transport},
+    wire::{EmailWire, GetResponse, IdentityWire, MailboxWire, QueryResponse, ThreadWire},
+};
+use crate::domain::{
+    grant::UpstreamCredential,
+    ids::{BlobId, EmailId, ThreadId},
+    mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
+    mailboxes::MailboxDirectory,
+    ports::{MailStore, MailStoreError, PageStart, SearchPage},
+    query::{EmailQuery, PageSize},
+};
+
+const MAILBOX_PROPERTIES: &[&str] = &[
+    "id",
+    "name",
+    "parentId",
+    "role",
+    "sortOrder",
+    "totalEmails",
+    "unreadEmails",
+];
+const SUMMARY_PROPERTIES: &[&str] = &[
+    "id",
+    "threadId",
+    "mailboxIds",
+    "keywords",
+    "receivedAt",
+    "sentAt",
+    "from",
+    "to",
+    "subject",
+    "preview",
+    "hasAttachment",
+];
+const EMAIL_PROPERTIES: &[&str] = &[
+    "id",
+    "threadId",
+    "mailboxIds",
+    "keywords",
+    "receivedAt",
+    "sentAt",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "sender",
+    "replyTo",
+    "subject",
+    "preview",
+    "hasAttachment",
+    "messageId",
+    "inReplyTo",
+    "references",
+    "attachments",
+    "textBody",
+    "htmlBody",
+    "bodyValues",
+];
+/// Largest body value fetched; the tool pages through it (get_email `body_offset`).
+const MAX_BODY_VALUE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A JMAP server as the mail store.
+#[derive(Debug)]
+pub struct JmapMailStore {
+    transport: Transport,
+    /// Last mailbox list per account, so a mailbox named in a search resolves without an
+    /// extra request; every batch that includes `Mailbox/get` refreshes it.
+    mailboxes: Mutex<HashMap<String, Arc<Vec<Mailbox>>>>,
+}
+
+impl JmapMailStore {
+    /// A store for the server at `config.session_url`.
+    ///
+    /// # Errors
+    /// [`MailStoreError::Unavailable`] when the HTTP client can't be built.
+    pub fn new(config: TransportConfig) -> Result<Self, MailStoreError> {
+        Ok(Self {
+            transport: Transport::new(config)?,
+            mailboxes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cached_mailboxes(&self, session: &Session) -> Option<Arc<Vec<Mailbox>>> {
+        self.mailboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&cache_key(session))
+            .cloned()
+    }
+
+    fn remember_mailboxes(&self, session: &Session, list: &[Mailbox]) {
+        let mut cache = self.mailboxes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(cache_key(session), Arc::new(list.to_vec()));
+    }
+
+    /// Runs `calls` (with `Mailbox/get` appended) and returns the other responses and the list.
+    async fn call_with_mailboxes(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        mut calls: Vec<Value>,
+    ) -> Result<(Vec<MethodResponse>, Vec<Mailbox>), MailStoreError> {
+        calls.push(json!(["Mailbox/get", {"accountId": session.account_id, "properties": MAILBOX_PROPERTIES}, "mailboxes"]));
+        let mut responses = self.transport.call(cred, session, &[CORE, MAIL], calls).await?;
+        let (_, args) = responses
+            .pop()
+            .ok_or_else(|| MailStoreError::Protocol("missing Mailbox/get response".into()))?;
+        let list = decode::<GetResponse<MailboxWire>>("Mailbox/get", args)?
+            .list
+            .into_iter()
+            .filter_map(mailbox)
+            .collect::<Vec<_>>();
+        self.remember_mailboxes(session, &list);
+        Ok((responses, list))
+    }
+
+    /// The mailbox id a search names, from the cached list or (once) a fresh one.
+    async fn resolve_mailbox(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        given: &str,
+    ) -> Result<String, MailStoreError> {
+        if let Some(cached) = self.cached_mailboxes(session) {
+            if let Ok(entry) = MailboxDirectory::new(cached.to_vec()).resolve(given) {
+                return Ok(entry.mailbox.id.as_str().to_owned());
+            }
+        }
+        let (_, fresh) = self.call_with_mailboxes(cred, session, Vec::new()).await?;
+        let directory = MailboxDirectory::new(fresh);
+        Ok(directory.resolve(given)?.mailbox.id.as_str().to_owned())
+    }
+}
+
+fn cache_key(session: &Session) -> String {
+    format!("{}\u{0}{}", session.api_url, session.account_id)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(method: &str, args: Value) -> Result<T, MailStoreError> {
+    serde_json::from_value(args).map_err(|e| MailStoreError::Protocol(format!("{method}: {e}")))
+}
+
+fn take(responses: &mut Vec<MethodResponse>, method: &str) -> Result<Value, MailStoreError> {
+    let index = responses
+        .iter()
+        .position(|(name, _)| name == method)
+        .ok_or_else(|| MailStoreError::Protocol(format!("missing {method} response")))?;
+    Ok(responses.remove(index).1)
+}
+
+/// The JMAP filter for a query (RFC 8621 §4.4.1); `to` covers To, Cc and Bcc.
+fn filter(query: &EmailQuery, mailbox_id: Option<&str>) -> Value {
+    let mut cond = Map::new();
+    let mut put = |key: &str, value: Value| {
+        cond.insert(key.to_owned(), value);
+    };
+    if let Some(text) = &query.text {
+        put("text", json!(text));
+    }
+    if let Some(from) = &query.from {
+        put("from", json!(from));
+    }
+    if let Some(subject) = &query.subject {
+        put("subject", json!(subject));
+    }
+    if let Some(id) = mailbox_id {
+        put("inMailbox", json!(id));
+    }
+    match query.unread {
+        Some(true) => put("notKeyword", json!("$seen")),
+        Some(false) => put("hasKeyword", json!("$seen")),
+        None => {}
+    }
+    if let Some(has) = query.has_attachment {
+        put("hasAttachment", json!(has));
+    }
+    if let Some(after) = query.after {
+        put("after", json!(after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    }
+    if let Some(before) = query.before {
+        put("before", json!(before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+    }
+    let mut conditions = vec![Value::Object(cond)];
+    // A condition holds one hasKeyword/notKeyword; a second keyword test needs its own.
+    match query.flagged {
+        Some(true) => conditions.push(json!({"hasKeyword": "$flagged"})),
+        Some(false) => conditions.push(json!({"notKeyword": "$flagged"})),
+        None => {}
+    }
+    if let Some(to) = &query.to {
+        conditions.push(json!({"operator": "OR", "conditions": [{"to": to}, {"cc": to}, {"bcc": to}]}));
+    }
+    if conditions.len() == 1 {
+        conditions.remove(0)
+    } else {
+        json!({"operator": "AND", "conditions": conditions})
+    }
+}
+
+impl MailStore for JmapMailStore {
+    async fn account(&self, cred: &UpstreamCredential) -> Result<AccountInfo, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let identities = if session.wire.capabilities.contains_key(SUBMISSION) {
+            let calls = vec![json!(["Identity/get", {"accountId": session.account_id}, "identities"])];
+            let mut responses = self
+                .transport
+                .call(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
+                .await?;
+            decode::<GetResponse<IdentityWire>>("Identity/get", take(&mut responses, "Identity/get")?)?.list
+        } else {
+            Vec::new()
+        };
+        Ok(account_info(&session, identities))
+    }
+
+    async fn mailboxes(&self, cred: &UpstreamCredential) -> Result<Vec<Mailbox>, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let (_, list) = self.call_with_mailboxes(cred, &session, Vec::new()).await?;
+        Ok(list)
+    }
+
+    async fn search(
+        &self,
+        cred: &UpstreamCredential,
+        query: &EmailQuery,
+        size: PageSize,
+        start: &PageStart,
+    ) -> Result<SearchPage, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let mailbox_id = match &query.mailbox {
+            Some(given) => Some(self.resolve_mailbox(cred, &session, given).await?),
+            None => None,
+        };
+        let mut args = json!({
+            "accountId": session.account_id,
+            "filter": filter(query, mailbox_id.as_deref()),
+            "sort": [{"property": "receivedAt", "isAscending": false}],
+            "collapseThreads": false,
+            "calculateTotal": true,
+            "limit": size.size,
+        });
+        if let PageStart::After { position, .. } = start {
+            args["position"] = json!(position);
+        }
+        let calls = vec![
+            json!(["Email/query", args, "query"]),
+            json!(["Email/get", {
+                "accountId": session.account_id,
+                "#ids": {"resultOf": "query", "name": "Email/query", "path": "/ids"},
+                "properties": SUMMARY_PROPERTIES,
+            }, "emails"]),
+        ];
+        let (mut responses, mailboxes) = self.call_with_mailboxes(cred, &session, calls).await?;
+        let page: QueryResponse = decode("Email/query", take(&mut responses, "Email/query")?)?;
+        let emails = decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+            .list
+            .into_iter()
+            .filter_map(summary)
+            .collect();
+        Ok(SearchPage {
+            emails,
+            mailboxes,
+            total: page.total,
+            position: page.position,
+        })
+    }
+
+    async fn email(
+        &self,
+        cred: &UpstreamCredential,
+        id: &EmailId,
+    ) -> Result<(Email, Vec<Mailbox>), MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let calls = vec![json!(["Email/get", {
+            "accountId": session.account_id,
+            "ids": [id.as_str()],
+            "properties": EMAIL_PROPERTIES,
+            "fetchTextBodyValues": true,
+            "fetchHTMLBodyValues": true,
+            "maxBodyValueBytes": MAX_BODY_VALUE_BYTES,
+        }, "email"])];
+        let (mut responses, mailboxes) = self.call_with_mailboxes(cred, &session, calls).await?;
+        let found = decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+            .list
+            .into_iter()
+            .find_map(email)
+            .ok_or_else(|| MailStoreError::NotFound(format!("there is no email with id {id}")))?;
+        Ok((found, mailboxes))
+    }
+
+    async fn thread(
+        &self,
+        cred: &UpstreamCredential,
+        id: &ThreadId,
+    ) -> Result<(Vec<EmailSummary>, Vec<Mailbox>), MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let calls = vec![
+            json!(["Thread/get", {"accountId": session.account_id, "ids": [id.as_str()]}, "thread"]),
+            json!(["Email/get", {
+                "accountId": session.account_id,
+                "#ids": {"resultOf": "thread", "name": "Thread/get", "path": "/list/*/emailIds"},
+                "properties": SUMMARY_PROPERTIES,
+            }, "emails"]),
+        ];
+        let (mut responses, mailboxes) = self.call_with_mailboxes(cred, &session, calls).await?;
+        let threads = decode::<GetResponse<ThreadWire>>("Thread/get", take(&mut responses, "Thread/get")?)?;
+        let Some(order) = threads.list.into_iter().next().map(|t| t.email_ids) else {
+            return Err(MailStoreError::NotFound(format!("there is no thread with id {id}")));
+        };
+        let mut emails: Vec<EmailSummary> =
+            decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+                .list
+                .into_iter()
+                .filter_map(summary)
+                .collect();
+        // Thread/get lists ids oldest first (RFC 8620 §3 of 8621); keep that order.
+        emails.sort_by_key(|e| order.iter().position(|id| id == e.id.as_str()).unwrap_or(usize::MAX));
+        Ok((emails, mailboxes))
+    }
+
+    async fn attachment(
+        &self,
+        cred: &UpstreamCredential,
+        email_id: &EmailId,
+        blob: &BlobId,
+        max_bytes: u64,
+    ) -> Result<AttachmentContent, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        // Two requests by design: the metadata call proves the blob belongs to this email and
+        // gives its size, so an oversized file is refused before any byte is downloaded.
+        let calls = vec![json!(["Email/get", {
+            "accountId": session.account_id,
+            "ids": [email_id.as_str()],
+            "properties": ["id", "attachments"],
+        }, "email"])];
+        let mut responses = self.transport.call(cred, &session, &[CORE, MAIL], calls).await?;
+        let found = decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+            .list
+            .into_iter()
+            .next()
+            .ok_or_else(|| MailStoreError::NotFound(format!("there is no email with id {email_id}")))?;
+        let attachment = found
+            .attachments
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(convert::attachment)
+            .find(|a| &a.blob_id == blob)
+            .ok_or_else(|| {
+                MailStoreError::NotFound(format!(
+                    "email {email_id} has no attachment with blob id {blob}; get_email lists its attachments"
+                ))
+            })?;
+        if attachment.size > max_bytes {
+            return Err(MailStoreError::TooLarge {
+                size: attachment.size,
+                limit: max_bytes,
+            });
+        }
+        let bytes = self
+            .transport
+            .download(
+                cred,
+                &session,
+                blob.as_str(),
+                attachment.name.as_deref().unwrap_or("attachment"),
+                &attachment.mime_type,
+                max_bytes,
+            )
+            .await?;
+        Ok(AttachmentContent { attachment, bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_condition_when_possible() {
+        let q = EmailQuery {
+            text: Some("budget".into()),
+            unread: Some(true),
+            ..EmailQuery::default()
+        };
+        assert_eq!(filter(&q, Some("M1")), json!({"text": "budget", "inMailbox": "M1", "notKeyword": "$seen"}));
+    }
+
+    #[test]
+    fn to_covers_cc_and_bcc_and_flag_gets_its_own_condition() {
+        let q = EmailQuery {
+            to: Some("bob".into()),
+            flagged: Some(true),
+            unread: Some(false),
+            ..EmailQuery::default()
+        };
+        assert_eq!(
+            filter(&q, None),
+            json!({"operator": "AND", "conditions": [
+                {"hasKeyword": "$seen"},
+                {"hasKeyword": "$flagged"},
+                {"operator": "OR", "conditions": [{"to": "bob"}, {"cc": "bob"}, {"bcc": "bob"}]}
+            ]})
+        );
+    }
+}

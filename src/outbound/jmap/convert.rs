@@ -1,0 +1,219 @@
+//! JMAP wire objects to domain types, once, at the edge. Objects a server sends half-formed
+//! (an email without an id) are dropped rather than failing the whole answer.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{
+    session::{CORE, MAIL, Session},
+    wire::{AddressWire, BodyPartWire, EmailWire, IdentityWire, MailboxWire},
+};
+use crate::domain::{
+    body,
+    ids::{BlobId, EmailId, MailboxId, ThreadId},
+    mail::{AccountInfo, Address, Attachment, Email, EmailSummary, Keywords, Mailbox, MailboxRole, RawBody, ServerLimits},
+};
+
+pub fn mailbox(w: MailboxWire) -> Option<Mailbox> {
+    Some(Mailbox {
+        id: MailboxId::parse(w.id).ok()?,
+        name: w.name,
+        parent_id: w.parent_id.and_then(|p| MailboxId::parse(p).ok()),
+        role: w.role.as_deref().map(MailboxRole::parse),
+        sort_order: w.sort_order,
+        total_emails: w.total_emails,
+        unread_emails: w.unread_emails,
+    })
+}
+
+fn addresses(list: Option<Vec<AddressWire>>) -> Vec<Address> {
+    list.unwrap_or_default()
+        .into_iter()
+        .filter_map(|a| {
+            Some(Address {
+                email: a.email.filter(|e| !e.is_empty())?,
+                name: a.name.filter(|n| !n.trim().is_empty()),
+            })
+        })
+        .collect()
+}
+
+fn flags(map: std::collections::HashMap<String, bool>) -> Vec<String> {
+    map.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
+}
+
+pub fn summary(w: EmailWire) -> Option<EmailSummary> {
+    summary_parts(w).map(|(s, _)| s)
+}
+
+fn summary_parts(mut w: EmailWire) -> Option<(EmailSummary, EmailWire)> {
+    let received_at = w
+        .received_at
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t.with_timezone(&Utc));
+    let mut mailbox_ids: Vec<MailboxId> = flags(std::mem::take(&mut w.mailbox_ids))
+        .into_iter()
+        .filter_map(|id| MailboxId::parse(id).ok())
+        .collect();
+    mailbox_ids.sort();
+    let s = EmailSummary {
+        id: EmailId::parse(w.id.clone()).ok()?,
+        thread_id: ThreadId::parse(w.thread_id.clone().unwrap_or_default()).ok()?,
+        received_at,
+        sent_at: w.sent_at.take(),
+        from: addresses(w.from.take()),
+        to: addresses(w.to.take()),
+        subject: w.subject.take().unwrap_or_default(),
+        preview: body::clean_preview(w.preview.as_deref().unwrap_or_default()),
+        keywords: Keywords::new(flags(std::mem::take(&mut w.keywords))),
+        has_attachment: w.has_attachment,
+        mailbox_ids,
+    };
+    Some((s, w))
+}
+
+pub fn attachment(p: BodyPartWire) -> Option<Attachment> {
+    let mime_type = p
+        .mime_type
+        .unwrap_or_else(|| "application/octet-stream".into())
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    Some(Attachment {
+        blob_id: BlobId::parse(p.blob_id?).ok()?,
+        name: p.name.filter(|n| !n.is_empty()),
+        mime_type,
+        charset: p.charset,
+        size: p.size,
+    })
+}
+
+fn part_type(p: &BodyPartWire) -> String {
+    p.mime_type.as_deref().unwrap_or("text/plain").to_ascii_lowercase()
+}
+
+/// The readable body: the text/plain parts, else the text/html parts (RFC 8621 §4.1.4).
+fn raw_body(w: &mut EmailWire) -> RawBody {
+    let mut joined = |parts: &[BodyPartWire], wanted: &str| -> Option<String> {
+        let texts: Vec<String> = parts
+            .iter()
+            .filter(|p| part_type(p) == wanted)
+            .filter_map(|p| p.part_id.as_ref())
+            .filter_map(|id| w.body_values.remove(id).map(|v| v.value))
+            .collect();
+        (!texts.is_empty()).then(|| texts.join("\n\n"))
+    };
+    let text_parts = w.text_body.take().unwrap_or_default();
+    if let Some(text) = joined(&text_parts, "text/plain") {
+        return RawBody::Text(text);
+    }
+    let html_parts = w.html_body.take().unwrap_or_default();
+    joined(&html_parts, "text/html")
+        .or_else(|| joined(&text_parts, "text/html"))
+        .map_or(RawBody::None, RawBody::Html)
+}
+
+fn bare_ids(ids: Option<Vec<String>>) -> Vec<String> {
+    ids.unwrap_or_default()
+        .into_iter()
+        .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        .collect()
+}
+
+pub fn email(w: EmailWire) -> Option<Email> {
+    let (summary, mut w) = summary_parts(w)?;
+    let body = raw_body(&mut w);
+    Some(Email {
+        summary,
+        sender: addresses(w.sender),
+        cc: addresses(w.cc),
+        bcc: addresses(w.bcc),
+        reply_to: addresses(w.reply_to),
+        message_id: bare_ids(w.message_id).into_iter().next(),
+        in_reply_to: bare_ids(w.in_reply_to),
+        references: bare_ids(w.references),
+        attachments: w
+            .attachments
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(attachment)
+            .collect(),
+        body,
+    })
+}
+
+fn limit(caps: Option<&Value>, key: &str) -> Option<u64> {
+    caps.and_then(|c| c.get(key)).and_then(Value::as_u64)
+}
+
+pub fn account_info(session: &Session, identities: Vec<IdentityWire>) -> AccountInfo {
+    let account = session.wire.accounts.get(&session.account_id);
+    let mail_caps = account.and_then(|a| a.account_capabilities.get(MAIL));
+    let core_caps = session.wire.capabilities.get(CORE);
+    let mut capabilities: Vec<String> = session.wire.capabilities.keys().cloned().collect();
+    capabilities.sort();
+    AccountInfo {
+        username: session.wire.username.clone(),
+        account_id: session.account_id.clone(),
+        account_name: account.map(|a| a.name.clone()).unwrap_or_default(),
+        is_personal: account.is_some_and(|a| a.is_personal),
+        is_read_only: account.is_some_and(|a| a.is_read_only),
+        capabilities,
+        limits: ServerLimits {
+            max_mailboxes_per_email: limit(mail_caps, "maxMailboxesPerEmail"),
+            max_size_attachments_per_email: limit(mail_caps, "maxSizeAttachmentsPerEmail"),
+            max_objects_in_get: limit(core_caps, "maxObjectsInGet"),
+        },
+        identities: identities
+            .into_iter()
+            .filter_map(|i| {
+                Some(Address {
+                    email: i.email.filter(|e| !e.is_empty())?,
+                    name: i.name.filter(|n| !n.is_empty()),
+                })
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn lenient_about_missing_and_unknown_fields() {
+        let w: EmailWire = serde_json::from_value(json!({
+            "id": "M1", "threadId": "T1", "weird": [1, 2],
+            "keywords": {"$seen": true, "$flagged": false},
+            "from": [{"name": "", "email": "bob@example.com"}, {"name": "No address"}]
+        }))
+        .unwrap();
+        let s = summary(w).unwrap();
+        assert_eq!(s.from, [Address { name: None, email: "bob@example.com".into() }]);
+        assert!(!s.keywords.is_unread() && !s.keywords.is_flagged());
+        assert_eq!(s.subject, "");
+    }
+
+    #[test]
+    fn an_email_without_a_valid_id_is_dropped() {
+        let w: EmailWire = serde_json::from_value(json!({"id": "bad id", "threadId": "T"})).unwrap();
+        assert!(summary(w).is_none());
+    }
+
+    #[test]
+    fn html_only_mail_gives_the_html_part() {
+        let w: EmailWire = serde_json::from_value(json!({
+            "id": "M1", "threadId": "T1",
+            "textBody": [{"partId": "1", "type": "text/html"}],
+            "htmlBody": [{"partId": "1", "type": "text/html"}],
+            "bodyValues": {"1": {"value": "<p>Hi</p>"}}
+        }))
+        .unwrap();
+        assert_eq!(email(w).unwrap().body, RawBody::Html("<p>Hi</p>".into()));
+    }
+}

@@ -1,0 +1,441 @@
+//! JMAP transport: session discovery and caching, one shared keep-alive HTTP client, and the
+//! mapping of HTTP and request-level failures to [`MailStoreError`] (RFC 8620 §2, §3).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use reqwest::{
+    StatusCode,
+    header::{self, HeaderValue},
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::wire::{MethodErrorWire, ProblemWire, ResponseWire, SessionWire};
+use crate::domain::{grant::UpstreamCredential, ports::MailStoreError};
+
+pub const CORE: &str = "urn:ietf:params:jmap:core";
+pub const MAIL: &str = "urn:ietf:params:jmap:mail";
+pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
+
+/// A session with its URLs resolved against the session URL (Cyrus sends relative ones,
+/// Fastmail absolute regional ones).
+#[derive(Debug)]
+pub struct Session {
+    pub wire: SessionWire,
+    pub api_url: Url,
+    pub download_template: String,
+    pub account_id: String,
+}
+
+/// Session cache key: a digest of the credential, so the cache never holds a secret as a key.
+type CredKey = [u8; 32];
+
+const SESSION_CACHE_LIMIT: usize = 10_000;
+
+/// Transport settings.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// The JMAP session URL (Fastmail: `https://api.fastmail.com/jmap/session`).
+    pub session_url: Url,
+    /// Deadline for one upstream HTTP exchange.
+    pub timeout: Duration,
+}
+
+/// The HTTP side of the JMAP adapter.
+#[derive(Debug)]
+pub struct Transport {
+    http: reqwest::Client,
+    config: TransportConfig,
+    sessions: Mutex<HashMap<CredKey, Arc<Session>>>,
+}
+
+/// One method response: `(name, arguments)`.
+pub type MethodResponse = (String, Value);
+
+impl Transport {
+    /// Builds the shared client.
+    ///
+    /// # Errors
+    /// [`MailStoreError::Unavailable`] when the TLS stack cannot be initialised.
+    pub fn new(config: TransportConfig) -> Result<Self, MailStoreError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("mailconnect/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| MailStoreError::Unavailable(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            config,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn key(cred: &UpstreamCredential) -> CredKey {
+        let mut h = Sha256::new();
+        match cred {
+            UpstreamCredential::Basic { username, password } => {
+                h.update(b"basic\0");
+                h.update(username.as_bytes());
+                h.update(b"\0");
+                h.update(password.expose_secret().as_bytes());
+            }
+            UpstreamCredential::Bearer(token) => {
+                h.update(b"bearer\0");
+                h.update(token.expose_secret().as_bytes());
+            }
+        }
+        h.finalize().into()
+    }
+
+    fn authorization(cred: &UpstreamCredential) -> HeaderValue {
+        let raw = match cred {
+            UpstreamCredential::Basic { username, password } => format!(
+                "Basic {}",
+                STANDARD.encode(format!("{username}:{}", password.expose_secret()))
+            ),
+            UpstreamCredential::Bearer(token) => format!("Bearer {}", token.expose_secret()),
+        };
+        // A credential with bytes a header can't carry fails upstream as 401, never here.
+        let mut value = HeaderValue::from_str(&raw).unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+        value.set_sensitive(true);
+        value
+    }
+
+    /// The session for `cred`, from cache or fetched.
+    ///
+    /// # Errors
+    /// See [`MailStoreError`].
+    pub async fn session(&self, cred: &UpstreamCredential) -> Result<Arc<Session>, MailStoreError> {
+        let key = Self::key(cred);
+        if let Some(cached) = self.lock().get(&key) {
+            return Ok(Arc::clone(cached));
+        }
+        let response = self
+            .http
+            .get(self.config.session_url.clone())
+            .header(header::AUTHORIZATION, Self::authorization(cred))
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let body = Self::checked_body(response).await?;
+        let wire: SessionWire = serde_json::from_slice(&body)
+            .map_err(|e| MailStoreError::Protocol(format!("session: {e}")))?;
+        let session = Arc::new(self.resolve(wire)?);
+        let mut sessions = self.lock();
+        if sessions.len() >= SESSION_CACHE_LIMIT {
+            sessions.clear();
+        }
+        sessions.insert(key, Arc::clone(&session));
+        Ok(session)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CredKey, Arc<Session>>> {
+        // A panic while holding this lock leaves a plain map behind: still usable.
+        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn resolve(&self, wire: SessionWire) -> Result<Session, MailStoreError> {
+        let base = &self.config.session_url;
+        let api_url = base
+            .join(&wire.api_url)
+            .map_err(|e| MailStoreError::Protocol(format!("session apiUrl: {e}")))?;
+        // The download URL is an RFC 6570 template: resolve it before its braces are expanded,
+        // keeping them literal (url would percent-encode them).
+        let download_template = if wire.download_url.contains("://") {
+            wire.download_url.clone()
+        } else {
+            let origin = base.origin().ascii_serialization();
+            if wire.download_url.starts_with('/') {
+                format!("{origin}{}", wire.download_url)
+            } else {
+                let dir = base.as_str().rsplit_once('/').map_or(base.as_str(), |(d, _)| d);
+                format!("{dir}/{}", wire.download_url)
+            }
+        };
+        let account_id = wire
+            .primary_accounts
+            .get(MAIL)
+            .cloned()
+            .ok_or_else(|| MailStoreError::Protocol("the session has no primary mail account".into()))?;
+        Ok(Session {
+            wire,
+            api_url,
+            download_template,
+            account_id,
+        })
+    }
+
+    fn forget(&self, cred: &UpstreamCredential) {
+        self.lock().remove(&Self::key(cred));
+    }
+
+    /// Sends one JMAP API request and returns its method responses in order.
+    ///
+    /// A method error in any response becomes [`MailStoreError::Rejected`] (or `NotFound`);
+    /// a changed `sessionState` drops the cached session so the next call refetches it.
+    ///
+    /// # Errors
+    /// See [`MailStoreError`].
+    pub async fn call(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        using: &[&str],
+        calls: Vec<Value>,
+    ) -> Result<Vec<MethodResponse>, MailStoreError> {
+        let request = json!({ "using": using, "methodCalls": calls });
+        let response = self
+            .http
+            .post(session.api_url.clone())
+            .header(header::AUTHORIZATION, Self::authorization(cred))
+            .header(header::ACCEPT, "application/json")
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let body = match Self::checked_body(response).await {
+            Err(MailStoreError::Unauthorized) => {
+                self.forget(cred);
+                return Err(MailStoreError::Unauthorized);
+            }
+            other => other?,
+        };
+        let wire: ResponseWire = serde_json::from_slice(&body)
+            .map_err(|e| MailStoreError::Protocol(format!("API response: {e}")))?;
+        if wire.session_state.as_deref().is_some_and(|s| s != session.wire.state) {
+            self.forget(cred);
+        }
+        wire.method_responses
+            .into_iter()
+            .map(|(name, args, _call_id)| {
+                if name == "error" {
+                    let err: MethodErrorWire = serde_json::from_value(args)
+                        .map_err(|e| MailStoreError::Protocol(format!("method error: {e}")))?;
+                    Err(method_error(err))
+                } else {
+                    Ok((name, args))
+                }
+            })
+            .collect()
+    }
+
+    /// Downloads a blob, refusing more than `max_bytes` while streaming.
+    ///
+    /// # Errors
+    /// See [`MailStoreError`].
+    pub async fn download(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        blob_id: &str,
+        name: &str,
+        mime_type: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, MailStoreError> {
+        let url = expand_download(&session.download_template, &session.account_id, blob_id, name, mime_type);
+        let url = Url::parse(&url).map_err(|e| MailStoreError::Protocol(format!("downloadUrl: {e}")))?;
+        let mut response = self
+            .http
+            .get(url)
+            .header(header::AUTHORIZATION, Self::authorization(cred))
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        if !response.status().is_success() {
+            return Err(Self::status_error(&response));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(&e))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max_bytes {
+                return Err(MailStoreError::TooLarge {
+                    size: bytes.len() as u64,
+                    limit: max_bytes,
+                });
+            }
+        }
+        Ok(bytes)
+    }
+
+    async fn checked_body(response: reqwest::Response) -> Result<Vec<u8>, MailStoreError> {
+        let status = response.status();
+        if status.is_success() {
+            return response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| MailStoreError::Unavailable(format!("reading the response: {}", short(&e))));
+        }
+        let headers_only = Self::status_error(&response);
+        let body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        match headers_only {
+            MailStoreError::Rejected { .. } => Err(Self::status_error_with_body(status, &body)),
+            other => Err(other),
+        }
+    }
+
+    fn status_error(response: &reqwest::Response) -> MailStoreError {
+        let status = response.status();
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => MailStoreError::Unauthorized,
+            StatusCode::NOT_FOUND => MailStoreError::NotFound("the mail server has no such object".into()),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => MailStoreError::RateLimited {
+                retry_after: response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs),
+            },
+            s if s.is_server_error() => MailStoreError::Unavailable(format!("HTTP {}", s.as_u16())),
+            s => MailStoreError::Rejected {
+                kind: format!("HTTP {}", s.as_u16()),
+                description: None,
+            },
+        }
+    }
+
+    fn status_error_with_body(status: StatusCode, body: &[u8]) -> MailStoreError {
+        let problem: Option<ProblemWire> = serde_json::from_slice(body).ok();
+        MailStoreError::Rejected {
+            kind: problem
+                .as_ref()
+                .and_then(|p| p.kind.clone())
+                .unwrap_or_else(|| format!("HTTP {}", status.as_u16())),
+            description: problem.and_then(|p| p.detail).map(|d| d.chars().take(300).collect()),
+        }
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> MailStoreError {
+        if e.is_timeout() {
+            MailStoreError::Unavailable(format!("no answer within {} s", self.config.timeout.as_secs()))
+        } else if e.is_connect() {
+            MailStoreError::Unavailable("cannot connect".into())
+        } else {
+            MailStoreError::Unavailable(short(e))
+        }
+    }
+}
+
+/// Error text without the URL (it may carry an account id) and without a source chain.
+fn short(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<url>");
+    }
+    text.chars().take(200).collect()
+}
+
+fn method_error(err: MethodErrorWire) -> MailStoreError {
+    let description = err.description.map(|d| d.chars().take(300).collect());
+    match err.kind.as_str() {
+        "accountNotFound" | "accountNotSupportedByMethod" => MailStoreError::Rejected {
+            kind: err.kind,
+            description,
+        },
+        "anchorNotFound" => MailStoreError::NotFound("anchorNotFound".into()),
+        "serverUnavailable" | "serverFail" => {
+            MailStoreError::Unavailable(format!("{}{}", err.kind, description.map(|d| format!(": {d}")).unwrap_or_default()))
+        }
+        "rateLimit" | "tooManyRequests" => MailStoreError::RateLimited { retry_after: None },
+        _ => MailStoreError::Rejected {
+            kind: err.kind,
+            description,
+        },
+    }
+}
+
+/// Expands the RFC 8620 §6.2 download template (level-1 RFC 6570: every value percent-encoded).
+fn expand_download(template: &str, account: &str, blob: &str, name: &str, mime_type: &str) -> String {
+    let enc = |s: &str| {
+        url::form_urlencoded::byte_serialize(s.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
+    template
+        .replace("{accountId}", &enc(account))
+        .replace("{blobId}", &enc(blob))
+        .replace("{name}", &enc(name))
+        .replace("{type}", &enc(mime_type))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_template_is_percent_encoded() {
+        let url = expand_download(
+            "https://h/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
+            "alice@example.test",
+            "Gabc",
+            "report q1.pdf",
+            "application/pdf",
+        );
+        assert_eq!(
+            url,
+            "https://h/jmap/download/alice%40example.test/Gabc/report%20q1.pdf?accept=application%2Fpdf"
+        );
+    }
+
+    fn transport(session_url: &str) -> Transport {
+        Transport::new(TransportConfig {
+            session_url: Url::parse(session_url).unwrap(),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
+    fn wire(api: &str, download: &str) -> SessionWire {
+        serde_json::from_value(json!({
+            "apiUrl": api, "downloadUrl": download,
+            "primaryAccounts": {MAIL: "A1"}, "unknownField": 1
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn relative_session_urls_resolve_against_the_session_url() {
+        let s = transport("http://127.0.0.1:8080/jmap/")
+            .resolve(wire("/jmap/", "/jmap/download/{accountId}/{blobId}/{name}?accept={type}"))
+            .unwrap();
+        assert_eq!(s.api_url.as_str(), "http://127.0.0.1:8080/jmap/");
+        assert_eq!(
+            s.download_template,
+            "http://127.0.0.1:8080/jmap/download/{accountId}/{blobId}/{name}?accept={type}"
+        );
+    }
+
+    #[test]
+    fn absolute_session_urls_are_kept() {
+        let s = transport("https://api.fastmail.com/jmap/session")
+            .resolve(wire(
+                "https://api.fastmail.com/jmap/api/",
+                "https://www.fastmailusercontent.com/jmap/download/{accountId}/{blobId}/{name}?type={type}",
+            ))
+            .unwrap();
+        assert_eq!(s.api_url.as_str(), "https://api.fastmail.com/jmap/api/");
+        assert!(s.download_template.starts_with("https://www.fastmailusercontent.com/"));
+        assert_eq!(s.account_id, "A1");
+    }
+
+    #[test]
+    fn credentials_never_appear_in_debug() {
+        let t = transport("http://127.0.0.1:1/jmap/");
+        let cred = UpstreamCredential::Bearer(crate::domain::secret::SecretString::new("tok-secret"));
+        let header = Transport::authorization(&cred);
+        assert!(header.is_sensitive());
+        assert!(!format!("{t:?}").contains("tok-secret"));
+    }
+}

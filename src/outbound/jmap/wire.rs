@@ -1,0 +1,193 @@
+//! JMAP JSON as servers send it (RFC 8620/8621), decoded leniently: unknown fields are ignored,
+//! missing optional fields default, so one odd server field never fails a whole tool call.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The session resource (RFC 8620 §2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionWire {
+    #[serde(default)]
+    pub capabilities: HashMap<String, Value>,
+    #[serde(default)]
+    pub accounts: HashMap<String, AccountWire>,
+    #[serde(default)]
+    pub primary_accounts: HashMap<String, String>,
+    #[serde(default)]
+    pub username: String,
+    pub api_url: String,
+    pub download_url: String,
+    #[serde(default)]
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountWire {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub is_personal: bool,
+    #[serde(default)]
+    pub is_read_only: bool,
+    #[serde(default)]
+    pub account_capabilities: HashMap<String, Value>,
+}
+
+/// A JMAP API response (RFC 8620 §3.4).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseWire {
+    pub method_responses: Vec<(String, Value, String)>,
+    #[serde(default)]
+    pub session_state: Option<String>,
+}
+
+/// A request-level error (RFC 8620 §3.6.1, RFC 7807).
+#[derive(Debug, Deserialize)]
+pub struct ProblemWire {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// A method-level error (RFC 8620 §3.6.2).
+#[derive(Debug, Deserialize)]
+pub struct MethodErrorWire {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GetResponse<T> {
+    #[serde(default = "Vec::new")]
+    pub list: Vec<T>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryResponse {
+    #[serde(default)]
+    pub position: u64,
+    #[serde(default)]
+    pub total: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxWire {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub sort_order: u32,
+    #[serde(default)]
+    pub total_emails: u64,
+    #[serde(default)]
+    pub unread_emails: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AddressWire {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailWire {
+    pub id: String,
+    #[serde(default)]
+    pub thread_id: Option<String>,
+    #[serde(default)]
+    pub mailbox_ids: HashMap<String, bool>,
+    #[serde(default)]
+    pub keywords: HashMap<String, bool>,
+    #[serde(default)]
+    pub received_at: Option<String>,
+    #[serde(default)]
+    pub sent_at: Option<String>,
+    #[serde(default)]
+    pub from: Option<Vec<AddressWire>>,
+    #[serde(default)]
+    pub to: Option<Vec<AddressWire>>,
+    #[serde(default)]
+    pub cc: Option<Vec<AddressWire>>,
+    #[serde(default)]
+    pub bcc: Option<Vec<AddressWire>>,
+    #[serde(default)]
+    pub sender: Option<Vec<AddressWire>>,
+    #[serde(default)]
+    pub reply_to: Option<Vec<AddressWire>>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub preview: Option<String>,
+    #[serde(default)]
+    pub has_attachment: bool,
+    #[serde(default)]
+    pub message_id: Option<Vec<String>>,
+    #[serde(default)]
+    pub in_reply_to: Option<Vec<String>>,
+    #[serde(default)]
+    pub references: Option<Vec<String>>,
+    #[serde(default)]
+    pub attachments: Option<Vec<BodyPartWire>>,
+    #[serde(default)]
+    pub text_body: Option<Vec<BodyPartWire>>,
+    #[serde(default)]
+    pub html_body: Option<Vec<BodyPartWire>>,
+    #[serde(default)]
+    pub body_values: HashMap<String, BodyValueWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BodyPartWire {
+    #[serde(default)]
+    pub part_id: Option<String>,
+    #[serde(default)]
+    pub blob_id: Option<String>,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub mime_type: Option<String>,
+    #[serde(default)]
+    pub charset: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BodyValueWire {
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IdentityWire {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadWire {
+    #[serde(default)]
+    pub email_ids: Vec<String>,
+}
