@@ -9,27 +9,28 @@ use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use crate::{
     config::Config,
     domain::{
-        grant::AccessToken,
+        grant::{AccessToken, CapabilitySet, GrantId},
         service::{MailService, ServiceLimits},
     },
     inbound::{http, mcp::McpHandler},
     outbound::{
         jmap::{JmapMailStore, TransportConfig},
-        selfhost::{ReadOnlyPolicy, StaticVault},
+        vault::{RedbVault, SELF_HOST_GRANT},
     },
 };
 
-/// The service as deployed: JMAP mail store, self-host vault, read-only policy.
-pub type Service = MailService<JmapMailStore, StaticVault, ReadOnlyPolicy>;
+/// The service as deployed: JMAP mail store, redb vault (tokens and policy).
+pub type Service = MailService<JmapMailStore, RedbVault, RedbVault>;
+
+/// The vault's file inside the data directory.
+pub const VAULT_FILE: &str = "mailconnect.redb";
 
 /// Why the app could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Nothing to serve with.
-    #[error(
-        "no client is configured: set MAILCONNECT_SELF_HOST_TOKEN and an upstream credential (see --help); the OAuth connect flow is not available yet"
-    )]
-    NoClient,
+    /// The vault could not be opened.
+    #[error("{0}")]
+    Vault(#[from] crate::outbound::vault::VaultStoreError),
     /// The mail store adapter could not be built.
     #[error("mail store: {0}")]
     MailStore(String),
@@ -52,20 +53,35 @@ pub fn build(config: &Config) -> Result<Route, StartError> {
         path: config.data_dir.display().to_string(),
         source,
     })?;
-    let self_host = config.self_host.as_ref().ok_or(StartError::NoClient)?;
+    let vault = RedbVault::open(&config.data_dir.join(VAULT_FILE))?;
+    match &config.self_host {
+        // Re-sealed at every start, so a changed token or credential in config takes effect
+        // and the previous token stops working.
+        Some(self_host) => vault.put_grant(
+            &GrantId::new(SELF_HOST_GRANT),
+            "self-host client (from configuration)",
+            &self_host.credential,
+            &CapabilitySet::read_only(),
+            &AccessToken::new(self_host.token.expose_secret()),
+            "access",
+            None,
+        )?,
+        None => {
+            vault.remove_grant(&GrantId::new(SELF_HOST_GRANT))?;
+            tracing::warn!(
+                "no client is configured yet: set MAILCONNECT_SELF_HOST_TOKEN and an upstream credential (see --help) to connect an MCP client"
+            );
+        }
+    }
     let store = JmapMailStore::new(TransportConfig {
         session_url: config.jmap_session_url.clone(),
         timeout: config.upstream_timeout,
     })
     .map_err(|e| StartError::MailStore(e.to_string()))?;
-    let vault = StaticVault::new(
-        &AccessToken::new(self_host.token.expose_secret()),
-        self_host.credential.clone(),
-    );
     let service = Arc::new(MailService::new(
         store,
+        vault.clone(),
         vault,
-        ReadOnlyPolicy,
         ServiceLimits {
             max_attachment_bytes: config.max_attachment_bytes,
             ..ServiceLimits::default()

@@ -1,4 +1,4 @@
 //! Driven adapters: the mail server (JMAP) and where grants live (vaults).
 
 pub mod jmap;
-pub mod selfhost;
+pub mod vault;

@@ -50,17 +50,24 @@ pub fn html_to_text(html: &str) -> String {
         .to_owned()
 }
 
-/// A last resort when the HTML cannot be parsed at all.
+/// Tags become spaces and common entities are decoded: for previews, which servers cut
+/// anywhere (even inside a tag), and as a last resort when HTML can't be parsed at all.
 fn strip_tags(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut in_tag = false;
     for c in html.chars() {
         match c {
             '<' => in_tag = true,
-            '>' => in_tag = false,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
             c if !in_tag => out.push(c),
             _ => {}
         }
+    }
+    for (entity, plain) in [("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&amp;", "&")] {
+        out = out.replace(entity, plain);
     }
     out
 }
@@ -102,9 +109,7 @@ fn normalize_newlines(text: &str) -> String {
 pub fn clean_preview(preview: &str) -> String {
     let looks_like_html = preview.trim_start().starts_with('<') && preview.contains('>');
     let text = if looks_like_html {
-        html2text::config::plain_no_decorate()
-            .string_from_read(preview.as_bytes(), 1_000)
-            .unwrap_or_else(|_| strip_tags(preview))
+        strip_tags(preview)
     } else {
         preview.to_owned()
     };
@@ -153,7 +158,7 @@ mod tests {
     fn html_previews_are_cleaned() {
         assert_eq!(
             clean_preview("<html><body><h1>Weekly news</h1><p>Rust <b>co"),
-            "# Weekly news Rust co"
+            "Weekly news Rust co"
         );
         assert_eq!(clean_preview("plain\n text"), "plain text");
     }

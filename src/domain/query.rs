@@ -93,6 +93,13 @@ impl EmailQuery {
         Ok(())
     }
 
+    /// Whether `received_at` lies in the query's window: at or after `after`, strictly before
+    /// `before` (RFC 8621 §4.4.1).
+    #[must_use]
+    pub fn admits_received_at(&self, received_at: DateTime<Utc>) -> bool {
+        self.after.is_none_or(|after| received_at >= after) && self.before.is_none_or(|before| received_at < before)
+    }
+
     /// A stable digest of the query, so a cursor can't be replayed against another search.
     #[must_use]
     pub fn fingerprint(&self) -> String {
@@ -236,6 +243,19 @@ mod tests {
             ..EmailQuery::default()
         };
         assert_eq!(q.validate().unwrap_err().argument, "after");
+    }
+
+    #[test]
+    fn the_window_is_half_open() {
+        let at = |s: &str| parse_instant("t", s).unwrap();
+        let q = EmailQuery {
+            after: Some(at("2024-03-01T09:00:00.500Z")),
+            before: Some(at("2024-03-02T10:30:00Z")),
+            ..EmailQuery::default()
+        };
+        assert!(!q.admits_received_at(at("2024-03-01T09:00:00Z")), "after rounds up, not down");
+        assert!(q.admits_received_at(at("2024-03-01T09:00:01Z")));
+        assert!(!q.admits_received_at(at("2024-03-02T10:30:00Z")), "before is exclusive");
     }
 
     #[test]

@@ -219,20 +219,24 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 }
             }
         };
-        let page = self
+        let mut page = self
             .store
             .search(&caller.credential, &request.query, size, &start)
             .await?;
         let returned = page.emails.len() as u64;
+        let last = page.emails.last().map(|e| e.id.clone());
+        // Servers round date bounds (Cyrus treats `before` as inclusive; seconds are whole):
+        // re-check them so the answer is exactly what the client asked for.
+        page.emails.retain(|e| request.query.admits_received_at(e.received_at));
         let end = page.position + returned;
         let more = match page.total {
             Some(total) => end < total,
             None => returned == u64::from(size.size),
         };
         let next_cursor = more
-            .then(|| page.emails.last())
+            .then_some(last)
             .flatten()
-            .map(|last| PageCursor::new(&request.query, end, last.id.clone()).encode());
+            .map(|last| PageCursor::new(&request.query, end, last).encode());
         Ok(SearchResult {
             emails: page.emails,
             directory: MailboxDirectory::new(page.mailboxes),

@@ -99,6 +99,12 @@ impl JmapMailStore {
         })
     }
 
+    /// HTTP requests sent to the mail server so far.
+    #[must_use]
+    pub fn upstream_requests(&self) -> u64 {
+        self.transport.requests_sent()
+    }
+
     fn cached_mailboxes(&self, session: &Session) -> Option<Arc<Vec<Mailbox>>> {
         self.mailboxes
             .lock()

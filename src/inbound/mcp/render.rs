@@ -103,12 +103,11 @@ fn summary_text(n: usize, s: &out::EmailSummary, text: &mut String) {
     let boxes: Vec<&str> = s.mailboxes.iter().map(|m| m.name.as_str()).collect();
     let _ = writeln!(
         text,
-        "{n}. {} — {}{marks}\n   from: {} · to: {}\n   subject: {:?}\n   id: {} · thread: {} · in: {}\n   preview: {:?}",
+        "{n}. {:?} — {}{marks}\n   from: {} · to: {}\n   id: {} · thread: {} · in: {}\n   preview: {:?}",
+        s.subject,
         s.received_at.format("%Y-%m-%d %H:%M UTC"),
-        s.id,
         show_addresses(&s.from),
         show_addresses(&s.to),
-        s.subject,
         s.id,
         s.thread_id,
         boxes.join(", "),

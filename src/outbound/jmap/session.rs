@@ -3,7 +3,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -53,6 +56,7 @@ pub struct Transport {
     http: reqwest::Client,
     config: TransportConfig,
     sessions: Mutex<HashMap<CredKey, Arc<Session>>>,
+    requests: AtomicU64,
 }
 
 /// One method response: `(name, arguments)`.
@@ -77,7 +81,17 @@ impl Transport {
             http,
             config,
             sessions: Mutex::new(HashMap::new()),
+            requests: AtomicU64::new(0),
         })
+    }
+
+    /// HTTP requests sent upstream so far (tests and benchmarks check "one request per read").
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     fn key(cred: &UpstreamCredential) -> CredKey {
@@ -120,6 +134,7 @@ impl Transport {
         if let Some(cached) = self.lock().get(&key) {
             return Ok(Arc::clone(cached));
         }
+        self.count();
         let response = self
             .http
             .get(self.config.session_url.clone())
@@ -195,6 +210,7 @@ impl Transport {
         calls: Vec<Value>,
     ) -> Result<Vec<MethodResponse>, MailStoreError> {
         let request = json!({ "using": using, "methodCalls": calls });
+        self.count();
         let response = self
             .http
             .post(session.api_url.clone())
@@ -245,6 +261,7 @@ impl Transport {
     ) -> Result<Vec<u8>, MailStoreError> {
         let url = expand_download(&session.download_template, &session.account_id, blob_id, name, mime_type);
         let url = Url::parse(&url).map_err(|e| MailStoreError::Protocol(format!("downloadUrl: {e}")))?;
+        self.count();
         let mut response = self
             .http
             .get(url)

@@ -1,0 +1,10 @@
+//! Black-box tests against real parts: the Cyrus JMAP testbed, the server over HTTP, real MCP
+//! SDK clients. Start the testbed first (`scripts/testbed up`; `scripts/test` does it).
+
+mod contract;
+mod fake_jmap;
+mod jmap_store;
+mod mcp_protocol;
+mod mcp_tools;
+mod sdk_clients;
+mod support;

@@ -1,0 +1,242 @@
+//! Shared test support: the Cyrus testbed's settings, an in-process server, a raw MCP client.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::OnceLock, time::Duration};
+
+use clap::Parser as _;
+use mailconnect::config::{Cli, Config};
+use poem::{
+    Server,
+    listener::{Acceptor, Listener, TcpListener},
+};
+use serde_json::{Value, json};
+
+/// The running Cyrus testbed (`scripts/testbed up`), read from `target/testbed/env`.
+pub struct Testbed(HashMap<String, String>);
+
+impl Testbed {
+    pub fn get(&self, key: &str) -> &str {
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing from target/testbed/env"))
+    }
+}
+
+/// The testbed's settings. Panics (fails the test) when it is not running: a skipped
+/// integration test would prove nothing.
+pub fn testbed() -> &'static Testbed {
+    static TESTBED: OnceLock<Testbed> = OnceLock::new();
+    TESTBED.get_or_init(|| {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testbed/env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}. The Cyrus JMAP testbed is not running: start it with `scripts/testbed up` (scripts/test does this)",
+                path.display()
+            )
+        });
+        Testbed(
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .collect(),
+        )
+    })
+}
+
+pub const TOKEN: &str = "it-test-token-0123456789abcdef";
+
+/// A server started in-process on a free loopback port.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub _data: tempdir::Dir,
+}
+
+pub mod tempdir {
+    /// A temporary directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new(tag: &str) -> Self {
+            let n: u64 = rand::random();
+            let p = std::env::temp_dir().join(format!("mailconnect-{tag}-{n:x}"));
+            std::fs::create_dir_all(&p).expect("temp dir");
+            Self(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl TestApp {
+    pub fn mcp_url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+}
+
+/// Starts the app against `session_url` with Basic credentials of the testbed user and `extra`
+/// flags.
+pub async fn spawn_app_with(session_url: &str, extra: &[&str]) -> TestApp {
+    let tb = testbed();
+    let data = tempdir::Dir::new("app");
+    let mut args = vec![
+        "mailconnect".to_owned(),
+        "--data-dir".into(),
+        data.0.display().to_string(),
+        "--jmap-session-url".into(),
+        session_url.into(),
+        "--self-host-token".into(),
+        TOKEN.into(),
+        "--upstream-username".into(),
+        tb.get("JMAP_USERNAME").into(),
+        "--upstream-password".into(),
+        tb.get("JMAP_PASSWORD").into(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let config = Config::resolve(Cli::parse_from(args)).expect("test config is valid");
+    let routes = mailconnect::app::build(&config).expect("app builds");
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind a free port");
+    let addr = *acceptor.local_addr()[0]
+        .as_socket_addr()
+        .expect("a TCP address");
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(routes));
+    TestApp { addr, _data: data }
+}
+
+/// Starts the app against the Cyrus testbed.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(testbed().get("JMAP_SESSION_URL"), &[]).await
+}
+
+/// A raw MCP client over HTTP: exact wire shapes, for snapshots and protocol edge cases.
+/// (Real SDK clients are exercised in `sdk_clients`.)
+pub struct RawMcp {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub token: String,
+    pub session: Option<String>,
+    next_id: u64,
+}
+
+impl RawMcp {
+    pub fn new(url: String) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            url,
+            token: TOKEN.into(),
+            session: None,
+            next_id: 1,
+        }
+    }
+
+    /// A legacy (2025-11-25) session: `initialize` + `notifications/initialized`.
+    pub async fn legacy(url: String) -> Self {
+        let mut c = Self::new(url);
+        let init = c
+            .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "it", "version": "0"}}}))
+            .await;
+        assert_eq!(init.status, 200, "initialize: {:?}", init.body);
+        c.session = init.session.clone();
+        assert!(c.session.is_some(), "a legacy initialize gets an Mcp-Session-Id");
+        let note = c
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(note.status, 202);
+        c
+    }
+
+    pub async fn post(&mut self, body: Value) -> Reply {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream")
+            .header("Authorization", format!("Bearer {}", self.token));
+        if let Some(s) = &self.session {
+            req = req.header("Mcp-Session-Id", s);
+        }
+        let resp = req.body(body.to_string()).send().await.expect("request sent");
+        Reply::read(resp).await
+    }
+
+    /// A JSON-RPC request in this client's era; returns the whole response message.
+    pub async fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let reply = self
+            .post(json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}))
+            .await;
+        assert_eq!(reply.status, 200, "{method}: {:?}", reply.body);
+        reply.json()
+    }
+
+    /// `tools/call`, returning the `result` object (panics on a JSON-RPC error).
+    pub async fn call(&mut self, tool: &str, arguments: Value) -> Value {
+        let msg = self
+            .request("tools/call", json!({"name": tool, "arguments": arguments}))
+            .await;
+        msg.get("result")
+            .cloned()
+            .unwrap_or_else(|| panic!("{tool}: JSON-RPC error {msg}"))
+    }
+}
+
+/// An HTTP reply from `/mcp`, with SSE framing undone.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub session: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub async fn read(resp: reqwest::Response) -> Self {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let session = headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.text().await.unwrap_or_default();
+        Self {
+            status,
+            session,
+            headers,
+            body,
+        }
+    }
+
+    /// The JSON-RPC message: the body, or the last `data:` frame of an SSE body.
+    pub fn json(&self) -> Value {
+        let is_sse = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        let raw = if is_sse {
+            self.body
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .rfind(|l| l.starts_with('{'))
+                .unwrap_or_default()
+                .to_owned()
+        } else {
+            self.body.clone()
+        };
+        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {}", self.body))
+    }
+}
+
+/// The text of a tool result's first content block.
+pub fn text(result: &Value) -> &str {
+    result["content"][0]["text"].as_str().unwrap_or_default()
+}
