@@ -21,7 +21,9 @@ fn main() {
         .cloned()
         .unwrap_or_default();
     let catalog = read_json("schemas/tools.json");
-    let tools = catalog["tools"].as_array().expect("tools.json: tools is an array");
+    let tools = catalog["tools"]
+        .as_array()
+        .expect("tools.json: tools is an array");
 
     // typify sees draft-07 style `definitions`; every type is a named definition.
     let mut definitions: BTreeMap<String, Value> = common_defs
@@ -72,17 +74,24 @@ fn main() {
     fs::write(Path::new(&out_dir).join("tool_catalog.rs"), catalog_rs).expect("write catalog");
 
     let mut settings = typify::TypeSpaceSettings::default();
-    settings.with_struct_builder(false).with_derive("PartialEq".to_owned());
+    settings
+        .with_struct_builder(false)
+        .with_derive("PartialEq".to_owned());
     let mut space = typify::TypeSpace::new(&settings);
     let defs = definitions.into_iter().map(|(name, schema)| {
         let schema: schemars08::schema::Schema =
             serde_json::from_value(schema).unwrap_or_else(|e| panic!("schema {name}: {e}"));
         (name, schema)
     });
-    space.add_ref_types(defs).expect("typify accepts the schemas");
+    space
+        .add_ref_types(defs)
+        .expect("typify accepts the schemas");
     let file: syn::File = syn::parse2(space.to_stream()).expect("typify emits valid Rust");
-    fs::write(Path::new(&out_dir).join("tool_types.rs"), prettyplease::unparse(&file))
-        .expect("write types");
+    fs::write(
+        Path::new(&out_dir).join("tool_types.rs"),
+        prettyplease::unparse(&file),
+    )
+    .expect("write types");
 }
 
 fn read_json(path: &str) -> Value {

@@ -15,7 +15,7 @@ use crate::{
     inbound::{http, mcp::McpHandler},
     outbound::{
         jmap::{JmapMailStore, TransportConfig},
-        vault::{RedbVault, SELF_HOST_GRANT},
+        vault::{NewGrant, NewToken, RedbVault, SELF_HOST_GRANT},
     },
 };
 
@@ -58,13 +58,17 @@ pub fn build(config: &Config) -> Result<Route, StartError> {
         // Re-sealed at every start, so a changed token or credential in config takes effect
         // and the previous token stops working.
         Some(self_host) => vault.put_grant(
-            &GrantId::new(SELF_HOST_GRANT),
-            "self-host client (from configuration)",
-            &self_host.credential,
-            &CapabilitySet::read_only(),
-            &AccessToken::new(self_host.token.expose_secret()),
-            "access",
-            None,
+            &NewGrant {
+                id: &GrantId::new(SELF_HOST_GRANT),
+                label: "self-host client (from configuration)",
+                credential: &self_host.credential,
+                capabilities: &CapabilitySet::read_only(),
+            },
+            &NewToken {
+                token: &AccessToken::new(self_host.token.expose_secret()),
+                kind: "access",
+                expires_at: None,
+            },
         )?,
         None => {
             vault.remove_grant(&GrantId::new(SELF_HOST_GRANT))?;
@@ -93,7 +97,12 @@ pub fn build(config: &Config) -> Result<Route, StartError> {
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
         .with_json_response(true)
         .with_max_request_body_bytes(1024 * 1024);
-    Ok(http::routes(service, handler, mcp_config, config.public_url.as_str()))
+    Ok(http::routes(
+        service,
+        handler,
+        mcp_config,
+        config.public_url.as_str(),
+    ))
 }
 
 /// Serves until the process is stopped.

@@ -54,19 +54,39 @@ pub struct Cli {
     pub max_attachment_bytes: Option<u64>,
     /// Extra Host values accepted on /mcp (DNS-rebinding protection), comma-separated
     /// [default: the public URL's host and loopback names].
-    #[arg(long, env = "MAILCONNECT_ALLOWED_HOSTS", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "MAILCONNECT_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        global = true
+    )]
     pub allowed_hosts: Option<Vec<String>>,
     /// Single-user self-host mode: the bearer token MCP clients send (use 32+ random characters).
-    #[arg(long, env = "MAILCONNECT_SELF_HOST_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "MAILCONNECT_SELF_HOST_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub self_host_token: Option<String>,
     /// Self-host mode: login for HTTP Basic to the mail server (with --upstream-password).
     #[arg(long, env = "MAILCONNECT_UPSTREAM_USERNAME", global = true)]
     pub upstream_username: Option<String>,
     /// Self-host mode: password (an app password on Fastmail) for HTTP Basic.
-    #[arg(long, env = "MAILCONNECT_UPSTREAM_PASSWORD", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "MAILCONNECT_UPSTREAM_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
     pub upstream_password: Option<String>,
     /// Self-host mode: a bearer token for the mail server (a Fastmail API token) instead of Basic.
-    #[arg(long, env = "MAILCONNECT_UPSTREAM_BEARER_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "MAILCONNECT_UPSTREAM_BEARER_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub upstream_bearer_token: Option<String>,
     /// Log format: "text" or "json" [default: text].
     #[arg(long, env = "MAILCONNECT_LOG_FORMAT", global = true)]
@@ -150,7 +170,9 @@ pub struct Config {
 pub struct ConfigError(pub Vec<String>);
 
 fn secret(flag: Option<String>, file: Option<SecretString>) -> Option<SecretString> {
-    flag.map(SecretString::new).or(file).filter(|s| !s.is_empty())
+    flag.map(SecretString::new)
+        .or(file)
+        .filter(|s| !s.is_empty())
 }
 
 impl Config {
@@ -175,11 +197,17 @@ impl Config {
             .public_url
             .or(file.public_url)
             .or_else(|| Url::parse(&format!("http://{listen}")).ok())
-            .unwrap_or_else(|| Url::parse("http://127.0.0.1:8910").unwrap_or_else(|_| unreachable!()));
+            .unwrap_or_else(|| {
+                Url::parse("http://127.0.0.1:8910").unwrap_or_else(|_| unreachable!())
+            });
         if !matches!(public_url.scheme(), "http" | "https") || public_url.host_str().is_none() {
-            problems.push(format!("public_url {public_url} must be an http(s) URL with a host"));
+            problems.push(format!(
+                "public_url {public_url} must be an http(s) URL with a host"
+            ));
         }
-        if public_url.scheme() == "http" && !is_loopback_host(public_url.host_str().unwrap_or_default()) {
+        if public_url.scheme() == "http"
+            && !is_loopback_host(public_url.host_str().unwrap_or_default())
+        {
             problems.push(format!(
                 "public_url {public_url} must use https unless it is a loopback address (tokens would travel in clear text)"
             ));
@@ -189,7 +217,9 @@ impl Config {
             .or(file.jmap_session_url)
             .unwrap_or_else(|| Url::parse(FASTMAIL_SESSION_URL).unwrap_or_else(|_| unreachable!()));
         if !matches!(jmap_session_url.scheme(), "http" | "https") {
-            problems.push(format!("jmap_session_url {jmap_session_url} must be http(s)"));
+            problems.push(format!(
+                "jmap_session_url {jmap_session_url} must be http(s)"
+            ));
         }
         let seconds = |name: &str, value: Option<u64>, default: u64, problems: &mut Vec<String>| {
             let v = value.unwrap_or(default);
@@ -214,7 +244,11 @@ impl Config {
             .max_attachment_bytes
             .or(file.max_attachment_bytes)
             .unwrap_or(10 * 1024 * 1024);
-        let mut allowed_hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let mut allowed_hosts = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
         if let Some(host) = public_url.host_str() {
             allowed_hosts.push(host.trim_matches(['[', ']']).to_owned());
         }
@@ -226,7 +260,9 @@ impl Config {
         let password = secret(cli.upstream_password, file.upstream_password);
         let bearer = secret(cli.upstream_bearer_token, file.upstream_bearer_token);
         let credential = match (username, password, bearer) {
-            (Some(username), Some(password), None) => Some(UpstreamCredential::Basic { username, password }),
+            (Some(username), Some(password), None) => {
+                Some(UpstreamCredential::Basic { username, password })
+            }
             (None, None, Some(token)) => Some(UpstreamCredential::Bearer(token)),
             (None, None, None) => None,
             (_, _, Some(_)) => {
@@ -259,7 +295,9 @@ impl Config {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                problems.push(format!("log_format must be \"text\" or \"json\" (got {other:?})"));
+                problems.push(format!(
+                    "log_format must be \"text\" or \"json\" (got {other:?})"
+                ));
                 LogFormat::Text
             }
         };
@@ -299,7 +337,8 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("config file {}: {}", path.display(), e.message()))
 }
 
@@ -342,8 +381,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mc-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ntool_timeout_secs = 5\n").unwrap();
-        let c = Config::resolve(cli(&["--config", path.to_str().unwrap(), "--tool-timeout-secs", "7"])).unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\ntool_timeout_secs = 5\n",
+        )
+        .unwrap();
+        let c = Config::resolve(cli(&[
+            "--config",
+            path.to_str().unwrap(),
+            "--tool-timeout-secs",
+            "7",
+        ]))
+        .unwrap();
         assert_eq!((c.listen.port(), c.tool_timeout.as_secs()), (9000, 7));
         std::fs::write(&path, "listne = 1\n").unwrap();
         assert!(Config::resolve(cli(&["--config", path.to_str().unwrap()])).is_err());

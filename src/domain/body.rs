@@ -66,7 +66,14 @@ fn strip_tags(html: &str) -> String {
             _ => {}
         }
     }
-    for (entity, plain) in [("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&amp;", "&")] {
+    for (entity, plain) in [
+        ("&nbsp;", " "),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&#39;", "'"),
+        ("&amp;", "&"),
+    ] {
         out = out.replace(entity, plain);
     }
     out
@@ -145,7 +152,10 @@ mod tests {
         assert_eq!(first.next_offset, Some(200));
         let rest = page(&body, 200, 1000);
         assert_eq!(rest.next_offset, None);
-        assert_eq!(format!("{}{}", first.text, rest.text), "Grüße ".repeat(100).trim_end());
+        assert_eq!(
+            format!("{}{}", first.text, rest.text),
+            "Grüße ".repeat(100).trim_end()
+        );
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum MailboxLookupError {
 
 const PATH_DEPTH_LIMIT: usize = 64;
 
+/// Sorts siblings: role rank, then the server's sort order, then name; one element per level.
+type SortKey = Vec<(u8, u32, String)>;
+
 impl MailboxDirectory {
     /// Builds the directory: computes paths and sorts for humans.
     ///
@@ -54,7 +57,7 @@ impl MailboxDirectory {
     #[must_use]
     pub fn new(mailboxes: Vec<Mailbox>) -> Self {
         let index: HashMap<&MailboxId, &Mailbox> = mailboxes.iter().map(|m| (&m.id, m)).collect();
-        let mut entries: Vec<(Vec<(u8, u32, String)>, MailboxEntry)> = mailboxes
+        let mut entries: Vec<(SortKey, MailboxEntry)> = mailboxes
             .iter()
             .map(|mailbox| {
                 // Walk up to the top; a server with a parent cycle gets a truncated path, not a hang.
@@ -77,7 +80,13 @@ impl MailboxDirectory {
                     .join("/");
                 let key = chain
                     .iter()
-                    .map(|m| (role_rank(m.role.as_ref()), m.sort_order, m.name.to_lowercase()))
+                    .map(|m| {
+                        (
+                            role_rank(m.role.as_ref()),
+                            m.sort_order,
+                            m.name.to_lowercase(),
+                        )
+                    })
                     .collect();
                 (
                     key,
@@ -129,7 +138,11 @@ impl MailboxDirectory {
             return Ok(entry);
         }
         let folded = wanted.to_lowercase();
-        if let Some(entry) = self.entries.iter().find(|e| e.path.to_lowercase() == folded) {
+        if let Some(entry) = self
+            .entries
+            .iter()
+            .find(|e| e.path.to_lowercase() == folded)
+        {
             return Ok(entry);
         }
         let by_name: Vec<&MailboxEntry> = self
@@ -145,14 +158,23 @@ impl MailboxDirectory {
             }),
             many => Err(MailboxLookupError::Ambiguous {
                 given: given.to_owned(),
-                paths: many.iter().map(|e| e.path.as_str()).collect::<Vec<_>>().join(", "),
+                paths: many
+                    .iter()
+                    .map(|e| e.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }
 
     fn paths_for_message(&self) -> String {
         const SHOWN: usize = 30;
-        let mut shown: Vec<&str> = self.entries.iter().take(SHOWN).map(|e| e.path.as_str()).collect();
+        let mut shown: Vec<&str> = self
+            .entries
+            .iter()
+            .take(SHOWN)
+            .map(|e| e.path.as_str())
+            .collect();
         if self.entries.len() > SHOWN {
             shown.push("…");
         }
@@ -228,7 +250,11 @@ mod tests {
         assert_eq!(d.resolve("Inbox").unwrap().mailbox.id.as_str(), "i");
         assert_eq!(d.resolve("project alpha").unwrap().mailbox.id.as_str(), "p");
         assert_eq!(
-            d.resolve("/Project Alpha/Invoices 2024/").unwrap().mailbox.id.as_str(),
+            d.resolve("/Project Alpha/Invoices 2024/")
+                .unwrap()
+                .mailbox
+                .id
+                .as_str(),
             "pi"
         );
     }
@@ -243,12 +269,18 @@ mod tests {
     #[test]
     fn unknown_mailbox_lists_the_real_ones() {
         let err = dir().resolve("Needs action").unwrap_err().to_string();
-        assert!(err.contains("\"Needs action\"") && err.contains("Project Alpha"), "{err}");
+        assert!(
+            err.contains("\"Needs action\"") && err.contains("Project Alpha"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_parent_cycle_does_not_hang() {
-        let d = MailboxDirectory::new(vec![mb("x", "X", Some("y"), None), mb("y", "Y", Some("x"), None)]);
+        let d = MailboxDirectory::new(vec![
+            mb("x", "X", Some("y"), None),
+            mb("y", "Y", Some("x"), None),
+        ]);
         assert_eq!(d.entries().len(), 2);
     }
 }

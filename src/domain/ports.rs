@@ -54,7 +54,9 @@ pub enum MailStoreError {
 }
 
 fn retry_hint(after: Option<Duration>) -> String {
-    after.map_or_else(String::new, |d| format!("; try again in {} s", d.as_secs().max(1)))
+    after.map_or_else(String::new, |d| {
+        format!("; try again in {} s", d.as_secs().max(1))
+    })
 }
 
 /// One page of search results.

@@ -61,10 +61,10 @@ impl InvalidArgument {
 /// [`InvalidArgument`] naming `argument` when neither form parses.
 pub fn parse_instant(argument: &'static str, raw: &str) -> Result<DateTime<Utc>, InvalidArgument> {
     let raw = raw.trim();
-    if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
-            return Ok(midnight.and_utc());
-        }
+    if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        && let Some(midnight) = date.and_hms_opt(0, 0, 0)
+    {
+        return Ok(midnight.and_utc());
     }
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
@@ -82,13 +82,13 @@ impl EmailQuery {
     /// # Errors
     /// [`InvalidArgument`] when `after` is not before `before`.
     pub fn validate(&self) -> Result<(), InvalidArgument> {
-        if let (Some(after), Some(before)) = (self.after, self.before) {
-            if after >= before {
-                return Err(InvalidArgument::new(
-                    "after",
-                    format!("{after} is not before {before}; nothing can match"),
-                ));
-            }
+        if let (Some(after), Some(before)) = (self.after, self.before)
+            && after >= before
+        {
+            return Err(InvalidArgument::new(
+                "after",
+                format!("{after} is not before {before}; nothing can match"),
+            ));
         }
         Ok(())
     }
@@ -97,7 +97,8 @@ impl EmailQuery {
     /// `before` (RFC 8621 §4.4.1).
     #[must_use]
     pub fn admits_received_at(&self, received_at: DateTime<Utc>) -> bool {
-        self.after.is_none_or(|after| received_at >= after) && self.before.is_none_or(|before| received_at < before)
+        self.after.is_none_or(|after| received_at >= after)
+            && self.before.is_none_or(|before| received_at < before)
     }
 
     /// A stable digest of the query, so a cursor can't be replayed against another search.
@@ -187,7 +188,9 @@ impl PageCursor {
                 "is not a cursor from search_email; pass next_cursor exactly as returned",
             )
         };
-        let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| malformed())?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(raw.trim())
+            .map_err(|_| malformed())?;
         let plain = String::from_utf8(bytes).map_err(|_| malformed())?;
         let mut parts = plain.splitn(4, '.');
         let (Some(CURSOR_VERSION), Some(fingerprint), Some(position), Some(anchor)) =
@@ -222,7 +225,9 @@ mod tests {
             "2024-03-01T00:00:00+00:00"
         );
         assert_eq!(
-            parse_instant("after", "2024-03-01T10:00:00+02:00").unwrap().to_rfc3339(),
+            parse_instant("after", "2024-03-01T10:00:00+02:00")
+                .unwrap()
+                .to_rfc3339(),
             "2024-03-01T08:00:00+00:00"
         );
     }
@@ -253,18 +258,33 @@ mod tests {
             before: Some(at("2024-03-02T10:30:00Z")),
             ..EmailQuery::default()
         };
-        assert!(!q.admits_received_at(at("2024-03-01T09:00:00Z")), "after rounds up, not down");
+        assert!(
+            !q.admits_received_at(at("2024-03-01T09:00:00Z")),
+            "after rounds up, not down"
+        );
         assert!(q.admits_received_at(at("2024-03-01T09:00:01Z")));
-        assert!(!q.admits_received_at(at("2024-03-02T10:30:00Z")), "before is exclusive");
+        assert!(
+            !q.admits_received_at(at("2024-03-02T10:30:00Z")),
+            "before is exclusive"
+        );
     }
 
     #[test]
     fn page_size_defaults_and_clamps() {
         assert_eq!(PageSize::new(None).unwrap().size, 20);
-        assert_eq!(PageSize::new(Some(7)).unwrap(), PageSize { size: 7, clamped_from: None });
+        assert_eq!(
+            PageSize::new(Some(7)).unwrap(),
+            PageSize {
+                size: 7,
+                clamped_from: None
+            }
+        );
         assert_eq!(
             PageSize::new(Some(500)).unwrap(),
-            PageSize { size: 50, clamped_from: Some(500) }
+            PageSize {
+                size: 50,
+                clamped_from: Some(500)
+            }
         );
         assert!(PageSize::new(Some(0)).is_err());
     }
@@ -282,7 +302,12 @@ mod tests {
             text: Some("holiday".into()),
             ..EmailQuery::default()
         };
-        assert!(PageCursor::decode(&c.encode(), &other).unwrap_err().reason.contains("different search"));
+        assert!(
+            PageCursor::decode(&c.encode(), &other)
+                .unwrap_err()
+                .reason
+                .contains("different search")
+        );
         assert!(PageCursor::decode("garbage!", &q).is_err());
     }
 }

@@ -227,7 +227,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         let last = page.emails.last().map(|e| e.id.clone());
         // Servers round date bounds (Cyrus treats `before` as inclusive; seconds are whole):
         // re-check them so the answer is exactly what the client asked for.
-        page.emails.retain(|e| request.query.admits_received_at(e.received_at));
+        page.emails
+            .retain(|e| request.query.admits_received_at(e.received_at));
         let end = page.position + returned;
         let more = match page.total {
             Some(total) => end < total,
@@ -298,17 +299,238 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         require(caller, Capability::Read, "read mail")?;
         let content = self
             .store
-            .attachment(&caller.credential, email, blob, self.limits.max_attachment_bytes)
+            .attachment(
+                &caller.credential,
+                email,
+                blob,
+                self.limits.max_attachment_bytes,
+            )
             .await?;
         let text = text_extract::extract(&content, self.limits.max_attachment_text_chars);
         Ok(AttachmentView { content, text })
     }
 }
 
-fn require(caller: &Caller, capability: Capability, action: &'static str) -> Result<(), ServiceError> {
+fn require(
+    caller: &Caller,
+    capability: Capability,
+    action: &'static str,
+) -> Result<(), ServiceError> {
     if caller.capabilities.allows(capability) {
         Ok(())
     } else {
         Err(ServiceError::NotPermitted { capability, action })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone as _, Utc};
+
+    use super::*;
+    use crate::domain::{
+        grant::{GrantId, UpstreamCredential},
+        mail::{Attachment, Keywords},
+        ports::{MockMailStore, MockPolicy, MockTokenVault, OpenedGrant, SearchPage},
+        query::PageSize,
+        secret::SecretString,
+    };
+
+    fn caller() -> Caller {
+        Caller {
+            grant: GrantId::new("g1"),
+            credential: UpstreamCredential::Bearer(SecretString::new("t")),
+            capabilities: CapabilitySet::read_only(),
+        }
+    }
+
+    fn summary(id: &str, hour: u32) -> EmailSummary {
+        EmailSummary {
+            id: EmailId::parse(id).unwrap(),
+            thread_id: ThreadId::parse("T1").unwrap(),
+            received_at: Utc.with_ymd_and_hms(2024, 3, 1, hour, 0, 0).unwrap(),
+            sent_at: None,
+            from: vec![],
+            to: vec![],
+            subject: String::new(),
+            preview: String::new(),
+            keywords: Keywords::default(),
+            has_attachment: false,
+            mailbox_ids: vec![],
+        }
+    }
+
+    fn service(store: MockMailStore) -> MailService<MockMailStore, MockTokenVault, MockPolicy> {
+        MailService::new(
+            store,
+            MockTokenVault::new(),
+            MockPolicy::new(),
+            ServiceLimits::default(),
+        )
+    }
+
+    fn page(ids: &[(&str, u32)], total: Option<u64>, position: u64) -> SearchPage {
+        SearchPage {
+            emails: ids.iter().map(|(id, h)| summary(id, *h)).collect(),
+            mailboxes: vec![],
+            total,
+            position,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_page_with_more_matches_gets_a_cursor_that_resumes_after_its_last_email() {
+        let mut store = MockMailStore::new();
+        store
+            .expect_search()
+            .withf(|_, _, size, start| size.size == 2 && *start == PageStart::First)
+            .returning(|_, _, _, _| {
+                Box::pin(async { Ok(page(&[("M3", 3), ("M2", 2)], Some(3), 0)) })
+            });
+        store
+            .expect_search()
+            .withf(|_, _, _, start| {
+                *start
+                    == PageStart::After {
+                        anchor: EmailId::parse("M2").unwrap(),
+                        position: 2,
+                    }
+            })
+            .returning(|_, _, _, _| Box::pin(async { Ok(page(&[("M1", 1)], Some(3), 2)) }));
+        let svc = service(store);
+        let mut request = SearchRequest {
+            limit: Some(2),
+            ..SearchRequest::default()
+        };
+        let first = svc.search(&caller(), &request).await.unwrap();
+        assert_eq!(first.emails.len(), 2);
+        request.cursor = first.next_cursor;
+        let second = svc.search(&caller(), &request).await.unwrap();
+        assert_eq!(second.emails[0].id.as_str(), "M1");
+        assert_eq!(second.next_cursor, None, "the last page has no cursor");
+    }
+
+    #[tokio::test]
+    async fn results_outside_the_window_are_dropped_even_when_the_server_returns_them() {
+        let mut store = MockMailStore::new();
+        store.expect_search().returning(|_, _, _, _| {
+            Box::pin(async { Ok(page(&[("M10", 10), ("M9", 9), ("M8", 8)], Some(3), 0)) })
+        });
+        let request = SearchRequest {
+            query: EmailQuery {
+                after: Some(Utc.with_ymd_and_hms(2024, 3, 1, 8, 30, 0).unwrap()),
+                before: Some(Utc.with_ymd_and_hms(2024, 3, 1, 10, 0, 0).unwrap()),
+                ..EmailQuery::default()
+            },
+            ..SearchRequest::default()
+        };
+        let result = service(store).search(&caller(), &request).await.unwrap();
+        let ids: Vec<&str> = result.emails.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["M9"]);
+    }
+
+    #[tokio::test]
+    async fn bad_arguments_never_reach_the_mail_server() {
+        let svc = service(MockMailStore::new());
+        for request in [
+            SearchRequest {
+                limit: Some(0),
+                ..SearchRequest::default()
+            },
+            SearchRequest {
+                cursor: Some("garbage".into()),
+                ..SearchRequest::default()
+            },
+        ] {
+            let err = svc.search(&caller(), &request).await.unwrap_err();
+            assert!(matches!(err, ServiceError::InvalidArgument(_)), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_limit_is_clamped_before_the_store_sees_it() {
+        let mut store = MockMailStore::new();
+        store
+            .expect_search()
+            .withf(|_, _, size, _| {
+                *size
+                    == PageSize {
+                        size: 50,
+                        clamped_from: Some(999),
+                    }
+            })
+            .returning(|_, _, _, _| Box::pin(async { Ok(page(&[], Some(0), 0)) }));
+        let request = SearchRequest {
+            limit: Some(999),
+            ..SearchRequest::default()
+        };
+        let result = service(store).search(&caller(), &request).await.unwrap();
+        assert_eq!(result.size.clamped_from, Some(999));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_token_is_unauthenticated_and_the_policy_is_read_per_request() {
+        let mut vault = MockTokenVault::new();
+        vault.expect_open().returning(|t| {
+            let ok = t.expose_secret() == "good";
+            Box::pin(async move {
+                if ok {
+                    Ok(OpenedGrant {
+                        grant: GrantId::new("g1"),
+                        credential: UpstreamCredential::Bearer(SecretString::new("u")),
+                    })
+                } else {
+                    Err(VaultError::InvalidToken)
+                }
+            })
+        });
+        let mut policy = MockPolicy::new();
+        policy
+            .expect_capabilities()
+            .times(1)
+            .returning(|_| Box::pin(async { Ok(CapabilitySet::with([Capability::Organize])) }));
+        let svc = MailService::new(
+            MockMailStore::new(),
+            vault,
+            policy,
+            ServiceLimits::default(),
+        );
+        let err = svc
+            .authenticate(&AccessToken::new("bad"))
+            .await
+            .unwrap_err();
+        assert_eq!(err, ServiceError::Unauthenticated(VaultError::InvalidToken));
+        let caller = svc.authenticate(&AccessToken::new("good")).await.unwrap();
+        assert!(caller.capabilities.allows(Capability::Organize));
+    }
+
+    #[tokio::test]
+    async fn attachment_text_is_extracted_for_text_types() {
+        let mut store = MockMailStore::new();
+        store.expect_attachment().returning(|_, _, blob, max| {
+            let blob = blob.clone();
+            Box::pin(async move {
+                assert_eq!(max, ServiceLimits::default().max_attachment_bytes);
+                Ok(AttachmentContent {
+                    attachment: Attachment {
+                        blob_id: blob,
+                        name: Some("notes.txt".into()),
+                        mime_type: "text/plain".into(),
+                        charset: None,
+                        size: 5,
+                    },
+                    bytes: b"hello".to_vec(),
+                })
+            })
+        });
+        let view = service(store)
+            .attachment(
+                &caller(),
+                &EmailId::parse("M1").unwrap(),
+                &BlobId::parse("B1").unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(view.text.unwrap().text, "hello");
     }
 }

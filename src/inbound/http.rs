@@ -79,7 +79,9 @@ fn bearer(req: &Request) -> Option<AccessToken> {
 /// RFC 6750 §3: 401 with a `WWW-Authenticate: Bearer` challenge and a JSON body.
 fn unauthorized(error: Option<&str>, description: &str) -> Response {
     let challenge = match error {
-        Some(code) => format!("Bearer realm=\"mailconnect\", error=\"{code}\", error_description=\"{description}\""),
+        Some(code) => format!(
+            "Bearer realm=\"mailconnect\", error=\"{code}\", error_description=\"{description}\""
+        ),
         None => "Bearer realm=\"mailconnect\"".to_owned(),
     };
     let body = serde_json::json!({

@@ -11,8 +11,9 @@ use std::{borrow::Cow, sync::Arc, time::Duration};
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
-        PaginatedRequestParams, ProtocolVersion, ResourceContents, ServerCapabilities, ServerConfig,
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+        ListToolsResult, PaginatedRequestParams, ProtocolVersion, ResourceContents,
+        ServerCapabilities, ServerConfig,
     },
     service::RequestContext,
 };
@@ -67,7 +68,9 @@ fn caller(ctx: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
         .get::<http::request::Parts>()
         .and_then(|parts| parts.extensions.get::<Caller>())
         .cloned()
-        .ok_or_else(|| ErrorData::internal_error("request reached MCP without authentication", None))
+        .ok_or_else(|| {
+            ErrorData::internal_error("request reached MCP without authentication", None)
+        })
 }
 
 /// A tool's successful result before it goes on the wire.
@@ -79,7 +82,8 @@ struct Rendered {
 
 impl Rendered {
     fn new(structured: impl serde::Serialize, text: String) -> Result<Self, ToolFailure> {
-        let structured = serde_json::to_value(structured).map_err(|e| ToolFailure::Internal(e.to_string()))?;
+        let structured =
+            serde_json::to_value(structured).map_err(|e| ToolFailure::Internal(e.to_string()))?;
         Ok(Self {
             structured,
             text,
@@ -102,17 +106,24 @@ enum ToolFailure {
 impl ToolFailure {
     fn outcome(&self) -> &'static str {
         match self {
-            Self::Arguments(_) | Self::Service(ServiceError::InvalidArgument(_)) => "invalid_arguments",
+            Self::Arguments(_) | Self::Service(ServiceError::InvalidArgument(_)) => {
+                "invalid_arguments"
+            }
             Self::Service(ServiceError::NotPermitted { .. }) => "not_permitted",
-            Self::Service(ServiceError::Store(MailStoreError::NotFound(_) | MailStoreError::MailboxLookup(_))) => {
-                "not_found"
-            }
+            Self::Service(ServiceError::Store(
+                MailStoreError::NotFound(_) | MailStoreError::MailboxLookup(_),
+            )) => "not_found",
             Self::Service(ServiceError::Store(MailStoreError::TooLarge { .. })) => "too_large",
-            Self::Service(ServiceError::Store(MailStoreError::Unauthorized) | ServiceError::Unauthenticated(_)) => {
-                "unauthorized"
+            Self::Service(
+                ServiceError::Store(MailStoreError::Unauthorized)
+                | ServiceError::Unauthenticated(_),
+            ) => "unauthorized",
+            Self::Service(ServiceError::Store(MailStoreError::RateLimited { .. })) => {
+                "rate_limited"
             }
-            Self::Service(ServiceError::Store(MailStoreError::RateLimited { .. })) => "rate_limited",
-            Self::Service(ServiceError::Store(MailStoreError::Unavailable(_))) => "upstream_unavailable",
+            Self::Service(ServiceError::Store(MailStoreError::Unavailable(_))) => {
+                "upstream_unavailable"
+            }
             Self::Service(_) | Self::Internal(_) => "failed",
         }
     }
@@ -149,7 +160,12 @@ fn parsed<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, Too
 }
 
 impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
-    async fn dispatch(&self, name: &str, arguments: Value, caller: &Caller) -> Result<Rendered, ToolFailure> {
+    async fn dispatch(
+        &self,
+        name: &str,
+        arguments: Value,
+        caller: &Caller,
+    ) -> Result<Rendered, ToolFailure> {
         let service = &self.service;
         match name {
             "get_identity" => {
@@ -171,8 +187,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             "get_email" => {
                 let a: input::GetEmailInput = args(arguments)?;
                 let id = parsed("email_id", EmailId::parse(a.email_id.to_string()))?;
-                let max = a.max_body_chars.map(|n| u64::try_from(n).unwrap_or(0));
-                let view = service.email(caller, &id, a.body_offset.unwrap_or(0), max).await?;
+                let max = a.max_body_chars.map(std::num::NonZeroU64::get);
+                let view = service
+                    .email(caller, &id, a.body_offset.unwrap_or(0), max)
+                    .await?;
                 let (out, text) = render::email(&view);
                 Rendered::new(out, text)
             }
@@ -191,14 +209,19 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 let resource = ResourceContents::BlobResourceContents {
                     uri: out.resource_uri.clone(),
                     mime_type: Some(out.type_.clone()),
-                    blob: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &view.content.bytes),
+                    blob: base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        &view.content.bytes,
+                    ),
                     meta: None,
                 };
                 let mut rendered = Rendered::new(out, text)?;
                 rendered.extra.push(ContentBlock::resource(resource));
                 Ok(rendered)
             }
-            other => Err(ToolFailure::Internal(format!("tool {other} has no handler"))),
+            other => Err(ToolFailure::Internal(format!(
+                "tool {other} has no handler"
+            ))),
         }
     }
 }
@@ -242,9 +265,14 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
         let mut info = Implementation::new("mailconnect", env!("CARGO_PKG_VERSION"));
         info.title = Some("mailconnect".into());
         info.description = Some("Your mailbox, for your AI assistant".into());
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build())
-            .with_server_info(info)
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(info)
+        .with_instructions(INSTRUCTIONS)
     }
 
     async fn list_tools(
@@ -260,7 +288,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         let tools = CATALOG
             .iter()
-            .filter(|(spec, _)| Capability::parse(spec.capability).is_some_and(|c| capabilities.allows(c)))
+            .filter(|(spec, _)| {
+                Capability::parse(spec.capability).is_some_and(|c| capabilities.allows(c))
+            })
             .map(|(_, tool)| tool.clone())
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
@@ -282,12 +312,19 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
         }
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         let started = std::time::Instant::now();
-        let outcome = match tokio::time::timeout(self.tool_deadline, self.dispatch(&name, arguments, &caller)).await {
+        let outcome = match tokio::time::timeout(
+            self.tool_deadline,
+            self.dispatch(&name, arguments, &caller),
+        )
+        .await
+        {
             Ok(outcome) => outcome,
-            Err(_) => Err(ToolFailure::Service(ServiceError::Store(MailStoreError::Unavailable(format!(
-                "the tool took longer than {} s",
-                self.tool_deadline.as_secs()
-            ))))),
+            Err(_) => Err(ToolFailure::Service(ServiceError::Store(
+                MailStoreError::Unavailable(format!(
+                    "the tool took longer than {} s",
+                    self.tool_deadline.as_secs()
+                )),
+            ))),
         };
         let elapsed_ms = started.elapsed().as_millis();
         let result = match outcome {
@@ -302,7 +339,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             Err(failure) => {
                 // Log the kind only: error texts can echo arguments (search words, addresses).
                 tracing::info!(tool = %name, grant = %caller.grant, outcome = failure.outcome(), elapsed_ms, "tool call");
-                CallToolResult::error(vec![ContentBlock::text(format!("{failure}.{}", failure.advice()))])
+                CallToolResult::error(vec![ContentBlock::text(format!(
+                    "{failure}.{}",
+                    failure.advice()
+                ))])
             }
         };
         Ok(result.into())

@@ -114,7 +114,10 @@ impl JmapMailStore {
     }
 
     fn remember_mailboxes(&self, session: &Session, list: &[Mailbox]) {
-        let mut cache = self.mailboxes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() >= 10_000 {
             cache.clear();
         }
@@ -129,7 +132,10 @@ impl JmapMailStore {
         mut calls: Vec<Value>,
     ) -> Result<(Vec<MethodResponse>, Vec<Mailbox>), MailStoreError> {
         calls.push(json!(["Mailbox/get", {"accountId": session.account_id, "properties": MAILBOX_PROPERTIES}, "mailboxes"]));
-        let mut responses = self.transport.call(cred, session, &[CORE, MAIL], calls).await?;
+        let mut responses = self
+            .transport
+            .call(cred, session, &[CORE, MAIL], calls)
+            .await?;
         let (_, args) = responses
             .pop()
             .ok_or_else(|| MailStoreError::Protocol("missing Mailbox/get response".into()))?;
@@ -149,10 +155,10 @@ impl JmapMailStore {
         session: &Session,
         given: &str,
     ) -> Result<String, MailStoreError> {
-        if let Some(cached) = self.cached_mailboxes(session) {
-            if let Ok(entry) = MailboxDirectory::new(cached.to_vec()).resolve(given) {
-                return Ok(entry.mailbox.id.as_str().to_owned());
-            }
+        if let Some(cached) = self.cached_mailboxes(session)
+            && let Ok(entry) = MailboxDirectory::new(cached.to_vec()).resolve(given)
+        {
+            return Ok(entry.mailbox.id.as_str().to_owned());
         }
         let (_, fresh) = self.call_with_mailboxes(cred, session, Vec::new()).await?;
         let directory = MailboxDirectory::new(fresh);
@@ -203,10 +209,16 @@ fn filter(query: &EmailQuery, mailbox_id: Option<&str>) -> Value {
         put("hasAttachment", json!(has));
     }
     if let Some(after) = query.after {
-        put("after", json!(after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        put(
+            "after",
+            json!(after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        );
     }
     if let Some(before) = query.before {
-        put("before", json!(before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        put(
+            "before",
+            json!(before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        );
     }
     let mut conditions = vec![Value::Object(cond)];
     // A condition holds one hasKeyword/notKeyword; a second keyword test needs its own.
@@ -216,7 +228,8 @@ fn filter(query: &EmailQuery, mailbox_id: Option<&str>) -> Value {
         None => {}
     }
     if let Some(to) = &query.to {
-        conditions.push(json!({"operator": "OR", "conditions": [{"to": to}, {"cc": to}, {"bcc": to}]}));
+        conditions
+            .push(json!({"operator": "OR", "conditions": [{"to": to}, {"cc": to}, {"bcc": to}]}));
     }
     if conditions.len() == 1 {
         conditions.remove(0)
@@ -229,12 +242,17 @@ impl MailStore for JmapMailStore {
     async fn account(&self, cred: &UpstreamCredential) -> Result<AccountInfo, MailStoreError> {
         let session = self.transport.session(cred).await?;
         let identities = if session.wire.capabilities.contains_key(SUBMISSION) {
-            let calls = vec![json!(["Identity/get", {"accountId": session.account_id}, "identities"])];
+            let calls =
+                vec![json!(["Identity/get", {"accountId": session.account_id}, "identities"])];
             let mut responses = self
                 .transport
                 .call(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
                 .await?;
-            decode::<GetResponse<IdentityWire>>("Identity/get", take(&mut responses, "Identity/get")?)?.list
+            decode::<GetResponse<IdentityWire>>(
+                "Identity/get",
+                take(&mut responses, "Identity/get")?,
+            )?
+            .list
         } else {
             Vec::new()
         };
@@ -280,11 +298,12 @@ impl MailStore for JmapMailStore {
         ];
         let (mut responses, mailboxes) = self.call_with_mailboxes(cred, &session, calls).await?;
         let page: QueryResponse = decode("Email/query", take(&mut responses, "Email/query")?)?;
-        let emails = decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
-            .list
-            .into_iter()
-            .filter_map(summary)
-            .collect();
+        let emails =
+            decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+                .list
+                .into_iter()
+                .filter_map(summary)
+                .collect();
         Ok(SearchPage {
             emails,
             mailboxes,
@@ -308,11 +327,14 @@ impl MailStore for JmapMailStore {
             "maxBodyValueBytes": MAX_BODY_VALUE_BYTES,
         }, "email"])];
         let (mut responses, mailboxes) = self.call_with_mailboxes(cred, &session, calls).await?;
-        let found = decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
-            .list
-            .into_iter()
-            .find_map(email)
-            .ok_or_else(|| MailStoreError::NotFound(format!("there is no email with id {id}")))?;
+        let found =
+            decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+                .list
+                .into_iter()
+                .find_map(email)
+                .ok_or_else(|| {
+                    MailStoreError::NotFound(format!("there is no email with id {id}"))
+                })?;
         Ok((found, mailboxes))
     }
 
@@ -331,9 +353,12 @@ impl MailStore for JmapMailStore {
             }, "emails"]),
         ];
         let (mut responses, mailboxes) = self.call_with_mailboxes(cred, &session, calls).await?;
-        let threads = decode::<GetResponse<ThreadWire>>("Thread/get", take(&mut responses, "Thread/get")?)?;
+        let threads =
+            decode::<GetResponse<ThreadWire>>("Thread/get", take(&mut responses, "Thread/get")?)?;
         let Some(order) = threads.list.into_iter().next().map(|t| t.email_ids) else {
-            return Err(MailStoreError::NotFound(format!("there is no thread with id {id}")));
+            return Err(MailStoreError::NotFound(format!(
+                "there is no thread with id {id}"
+            )));
         };
         let mut emails: Vec<EmailSummary> =
             decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
@@ -342,7 +367,12 @@ impl MailStore for JmapMailStore {
                 .filter_map(summary)
                 .collect();
         // Thread/get lists ids oldest first (RFC 8620 §3 of 8621); keep that order.
-        emails.sort_by_key(|e| order.iter().position(|id| id == e.id.as_str()).unwrap_or(usize::MAX));
+        emails.sort_by_key(|e| {
+            order
+                .iter()
+                .position(|id| id == e.id.as_str())
+                .unwrap_or(usize::MAX)
+        });
         Ok((emails, mailboxes))
     }
 
@@ -361,12 +391,18 @@ impl MailStore for JmapMailStore {
             "ids": [email_id.as_str()],
             "properties": ["id", "attachments"],
         }, "email"])];
-        let mut responses = self.transport.call(cred, &session, &[CORE, MAIL], calls).await?;
-        let found = decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
-            .list
-            .into_iter()
-            .next()
-            .ok_or_else(|| MailStoreError::NotFound(format!("there is no email with id {email_id}")))?;
+        let mut responses = self
+            .transport
+            .call(cred, &session, &[CORE, MAIL], calls)
+            .await?;
+        let found =
+            decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+                .list
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    MailStoreError::NotFound(format!("there is no email with id {email_id}"))
+                })?;
         let attachment = found
             .attachments
             .unwrap_or_default()
@@ -410,7 +446,10 @@ mod tests {
             unread: Some(true),
             ..EmailQuery::default()
         };
-        assert_eq!(filter(&q, Some("M1")), json!({"text": "budget", "inMailbox": "M1", "notKeyword": "$seen"}));
+        assert_eq!(
+            filter(&q, Some("M1")),
+            json!({"text": "budget", "inMailbox": "M1", "notKeyword": "$seen"})
+        );
     }
 
     #[test]

@@ -70,6 +70,30 @@ enum Props {
     Bearer { token: String },
 }
 
+/// What a new grant holds.
+#[derive(Debug)]
+pub struct NewGrant<'a> {
+    /// Its id.
+    pub id: &'a GrantId,
+    /// What settings show for it.
+    pub label: &'a str,
+    /// The upstream credential to seal.
+    pub credential: &'a UpstreamCredential,
+    /// Its policy.
+    pub capabilities: &'a CapabilitySet,
+}
+
+/// A token that will open a grant.
+#[derive(Debug)]
+pub struct NewToken<'a> {
+    /// The token.
+    pub token: &'a AccessToken,
+    /// `access`, `refresh`, `code`: bound into the key derivation.
+    pub kind: &'a str,
+    /// Unix seconds, if it expires.
+    pub expires_at: Option<i64>,
+}
+
 /// Why the vault failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultStoreError {
@@ -128,7 +152,10 @@ fn unwrap(wrapped: &str, token: &str, grant: &str, kind: &str) -> Option<Zeroizi
     String::from_utf8(plain.to_vec()).ok().map(Zeroizing::new)
 }
 
-fn seal(credential: &UpstreamCredential, recipient: &age::x25519::Recipient) -> Result<String, VaultStoreError> {
+fn seal(
+    credential: &UpstreamCredential,
+    recipient: &age::x25519::Recipient,
+) -> Result<String, VaultStoreError> {
     let props = match credential {
         UpstreamCredential::Basic { username, password } => Props::Basic {
             username: username.clone(),
@@ -138,9 +165,12 @@ fn seal(credential: &UpstreamCredential, recipient: &age::x25519::Recipient) -> 
             token: token.expose_secret().to_owned(),
         },
     };
-    let plain = Zeroizing::new(serde_json::to_vec(&props).map_err(|e| VaultStoreError::Crypto(e.to_string()))?);
+    let plain = Zeroizing::new(
+        serde_json::to_vec(&props).map_err(|e| VaultStoreError::Crypto(e.to_string()))?,
+    );
     drop(props);
-    let sealed = age::encrypt(recipient, &plain).map_err(|e| VaultStoreError::Crypto(e.to_string()))?;
+    let sealed =
+        age::encrypt(recipient, &plain).map_err(|e| VaultStoreError::Crypto(e.to_string()))?;
     Ok(STANDARD.encode(sealed))
 }
 
@@ -166,10 +196,14 @@ impl RedbVault {
         let tx = db.begin_write().map_err(db_err)?;
         {
             let mut meta = tx.open_table(META).map_err(db_err)?;
-            let existing = meta.get("schema_version").map_err(db_err)?.map(|v| v.value().to_owned());
+            let existing = meta
+                .get("schema_version")
+                .map_err(db_err)?
+                .map(|v| v.value().to_owned());
             match existing.as_deref() {
                 None => {
-                    meta.insert("schema_version", SCHEMA_VERSION).map_err(db_err)?;
+                    meta.insert("schema_version", SCHEMA_VERSION)
+                        .map_err(db_err)?;
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(other) => {
@@ -191,14 +225,20 @@ impl RedbVault {
     /// [`VaultStoreError`] on database or crypto failure; nothing is written then.
     pub fn put_grant(
         &self,
-        grant: &GrantId,
-        label: &str,
-        credential: &UpstreamCredential,
-        capabilities: &CapabilitySet,
-        token: &AccessToken,
-        kind: &str,
-        expires_at: Option<i64>,
+        grant: &NewGrant<'_>,
+        token: &NewToken<'_>,
     ) -> Result<(), VaultStoreError> {
+        let NewGrant {
+            id: grant,
+            label,
+            credential,
+            capabilities,
+        } = *grant;
+        let NewToken {
+            token,
+            kind,
+            expires_at,
+        } = *token;
         let identity = age::x25519::Identity::generate();
         let recipient = identity.to_public();
         let record = GrantRecord {
@@ -214,7 +254,12 @@ impl RedbVault {
             grant_id: record.id.clone(),
             kind: kind.to_owned(),
             expires_at,
-            wrapped_identity: wrap(identity_text.expose_secret(), token.expose_secret(), &record.id, kind)?,
+            wrapped_identity: wrap(
+                identity_text.expose_secret(),
+                token.expose_secret(),
+                &record.id,
+                kind,
+            )?,
         };
         let grant_json = serde_json::to_vec(&record).map_err(db_err)?;
         let token_json = serde_json::to_vec(&token_record).map_err(db_err)?;
@@ -226,7 +271,9 @@ impl RedbVault {
                 .insert(&digest(token.expose_secret()), token_json.as_slice())
                 .map_err(db_err)?;
             let mut grants = tx.open_table(GRANTS).map_err(db_err)?;
-            grants.insert(record.id.as_str(), grant_json.as_slice()).map_err(db_err)?;
+            grants
+                .insert(record.id.as_str(), grant_json.as_slice())
+                .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(())
@@ -241,7 +288,10 @@ impl RedbVault {
         {
             let mut tokens = tx.open_table(TOKENS).map_err(db_err)?;
             remove_tokens_of(&mut tokens, grant.as_str())?;
-            tx.open_table(GRANTS).map_err(db_err)?.remove(grant.as_str()).map_err(db_err)?;
+            tx.open_table(GRANTS)
+                .map_err(db_err)?
+                .remove(grant.as_str())
+                .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }
@@ -250,23 +300,37 @@ impl RedbVault {
         let unexpected = |e: redb::Error| VaultError::Unexpected(e.to_string());
         let tx = self.db.begin_read().map_err(|e| unexpected(e.into()))?;
         let tokens = tx.open_table(TOKENS).map_err(|e| unexpected(e.into()))?;
-        let Some(raw) = tokens.get(&digest(token.expose_secret())).map_err(|e| unexpected(e.into()))? else {
+        let Some(raw) = tokens
+            .get(&digest(token.expose_secret()))
+            .map_err(|e| unexpected(e.into()))?
+        else {
             return Err(VaultError::InvalidToken);
         };
-        let record: TokenRecord =
-            serde_json::from_slice(raw.value()).map_err(|e| VaultError::Unexpected(format!("token record: {e}")))?;
-        if record.expires_at.is_some_and(|t| t <= chrono::Utc::now().timestamp()) {
+        let record: TokenRecord = serde_json::from_slice(raw.value())
+            .map_err(|e| VaultError::Unexpected(format!("token record: {e}")))?;
+        if record
+            .expires_at
+            .is_some_and(|t| t <= chrono::Utc::now().timestamp())
+        {
             return Err(VaultError::InvalidToken);
         }
         let grants = tx.open_table(GRANTS).map_err(|e| unexpected(e.into()))?;
-        let Some(raw) = grants.get(record.grant_id.as_str()).map_err(|e| unexpected(e.into()))? else {
+        let Some(raw) = grants
+            .get(record.grant_id.as_str())
+            .map_err(|e| unexpected(e.into()))?
+        else {
             return Err(VaultError::InvalidToken);
         };
-        let grant: GrantRecord =
-            serde_json::from_slice(raw.value()).map_err(|e| VaultError::Unexpected(format!("grant record: {e}")))?;
+        let grant: GrantRecord = serde_json::from_slice(raw.value())
+            .map_err(|e| VaultError::Unexpected(format!("grant record: {e}")))?;
         // A token whose derived key does not unwrap the identity is not this grant's token.
-        let identity_text = unwrap(&record.wrapped_identity, token.expose_secret(), &grant.id, &record.kind)
-            .ok_or(VaultError::InvalidToken)?;
+        let identity_text = unwrap(
+            &record.wrapped_identity,
+            token.expose_secret(),
+            &grant.id,
+            &record.kind,
+        )
+        .ok_or(VaultError::InvalidToken)?;
         let identity: age::x25519::Identity = identity_text
             .parse()
             .map_err(|_| VaultError::Unexpected("stored identity is malformed".into()))?;
@@ -286,17 +350,28 @@ impl RedbVault {
             .get(grant.as_str())
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| PolicyError(format!("grant {grant} does not exist")))?;
-        let record: GrantRecord = serde_json::from_slice(raw.value()).map_err(|e| PolicyError(e.to_string()))?;
-        Ok(CapabilitySet::with(record.capabilities.iter().filter_map(|c| Capability::parse(c))))
+        let record: GrantRecord =
+            serde_json::from_slice(raw.value()).map_err(|e| PolicyError(e.to_string()))?;
+        Ok(CapabilitySet::with(
+            record
+                .capabilities
+                .iter()
+                .filter_map(|c| Capability::parse(c)),
+        ))
     }
 }
 
-fn remove_tokens_of(tokens: &mut redb::Table<'_, &[u8; 32], &[u8]>, grant: &str) -> Result<(), VaultStoreError> {
+fn remove_tokens_of(
+    tokens: &mut redb::Table<'_, &[u8; 32], &[u8]>,
+    grant: &str,
+) -> Result<(), VaultStoreError> {
     let stale: Vec<[u8; 32]> = tokens
         .iter()
         .map_err(db_err)?
         .filter_map(Result::ok)
-        .filter(|(_, v)| serde_json::from_slice::<TokenRecord>(v.value()).is_ok_and(|t| t.grant_id == grant))
+        .filter(|(_, v)| {
+            serde_json::from_slice::<TokenRecord>(v.value()).is_ok_and(|t| t.grant_id == grant)
+        })
         .map(|(k, _)| *k.value())
         .collect();
     for key in &stale {
@@ -354,6 +429,27 @@ mod tests {
         }
     }
 
+    fn put(
+        vault: &RedbVault,
+        id: &GrantId,
+        credential: &UpstreamCredential,
+        token: &AccessToken,
+        expires_at: Option<i64>,
+    ) {
+        let grant = NewGrant {
+            id,
+            label: "test",
+            credential,
+            capabilities: &CapabilitySet::read_only(),
+        };
+        let token = NewToken {
+            token,
+            kind: "access",
+            expires_at,
+        };
+        vault.put_grant(&grant, &token).unwrap();
+    }
+
     fn bearer(secret: &str) -> UpstreamCredential {
         UpstreamCredential::Bearer(SecretString::new(secret))
     }
@@ -363,13 +459,20 @@ mod tests {
         let (_p, vault) = temp_db();
         let grant = GrantId::new("g1");
         let token = AccessToken::new("g1.secret-token-value");
-        vault
-            .put_grant(&grant, "test", &bearer("upstream-1"), &CapabilitySet::read_only(), &token, "access", None)
-            .unwrap();
+        put(&vault, &grant, &bearer("upstream-1"), &token, None);
         let opened = vault.open(&token).await.unwrap();
-        assert_eq!((opened.grant, opened.credential), (grant.clone(), bearer("upstream-1")));
-        assert_eq!(vault.capabilities(&grant).await.unwrap(), CapabilitySet::read_only());
-        assert_eq!(vault.open(&AccessToken::new("g1.other")).await.unwrap_err(), VaultError::InvalidToken);
+        assert_eq!(
+            (opened.grant, opened.credential),
+            (grant.clone(), bearer("upstream-1"))
+        );
+        assert_eq!(
+            vault.capabilities(&grant).await.unwrap(),
+            CapabilitySet::read_only()
+        );
+        assert_eq!(
+            vault.open(&AccessToken::new("g1.other")).await.unwrap_err(),
+            VaultError::InvalidToken
+        );
     }
 
     /// design.md §4: a copy of the database alone yields no upstream credential.
@@ -377,22 +480,24 @@ mod tests {
     async fn the_database_file_holds_no_secret_in_the_clear() {
         let (p, vault) = temp_db();
         let token = AccessToken::new("g1.the-client-token");
-        vault
-            .put_grant(
-                &GrantId::new("g1"),
-                "test",
-                &UpstreamCredential::Basic { username: "alice".into(), password: SecretString::new("hunter2-password") },
-                &CapabilitySet::read_only(),
-                &token,
-                "access",
-                None,
-            )
-            .unwrap();
+        put(
+            &vault,
+            &GrantId::new("g1"),
+            &UpstreamCredential::Basic {
+                username: "alice".into(),
+                password: SecretString::new("hunter2-password"),
+            },
+            &token,
+            None,
+        );
         drop(vault);
         let bytes = std::fs::read(&p.0).unwrap();
         let haystack = String::from_utf8_lossy(&bytes);
         for secret in ["hunter2-password", "the-client-token", "AGE-SECRET-KEY"] {
-            assert!(!haystack.contains(secret), "{secret} is readable in the database file");
+            assert!(
+                !haystack.contains(secret),
+                "{secret} is readable in the database file"
+            );
         }
         // The same file, reopened, still opens with the token: the secret was sealed, not lost.
         let reopened = RedbVault::open(&p.0).unwrap();
@@ -404,10 +509,17 @@ mod tests {
         let (_p, vault) = temp_db();
         let token = AccessToken::new("g1.t");
         let past = chrono::Utc::now().timestamp() - 1;
-        vault
-            .put_grant(&GrantId::new("g1"), "t", &bearer("u"), &CapabilitySet::read_only(), &token, "access", Some(past))
-            .unwrap();
-        assert_eq!(vault.open(&token).await.unwrap_err(), VaultError::InvalidToken);
+        put(
+            &vault,
+            &GrantId::new("g1"),
+            &bearer("u"),
+            &token,
+            Some(past),
+        );
+        assert_eq!(
+            vault.open(&token).await.unwrap_err(),
+            VaultError::InvalidToken
+        );
     }
 
     #[tokio::test]
@@ -416,12 +528,18 @@ mod tests {
         let grant = GrantId::new(SELF_HOST_GRANT);
         let old = AccessToken::new("old-token");
         let new = AccessToken::new("new-token");
-        vault.put_grant(&grant, "self", &bearer("u1"), &CapabilitySet::read_only(), &old, "access", None).unwrap();
-        vault.put_grant(&grant, "self", &bearer("u2"), &CapabilitySet::read_only(), &new, "access", None).unwrap();
-        assert_eq!(vault.open(&old).await.unwrap_err(), VaultError::InvalidToken);
+        put(&vault, &grant, &bearer("u1"), &old, None);
+        put(&vault, &grant, &bearer("u2"), &new, None);
+        assert_eq!(
+            vault.open(&old).await.unwrap_err(),
+            VaultError::InvalidToken
+        );
         assert_eq!(vault.open(&new).await.unwrap().credential, bearer("u2"));
         vault.remove_grant(&grant).unwrap();
-        assert_eq!(vault.open(&new).await.unwrap_err(), VaultError::InvalidToken);
+        assert_eq!(
+            vault.open(&new).await.unwrap_err(),
+            VaultError::InvalidToken
+        );
         assert!(vault.capabilities(&grant).await.is_err());
     }
 
@@ -431,7 +549,10 @@ mod tests {
         {
             let db = Database::create(&p.0).unwrap();
             let tx = db.begin_write().unwrap();
-            tx.open_table(META).unwrap().insert("schema_version", "99").unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert("schema_version", "99")
+                .unwrap();
             tx.commit().unwrap();
         }
         let err = RedbVault::open(&p.0).unwrap_err().to_string();

@@ -37,7 +37,9 @@ fn session(Path(mode): Path<String>, hits: Data<&Hits>) -> Response {
         "uploadUrl": "/upload", "eventSourceUrl": "/events",
         "state": "s1"
     });
-    Response::builder().content_type("application/json").body(body.to_string())
+    Response::builder()
+        .content_type("application/json")
+        .body(body.to_string())
 }
 
 #[handler]
@@ -74,7 +76,10 @@ pub async fn start() -> (SocketAddr, Hits) {
         .at("/:mode/session", session)
         .at("/:mode/api", poem::post(api))
         .data(hits.clone());
-    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.expect("bind");
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind");
     let addr = *acceptor.local_addr()[0].as_socket_addr().expect("tcp");
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
     (addr, hits)

@@ -41,10 +41,19 @@ fn query(f: impl FnOnce(&mut EmailQuery)) -> EmailQuery {
     q
 }
 
-async fn search(s: &JmapMailStore, q: &EmailQuery, size: u64) -> mailconnect::domain::ports::SearchPage {
-    s.search(&basic(), q, PageSize::new(Some(size)).unwrap(), &PageStart::First)
-        .await
-        .expect("search")
+async fn search(
+    s: &JmapMailStore,
+    q: &EmailQuery,
+    size: u64,
+) -> mailconnect::domain::ports::SearchPage {
+    s.search(
+        &basic(),
+        q,
+        PageSize::new(Some(size)).unwrap(),
+        &PageStart::First,
+    )
+    .await
+    .expect("search")
 }
 
 /// Counts the upstream requests one call makes.
@@ -67,17 +76,30 @@ async fn every_read_is_one_upstream_request_once_the_session_is_known() {
     assert_eq!((n, account.username.as_str()), (1, "alice@example.test"));
     let (n, boxes) = requests_for!(s, s.mailboxes(&cred).await.unwrap());
     assert_eq!((n, boxes.len()), (1, 9));
-    let (n, page) = requests_for!(s, search(&s, &query(|q| q.text = Some("budget".into())), 20).await);
+    let (n, page) = requests_for!(
+        s,
+        search(&s, &query(|q| q.text = Some("budget".into())), 20).await
+    );
     assert_eq!((n, page.emails.len()), (1, 2));
     let (n, page) = requests_for!(
         s,
-        search(&s, &query(|q| q.mailbox = Some("Project Alpha/Invoices 2024".into())), 20).await
+        search(
+            &s,
+            &query(|q| q.mailbox = Some("Project Alpha/Invoices 2024".into())),
+            20
+        )
+        .await
     );
-    assert_eq!((n, page.emails.len()), (1, 1), "a mailbox by path resolves from the cached list");
+    assert_eq!(
+        (n, page.emails.len()),
+        (1, 1),
+        "a mailbox by path resolves from the cached list"
+    );
     let id = page.emails[0].id.clone();
     let (n, (email, _)) = requests_for!(s, s.email(&cred, &id).await.unwrap());
     assert_eq!(n, 1);
-    let (n, (thread, _)) = requests_for!(s, s.thread(&cred, &email.summary.thread_id).await.unwrap());
+    let (n, (thread, _)) =
+        requests_for!(s, s.thread(&cred, &email.summary.thread_id).await.unwrap());
     assert_eq!((n, thread.len()), (1, 1));
     let blob = email.attachments[0].blob_id.clone();
     let (n, file) = requests_for!(s, s.attachment(&cred, &id, &blob, 1 << 20).await.unwrap());
@@ -89,7 +111,10 @@ async fn every_read_is_one_upstream_request_once_the_session_is_known() {
 async fn bearer_tokens_that_cyrus_accepts_work() {
     let s = cyrus();
     let cred = UpstreamCredential::Bearer(SecretString::new(testbed().get("JMAP_BEARER_TOKEN")));
-    assert_eq!(s.account(&cred).await.unwrap().username, "alice@example.test");
+    assert_eq!(
+        s.account(&cred).await.unwrap().username,
+        "alice@example.test"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +123,10 @@ async fn a_wrong_password_is_unauthorized() {
         username: testbed().get("JMAP_USERNAME").into(),
         password: SecretString::new("wrong"),
     };
-    assert_eq!(cyrus().mailboxes(&cred).await.unwrap_err(), MailStoreError::Unauthorized);
+    assert_eq!(
+        cyrus().mailboxes(&cred).await.unwrap_err(),
+        MailStoreError::Unauthorized
+    );
 }
 
 #[tokio::test]
@@ -108,18 +136,39 @@ async fn seeded_mail_is_found_by_every_filter() {
         let s = &s;
         async move { search(s, &q, 50).await.total }
     };
-    assert_eq!(count(query(|q| q.mailbox = Some("Bulk".into()))).await, Some(60));
-    assert_eq!(count(query(|q| {
-        q.mailbox = Some("bulk".into());
-        q.unread = Some(true);
-    }))
-    .await, Some(30));
-    assert_eq!(count(query(|q| q.mailbox = Some("inbox".into()))).await, Some(4));
-    assert_eq!(count(query(|q| q.has_attachment = Some(true))).await, Some(2));
+    assert_eq!(
+        count(query(|q| q.mailbox = Some("Bulk".into()))).await,
+        Some(60)
+    );
+    assert_eq!(
+        count(query(|q| {
+            q.mailbox = Some("bulk".into());
+            q.unread = Some(true);
+        }))
+        .await,
+        Some(30)
+    );
+    assert_eq!(
+        count(query(|q| q.mailbox = Some("inbox".into()))).await,
+        Some(4)
+    );
+    assert_eq!(
+        count(query(|q| q.has_attachment = Some(true))).await,
+        Some(2)
+    );
     assert_eq!(count(query(|q| q.flagged = Some(true))).await, Some(1));
-    assert_eq!(count(query(|q| q.from = Some("carol@example.de".into()))).await, Some(2));
-    assert_eq!(count(query(|q| q.to = Some("bob@example.com".into()))).await, Some(1));
-    assert_eq!(count(query(|q| q.subject = Some("Grüße".into()))).await, Some(1));
+    assert_eq!(
+        count(query(|q| q.from = Some("carol@example.de".into()))).await,
+        Some(2)
+    );
+    assert_eq!(
+        count(query(|q| q.to = Some("bob@example.com".into()))).await,
+        Some(1)
+    );
+    assert_eq!(
+        count(query(|q| q.subject = Some("Grüße".into()))).await,
+        Some(1)
+    );
     let window = query(|q| {
         q.after = Some("2024-03-02T00:00:00Z".parse().unwrap());
         q.before = Some("2024-03-04T00:00:00Z".parse().unwrap());
@@ -133,18 +182,30 @@ async fn search_pages_newest_first_and_continues_by_position() {
     let q = query(|q| q.mailbox = Some("Bulk".into()));
     let first = search(&s, &q, 50).await;
     assert_eq!(first.emails.len(), 50);
-    assert!(first.emails.windows(2).all(|w| w[0].received_at >= w[1].received_at));
+    assert!(
+        first
+            .emails
+            .windows(2)
+            .all(|w| w[0].received_at >= w[1].received_at)
+    );
     let rest = s
         .search(
             &basic(),
             &q,
             PageSize::new(Some(50)).unwrap(),
-            &PageStart::After { anchor: first.emails[49].id.clone(), position: 50 },
+            &PageStart::After {
+                anchor: first.emails[49].id.clone(),
+                position: 50,
+            },
         )
         .await
         .unwrap();
     assert_eq!(rest.emails.len(), 10);
-    assert!(rest.emails.iter().all(|e| first.emails.iter().all(|f| f.id != e.id)));
+    assert!(
+        rest.emails
+            .iter()
+            .all(|e| first.emails.iter().all(|f| f.id != e.id))
+    );
 }
 
 #[tokio::test]
@@ -152,10 +213,24 @@ async fn unknown_objects_are_not_found() {
     let s = cyrus();
     let cred = basic();
     let missing = EmailId::parse("Mdoesnotexist").unwrap();
-    assert!(matches!(s.email(&cred, &missing).await, Err(MailStoreError::NotFound(_))));
+    assert!(matches!(
+        s.email(&cred, &missing).await,
+        Err(MailStoreError::NotFound(_))
+    ));
     let thread = ThreadId::parse("Tdoesnotexist").unwrap();
-    assert!(matches!(s.thread(&cred, &thread).await, Err(MailStoreError::NotFound(_))));
-    let err = s.search(&cred, &query(|q| q.mailbox = Some("Needs action".into())), PageSize::new(None).unwrap(), &PageStart::First).await.unwrap_err();
+    assert!(matches!(
+        s.thread(&cred, &thread).await,
+        Err(MailStoreError::NotFound(_))
+    ));
+    let err = s
+        .search(
+            &cred,
+            &query(|q| q.mailbox = Some("Needs action".into())),
+            PageSize::new(None).unwrap(),
+            &PageStart::First,
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("Project Alpha"), "{err}");
 }
 
@@ -163,22 +238,56 @@ async fn unknown_objects_are_not_found() {
 async fn an_oversized_attachment_is_refused_before_download() {
     let s = cyrus();
     let cred = basic();
-    let page = search(&s, &query(|q| q.subject = Some("Quarterly report".into())), 5).await;
-    let report = page.emails.iter().find(|e| e.has_attachment).expect("the report");
+    let page = search(
+        &s,
+        &query(|q| q.subject = Some("Quarterly report".into())),
+        5,
+    )
+    .await;
+    let report = page
+        .emails
+        .iter()
+        .find(|e| e.has_attachment)
+        .expect("the report");
     let (email, _) = s.email(&cred, &report.id).await.unwrap();
     let blob: &BlobId = &email.attachments[0].blob_id;
-    let (n, err) = requests_for!(s, s.attachment(&cred, &report.id, blob, 100).await.unwrap_err());
-    assert_eq!(err, MailStoreError::TooLarge { size: 589, limit: 100 });
+    let (n, err) = requests_for!(
+        s,
+        s.attachment(&cred, &report.id, blob, 100)
+            .await
+            .unwrap_err()
+    );
+    assert_eq!(
+        err,
+        MailStoreError::TooLarge {
+            size: 589,
+            limit: 100
+        }
+    );
     assert_eq!(n, 1, "no download was attempted");
 }
 
 #[tokio::test]
 async fn mailbox_directory_from_cyrus_is_in_human_order() {
     let boxes = cyrus().mailboxes(&basic()).await.unwrap();
-    let paths: Vec<String> = MailboxDirectory::new(boxes).entries().iter().map(|e| e.path.clone()).collect();
+    let paths: Vec<String> = MailboxDirectory::new(boxes)
+        .entries()
+        .iter()
+        .map(|e| e.path.clone())
+        .collect();
     assert_eq!(
         paths,
-        ["Inbox", "Drafts", "Sent", "Archive", "Bulk", "Project Alpha", "Project Alpha/Invoices 2024", "Junk", "Trash"]
+        [
+            "Inbox",
+            "Drafts",
+            "Sent",
+            "Archive",
+            "Bulk",
+            "Project Alpha",
+            "Project Alpha/Invoices 2024",
+            "Junk",
+            "Trash"
+        ]
     );
 }
 
@@ -186,19 +295,28 @@ async fn mailbox_directory_from_cyrus_is_in_human_order() {
 
 async fn fake(mode: &str, timeout: Duration) -> (JmapMailStore, fake_jmap::Hits) {
     let (addr, hits) = fake_jmap::start().await;
-    (store(&format!("http://{addr}/{mode}/session"), timeout), hits)
+    (
+        store(&format!("http://{addr}/{mode}/session"), timeout),
+        hits,
+    )
 }
 
 #[tokio::test]
 async fn a_5xx_is_unavailable() {
     let (s, _) = fake("error500", Duration::from_secs(5)).await;
-    assert_eq!(s.mailboxes(&basic()).await.unwrap_err(), MailStoreError::Unavailable("HTTP 500".into()));
+    assert_eq!(
+        s.mailboxes(&basic()).await.unwrap_err(),
+        MailStoreError::Unavailable("HTTP 500".into())
+    );
 }
 
 #[tokio::test]
 async fn invalid_json_is_a_protocol_error() {
     let (s, _) = fake("garbage", Duration::from_secs(5)).await;
-    assert!(matches!(s.mailboxes(&basic()).await, Err(MailStoreError::Protocol(_))));
+    assert!(matches!(
+        s.mailboxes(&basic()).await,
+        Err(MailStoreError::Protocol(_))
+    ));
 }
 
 #[tokio::test]
@@ -206,7 +324,9 @@ async fn http_429_is_rate_limited_with_retry_after() {
     let (s, _) = fake("ratelimit", Duration::from_secs(5)).await;
     assert_eq!(
         s.mailboxes(&basic()).await.unwrap_err(),
-        MailStoreError::RateLimited { retry_after: Some(Duration::from_secs(7)) }
+        MailStoreError::RateLimited {
+            retry_after: Some(Duration::from_secs(7))
+        }
     );
 }
 
@@ -215,7 +335,10 @@ async fn a_silent_server_times_out() {
     let (s, _) = fake("slow", Duration::from_secs(1)).await;
     let started = std::time::Instant::now();
     let err = s.mailboxes(&basic()).await.unwrap_err();
-    assert_eq!(err, MailStoreError::Unavailable("no answer within 1 s".into()));
+    assert_eq!(
+        err,
+        MailStoreError::Unavailable("no answer within 1 s".into())
+    );
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
@@ -230,9 +353,19 @@ async fn a_method_error_is_typed() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let s = store(&format!("http://127.0.0.1:{port}/jmap/"), Duration::from_secs(2));
-    assert_eq!(s.mailboxes(&basic()).await.unwrap_err(), MailStoreError::Unavailable("cannot connect".into()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = store(
+        &format!("http://127.0.0.1:{port}/jmap/"),
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        s.mailboxes(&basic()).await.unwrap_err(),
+        MailStoreError::Unavailable("cannot connect".into())
+    );
 }
 
 #[tokio::test]
@@ -241,20 +374,31 @@ async fn the_session_is_cached_and_refetched_when_its_state_changes() {
     for _ in 0..3 {
         steady.mailboxes(&basic()).await.unwrap();
     }
-    assert_eq!(hits.session.load(Ordering::SeqCst), 1, "one session fetch for three calls");
+    assert_eq!(
+        hits.session.load(Ordering::SeqCst),
+        1,
+        "one session fetch for three calls"
+    );
 
     let (changing, hits) = fake("statechange", Duration::from_secs(5)).await;
     for _ in 0..3 {
         changing.mailboxes(&basic()).await.unwrap();
     }
-    assert_eq!(hits.session.load(Ordering::SeqCst), 3, "a new sessionState forces a refetch");
+    assert_eq!(
+        hits.session.load(Ordering::SeqCst),
+        3,
+        "a new sessionState forces a refetch"
+    );
 }
 
 #[tokio::test]
 async fn a_401_drops_the_cached_session() {
     let (s, hits) = fake("unauthorized", Duration::from_secs(5)).await;
     for _ in 0..2 {
-        assert_eq!(s.mailboxes(&basic()).await.unwrap_err(), MailStoreError::Unauthorized);
+        assert_eq!(
+            s.mailboxes(&basic()).await.unwrap_err(),
+            MailStoreError::Unauthorized
+        );
     }
     assert_eq!(hits.session.load(Ordering::SeqCst), 2);
 }

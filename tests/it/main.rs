@@ -1,5 +1,6 @@
 //! Black-box tests against real parts: the Cyrus JMAP testbed, the server over HTTP, real MCP
 //! SDK clients. Start the testbed first (`scripts/testbed up`; `scripts/test` does it).
+#![allow(clippy::unwrap_used)]
 
 mod contract;
 mod fake_jmap;

@@ -40,22 +40,53 @@ async fn mcp_without_a_valid_token_is_401_with_a_bearer_challenge() {
     let app = spawn_app().await;
     let http = reqwest::Client::new();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}).to_string();
-    let none = http.post(app.mcp_url()).body(init.clone()).send().await.unwrap();
+    let none = http
+        .post(app.mcp_url())
+        .body(init.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(none.status(), 401);
-    assert!(none.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer "));
-    let wrong = http.post(app.mcp_url()).bearer_auth("not-the-token").body(init.clone()).send().await.unwrap();
+    assert!(
+        none.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+    let wrong = http
+        .post(app.mcp_url())
+        .bearer_auth("not-the-token")
+        .body(init.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
-    assert!(wrong.headers()["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
+    assert!(
+        wrong.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
     let body: Value = wrong.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token");
-    let basic = http.post(app.mcp_url()).basic_auth("a", Some("b")).body(init).send().await.unwrap();
+    let basic = http
+        .post(app.mcp_url())
+        .basic_auth("a", Some("b"))
+        .body(init)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(basic.status(), 401);
 }
 
 #[tokio::test]
 async fn legacy_clients_get_a_session_and_their_version_echoed() {
     let app = spawn_app().await;
-    for (asked, answered) in [("2025-11-25", "2025-11-25"), ("2025-06-18", "2025-06-18"), ("2025-03-26", "2025-03-26")] {
+    for (asked, answered) in [
+        ("2025-11-25", "2025-11-25"),
+        ("2025-06-18", "2025-06-18"),
+        ("2025-03-26", "2025-03-26"),
+    ] {
         let mut mcp = RawMcp::new(app.mcp_url());
         let reply = mcp
             .post(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -67,7 +98,13 @@ async fn legacy_clients_get_a_session_and_their_version_echoed() {
         assert_eq!(msg["result"]["protocolVersion"], answered);
         assert_eq!(msg["result"]["serverInfo"]["name"], "mailconnect");
         let instructions = msg["result"]["instructions"].as_str().unwrap();
-        assert!(instructions.chars().take(512).collect::<String>().contains("untrusted"));
+        assert!(
+            instructions
+                .chars()
+                .take(512)
+                .collect::<String>()
+                .contains("untrusted")
+        );
     }
 }
 
@@ -81,26 +118,49 @@ async fn modern_clients_work_statelessly() {
     assert!(versions.contains(&json!(MODERN)) && versions.contains(&json!("2025-11-25")));
     assert!(discover.session.is_none(), "2026-07-28 has no sessions");
 
-    let listed = modern(&app.mcp_url(), 2, "tools/list", json!({})).await.json();
-    assert_eq!(listed["result"]["tools"].as_array().unwrap().len(), 6);
-    let called = modern(&app.mcp_url(), 3, "tools/call", json!({"name": "search_email", "arguments": {"text": "budget"}}))
+    let listed = modern(&app.mcp_url(), 2, "tools/list", json!({}))
         .await
         .json();
-    assert_eq!(called["result"]["structuredContent"]["total"], 2, "{called}");
+    assert_eq!(listed["result"]["tools"].as_array().unwrap().len(), 6);
+    let called = modern(
+        &app.mcp_url(),
+        3,
+        "tools/call",
+        json!({"name": "search_email", "arguments": {"text": "budget"}}),
+    )
+    .await
+    .json();
+    assert_eq!(
+        called["result"]["structuredContent"]["total"], 2,
+        "{called}"
+    );
     assert_eq!(called["result"]["resultType"], "complete");
 
     // Claude Code and Copilot CLI send initialize after a successful discover: still fine.
     let mut legacy = RawMcp::legacy(app.mcp_url()).await;
-    assert_eq!(legacy.call("get_identity", json!({})).await["isError"], false);
+    assert_eq!(
+        legacy.call("get_identity", json!({})).await["isError"],
+        false
+    );
 }
 
 #[tokio::test]
 async fn unroutable_requests_are_json_rpc_errors() {
     let app = spawn_app().await;
     let mut mcp = RawMcp::legacy(app.mcp_url()).await;
-    let unknown_tool = mcp.request("tools/call", json!({"name": "delete_everything", "arguments": {}})).await;
+    let unknown_tool = mcp
+        .request(
+            "tools/call",
+            json!({"name": "delete_everything", "arguments": {}}),
+        )
+        .await;
     assert_eq!(unknown_tool["error"]["code"], -32602, "{unknown_tool}");
-    assert!(unknown_tool["error"]["message"].as_str().unwrap().contains("search_email"));
+    assert!(
+        unknown_tool["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("search_email")
+    );
     let unknown_method = mcp.request("mail/explode", json!({})).await;
     assert_eq!(unknown_method["error"]["code"], -32601, "{unknown_method}");
 }
@@ -121,7 +181,11 @@ async fn malformed_bodies_never_reach_a_500() {
             .send()
             .await
             .unwrap();
-        assert!(resp.status().is_client_error() || resp.status().is_success(), "{body:?} → {}", resp.status());
+        assert!(
+            resp.status().is_client_error() || resp.status().is_success(),
+            "{body:?} → {}",
+            resp.status()
+        );
     }
 }
 
@@ -157,28 +221,52 @@ async fn a_foreign_host_header_is_refused() {
 
 #[tokio::test]
 async fn an_unreachable_mail_server_is_a_tool_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let app = spawn_app_with(&format!("http://127.0.0.1:{port}/jmap/"), &["--upstream-timeout-secs", "2"]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_app_with(
+        &format!("http://127.0.0.1:{port}/jmap/"),
+        &["--upstream-timeout-secs", "2"],
+    )
+    .await;
     let mut mcp = RawMcp::legacy(app.mcp_url()).await;
     let result = mcp.call("list_mailboxes", json!({})).await;
     assert_eq!(result["isError"], true);
-    assert_eq!(text(&result), "the mail server is unavailable (cannot connect). Try again in a moment.");
+    assert_eq!(
+        text(&result),
+        "the mail server is unavailable (cannot connect). Try again in a moment."
+    );
 }
 
 #[tokio::test]
 async fn upstream_failures_become_tool_errors_without_secrets() {
     let (addr, _) = fake_jmap::start().await;
     for (mode, expected) in [
-        ("error500", "the mail server is unavailable (HTTP 500). Try again in a moment."),
+        (
+            "error500",
+            "the mail server is unavailable (HTTP 500). Try again in a moment.",
+        ),
         ("garbage", "the mail server sent an invalid response"),
-        ("ratelimit", "the mail server is rate limiting requests; try again in 7 s. Try again in a moment."),
-        ("unauthorized", "the mail server refused our credentials. The mailbox connection has expired or was revoked"),
+        (
+            "ratelimit",
+            "the mail server is rate limiting requests; try again in 7 s. Try again in a moment.",
+        ),
+        (
+            "unauthorized",
+            "the mail server refused our credentials. The mailbox connection has expired or was revoked",
+        ),
     ] {
         let app = spawn_app_with(&format!("http://{addr}/{mode}/session"), &[]).await;
         let mut mcp = RawMcp::legacy(app.mcp_url()).await;
         let result = mcp.call("list_mailboxes", json!({})).await;
         assert_eq!(result["isError"], true, "{mode}");
-        assert!(text(&result).starts_with(expected), "{mode}: {}", text(&result));
+        assert!(
+            text(&result).starts_with(expected),
+            "{mode}: {}",
+            text(&result)
+        );
         assert!(!text(&result).contains("alice-secret") && !text(&result).contains(TOKEN));
     }
 }
@@ -195,13 +283,22 @@ async fn a_slow_mail_server_hits_the_tool_deadline() {
     let started = std::time::Instant::now();
     let result = mcp.call("list_mailboxes", json!({})).await;
     assert_eq!(result["isError"], true);
-    assert!(text(&result).contains("longer than 1 s"), "{}", text(&result));
+    assert!(
+        text(&result).contains("longer than 1 s"),
+        "{}",
+        text(&result)
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
 }
 
 #[tokio::test]
 async fn health_is_public_and_holds_no_data() {
     let app = spawn_app().await;
-    let body: Value = reqwest::get(format!("http://{}/healthz", app.addr)).await.unwrap().json().await.unwrap();
+    let body: Value = reqwest::get(format!("http://{}/healthz", app.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["status"], "ok");
 }

@@ -25,7 +25,11 @@ fn run(program: PathBuf, script: &str, url: &str) {
         .expect("client runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{script:?} failed:\n{stdout}\n{stderr}", script = script.display());
+    assert!(
+        output.status.success(),
+        "{script:?} failed:\n{stdout}\n{stderr}",
+        script = script.display()
+    );
     assert!(stdout.contains("ok - "), "no checks ran:\n{stdout}");
     assert!(!stdout.contains("not ok"), "{stdout}");
 }
@@ -40,7 +44,11 @@ async fn typescript_sdk_client_calls_every_tool() {
 #[tokio::test(flavor = "multi_thread")]
 async fn python_sdk_client_calls_every_tool() {
     let app = spawn_app().await;
-    run(root().join("target/e2e-venv/bin/python"), "tests/e2e/py_client.py", &app.mcp_url());
+    run(
+        root().join("target/e2e-venv/bin/python"),
+        "tests/e2e/py_client.py",
+        &app.mcp_url(),
+    );
 }
 
 fn which(program: &str) -> PathBuf {

@@ -139,13 +139,18 @@ impl RawMcp {
     pub async fn legacy(url: String) -> Self {
         let mut c = Self::new(url);
         let init = c
-            .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            .post(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                 "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "it", "version": "0"}}}))
+                "clientInfo": {"name": "it", "version": "0"}}}),
+            )
             .await;
         assert_eq!(init.status, 200, "initialize: {:?}", init.body);
         c.session = init.session.clone();
-        assert!(c.session.is_some(), "a legacy initialize gets an Mcp-Session-Id");
+        assert!(
+            c.session.is_some(),
+            "a legacy initialize gets an Mcp-Session-Id"
+        );
         let note = c
             .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await;
@@ -163,7 +168,11 @@ impl RawMcp {
         if let Some(s) = &self.session {
             req = req.header("Mcp-Session-Id", s);
         }
-        let resp = req.body(body.to_string()).send().await.expect("request sent");
+        let resp = req
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent");
         Reply::read(resp).await
     }
 

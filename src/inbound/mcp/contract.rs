@@ -49,15 +49,19 @@ pub static CATALOG: LazyLock<Vec<(ToolSpec, Tool)>> = LazyLock::new(|| {
     TOOLS
         .iter()
         .map(|spec| {
-            let hints: serde_json::Value =
-                serde_json::from_str(spec.annotations).unwrap_or_else(|e| panic!("annotations of {}: {e}", spec.name));
+            let hints: serde_json::Value = serde_json::from_str(spec.annotations)
+                .unwrap_or_else(|e| panic!("annotations of {}: {e}", spec.name));
             let hint = |key: &str| hints.get(key).and_then(serde_json::Value::as_bool);
             let mut annotations = ToolAnnotations::with_title(spec.title);
             annotations.read_only_hint = hint("readOnlyHint");
             annotations.destructive_hint = hint("destructiveHint");
             annotations.idempotent_hint = hint("idempotentHint");
             annotations.open_world_hint = hint("openWorldHint");
-            let mut tool = Tool::new(spec.name, spec.description, object(spec.input_schema, "input"));
+            let mut tool = Tool::new(
+                spec.name,
+                spec.description,
+                object(spec.input_schema, "input"),
+            );
             tool.title = Some(spec.title.to_owned());
             tool.output_schema = Some(object(spec.output_schema, "output"));
             tool.annotations = Some(annotations);

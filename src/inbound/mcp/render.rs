@@ -50,7 +50,10 @@ fn show_addresses(list: &[out::Address]) -> String {
         .join(", ")
 }
 
-fn mailbox_refs(ids: &[crate::domain::ids::MailboxId], directory: &MailboxDirectory) -> Vec<out::MailboxRef> {
+fn mailbox_refs(
+    ids: &[crate::domain::ids::MailboxId],
+    directory: &MailboxDirectory,
+) -> Vec<out::MailboxRef> {
     ids.iter()
         .map(|id| match directory.get(id) {
             Some(entry) => out::MailboxRef {
@@ -129,7 +132,8 @@ pub fn identity(view: &IdentityView) -> (out::GetIdentityOutput, String) {
         identities: addresses(&a.identities),
         capabilities: a.capabilities.clone(),
         limits: out::GetIdentityOutputLimits {
-            max_search_page_size: std::num::NonZeroU64::new(u64::from(MAX_PAGE_SIZE)).unwrap_or(std::num::NonZeroU64::MIN),
+            max_search_page_size: std::num::NonZeroU64::new(u64::from(MAX_PAGE_SIZE))
+                .unwrap_or(std::num::NonZeroU64::MIN),
             max_attachment_bytes: view.max_attachment_bytes,
             max_mailboxes_per_email: a.limits.max_mailboxes_per_email,
             max_size_attachments_per_email: a.limits.max_size_attachments_per_email,
@@ -142,7 +146,11 @@ pub fn identity(view: &IdentityView) -> (out::GetIdentityOutput, String) {
         output.username,
         output.account.id,
         output.account.name,
-        if output.account.is_read_only { ", read-only account" } else { "" },
+        if output.account.is_read_only {
+            ", read-only account"
+        } else {
+            ""
+        },
         show_addresses(&output.identities),
         output.granted_capabilities.join(", "),
         MAX_PAGE_SIZE,
@@ -154,7 +162,10 @@ pub fn identity(view: &IdentityView) -> (out::GetIdentityOutput, String) {
 
 /// `list_mailboxes`.
 pub fn mailboxes(directory: &MailboxDirectory) -> (out::ListMailboxesOutput, String) {
-    let mut text = format!("{} mailboxes (path · role · unread/total · id):\n", directory.entries().len());
+    let mut text = format!(
+        "{} mailboxes (path · role · unread/total · id):\n",
+        directory.entries().len()
+    );
     let mailboxes = directory
         .entries()
         .iter()
@@ -186,12 +197,19 @@ pub fn mailboxes(directory: &MailboxDirectory) -> (out::ListMailboxesOutput, Str
 
 /// `search_email`.
 pub fn search(result: &SearchResult) -> (out::SearchEmailOutput, String) {
-    let emails: Vec<out::EmailSummary> = result.emails.iter().map(|s| summary(s, &result.directory)).collect();
+    let emails: Vec<out::EmailSummary> = result
+        .emails
+        .iter()
+        .map(|s| summary(s, &result.directory))
+        .collect();
     let limit_note = result.size.clamped_from.map(|asked| {
         format!("limit {asked} was reduced to {MAX_PAGE_SIZE}, the most emails one page can hold; use next_cursor for more")
     });
     let mut text = match result.total {
-        Some(total) => format!("{} of {total} matching emails, newest first:\n", emails.len()),
+        Some(total) => format!(
+            "{} of {total} matching emails, newest first:\n",
+            emails.len()
+        ),
         None => format!("{} matching emails, newest first:\n", emails.len()),
     };
     if let Some(note) = &limit_note {
@@ -202,14 +220,18 @@ pub fn search(result: &SearchResult) -> (out::SearchEmailOutput, String) {
     }
     match &result.next_cursor {
         Some(cursor) => {
-            let _ = write!(text, "More results: call search_email again with the same arguments and cursor {cursor:?}.");
+            let _ = write!(
+                text,
+                "More results: call search_email again with the same arguments and cursor {cursor:?}."
+            );
         }
         None => text.push_str("No more results."),
     }
     let output = out::SearchEmailOutput {
         emails,
         total: result.total,
-        limit: std::num::NonZeroU64::new(u64::from(result.size.size)).unwrap_or(std::num::NonZeroU64::MIN),
+        limit: std::num::NonZeroU64::new(u64::from(result.size.size))
+            .unwrap_or(std::num::NonZeroU64::MIN),
         limit_note,
         next_cursor: result.next_cursor.clone(),
     };
@@ -246,14 +268,22 @@ pub fn email(view: &EmailView) -> (out::GetEmailOutput, String) {
         s.sent_at.as_deref().unwrap_or("—"),
         s.received_at.to_rfc3339(),
         s.subject,
-        s.mailboxes.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
+        s.mailboxes
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         e.summary.keywords.as_slice().join(" "),
     );
     if !e.bcc.is_empty() {
         let _ = writeln!(text, "Bcc: {}", show_addresses(&addresses(&e.bcc)));
     }
     if !e.reply_to.is_empty() {
-        let _ = writeln!(text, "Reply-To: {}", show_addresses(&addresses(&e.reply_to)));
+        let _ = writeln!(
+            text,
+            "Reply-To: {}",
+            show_addresses(&addresses(&e.reply_to))
+        );
     }
     if let Some(id) = &e.message_id {
         let _ = writeln!(text, "Message-ID: <{id}>");
@@ -281,7 +311,10 @@ pub fn email(view: &EmailView) -> (out::GetEmailOutput, String) {
         body.total_chars
     );
     if let Some(next) = body.next_offset {
-        let _ = write!(text, " More follows: call get_email with body_offset {next}.");
+        let _ = write!(
+            text,
+            " More follows: call get_email with body_offset {next}."
+        );
     }
     let output = out::GetEmailOutput {
         id: s.id,
@@ -317,8 +350,16 @@ pub fn email(view: &EmailView) -> (out::GetEmailOutput, String) {
 
 /// `get_thread`.
 pub fn thread(view: &ThreadView) -> (out::GetThreadOutput, String) {
-    let emails: Vec<out::EmailSummary> = view.emails.iter().map(|s| summary(s, &view.directory)).collect();
-    let mut text = format!("Thread {} — {} emails, oldest first:\n", view.thread_id, emails.len());
+    let emails: Vec<out::EmailSummary> = view
+        .emails
+        .iter()
+        .map(|s| summary(s, &view.directory))
+        .collect();
+    let mut text = format!(
+        "Thread {} — {} emails, oldest first:\n",
+        view.thread_id,
+        emails.len()
+    );
     for (i, e) in emails.iter().enumerate() {
         summary_text(i + 1, e, &mut text);
     }
@@ -344,7 +385,11 @@ pub fn attachment(view: &AttachmentView, email_id: &str) -> (out::GetAttachmentO
     );
     match &view.text {
         Some(extracted) => {
-            let _ = write!(text, "\n{}", untrusted_block("attachment text", &extracted.text, &nonce()));
+            let _ = write!(
+                text,
+                "\n{}",
+                untrusted_block("attachment text", &extracted.text, &nonce())
+            );
             if extracted.truncated {
                 text.push_str("\nThe text was cut at the size limit.");
             }

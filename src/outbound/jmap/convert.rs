@@ -11,7 +11,10 @@ use super::{
 use crate::domain::{
     body,
     ids::{BlobId, EmailId, MailboxId, ThreadId},
-    mail::{AccountInfo, Address, Attachment, Email, EmailSummary, Keywords, Mailbox, MailboxRole, RawBody, ServerLimits},
+    mail::{
+        AccountInfo, Address, Attachment, Email, EmailSummary, Keywords, Mailbox, MailboxRole,
+        RawBody, ServerLimits,
+    },
 };
 
 pub fn mailbox(w: MailboxWire) -> Option<Mailbox> {
@@ -39,7 +42,10 @@ fn addresses(list: Option<Vec<AddressWire>>) -> Vec<Address> {
 }
 
 fn flags(map: std::collections::HashMap<String, bool>) -> Vec<String> {
-    map.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
+    map.into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(k, _)| k)
+        .collect()
 }
 
 pub fn summary(w: EmailWire) -> Option<EmailSummary> {
@@ -92,7 +98,10 @@ pub fn attachment(p: BodyPartWire) -> Option<Attachment> {
 }
 
 fn part_type(p: &BodyPartWire) -> String {
-    p.mime_type.as_deref().unwrap_or("text/plain").to_ascii_lowercase()
+    p.mime_type
+        .as_deref()
+        .unwrap_or("text/plain")
+        .to_ascii_lowercase()
 }
 
 /// The readable body: the text/plain parts, else the text/html parts (RFC 8621 §4.1.4).
@@ -119,7 +128,12 @@ fn raw_body(w: &mut EmailWire) -> RawBody {
 fn bare_ids(ids: Option<Vec<String>>) -> Vec<String> {
     ids.unwrap_or_default()
         .into_iter()
-        .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        .map(|id| {
+            id.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
         .collect()
 }
 
@@ -194,14 +208,21 @@ mod tests {
         }))
         .unwrap();
         let s = summary(w).unwrap();
-        assert_eq!(s.from, [Address { name: None, email: "bob@example.com".into() }]);
+        assert_eq!(
+            s.from,
+            [Address {
+                name: None,
+                email: "bob@example.com".into()
+            }]
+        );
         assert!(!s.keywords.is_unread() && !s.keywords.is_flagged());
         assert_eq!(s.subject, "");
     }
 
     #[test]
     fn an_email_without_a_valid_id_is_dropped() {
-        let w: EmailWire = serde_json::from_value(json!({"id": "bad id", "threadId": "T"})).unwrap();
+        let w: EmailWire =
+            serde_json::from_value(json!({"id": "bad id", "threadId": "T"})).unwrap();
         assert!(summary(w).is_none());
     }
 

@@ -120,7 +120,8 @@ impl Transport {
             UpstreamCredential::Bearer(token) => format!("Bearer {}", token.expose_secret()),
         };
         // A credential with bytes a header can't carry fails upstream as 401, never here.
-        let mut value = HeaderValue::from_str(&raw).unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+        let mut value = HeaderValue::from_str(&raw)
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
         value.set_sensitive(true);
         value
     }
@@ -157,7 +158,9 @@ impl Transport {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CredKey, Arc<Session>>> {
         // A panic while holding this lock leaves a plain map behind: still usable.
-        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn resolve(&self, wire: SessionWire) -> Result<Session, MailStoreError> {
@@ -174,15 +177,16 @@ impl Transport {
             if wire.download_url.starts_with('/') {
                 format!("{origin}{}", wire.download_url)
             } else {
-                let dir = base.as_str().rsplit_once('/').map_or(base.as_str(), |(d, _)| d);
+                let dir = base
+                    .as_str()
+                    .rsplit_once('/')
+                    .map_or(base.as_str(), |(d, _)| d);
                 format!("{dir}/{}", wire.download_url)
             }
         };
-        let account_id = wire
-            .primary_accounts
-            .get(MAIL)
-            .cloned()
-            .ok_or_else(|| MailStoreError::Protocol("the session has no primary mail account".into()))?;
+        let account_id = wire.primary_accounts.get(MAIL).cloned().ok_or_else(|| {
+            MailStoreError::Protocol("the session has no primary mail account".into())
+        })?;
         Ok(Session {
             wire,
             api_url,
@@ -229,7 +233,11 @@ impl Transport {
         };
         let wire: ResponseWire = serde_json::from_slice(&body)
             .map_err(|e| MailStoreError::Protocol(format!("API response: {e}")))?;
-        if wire.session_state.as_deref().is_some_and(|s| s != session.wire.state) {
+        if wire
+            .session_state
+            .as_deref()
+            .is_some_and(|s| s != session.wire.state)
+        {
             self.forget(cred);
         }
         wire.method_responses
@@ -259,8 +267,15 @@ impl Transport {
         mime_type: &str,
         max_bytes: u64,
     ) -> Result<Vec<u8>, MailStoreError> {
-        let url = expand_download(&session.download_template, &session.account_id, blob_id, name, mime_type);
-        let url = Url::parse(&url).map_err(|e| MailStoreError::Protocol(format!("downloadUrl: {e}")))?;
+        let url = expand_download(
+            &session.download_template,
+            &session.account_id,
+            blob_id,
+            name,
+            mime_type,
+        );
+        let url =
+            Url::parse(&url).map_err(|e| MailStoreError::Protocol(format!("downloadUrl: {e}")))?;
         self.count();
         let mut response = self
             .http
@@ -273,7 +288,11 @@ impl Transport {
             return Err(Self::status_error(&response));
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(&e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&e))?
+        {
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > max_bytes {
                 return Err(MailStoreError::TooLarge {
@@ -288,14 +307,16 @@ impl Transport {
     async fn checked_body(response: reqwest::Response) -> Result<Vec<u8>, MailStoreError> {
         let status = response.status();
         if status.is_success() {
-            return response
-                .bytes()
-                .await
-                .map(|b| b.to_vec())
-                .map_err(|e| MailStoreError::Unavailable(format!("reading the response: {}", short(&e))));
+            return response.bytes().await.map(|b| b.to_vec()).map_err(|e| {
+                MailStoreError::Unavailable(format!("reading the response: {}", short(&e)))
+            });
         }
         let headers_only = Self::status_error(&response);
-        let body = response.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        let body = response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
         match headers_only {
             MailStoreError::Rejected { .. } => Err(Self::status_error_with_body(status, &body)),
             other => Err(other),
@@ -306,15 +327,19 @@ impl Transport {
         let status = response.status();
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => MailStoreError::Unauthorized,
-            StatusCode::NOT_FOUND => MailStoreError::NotFound("the mail server has no such object".into()),
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => MailStoreError::RateLimited {
-                retry_after: response
-                    .headers()
-                    .get(header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs),
-            },
+            StatusCode::NOT_FOUND => {
+                MailStoreError::NotFound("the mail server has no such object".into())
+            }
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                MailStoreError::RateLimited {
+                    retry_after: response
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs),
+                }
+            }
             s if s.is_server_error() => MailStoreError::Unavailable(format!("HTTP {}", s.as_u16())),
             s => MailStoreError::Rejected {
                 kind: format!("HTTP {}", s.as_u16()),
@@ -330,13 +355,18 @@ impl Transport {
                 .as_ref()
                 .and_then(|p| p.kind.clone())
                 .unwrap_or_else(|| format!("HTTP {}", status.as_u16())),
-            description: problem.and_then(|p| p.detail).map(|d| d.chars().take(300).collect()),
+            description: problem
+                .and_then(|p| p.detail)
+                .map(|d| d.chars().take(300).collect()),
         }
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> MailStoreError {
         if e.is_timeout() {
-            MailStoreError::Unavailable(format!("no answer within {} s", self.config.timeout.as_secs()))
+            MailStoreError::Unavailable(format!(
+                "no answer within {} s",
+                self.config.timeout.as_secs()
+            ))
         } else if e.is_connect() {
             MailStoreError::Unavailable("cannot connect".into())
         } else {
@@ -362,9 +392,11 @@ fn method_error(err: MethodErrorWire) -> MailStoreError {
             description,
         },
         "anchorNotFound" => MailStoreError::NotFound("anchorNotFound".into()),
-        "serverUnavailable" | "serverFail" => {
-            MailStoreError::Unavailable(format!("{}{}", err.kind, description.map(|d| format!(": {d}")).unwrap_or_default()))
-        }
+        "serverUnavailable" | "serverFail" => MailStoreError::Unavailable(format!(
+            "{}{}",
+            err.kind,
+            description.map(|d| format!(": {d}")).unwrap_or_default()
+        )),
         "rateLimit" | "tooManyRequests" => MailStoreError::RateLimited { retry_after: None },
         _ => MailStoreError::Rejected {
             kind: err.kind,
@@ -374,7 +406,13 @@ fn method_error(err: MethodErrorWire) -> MailStoreError {
 }
 
 /// Expands the RFC 8620 §6.2 download template (level-1 RFC 6570: every value percent-encoded).
-fn expand_download(template: &str, account: &str, blob: &str, name: &str, mime_type: &str) -> String {
+fn expand_download(
+    template: &str,
+    account: &str,
+    blob: &str,
+    name: &str,
+    mime_type: &str,
+) -> String {
     let enc = |s: &str| {
         url::form_urlencoded::byte_serialize(s.as_bytes())
             .collect::<String>()
@@ -425,7 +463,10 @@ mod tests {
     #[test]
     fn relative_session_urls_resolve_against_the_session_url() {
         let s = transport("http://127.0.0.1:8080/jmap/")
-            .resolve(wire("/jmap/", "/jmap/download/{accountId}/{blobId}/{name}?accept={type}"))
+            .resolve(wire(
+                "/jmap/",
+                "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
+            ))
             .unwrap();
         assert_eq!(s.api_url.as_str(), "http://127.0.0.1:8080/jmap/");
         assert_eq!(
@@ -443,14 +484,18 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(s.api_url.as_str(), "https://api.fastmail.com/jmap/api/");
-        assert!(s.download_template.starts_with("https://www.fastmailusercontent.com/"));
+        assert!(
+            s.download_template
+                .starts_with("https://www.fastmailusercontent.com/")
+        );
         assert_eq!(s.account_id, "A1");
     }
 
     #[test]
     fn credentials_never_appear_in_debug() {
         let t = transport("http://127.0.0.1:1/jmap/");
-        let cred = UpstreamCredential::Bearer(crate::domain::secret::SecretString::new("tok-secret"));
+        let cred =
+            UpstreamCredential::Bearer(crate::domain::secret::SecretString::new("tok-secret"));
         let header = Transport::authorization(&cred);
         assert!(header.is_sensitive());
         assert!(!format!("{t:?}").contains("tok-secret"));
