@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use poem::{EndpointExt, Route, listener::TcpListener, middleware::Tracing};
+use poem::{EndpointExt, Route, middleware::Tracing};
 use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 
 use crate::{
@@ -12,7 +12,7 @@ use crate::{
         grant::{AccessToken, CapabilitySet, GrantId},
         service::{MailService, ServiceLimits},
     },
-    inbound::{http, mcp::McpHandler},
+    inbound::{http, listener::NoDelayAcceptor, mcp::McpHandler},
     outbound::{
         jmap::{JmapMailStore, TransportConfig},
         vault::{NewGrant, NewToken, RedbVault, SELF_HOST_GRANT},
@@ -101,6 +101,7 @@ pub fn build(config: &Config) -> Result<Route, StartError> {
         service,
         handler,
         mcp_config,
+        config.session_idle,
         config.public_url.as_str(),
     ))
 }
@@ -112,7 +113,8 @@ pub fn build(config: &Config) -> Result<Route, StartError> {
 pub async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let routes = build(config)?;
     tracing::info!(listen = %config.listen, public_url = %config.public_url, mcp = %config.mcp_url(), "mailconnect serving");
-    poem::Server::new(TcpListener::bind(config.listen))
+    let acceptor = NoDelayAcceptor::bind(config.listen).await?;
+    poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             routes.with(Tracing),
             async {

@@ -49,6 +49,9 @@ pub struct Cli {
     /// Seconds after which a tool call is abandoned with an error [default: 30].
     #[arg(long, env = "MAILCONNECT_TOOL_TIMEOUT_SECS", global = true)]
     pub tool_timeout_secs: Option<u64>,
+    /// Seconds an idle 2025-11-25 MCP session (Mcp-Session-Id) is kept [default: 3600].
+    #[arg(long, env = "MAILCONNECT_SESSION_IDLE_SECS", global = true)]
+    pub session_idle_secs: Option<u64>,
     /// Largest attachment get_attachment returns, in bytes [default: 10485760].
     #[arg(long, env = "MAILCONNECT_MAX_ATTACHMENT_BYTES", global = true)]
     pub max_attachment_bytes: Option<u64>,
@@ -112,6 +115,7 @@ struct FileConfig {
     jmap_session_url: Option<Url>,
     upstream_timeout_secs: Option<u64>,
     tool_timeout_secs: Option<u64>,
+    session_idle_secs: Option<u64>,
     max_attachment_bytes: Option<u64>,
     allowed_hosts: Option<Vec<String>>,
     self_host_token: Option<SecretString>,
@@ -154,6 +158,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Tool call deadline.
     pub tool_timeout: Duration,
+    /// Idle lifetime of a legacy MCP session.
+    pub session_idle: Duration,
     /// Attachment size cap.
     pub max_attachment_bytes: u64,
     /// Host values accepted on /mcp.
@@ -240,6 +246,12 @@ impl Config {
             30,
             &mut problems,
         );
+        let session_idle = Duration::from_secs(
+            cli.session_idle_secs
+                .or(file.session_idle_secs)
+                .unwrap_or(3600)
+                .max(1),
+        );
         let max_attachment_bytes = cli
             .max_attachment_bytes
             .or(file.max_attachment_bytes)
@@ -314,6 +326,7 @@ impl Config {
             jmap_session_url,
             upstream_timeout,
             tool_timeout,
+            session_idle,
             max_attachment_bytes,
             allowed_hosts,
             self_host,

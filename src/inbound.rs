@@ -1,4 +1,5 @@
 //! Driving adapters: the HTTP surface (poem) and the MCP endpoint (rmcp) mounted in it.
 
 pub mod http;
+pub mod listener;
 pub mod mcp;

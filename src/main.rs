@@ -31,7 +31,10 @@ async fn main() -> ExitCode {
             .json()
             .with_env_filter(filter)
             .init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init(),
     }
     match app::serve(&config).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,13 +101,13 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy>(
     service: Arc<MailService<M, V, P>>,
     handler: McpHandler<M, V, P>,
     mcp_config: StreamableHttpServerConfig,
+    session_idle: std::time::Duration,
     public_url: &str,
 ) -> Route {
-    let mcp = StreamableHttpService::new(
-        move || Ok(handler.clone()),
-        Arc::new(LocalSessionManager::default()),
-        mcp_config,
-    );
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(session_idle);
+    let mcp =
+        StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(sessions), mcp_config);
     let guarded = mcp.compat().map_to_response().around(move |ep, mut req| {
         let service = Arc::clone(&service);
         async move {

@@ -326,10 +326,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
                 )),
             ))),
         };
-        let elapsed_ms = started.elapsed().as_millis();
+        let elapsed_us = started.elapsed().as_micros();
         let result = match outcome {
             Ok(rendered) => {
-                tracing::info!(tool = %name, grant = %caller.grant, outcome = "ok", elapsed_ms, "tool call");
+                tracing::info!(tool = %name, grant = %caller.grant, outcome = "ok", elapsed_us, "tool call");
                 let mut content = vec![ContentBlock::text(rendered.text)];
                 content.extend(rendered.extra);
                 let mut result = CallToolResult::success(content);
@@ -338,7 +338,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             }
             Err(failure) => {
                 // Log the kind only: error texts can echo arguments (search words, addresses).
-                tracing::info!(tool = %name, grant = %caller.grant, outcome = failure.outcome(), elapsed_ms, "tool call");
+                tracing::info!(tool = %name, grant = %caller.grant, outcome = failure.outcome(), elapsed_us, "tool call");
                 CallToolResult::error(vec![ContentBlock::text(format!(
                     "{failure}.{}",
                     failure.advice()

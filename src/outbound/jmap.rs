@@ -139,7 +139,7 @@ impl JmapMailStore {
         let (_, args) = responses
             .pop()
             .ok_or_else(|| MailStoreError::Protocol("missing Mailbox/get response".into()))?;
-        let list = decode::<GetResponse<MailboxWire>>("Mailbox/get", args)?
+        let list = decode::<GetResponse<MailboxWire>>("Mailbox/get", &args)?
             .list
             .into_iter()
             .filter_map(mailbox)
@@ -170,11 +170,17 @@ fn cache_key(session: &Session) -> String {
     format!("{}\u{0}{}", session.api_url, session.account_id)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(method: &str, args: Value) -> Result<T, MailStoreError> {
-    serde_json::from_value(args).map_err(|e| MailStoreError::Protocol(format!("{method}: {e}")))
+fn decode<T: serde::de::DeserializeOwned>(
+    method: &str,
+    args: &serde_json::value::RawValue,
+) -> Result<T, MailStoreError> {
+    serde_json::from_str(args.get()).map_err(|e| MailStoreError::Protocol(format!("{method}: {e}")))
 }
 
-fn take(responses: &mut Vec<MethodResponse>, method: &str) -> Result<Value, MailStoreError> {
+fn take(
+    responses: &mut Vec<MethodResponse>,
+    method: &str,
+) -> Result<Box<serde_json::value::RawValue>, MailStoreError> {
     let index = responses
         .iter()
         .position(|(name, _)| name == method)
@@ -250,7 +256,7 @@ impl MailStore for JmapMailStore {
                 .await?;
             decode::<GetResponse<IdentityWire>>(
                 "Identity/get",
-                take(&mut responses, "Identity/get")?,
+                &take(&mut responses, "Identity/get")?,
             )?
             .list
         } else {
@@ -297,9 +303,9 @@ impl MailStore for JmapMailStore {
             }, "emails"]),
         ];
         let (mut responses, mailboxes) = self.call_with_mailboxes(cred, &session, calls).await?;
-        let page: QueryResponse = decode("Email/query", take(&mut responses, "Email/query")?)?;
+        let page: QueryResponse = decode("Email/query", &take(&mut responses, "Email/query")?)?;
         let emails =
-            decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+            decode::<GetResponse<EmailWire>>("Email/get", &take(&mut responses, "Email/get")?)?
                 .list
                 .into_iter()
                 .filter_map(summary)
@@ -328,7 +334,7 @@ impl MailStore for JmapMailStore {
         }, "email"])];
         let (mut responses, mailboxes) = self.call_with_mailboxes(cred, &session, calls).await?;
         let found =
-            decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+            decode::<GetResponse<EmailWire>>("Email/get", &take(&mut responses, "Email/get")?)?
                 .list
                 .into_iter()
                 .find_map(email)
@@ -354,14 +360,14 @@ impl MailStore for JmapMailStore {
         ];
         let (mut responses, mailboxes) = self.call_with_mailboxes(cred, &session, calls).await?;
         let threads =
-            decode::<GetResponse<ThreadWire>>("Thread/get", take(&mut responses, "Thread/get")?)?;
+            decode::<GetResponse<ThreadWire>>("Thread/get", &take(&mut responses, "Thread/get")?)?;
         let Some(order) = threads.list.into_iter().next().map(|t| t.email_ids) else {
             return Err(MailStoreError::NotFound(format!(
                 "there is no thread with id {id}"
             )));
         };
         let mut emails: Vec<EmailSummary> =
-            decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+            decode::<GetResponse<EmailWire>>("Email/get", &take(&mut responses, "Email/get")?)?
                 .list
                 .into_iter()
                 .filter_map(summary)
@@ -396,7 +402,7 @@ impl MailStore for JmapMailStore {
             .call(cred, &session, &[CORE, MAIL], calls)
             .await?;
         let found =
-            decode::<GetResponse<EmailWire>>("Email/get", take(&mut responses, "Email/get")?)?
+            decode::<GetResponse<EmailWire>>("Email/get", &take(&mut responses, "Email/get")?)?
                 .list
                 .into_iter()
                 .next()

@@ -7,9 +7,17 @@
 //! - The grant's age identity is stored only wrapped (ChaCha20-Poly1305) under a key derived
 //!   with HKDF-SHA256 from each live token. A copy of the database opens nothing.
 //!
-//! redb is synchronous: every call runs on the blocking pool.
+//! redb is synchronous: every call runs on the blocking pool. Opened grants and policies are
+//! cached in memory (bounded, opened grants for at most [`OPEN_CACHE_TTL`] and never past the
+//! token's expiry); every write through this vault purges the grant's entries, and redb has one
+//! owning process, so a change takes effect on the next request.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use age::secrecy::ExposeSecret as _;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -109,10 +117,29 @@ fn db_err(e: impl std::fmt::Display) -> VaultStoreError {
     VaultStoreError::Database(e.to_string())
 }
 
+/// How long an opened grant stays in memory.
+pub const OPEN_CACHE_TTL: Duration = Duration::from_secs(300);
+const CACHE_LIMIT: usize = 10_000;
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// Token digest → the grant it opened, until when.
+    opened: HashMap<[u8; 32], (OpenedGrant, Instant)>,
+    policies: HashMap<GrantId, CapabilitySet>,
+}
+
+impl Cache {
+    fn forget_grant(&mut self, grant: &GrantId) {
+        self.opened.retain(|_, (o, _)| &o.grant != grant);
+        self.policies.remove(grant);
+    }
+}
+
 /// The redb-backed token vault and policy store.
 #[derive(Debug, Clone)]
 pub struct RedbVault {
     db: Arc<Database>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -216,7 +243,10 @@ impl RedbVault {
             tx.open_table(TOKENS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            cache: Arc::default(),
+        })
     }
 
     /// Creates a grant sealed for `token`, replacing any grant with the same id (and its tokens).
@@ -276,7 +306,12 @@ impl RedbVault {
                 .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
+        self.cache().forget_grant(grant);
         Ok(())
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Deletes a grant and every token of it (crypto-shredding: its wrapped keys go too).
@@ -293,10 +328,13 @@ impl RedbVault {
                 .remove(grant.as_str())
                 .map_err(db_err)?;
         }
-        tx.commit().map_err(db_err)
+        tx.commit().map_err(db_err)?;
+        self.cache().forget_grant(grant);
+        Ok(())
     }
 
-    fn open_blocking(&self, token: &AccessToken) -> Result<OpenedGrant, VaultError> {
+    /// Opens a grant from the database; also returns the token's expiry.
+    fn open_blocking(&self, token: &AccessToken) -> Result<(OpenedGrant, Option<i64>), VaultError> {
         let unexpected = |e: redb::Error| VaultError::Unexpected(e.to_string());
         let tx = self.db.begin_read().map_err(|e| unexpected(e.into()))?;
         let tokens = tx.open_table(TOKENS).map_err(|e| unexpected(e.into()))?;
@@ -336,10 +374,13 @@ impl RedbVault {
             .map_err(|_| VaultError::Unexpected("stored identity is malformed".into()))?;
         let credential = open_props(&grant.sealed_props, &identity)
             .ok_or_else(|| VaultError::Unexpected("sealed props do not open".into()))?;
-        Ok(OpenedGrant {
-            grant: GrantId::new(grant.id),
-            credential,
-        })
+        Ok((
+            OpenedGrant {
+                grant: GrantId::new(grant.id),
+                credential,
+            },
+            record.expires_at,
+        ))
     }
 
     fn capabilities_blocking(&self, grant: &GrantId) -> Result<CapabilitySet, PolicyError> {
@@ -386,21 +427,48 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 impl TokenVault for RedbVault {
     async fn open(&self, token: &AccessToken) -> Result<OpenedGrant, VaultError> {
+        let key = digest(token.expose_secret());
+        let now = Instant::now();
+        if let Some((opened, until)) = self.cache().opened.get(&key)
+            && *until > now
+        {
+            return Ok(opened.clone());
+        }
         let vault = self.clone();
         let token = token.clone();
-        blocking(move || vault.open_blocking(&token))
+        let (opened, expires_at) = blocking(move || vault.open_blocking(&token))
             .await
-            .unwrap_or_else(|| Err(VaultError::Unexpected("vault task failed".into())))
+            .unwrap_or_else(|| Err(VaultError::Unexpected("vault task failed".into())))?;
+        let mut until = now + OPEN_CACHE_TTL;
+        if let Some(expiry) = expires_at {
+            let left = u64::try_from(expiry - chrono::Utc::now().timestamp()).unwrap_or(0);
+            until = until.min(now + Duration::from_secs(left));
+        }
+        let mut cache = self.cache();
+        if cache.opened.len() >= CACHE_LIMIT {
+            cache.opened.clear();
+        }
+        cache.opened.insert(key, (opened.clone(), until));
+        Ok(opened)
     }
 }
 
 impl Policy for RedbVault {
     async fn capabilities(&self, grant: &GrantId) -> Result<CapabilitySet, PolicyError> {
+        if let Some(cached) = self.cache().policies.get(grant) {
+            return Ok(cached.clone());
+        }
         let vault = self.clone();
-        let grant = grant.clone();
-        blocking(move || vault.capabilities_blocking(&grant))
+        let id = grant.clone();
+        let capabilities = blocking(move || vault.capabilities_blocking(&id))
             .await
-            .unwrap_or_else(|| Err(PolicyError("policy task failed".into())))
+            .unwrap_or_else(|| Err(PolicyError("policy task failed".into())))?;
+        let mut cache = self.cache();
+        if cache.policies.len() >= CACHE_LIMIT {
+            cache.policies.clear();
+        }
+        cache.policies.insert(grant.clone(), capabilities.clone());
+        Ok(capabilities)
     }
 }
 

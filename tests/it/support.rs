@@ -4,10 +4,8 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::OnceLock, 
 
 use clap::Parser as _;
 use mailconnect::config::{Cli, Config};
-use poem::{
-    Server,
-    listener::{Acceptor, Listener, TcpListener},
-};
+use mailconnect::inbound::listener::NoDelayAcceptor;
+use poem::Server;
 use serde_json::{Value, json};
 
 /// The running Cyrus testbed (`scripts/testbed up`), read from `target/testbed/env`.
@@ -95,13 +93,10 @@ pub async fn spawn_app_with(session_url: &str, extra: &[&str]) -> TestApp {
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let config = Config::resolve(Cli::parse_from(args)).expect("test config is valid");
     let routes = mailconnect::app::build(&config).expect("app builds");
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
+    let acceptor = NoDelayAcceptor::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("bind a free port");
-    let addr = *acceptor.local_addr()[0]
-        .as_socket_addr()
-        .expect("a TCP address");
+    let addr = acceptor.socket_addr().expect("a TCP address");
     tokio::spawn(Server::new_with_acceptor(acceptor).run(routes));
     TestApp { addr, _data: data }
 }

@@ -59,8 +59,8 @@ pub struct Transport {
     requests: AtomicU64,
 }
 
-/// One method response: `(name, arguments)`.
-pub type MethodResponse = (String, Value);
+/// One method response: `(name, raw arguments)`.
+pub type MethodResponse = (String, Box<serde_json::value::RawValue>);
 
 impl Transport {
     /// Builds the shared client.
@@ -244,7 +244,7 @@ impl Transport {
             .into_iter()
             .map(|(name, args, _call_id)| {
                 if name == "error" {
-                    let err: MethodErrorWire = serde_json::from_value(args)
+                    let err: MethodErrorWire = serde_json::from_str(args.get())
                         .map_err(|e| MailStoreError::Protocol(format!("method error: {e}")))?;
                     Err(method_error(err))
                 } else {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 
 /// The session resource (RFC 8620 §2).
 #[derive(Debug, Clone, Deserialize)]
@@ -41,7 +41,8 @@ pub struct AccountWire {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResponseWire {
-    pub method_responses: Vec<(String, Value, String)>,
+    /// Arguments stay raw until their typed decoding: no intermediate `Value` trees.
+    pub method_responses: Vec<(String, Box<RawValue>, String)>,
     #[serde(default)]
     pub session_state: Option<String>,
 }
