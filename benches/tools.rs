@@ -23,6 +23,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use mailconnect::outbound::jmap::{
+    EMAIL_PROPERTIES, MAILBOX_PROPERTIES, MAX_BODY_VALUE_BYTES, SUMMARY_PROPERTIES,
+};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -140,6 +143,10 @@ async fn start_server(session_url: &str, tb: &HashMap<String, String>) -> Server
         .env(
             "MAILCONNECT_LOG",
             std::env::var("MAILCONNECT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .env(
+            "MAILCONNECT_WORKER_THREADS",
+            std::env::var("MAILCONNECT_WORKER_THREADS").unwrap_or_else(|_| "1".into()),
         )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -342,28 +349,10 @@ async fn main() {
     let mcp_url = format!("http://{}/mcp", server.addr);
     let account = tb["JMAP_ACCOUNT_ID"].clone();
     let using = json!(["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]);
-    let mailbox_props = json!([
-        "id",
-        "name",
-        "parentId",
-        "role",
-        "sortOrder",
-        "totalEmails",
-        "unreadEmails"
-    ]);
-    let summary_props = json!([
-        "id",
-        "threadId",
-        "mailboxIds",
-        "keywords",
-        "receivedAt",
-        "sentAt",
-        "from",
-        "to",
-        "subject",
-        "preview",
-        "hasAttachment"
-    ]);
+    // The same properties the adapter asks for, so "direct" is exactly the request it sends.
+    let mailbox_props = json!(MAILBOX_PROPERTIES);
+    let summary_props = json!(SUMMARY_PROPERTIES);
+    let email_props = json!(EMAIL_PROPERTIES);
 
     // The email get_email reads: the Q1 report (text body and a PDF).
     let http = reqwest::Client::new();
@@ -384,6 +373,13 @@ async fn main() {
     let mailbox_get =
         json!(["Mailbox/get", {"accountId": account, "properties": mailbox_props}, "mailboxes"]);
 
+    let search_direct = Call::Direct {
+        url: api_url.clone(),
+        body: json!({"using": using, "methodCalls": [
+                    ["Email/query", {"accountId": account, "filter": {"text": "budget"}, "sort": [{"property": "receivedAt", "isAscending": false}], "collapseThreads": false, "calculateTotal": true, "limit": 20}, "query"],
+                    ["Email/get", {"accountId": account, "#ids": {"resultOf": "query", "name": "Email/query", "path": "/ids"}, "properties": summary_props}, "emails"],
+                    mailbox_get]}),
+    };
     let session = legacy_session(&mcp_url).await;
     let cases: Vec<(&str, Call, Call)> = vec![
         (
@@ -400,13 +396,7 @@ async fn main() {
         ),
         (
             "search_email",
-            Call::Direct {
-                url: api_url.clone(),
-                body: json!({"using": using, "methodCalls": [
-                    ["Email/query", {"accountId": account, "filter": {"text": "budget"}, "sort": [{"property": "receivedAt", "isAscending": false}], "collapseThreads": false, "calculateTotal": true, "limit": 20}, "query"],
-                    ["Email/get", {"accountId": account, "#ids": {"resultOf": "query", "name": "Email/query", "path": "/ids"}, "properties": summary_props}, "emails"],
-                    mailbox_get]}),
-            },
+            search_direct.clone(),
             Call::Mcp {
                 url: mcp_url.clone(),
                 tool: "search_email",
@@ -418,7 +408,7 @@ async fn main() {
             Call::Direct {
                 url: api_url.clone(),
                 body: json!({"using": using, "methodCalls": [
-                    ["Email/get", {"accountId": account, "ids": [email_id], "properties": ["id", "threadId", "mailboxIds", "keywords", "receivedAt", "sentAt", "from", "to", "cc", "bcc", "sender", "replyTo", "subject", "preview", "hasAttachment", "messageId", "inReplyTo", "references", "attachments", "textBody", "htmlBody", "bodyValues"], "fetchTextBodyValues": true, "fetchHTMLBodyValues": true, "maxBodyValueBytes": 4194304}, "email"],
+                    ["Email/get", {"accountId": account, "ids": [email_id], "properties": email_props, "fetchTextBodyValues": true, "fetchHTMLBodyValues": true, "maxBodyValueBytes": MAX_BODY_VALUE_BYTES}, "email"],
                     mailbox_get]}),
             },
             Call::Mcp {
@@ -429,13 +419,7 @@ async fn main() {
         ),
         (
             "search_email, 2025-11-25 session",
-            Call::Direct {
-                url: api_url.clone(),
-                body: json!({"using": using, "methodCalls": [
-                    ["Email/query", {"accountId": account, "filter": {"text": "budget"}, "sort": [{"property": "receivedAt", "isAscending": false}], "collapseThreads": false, "calculateTotal": true, "limit": 20}, "query"],
-                    ["Email/get", {"accountId": account, "#ids": {"resultOf": "query", "name": "Email/query", "path": "/ids"}, "properties": summary_props}, "emails"],
-                    mailbox_get]}),
-            },
+            search_direct,
             Call::McpLegacy {
                 url: mcp_url.clone(),
                 session,
@@ -532,8 +516,9 @@ async fn main() {
     }
     let loaded_rss = rss_kib(server.child.id(), "VmHWM:");
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let threads = std::env::var("MAILCONNECT_WORKER_THREADS").unwrap_or_else(|_| "1".into());
     let text = format!(
-        "Machine: {cores} cores; Cyrus, the relay, mailconnect and the load generator share them.\n\n## Latency (ms)\n\n{report}\n## Upstream requests per tool call (counted at the relay)\n\n{upstream}\n## Server memory\n\n| state | RSS |\n| --- | --- |\n| idle, after warm-up | {:.1} MiB |\n| peak, after the concurrency-64 runs (VmHWM) | {:.1} MiB |\n",
+        "Machine: {cores} cores; Cyrus, the relay, mailconnect and the load generator share them. mailconnect worker threads: {threads}.\n\n## Latency (ms)\n\n{report}\n## Upstream requests per tool call (counted at the relay)\n\n{upstream}\n## Server memory\n\n| state | RSS |\n| --- | --- |\n| idle, after warm-up | {:.1} MiB |\n| peak, after the concurrency-64 runs (VmHWM) | {:.1} MiB |\n",
         idle_rss as f64 / 1024.0,
         loaded_rss as f64 / 1024.0
     );

@@ -91,6 +91,11 @@ pub struct Cli {
         global = true
     )]
     pub upstream_bearer_token: Option<String>,
+    /// Threads running requests [default: 1]. Tool calls mostly wait on the mail server: one
+    /// thread serves a person's assistants as fast as two did here (BENCHMARKS.md). Raise it for
+    /// a busy multi-user deployment on a larger machine.
+    #[arg(long, env = "MAILCONNECT_WORKER_THREADS", global = true)]
+    pub worker_threads: Option<usize>,
     /// Log format: "text" or "json" [default: text].
     #[arg(long, env = "MAILCONNECT_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
@@ -118,6 +123,7 @@ struct FileConfig {
     session_idle_secs: Option<u64>,
     max_attachment_bytes: Option<u64>,
     allowed_hosts: Option<Vec<String>>,
+    worker_threads: Option<usize>,
     self_host_token: Option<SecretString>,
     upstream_username: Option<String>,
     upstream_password: Option<SecretString>,
@@ -166,6 +172,8 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// Self-host mode, if configured.
     pub self_host: Option<SelfHost>,
+    /// Request threads (1: a single-threaded runtime).
+    pub worker_threads: usize,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -303,6 +311,12 @@ impl Config {
                 None
             }
         };
+        let worker_threads = cli.worker_threads.or(file.worker_threads).unwrap_or(1);
+        if !(1..=256).contains(&worker_threads) {
+            problems.push(format!(
+                "worker_threads must be between 1 and 256 (got {worker_threads})"
+            ));
+        }
         let log_format = match cli.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -330,6 +344,7 @@ impl Config {
             max_attachment_bytes,
             allowed_hosts,
             self_host,
+            worker_threads,
             log_format,
         })
     }

@@ -29,7 +29,8 @@ use crate::domain::{
     query::{EmailQuery, PageSize},
 };
 
-const MAILBOX_PROPERTIES: &[&str] = &[
+/// Properties fetched for every mailbox (public so the benchmark sends the same request).
+pub const MAILBOX_PROPERTIES: &[&str] = &[
     "id",
     "name",
     "parentId",
@@ -38,7 +39,8 @@ const MAILBOX_PROPERTIES: &[&str] = &[
     "totalEmails",
     "unreadEmails",
 ];
-const SUMMARY_PROPERTIES: &[&str] = &[
+/// Properties fetched for each search hit or thread member.
+pub const SUMMARY_PROPERTIES: &[&str] = &[
     "id",
     "threadId",
     "mailboxIds",
@@ -51,7 +53,8 @@ const SUMMARY_PROPERTIES: &[&str] = &[
     "preview",
     "hasAttachment",
 ];
-const EMAIL_PROPERTIES: &[&str] = &[
+/// Properties fetched for `get_email`.
+pub const EMAIL_PROPERTIES: &[&str] = &[
     "id",
     "threadId",
     "mailboxIds",
@@ -76,7 +79,7 @@ const EMAIL_PROPERTIES: &[&str] = &[
     "bodyValues",
 ];
 /// Largest body value fetched; the tool pages through it (get_email `body_offset`).
-const MAX_BODY_VALUE_BYTES: u64 = 4 * 1024 * 1024;
+pub const MAX_BODY_VALUE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// A JMAP server as the mail store.
 #[derive(Debug)]
