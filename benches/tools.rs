@@ -24,7 +24,7 @@ use std::{
 };
 
 use mailconnect::outbound::jmap::{
-    EMAIL_PROPERTIES, MAILBOX_PROPERTIES, MAX_BODY_VALUE_BYTES, SUMMARY_PROPERTIES,
+    MAILBOX_PROPERTIES, MAX_BODY_VALUE_BYTES, SUMMARY_PROPERTIES, email_properties,
 };
 use serde_json::{Value, json};
 use tokio::{
@@ -352,7 +352,7 @@ async fn main() {
     // The same properties the adapter asks for, so "direct" is exactly the request it sends.
     let mailbox_props = json!(MAILBOX_PROPERTIES);
     let summary_props = json!(SUMMARY_PROPERTIES);
-    let email_props = json!(EMAIL_PROPERTIES);
+    let email_props = json!(email_properties());
 
     // The email get_email reads: the Q1 report (text body and a PDF).
     let http = reqwest::Client::new();

@@ -53,23 +53,12 @@ pub const SUMMARY_PROPERTIES: &[&str] = &[
     "preview",
     "hasAttachment",
 ];
-/// Properties fetched for `get_email`.
-pub const EMAIL_PROPERTIES: &[&str] = &[
-    "id",
-    "threadId",
-    "mailboxIds",
-    "keywords",
-    "receivedAt",
-    "sentAt",
-    "from",
-    "to",
+/// Properties `get_email` fetches besides [`SUMMARY_PROPERTIES`].
+const EMAIL_EXTRA_PROPERTIES: &[&str] = &[
     "cc",
     "bcc",
     "sender",
     "replyTo",
-    "subject",
-    "preview",
-    "hasAttachment",
     "messageId",
     "inReplyTo",
     "references",
@@ -78,6 +67,12 @@ pub const EMAIL_PROPERTIES: &[&str] = &[
     "htmlBody",
     "bodyValues",
 ];
+
+/// Properties fetched for `get_email`: a summary's and the full headers and body.
+#[must_use]
+pub fn email_properties() -> Vec<&'static str> {
+    [SUMMARY_PROPERTIES, EMAIL_EXTRA_PROPERTIES].concat()
+}
 /// Largest body value fetched; the tool pages through it (get_email `body_offset`).
 pub const MAX_BODY_VALUE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -330,7 +325,7 @@ impl MailStore for JmapMailStore {
         let calls = vec![json!(["Email/get", {
             "accountId": session.account_id,
             "ids": [id.as_str()],
-            "properties": EMAIL_PROPERTIES,
+            "properties": email_properties(),
             "fetchTextBodyValues": true,
             "fetchHTMLBodyValues": true,
             "maxBodyValueBytes": MAX_BODY_VALUE_BYTES,
