@@ -165,14 +165,6 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         })
     }
 
-    /// The capabilities a caller has now (for `tools/list`).
-    ///
-    /// # Errors
-    /// [`ServiceError::Policy`] when the policy store fails.
-    pub async fn capabilities(&self, caller: &Caller) -> Result<CapabilitySet, ServiceError> {
-        Ok(self.policy.capabilities(&caller.grant).await?)
-    }
-
     /// `get_identity`.
     ///
     /// # Errors

@@ -55,17 +55,18 @@ impl OpsApi {
 /// The OpenAPI service for the HTTP API, with `public_url` as its server.
 #[must_use]
 pub fn openapi(public_url: &str) -> OpenApiService<OpsApi, ()> {
+    api_document().server(public_url.trim_end_matches('/'))
+}
+
+fn api_document() -> OpenApiService<OpsApi, ()> {
     OpenApiService::new(OpsApi, "mailconnect", env!("CARGO_PKG_VERSION"))
         .description("HTTP API of mailconnect besides the MCP endpoint at /mcp.")
-        .server(public_url.trim_end_matches('/'))
 }
 
 /// The committed form of the OpenAPI document (stable: no server URL, ends with a newline).
 #[must_use]
 pub fn openapi_document() -> String {
-    let doc = OpenApiService::new(OpsApi, "mailconnect", env!("CARGO_PKG_VERSION"))
-        .description("HTTP API of mailconnect besides the MCP endpoint at /mcp.")
-        .spec();
+    let doc = api_document().spec();
     format!("{}\n", doc.trim_end())
 }
 

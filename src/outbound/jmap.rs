@@ -18,7 +18,7 @@ pub use self::session::TransportConfig;
 use self::{
     convert::{account_info, email, mailbox, summary},
     session::{CORE, MAIL, MethodResponse, SUBMISSION, Session, Transport},
-    wire::{EmailWire, GetResponse, IdentityWire, MailboxWire, QueryResponse, ThreadWire},
+    wire::{AddressWire, EmailWire, GetResponse, MailboxWire, QueryResponse, ThreadWire},
 };
 use crate::domain::{
     grant::UpstreamCredential,
@@ -252,7 +252,7 @@ impl MailStore for JmapMailStore {
                 .transport
                 .call(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
                 .await?;
-            decode::<GetResponse<IdentityWire>>(
+            decode::<GetResponse<AddressWire>>(
                 "Identity/get",
                 &take(&mut responses, "Identity/get")?,
             )?

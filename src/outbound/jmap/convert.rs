@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     session::{CORE, MAIL, Session},
-    wire::{AddressWire, BodyPartWire, EmailWire, IdentityWire, MailboxWire},
+    wire::{AddressWire, BodyPartWire, EmailWire, MailboxWire},
 };
 use crate::domain::{
     body,
@@ -163,7 +163,7 @@ fn limit(caps: Option<&Value>, key: &str) -> Option<u64> {
     caps.and_then(|c| c.get(key)).and_then(Value::as_u64)
 }
 
-pub fn account_info(session: &Session, identities: Vec<IdentityWire>) -> AccountInfo {
+pub fn account_info(session: &Session, identities: Vec<AddressWire>) -> AccountInfo {
     let account = session.wire.accounts.get(&session.account_id);
     let mail_caps = account.and_then(|a| a.account_capabilities.get(MAIL));
     let core_caps = session.wire.capabilities.get(CORE);
@@ -181,15 +181,7 @@ pub fn account_info(session: &Session, identities: Vec<IdentityWire>) -> Account
             max_size_attachments_per_email: limit(mail_caps, "maxSizeAttachmentsPerEmail"),
             max_objects_in_get: limit(core_caps, "maxObjectsInGet"),
         },
-        identities: identities
-            .into_iter()
-            .filter_map(|i| {
-                Some(Address {
-                    email: i.email.filter(|e| !e.is_empty())?,
-                    name: i.name.filter(|n| !n.is_empty()),
-                })
-            })
-            .collect(),
+        identities: addresses(Some(identities)),
     }
 }
 

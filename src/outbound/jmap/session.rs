@@ -391,7 +391,6 @@ fn method_error(err: MethodErrorWire) -> MailStoreError {
             kind: err.kind,
             description,
         },
-        "anchorNotFound" => MailStoreError::NotFound("anchorNotFound".into()),
         "serverUnavailable" | "serverFail" => MailStoreError::Unavailable(format!(
             "{}{}",
             err.kind,

@@ -98,6 +98,8 @@ pub struct MailboxWire {
     pub unread_emails: u64,
 }
 
+/// An address (RFC 8621 `EmailAddress`); also decodes `Identity` objects, of which only the
+/// name and address are used.
 #[derive(Debug, Deserialize)]
 pub struct AddressWire {
     #[serde(default)]
@@ -176,14 +178,6 @@ pub struct BodyPartWire {
 pub struct BodyValueWire {
     #[serde(default)]
     pub value: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct IdentityWire {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
