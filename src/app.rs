@@ -5,25 +5,47 @@ use std::{sync::Arc, time::Duration};
 
 use poem::{EndpointExt, Route, middleware::Tracing};
 use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
+use sha2::{Digest as _, Sha256};
 
 use crate::{
-    config::Config,
+    config::{Config, ConfiguredClient},
     domain::{
+        auth::{
+            audience::Audience,
+            client::{ClientId, ClientKind, OAuthClient, TokenAuthMethod},
+            redirect::RedirectUri,
+            service::{AuthService, TokenLifetimes},
+            upstream_refresh::UpstreamRefresher,
+        },
         grant::{AccessToken, CapabilitySet, GrantId},
+        ports::ClientStore as _,
         service::{MailService, ServiceLimits},
     },
-    inbound::{http, listener::NoDelayAcceptor, mcp::McpHandler},
+    inbound::{
+        http::{self, Surfaces},
+        listener::NoDelayAcceptor,
+        mcp::McpHandler,
+    },
     outbound::{
         jmap::{JmapMailStore, TransportConfig},
-        vault::{NewGrant, NewToken, RedbVault, SELF_HOST_GRANT},
+        upstream_oauth::{LazyUpstream, UpstreamSettings},
+        vault::{NewGrant, RedbVault, SELF_HOST_GRANT},
     },
 };
 
-/// The service as deployed: JMAP mail store, redb vault (tokens and policy).
+/// The upstream OAuth client as deployed.
+pub type Upstream = LazyUpstream<RedbVault>;
+/// The mail use cases as deployed: JMAP mail store, redb vault (tokens and policy).
 pub type Service = MailService<JmapMailStore, RedbVault, RedbVault>;
+/// The authorization server as deployed.
+pub type Auth = AuthService<RedbVault, RedbVault, Upstream, JmapMailStore>;
 
 /// The vault's file inside the data directory.
 pub const VAULT_FILE: &str = "mailconnect.redb";
+/// How often expired tokens and unused registrations are swept.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// Registered clients that never got a grant are removed after this many seconds.
+pub const UNUSED_CLIENT_SECS: i64 = 30 * 86400;
 
 /// Why the app could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +53,9 @@ pub enum StartError {
     /// The vault could not be opened.
     #[error("{0}")]
     Vault(#[from] crate::outbound::vault::VaultStoreError),
-    /// The mail store adapter could not be built.
-    #[error("mail store: {0}")]
-    MailStore(String),
+    /// An adapter could not be built.
+    #[error("{0}")]
+    Adapter(String),
     /// The data directory is unusable.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -44,16 +66,17 @@ pub enum StartError {
     },
 }
 
-/// Builds the routes for `config`.
-///
-/// # Errors
-/// [`StartError`] when an adapter can't be built.
-pub fn build(config: &Config) -> Result<Route, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
-    let vault = RedbVault::open(&config.data_dir.join(VAULT_FILE))?;
+/// Everything the routes need, built from configuration.
+pub struct App {
+    /// The vault (kept for maintenance: sweeping).
+    pub vault: RedbVault,
+    /// The routes.
+    pub routes: Route,
+    /// The served OpenAPI document, committed form.
+    pub openapi: String,
+}
+
+fn install_self_host(config: &Config, vault: &RedbVault) -> Result<(), StartError> {
     match &config.self_host {
         // Re-sealed at every start, so a changed token or credential in config takes effect
         // and the previous token stops working.
@@ -64,46 +87,177 @@ pub fn build(config: &Config) -> Result<Route, StartError> {
                 credential: &self_host.credential,
                 capabilities: &CapabilitySet::read_only(),
             },
-            &NewToken {
-                token: &AccessToken::new(self_host.token.expose_secret()),
-                kind: "access",
-                expires_at: None,
-            },
+            &AccessToken::new(self_host.token.expose_secret()),
         )?,
-        None => {
-            vault.remove_grant(&GrantId::new(SELF_HOST_GRANT))?;
-            tracing::warn!(
-                "no client is configured yet: set MAILCONNECT_SELF_HOST_TOKEN and an upstream credential (see --help) to connect an MCP client"
-            );
-        }
+        None => vault.delete_grant(&GrantId::new(SELF_HOST_GRANT))?,
     }
-    let store = JmapMailStore::new(TransportConfig {
-        session_url: config.jmap_session_url.clone(),
-        timeout: config.upstream_timeout,
+    Ok(())
+}
+
+fn configured_client(c: &ConfiguredClient) -> Result<OAuthClient, StartError> {
+    let bad = |m: String| StartError::Adapter(format!("client {:?}: {m}", c.id));
+    let redirect_uris = c
+        .redirect_uris
+        .iter()
+        .map(|u| RedirectUri::parse(u).map_err(|e| bad(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let auth_method = match (&c.secret, c.auth_method.as_deref()) {
+        (None, None | Some("none")) => TokenAuthMethod::None,
+        (Some(_), None | Some("client_secret_basic")) => TokenAuthMethod::ClientSecretBasic,
+        (Some(_), Some("client_secret_post")) => TokenAuthMethod::ClientSecretPost,
+        (_, Some(other)) => {
+            return Err(bad(format!(
+                "auth_method {other:?} does not fit the secret"
+            )));
+        }
+    };
+    Ok(OAuthClient {
+        id: ClientId::new(c.id.clone()),
+        name: c.name.clone(),
+        redirect_uris,
+        kind: ClientKind::Configured,
+        auth_method,
+        secret_digest: c
+            .secret
+            .as_ref()
+            .map(|s| Sha256::digest(s.expose_secret().as_bytes()).into()),
+        created_at: chrono::Utc::now().timestamp(),
     })
-    .map_err(|e| StartError::MailStore(e.to_string()))?;
-    let service = Arc::new(MailService::new(
+}
+
+/// Builds the app for `config` on `vault`.
+///
+/// # Errors
+/// [`StartError`] when an adapter can't be built.
+pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartError> {
+    install_self_host(config, &vault)?;
+    if config.self_host.is_none() {
+        tracing::info!("no self-host token configured: MCP clients connect through OAuth");
+    }
+    for client in &config.clients {
+        vault
+            .put_client(configured_client(client)?)
+            .await
+            .map_err(|e| StartError::Adapter(e.to_string()))?;
+    }
+    let store = Arc::new(
+        JmapMailStore::new(TransportConfig {
+            session_url: config.jmap_session_url.clone(),
+            timeout: config.upstream_timeout,
+        })
+        .map_err(|e| StartError::Adapter(format!("mail store: {e}")))?,
+    );
+    let audience = Audience::new(&config.public_url);
+    let redirect_uri = url::Url::parse(&audience.url("/auth/callback"))
+        .map_err(|e| StartError::Adapter(e.to_string()))?;
+    let u = &config.upstream;
+    let upstream = Arc::new(LazyUpstream::new(
+        UpstreamSettings {
+            issuer: u.issuer.clone(),
+            authorization_endpoint: u.authorization_endpoint.clone(),
+            token_endpoint: u.token_endpoint.clone(),
+            registration_endpoint: u.registration_endpoint.clone(),
+            requires_iss: None,
+            client_id: u.client_id.clone(),
+            client_secret: u.client_secret.clone(),
+            secret_in_body: false,
+            scopes: u.scopes.clone(),
+            resource: u.resource.clone(),
+            redirect_uri,
+            timeout: config.upstream_timeout,
+        },
+        Arc::new(vault.clone()),
+    ));
+    let vault_arc = Arc::new(vault.clone());
+    let refresher = Arc::new(UpstreamRefresher::new(
+        Arc::clone(&vault_arc),
+        Arc::clone(&upstream),
+    ));
+    let service = Arc::new(
+        MailService::new(
+            Arc::clone(&store),
+            vault.clone(),
+            vault.clone(),
+            ServiceLimits {
+                max_attachment_bytes: config.max_attachment_bytes,
+                ..ServiceLimits::default()
+            },
+        )
+        .with_oauth(refresher.clone(), audience.resource().to_owned()),
+    );
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+    let auth = Arc::new(AuthService::new(
+        Arc::clone(&vault_arc),
+        vault_arc,
+        upstream,
         store,
-        vault.clone(),
-        vault,
-        ServiceLimits {
-            max_attachment_bytes: config.max_attachment_bytes,
-            ..ServiceLimits::default()
+        refresher,
+        audience,
+        TokenLifetimes {
+            access_secs: secs(config.access_token_ttl),
+            refresh_secs: secs(config.refresh_token_ttl),
+            ..TokenLifetimes::default()
         },
     ));
+    let openapi = http::committed_form(&http::api_service(Arc::clone(&auth)));
     let handler = McpHandler::new(Arc::clone(&service), config.tool_timeout);
     let mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(config.allowed_hosts.clone())
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
         .with_json_response(true)
         .with_max_request_body_bytes(1024 * 1024);
-    Ok(http::routes(
+    let routes = http::routes(Surfaces {
         service,
         handler,
+        auth,
         mcp_config,
-        config.session_idle,
-        config.public_url.as_str(),
-    ))
+        session_idle: config.session_idle,
+        public_url: config.public_url.to_string(),
+        allowed_origins: config.allowed_origins.clone(),
+        secure_cookies: config.public_url.scheme() == "https",
+    });
+    Ok(App {
+        vault,
+        routes,
+        openapi,
+    })
+}
+
+/// Builds the app with the vault in the data directory.
+///
+/// # Errors
+/// [`StartError`] when the data directory, the vault or an adapter can't be set up.
+pub async fn build(config: &Config) -> Result<App, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    build_with(config, RedbVault::open(&config.data_dir.join(VAULT_FILE))?).await
+}
+
+/// The OpenAPI document as committed under `openapi/` (built on an in-memory vault: printing it
+/// touches no file and no network).
+///
+/// # Errors
+/// [`StartError`] when the app can't be built.
+pub async fn openapi_document(config: &Config) -> Result<String, StartError> {
+    Ok(build_with(config, RedbVault::in_memory()?).await?.openapi)
+}
+
+/// Sweeps expired tokens and unused registrations now and then.
+pub fn spawn_sweeper(vault: RedbVault) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            every.tick().await;
+            let v = vault.clone();
+            match tokio::task::spawn_blocking(move || v.sweep(UNUSED_CLIENT_SECS)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "vault swept"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "vault sweep failed"),
+                _ => {}
+            }
+        }
+    });
 }
 
 /// Serves until the process is stopped.
@@ -111,12 +265,13 @@ pub fn build(config: &Config) -> Result<Route, StartError> {
 /// # Errors
 /// [`StartError`] or the listener's I/O error.
 pub async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let routes = build(config)?;
+    let app = build(config).await?;
+    spawn_sweeper(app.vault.clone());
     tracing::info!(listen = %config.listen, public_url = %config.public_url, mcp = %config.mcp_url(), "mailconnect serving");
     let acceptor = NoDelayAcceptor::bind(config.listen).await?;
     poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
-            routes.with(Tracing),
+            app.routes.with(Tracing),
             async {
                 let _ = tokio::signal::ctrl_c().await;
             },

@@ -99,6 +99,72 @@ pub struct Cli {
     /// Log format: "text" or "json" [default: text].
     #[arg(long, env = "MAILCONNECT_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    /// Browser origins allowed to call /mcp and the OAuth endpoints, comma-separated; a port
+    /// of `*` matches any port [default: the public URL's origin, https://claude.ai,
+    /// https://claude.com, https://chatgpt.com, and http://localhost:*, http://127.0.0.1:*,
+    /// http://[::1]:*]. Requests without an Origin header (server-side clients) always pass.
+    #[arg(
+        long,
+        env = "MAILCONNECT_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_origins: Option<Vec<String>>,
+    /// The upstream OAuth issuer (the mail provider's sign-in) [default: Fastmail's,
+    /// https://api.fastmail.com, with its endpoints preset]. Any other issuer is discovered
+    /// from its RFC 8414 or OpenID Connect metadata on first use.
+    #[arg(long, env = "MAILCONNECT_UPSTREAM_ISSUER", global = true)]
+    pub upstream_issuer: Option<String>,
+    /// Upstream authorization endpoint (with --upstream-token-endpoint: skips discovery).
+    #[arg(
+        long,
+        env = "MAILCONNECT_UPSTREAM_AUTHORIZATION_ENDPOINT",
+        global = true
+    )]
+    pub upstream_authorization_endpoint: Option<Url>,
+    /// Upstream token endpoint.
+    #[arg(long, env = "MAILCONNECT_UPSTREAM_TOKEN_ENDPOINT", global = true)]
+    pub upstream_token_endpoint: Option<Url>,
+    /// Upstream registration endpoint, to register this server on first use when no client id
+    /// is configured (self-hosting on loopback needs no paperwork).
+    #[arg(
+        long,
+        env = "MAILCONNECT_UPSTREAM_REGISTRATION_ENDPOINT",
+        global = true
+    )]
+    pub upstream_registration_endpoint: Option<Url>,
+    /// Our OAuth client id at the upstream [default: registered on first use].
+    #[arg(long, env = "MAILCONNECT_UPSTREAM_CLIENT_ID", global = true)]
+    pub upstream_client_id: Option<String>,
+    /// Our OAuth client secret at the upstream, if it issued one.
+    #[arg(
+        long,
+        env = "MAILCONNECT_UPSTREAM_CLIENT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub upstream_client_secret: Option<String>,
+    /// A file holding the upstream client secret (instead of --upstream-client-secret).
+    #[arg(long, env = "MAILCONNECT_UPSTREAM_CLIENT_SECRET_FILE", global = true)]
+    pub upstream_client_secret_file: Option<PathBuf>,
+    /// Scopes asked of the upstream, comma-separated [default for Fastmail:
+    /// urn:ietf:params:oauth:scope:mail,offline_access].
+    #[arg(
+        long,
+        env = "MAILCONNECT_UPSTREAM_SCOPES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub upstream_scopes: Option<Vec<String>>,
+    /// The `resource` asked of the upstream (RFC 8707) [default: the JMAP session URL].
+    #[arg(long, env = "MAILCONNECT_UPSTREAM_RESOURCE", global = true)]
+    pub upstream_resource: Option<String>,
+    /// Lifetime of our access tokens, in seconds [default: 3600].
+    #[arg(long, env = "MAILCONNECT_ACCESS_TOKEN_TTL_SECS", global = true)]
+    pub access_token_ttl_secs: Option<u64>,
+    /// Lifetime of our refresh tokens, in seconds; each refresh starts a new one [default: 2592000].
+    #[arg(long, env = "MAILCONNECT_REFRESH_TOKEN_TTL_SECS", global = true)]
+    pub refresh_token_ttl_secs: Option<u64>,
 }
 
 /// Subcommands.
@@ -129,6 +195,58 @@ struct FileConfig {
     upstream_password: Option<SecretString>,
     upstream_bearer_token: Option<SecretString>,
     log_format: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    upstream_issuer: Option<String>,
+    upstream_authorization_endpoint: Option<Url>,
+    upstream_token_endpoint: Option<Url>,
+    upstream_registration_endpoint: Option<Url>,
+    upstream_client_id: Option<String>,
+    upstream_client_secret: Option<SecretString>,
+    upstream_client_secret_file: Option<PathBuf>,
+    upstream_scopes: Option<Vec<String>>,
+    upstream_resource: Option<String>,
+    access_token_ttl_secs: Option<u64>,
+    refresh_token_ttl_secs: Option<u64>,
+    /// Clients registered by the operator (exact redirect URIs, optional secret).
+    #[serde(default)]
+    clients: Vec<ConfiguredClient>,
+}
+
+/// A client configured by the operator (`[[clients]]` in the TOML file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfiguredClient {
+    /// Its client id.
+    pub id: String,
+    /// The name the consent screen shows.
+    pub name: String,
+    /// Its redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Its secret (then it authenticates with HTTP Basic or in the body, as `auth_method` says).
+    pub secret: Option<SecretString>,
+    /// `client_secret_basic` (default with a secret) or `client_secret_post`.
+    pub auth_method: Option<String>,
+}
+
+/// How we reach the upstream's authorization server.
+#[derive(Debug, Clone)]
+pub struct UpstreamOAuthSettings {
+    /// Its issuer.
+    pub issuer: String,
+    /// Its authorization endpoint, if known without discovery.
+    pub authorization_endpoint: Option<Url>,
+    /// Its token endpoint, if known without discovery.
+    pub token_endpoint: Option<Url>,
+    /// Its registration endpoint.
+    pub registration_endpoint: Option<Url>,
+    /// Our client id there.
+    pub client_id: Option<String>,
+    /// Our secret there.
+    pub client_secret: Option<SecretString>,
+    /// Scopes to ask for.
+    pub scopes: Vec<String>,
+    /// The resource to ask for.
+    pub resource: Option<String>,
 }
 
 /// The single-user self-host client: one token, one upstream credential.
@@ -176,7 +294,20 @@ pub struct Config {
     pub worker_threads: usize,
     /// Log format.
     pub log_format: LogFormat,
+    /// Browser origins allowed on the API.
+    pub allowed_origins: Vec<String>,
+    /// The upstream authorization server.
+    pub upstream: UpstreamOAuthSettings,
+    /// Our access token lifetime.
+    pub access_token_ttl: Duration,
+    /// Our refresh token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// Operator-configured clients.
+    pub clients: Vec<ConfiguredClient>,
 }
+
+/// Fastmail's authorization server.
+pub const FASTMAIL_ISSUER: &str = "https://api.fastmail.com";
 
 /// Everything wrong with a configuration, one line each.
 #[derive(Debug, thiserror::Error)]
@@ -327,6 +458,86 @@ impl Config {
                 LogFormat::Text
             }
         };
+        let mut allowed_origins =
+            cli.allowed_origins
+                .or(file.allowed_origins)
+                .unwrap_or_else(|| {
+                    [
+                        "https://claude.ai",
+                        "https://claude.com",
+                        "https://chatgpt.com",
+                        "http://localhost:*",
+                        "http://127.0.0.1:*",
+                        "http://[::1]:*",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec()
+                });
+        allowed_origins.push(public_url.origin().ascii_serialization());
+        let client_secret = match (
+            secret(cli.upstream_client_secret, file.upstream_client_secret),
+            cli.upstream_client_secret_file
+                .or(file.upstream_client_secret_file),
+        ) {
+            (Some(s), None) => Some(s),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(text) => Some(SecretString::new(text.trim())).filter(|s| !s.is_empty()),
+                Err(e) => {
+                    problems.push(format!(
+                        "upstream_client_secret_file {}: {e}",
+                        path.display()
+                    ));
+                    None
+                }
+            },
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                problems.push(
+                    "give upstream_client_secret or upstream_client_secret_file, not both".into(),
+                );
+                None
+            }
+        };
+        let upstream = upstream_settings(
+            UpstreamInputs {
+                issuer: cli.upstream_issuer.or(file.upstream_issuer),
+                authorization_endpoint: cli
+                    .upstream_authorization_endpoint
+                    .or(file.upstream_authorization_endpoint),
+                token_endpoint: cli.upstream_token_endpoint.or(file.upstream_token_endpoint),
+                registration_endpoint: cli
+                    .upstream_registration_endpoint
+                    .or(file.upstream_registration_endpoint),
+                client_id: cli.upstream_client_id.or(file.upstream_client_id),
+                client_secret,
+                scopes: cli.upstream_scopes.or(file.upstream_scopes),
+                resource: cli.upstream_resource.or(file.upstream_resource),
+            },
+            &jmap_session_url,
+            &mut problems,
+        );
+        let ttl =
+            |name: &str, value: Option<u64>, default: u64, max: u64, problems: &mut Vec<String>| {
+                let v = value.unwrap_or(default);
+                if !(1..=max).contains(&v) {
+                    problems.push(format!("{name} must be between 1 and {max} (got {v})"));
+                }
+                Duration::from_secs(v.clamp(1, max))
+            };
+        let access_token_ttl = ttl(
+            "access_token_ttl_secs",
+            cli.access_token_ttl_secs.or(file.access_token_ttl_secs),
+            3600,
+            30 * 86400,
+            &mut problems,
+        );
+        let refresh_token_ttl = ttl(
+            "refresh_token_ttl_secs",
+            cli.refresh_token_ttl_secs.or(file.refresh_token_ttl_secs),
+            30 * 86400,
+            365 * 86400,
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -346,6 +557,11 @@ impl Config {
             self_host,
             worker_threads,
             log_format,
+            allowed_origins,
+            upstream,
+            access_token_ttl,
+            refresh_token_ttl,
+            clients: file.clients,
         })
     }
 
@@ -353,6 +569,59 @@ impl Config {
     #[must_use]
     pub fn mcp_url(&self) -> String {
         format!("{}/mcp", self.public_url.as_str().trim_end_matches('/'))
+    }
+}
+
+/// The upstream settings as given, before presets.
+struct UpstreamInputs {
+    issuer: Option<String>,
+    authorization_endpoint: Option<Url>,
+    token_endpoint: Option<Url>,
+    registration_endpoint: Option<Url>,
+    client_id: Option<String>,
+    client_secret: Option<SecretString>,
+    scopes: Option<Vec<String>>,
+    resource: Option<String>,
+}
+
+/// Applies the Fastmail preset (endpoints, scopes, resource) when the issuer is Fastmail's.
+fn upstream_settings(
+    given: UpstreamInputs,
+    session_url: &Url,
+    problems: &mut Vec<String>,
+) -> UpstreamOAuthSettings {
+    let issuer = given.issuer.unwrap_or_else(|| FASTMAIL_ISSUER.to_owned());
+    let issuer = issuer.trim_end_matches('/').to_owned();
+    match Url::parse(&issuer) {
+        Ok(u) if u.scheme() == "https" || is_loopback_host(u.host_str().unwrap_or_default()) => {}
+        _ => problems.push(format!(
+            "upstream_issuer {issuer:?} must be an https URL (or http on loopback)"
+        )),
+    }
+    let fastmail = issuer == FASTMAIL_ISSUER;
+    let preset = |path: &str| {
+        fastmail
+            .then(|| Url::parse(&format!("{FASTMAIL_ISSUER}{path}")).ok())
+            .flatten()
+    };
+    UpstreamOAuthSettings {
+        authorization_endpoint: given
+            .authorization_endpoint
+            .or_else(|| preset("/oauth/authorize")),
+        token_endpoint: given.token_endpoint.or_else(|| preset("/oauth/refresh")),
+        registration_endpoint: given
+            .registration_endpoint
+            .or_else(|| preset("/oauth/register")),
+        client_id: given.client_id.filter(|c| !c.is_empty()),
+        client_secret: given.client_secret,
+        scopes: given.scopes.unwrap_or_else(|| {
+            vec![
+                "urn:ietf:params:oauth:scope:mail".to_owned(),
+                "offline_access".to_owned(),
+            ]
+        }),
+        resource: given.resource.or_else(|| Some(session_url.to_string())),
+        issuer,
     }
 }
 

@@ -3,3 +3,5 @@
 pub mod http;
 pub mod listener;
 pub mod mcp;
+pub mod oauth;
+pub mod pages;

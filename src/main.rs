@@ -6,16 +6,12 @@ use clap::Parser as _;
 use mailconnect::{
     app,
     config::{Cli, Command, Config, LogFormat},
-    inbound::http::openapi_document,
 };
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Some(Command::Openapi)) {
-        print!("{}", openapi_document());
-        return ExitCode::SUCCESS;
-    }
+    let print_openapi = matches!(cli.command, Some(Command::Openapi));
     let config = match Config::resolve(cli) {
         Ok(config) => config,
         Err(e) => {
@@ -23,6 +19,26 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if print_openapi {
+        let document = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(app::openapi_document(&config))
+                    .map_err(|e| e.to_string())
+            });
+        return match document {
+            Ok(doc) => {
+                print!("{doc}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mailconnect: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter =
         EnvFilter::try_from_env("MAILCONNECT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     match config.log_format {

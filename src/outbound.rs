@@ -1,4 +1,5 @@
 //! Driven adapters: the mail server (JMAP) and where grants live (vaults).
 
 pub mod jmap;
+pub mod upstream_oauth;
 pub mod vault;

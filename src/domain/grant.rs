@@ -136,6 +136,10 @@ pub struct Caller {
     pub credential: UpstreamCredential,
     /// What the grant may do.
     pub capabilities: CapabilitySet,
+    /// The token the caller presented (to re-open the grant after an upstream refresh).
+    pub token: AccessToken,
+    /// Whether the upstream credential can be refreshed (it came from OAuth).
+    pub renewable: bool,
 }
 
 #[cfg(test)]

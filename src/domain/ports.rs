@@ -5,10 +5,17 @@
 use std::time::Duration;
 
 use super::{
+    auth::{
+        client::{ClientId, OAuthClient},
+        pkce::CodeChallenge,
+        rotation::RefreshRole,
+        token::{IssuedToken, TokenPair},
+    },
     grant::{AccessToken, CapabilitySet, GrantId, UpstreamCredential},
     ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
     query::{EmailQuery, PageSize},
+    secret::SecretString,
 };
 
 /// Why the mail server could not answer.
@@ -142,6 +149,13 @@ pub enum VaultError {
     Unexpected(String),
 }
 
+/// An OAuth refresh credential for the upstream, kept beside its access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRefresh {
+    /// The upstream refresh token.
+    pub token: SecretString,
+}
+
 /// A grant opened with its token.
 #[derive(Debug, Clone)]
 pub struct OpenedGrant {
@@ -149,17 +163,199 @@ pub struct OpenedGrant {
     pub grant: GrantId,
     /// Its upstream credential, decrypted for this request.
     pub credential: UpstreamCredential,
+    /// The upstream refresh token, when the upstream credential came from OAuth.
+    pub upstream_refresh: Option<UpstreamRefresh>,
+    /// When the upstream access token expires (unix seconds), if known.
+    pub upstream_expires_at: Option<i64>,
+    /// The protected resource the token was issued for (`None`: configured self-host grant).
+    pub resource: Option<String>,
+}
+
+/// A set of upstream OAuth tokens, as the upstream token endpoint returned them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTokens {
+    /// The access token for JMAP.
+    pub access: SecretString,
+    /// The refresh token, if one was issued (absent: keep the old one).
+    pub refresh: Option<SecretString>,
+    /// When the access token expires (unix seconds), if the upstream said.
+    pub expires_at: Option<i64>,
+}
+
+/// What a new grant holds, after the person consented and the upstream answered.
+#[derive(Debug, Clone)]
+pub struct GrantDraft {
+    /// Its id (minted by the core).
+    pub id: GrantId,
+    /// The client it was issued to.
+    pub client: ClientId,
+    /// The redirect URI of the authorization request (the token request must repeat it).
+    pub redirect_uri: String,
+    /// The protected resource.
+    pub resource: String,
+    /// The granted scope.
+    pub scope: String,
+    /// The client's PKCE challenge for the code.
+    pub code_challenge: CodeChallenge,
+    /// SHA-256 of the upstream account's identity (hex), to find a person's grants.
+    pub account_digest: String,
+    /// The upstream tokens to seal.
+    pub upstream: UpstreamTokens,
+    /// The policy it starts with.
+    pub capabilities: CapabilitySet,
+}
+
+/// What an authorization code was issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeBinding {
+    /// The grant.
+    pub grant: GrantId,
+    /// The client.
+    pub client: ClientId,
+    /// The redirect URI of the authorization request.
+    pub redirect_uri: String,
+    /// The resource.
+    pub resource: String,
+    /// The scope.
+    pub scope: String,
+    /// The PKCE challenge.
+    pub code_challenge: CodeChallenge,
+    /// Whether it was already redeemed.
+    pub used: bool,
+}
+
+/// What a refresh token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshBinding {
+    /// The grant.
+    pub grant: GrantId,
+    /// The client.
+    pub client: ClientId,
+    /// The granted scope.
+    pub scope: String,
+    /// The resource.
+    pub resource: String,
+    /// Where the token stands in the rotation chain.
+    pub role: RefreshRole,
+}
+
+/// The outcome of redeeming a code or a refresh token.
+#[derive(Debug, Clone)]
+pub enum Redemption {
+    /// Tokens (new, or the same pair again for a retried refresh).
+    Issued(TokenPair),
+    /// The token was already used or retired: the grant is revoked.
+    Revoked,
 }
 
 /// Where grants and their sealed upstream credentials live.
+///
+/// Every method that writes is one durable transaction: a response that carries a token is sent
+/// only after the token is stored.
 #[trait_variant::make(Send)]
 #[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
 pub trait TokenVault: Sync + 'static {
-    /// Opens the grant a presented token belongs to.
+    /// Opens the grant a presented access token belongs to (from a short-lived cache).
     ///
     /// # Security
-    /// Only a live token of the grant can open its credential.
+    /// Only a live access token of the grant can open its credential.
     async fn open(&self, token: &AccessToken) -> Result<OpenedGrant, VaultError>;
+
+    /// Like [`TokenVault::open`], always from storage, for any live token kind (access or
+    /// refresh): used before an upstream refresh, to see what another request may have stored.
+    async fn open_fresh(&self, token: &AccessToken) -> Result<OpenedGrant, VaultError>;
+
+    /// Creates a grant whose identity is wrapped under `code` (its only token so far).
+    async fn create_grant(&self, draft: GrantDraft, code: IssuedToken) -> Result<(), VaultError>;
+
+    /// What a code was issued for, without consuming it (`None`: unknown or expired).
+    async fn code_binding(&self, code: &AccessToken) -> Result<Option<CodeBinding>, VaultError>;
+
+    /// Redeems a code for `pair` once; a second redemption revokes the grant.
+    async fn redeem_code(
+        &self,
+        code: &AccessToken,
+        pair: TokenPair,
+    ) -> Result<Redemption, VaultError>;
+
+    /// What a refresh token belongs to (`None`: unknown, expired or revoked).
+    async fn refresh_binding(
+        &self,
+        refresh: &AccessToken,
+    ) -> Result<Option<RefreshBinding>, VaultError>;
+
+    /// Rotates, replays or revokes by [`crate::domain::auth::rotation::decide`], atomically.
+    async fn rotate_refresh(
+        &self,
+        refresh: &AccessToken,
+        pair: TokenPair,
+    ) -> Result<Redemption, VaultError>;
+
+    /// Re-seals a grant's upstream tokens (after an upstream refresh). Needs no token: the
+    /// grant's recipient is public, only opening needs a token.
+    async fn store_upstream(
+        &self,
+        grant: &GrantId,
+        tokens: UpstreamTokens,
+    ) -> Result<(), VaultError>;
+
+    /// Revokes `token` if it belongs to `client`: an access token alone, a refresh token with
+    /// its whole grant. Unknown tokens and other clients' tokens are ignored (RFC 7009 §2.2).
+    async fn revoke_token(&self, token: &AccessToken, client: &ClientId) -> Result<(), VaultError>;
+
+    /// Deletes a grant with its tokens and wrapped keys (crypto-shredding).
+    async fn remove_grant(&self, grant: &GrantId) -> Result<(), VaultError>;
+}
+
+/// Where OAuth clients are registered.
+#[trait_variant::make(Send)]
+#[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
+pub trait ClientStore: Sync + 'static {
+    /// A registered or configured client.
+    async fn client(&self, id: &ClientId) -> Result<Option<OAuthClient>, VaultError>;
+
+    /// Stores a client (registration, a fetched metadata document, or configuration).
+    async fn put_client(&self, client: OAuthClient) -> Result<(), VaultError>;
+}
+
+/// Why the upstream authorization server did not give tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamAuthError {
+    /// `invalid_grant`: the code or refresh token is dead; the person must sign in again.
+    #[error("the mail provider refused the grant ({0})")]
+    InvalidGrant(String),
+    /// Network trouble, 5xx, 429 or a timeout: try again later, keep the old tokens.
+    #[error("the mail provider's sign-in service is unavailable ({0})")]
+    Unavailable(String),
+    /// Our client registration or configuration is wrong (`invalid_client`, bad URL…).
+    #[error("the mail provider rejected our client configuration ({0})")]
+    Misconfigured(String),
+}
+
+/// Our OAuth client at the upstream (Fastmail or any RFC 8414 provider).
+#[trait_variant::make(Send)]
+#[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
+pub trait UpstreamAuth: Sync + 'static {
+    /// Checks the callback's `iss` (RFC 9207): equal to the upstream's issuer, or absent where
+    /// the upstream does not promise it.
+    async fn accepts_issuer(&self, iss: Option<String>) -> bool;
+
+    /// The URL to send the person's browser to (may discover or register us first).
+    async fn authorization_url(
+        &self,
+        state: &str,
+        code_challenge: &str,
+    ) -> Result<String, UpstreamAuthError>;
+
+    /// Exchanges the callback's code with our PKCE verifier.
+    async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &SecretString,
+    ) -> Result<UpstreamTokens, UpstreamAuthError>;
+
+    /// Refreshes the upstream access token.
+    async fn refresh(&self, refresh: &SecretString) -> Result<UpstreamTokens, UpstreamAuthError>;
 }
 
 /// Why the policy could not be read.

@@ -2,13 +2,19 @@
 //!
 //! Generic over the three ports (static dispatch, one alias in the composition root).
 
+use std::{future::Future, pin::Pin, sync::Arc};
+
 use super::{
+    auth::upstream_refresh::{RefreshError, UpstreamRefresher, needs_refresh},
     body::{self, BodyPage},
-    grant::{AccessToken, Caller, Capability, CapabilitySet},
+    grant::{AccessToken, Caller, Capability, CapabilitySet, GrantId, UpstreamCredential},
     ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary},
     mailboxes::MailboxDirectory,
-    ports::{MailStore, MailStoreError, PageStart, Policy, PolicyError, TokenVault, VaultError},
+    ports::{
+        MailStore, MailStoreError, PageStart, Policy, PolicyError, TokenVault, UpstreamAuth,
+        VaultError,
+    },
     query::{EmailQuery, InvalidArgument, PageCursor, PageSize},
     text_extract::{self, ExtractedText},
 };
@@ -127,42 +133,144 @@ pub struct AttachmentView {
     pub text: Option<ExtractedText>,
 }
 
+type RenewFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<UpstreamCredential, RefreshError>> + Send + 'a>>;
+
+/// Renews a grant's upstream credential (the upstream OAuth refresh, single-flight).
+///
+/// A trait object so the mail use cases need not be generic over the upstream OAuth client.
+pub trait RenewCredential: Send + Sync + 'static {
+    /// Renews the credential of the grant `token` opens, unless someone did since `stale`.
+    fn renew<'a>(
+        &'a self,
+        token: &'a AccessToken,
+        grant: &'a GrantId,
+        stale: &'a UpstreamCredential,
+    ) -> RenewFuture<'a>;
+}
+
+impl<V: TokenVault, U: UpstreamAuth> RenewCredential for UpstreamRefresher<V, U> {
+    fn renew<'a>(
+        &'a self,
+        token: &'a AccessToken,
+        grant: &'a GrantId,
+        stale: &'a UpstreamCredential,
+    ) -> RenewFuture<'a> {
+        Box::pin(self.refresh(token, grant, stale))
+    }
+}
+
 /// The use cases, over the three ports.
-#[derive(Debug)]
 pub struct MailService<M, V, P> {
-    store: M,
+    store: Arc<M>,
     vault: V,
     policy: P,
     limits: ServiceLimits,
+    renewal: Option<Arc<dyn RenewCredential>>,
+    resource: Option<String>,
+}
+
+impl<M, V, P> std::fmt::Debug for MailService<M, V, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailService")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     /// Wires the use cases to their ports.
-    pub fn new(store: M, vault: V, policy: P, limits: ServiceLimits) -> Self {
+    pub fn new(store: impl Into<Arc<M>>, vault: V, policy: P, limits: ServiceLimits) -> Self {
         Self {
-            store,
+            store: store.into(),
             vault,
             policy,
             limits,
+            renewal: None,
+            resource: None,
         }
     }
 
+    /// Renews expired upstream credentials through `renewal`, and accepts only tokens issued
+    /// for `resource` (our MCP endpoint).
+    #[must_use]
+    pub fn with_oauth(mut self, renewal: Arc<dyn RenewCredential>, resource: String) -> Self {
+        self.renewal = Some(renewal);
+        self.resource = Some(resource);
+        self
+    }
+
     /// Resolves a presented token to a caller: its grant, upstream credential and policy.
+    /// An upstream credential at or near its expiry is renewed first.
     ///
     /// # Errors
-    /// [`ServiceError::Unauthenticated`] for a token that opens no grant.
+    /// [`ServiceError::Unauthenticated`] for a token that opens no grant, was issued for
+    /// another resource, or whose grant the upstream has ended.
     pub async fn authenticate(&self, token: &AccessToken) -> Result<Caller, ServiceError> {
         let opened = self
             .vault
             .open(token)
             .await
             .map_err(ServiceError::Unauthenticated)?;
+        if let (Some(issued_for), Some(ours)) = (&opened.resource, &self.resource)
+            && issued_for != ours
+        {
+            return Err(ServiceError::Unauthenticated(VaultError::InvalidToken));
+        }
+        let mut credential = opened.credential.clone();
+        if let Some(renewal) = &self.renewal
+            && needs_refresh(&opened, chrono::Utc::now().timestamp())
+        {
+            match renewal
+                .renew(token, &opened.grant, &opened.credential)
+                .await
+            {
+                Ok(fresh) => credential = fresh,
+                Err(RefreshError::GrantEnded) => {
+                    return Err(ServiceError::Unauthenticated(VaultError::InvalidToken));
+                }
+                // The old token may still work for a moment; a tool call that fails retries.
+                Err(e) => {
+                    tracing::warn!(grant = %opened.grant, error = %e, "early upstream refresh failed")
+                }
+            }
+        }
         let capabilities = self.policy.capabilities(&opened.grant).await?;
         Ok(Caller {
             grant: opened.grant,
-            credential: opened.credential,
+            credential,
             capabilities,
+            token: token.clone(),
+            renewable: opened.upstream_refresh.is_some(),
         })
+    }
+
+    /// Runs a store operation; when the upstream refuses an OAuth credential, renews it once
+    /// and runs the operation again.
+    async fn with_credential<T, F, Fut>(&self, caller: &Caller, op: F) -> Result<T, ServiceError>
+    where
+        F: Fn(UpstreamCredential) -> Fut,
+        Fut: Future<Output = Result<T, MailStoreError>>,
+    {
+        match op(caller.credential.clone()).await {
+            Err(MailStoreError::Unauthorized) if caller.renewable => {
+                let Some(renewal) = &self.renewal else {
+                    return Err(MailStoreError::Unauthorized.into());
+                };
+                let fresh = renewal
+                    .renew(&caller.token, &caller.grant, &caller.credential)
+                    .await
+                    .map_err(|e| match e {
+                        RefreshError::GrantEnded => {
+                            ServiceError::Unauthenticated(VaultError::InvalidToken)
+                        }
+                        RefreshError::NotRefreshable => MailStoreError::Unauthorized.into(),
+                        RefreshError::Unavailable(m) => MailStoreError::Unavailable(m).into(),
+                    })?;
+                Ok(op(fresh).await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// `get_identity`.
@@ -171,7 +279,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     /// See [`ServiceError`].
     pub async fn identity(&self, caller: &Caller) -> Result<IdentityView, ServiceError> {
         require(caller, Capability::Read, "read mail")?;
-        let account = self.store.account(&caller.credential).await?;
+        let account = self
+            .with_credential(
+                caller,
+                |cred| async move { self.store.account(&cred).await },
+            )
+            .await?;
         Ok(IdentityView {
             account,
             granted: caller.capabilities.clone(),
@@ -185,7 +298,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     /// See [`ServiceError`].
     pub async fn mailboxes(&self, caller: &Caller) -> Result<MailboxDirectory, ServiceError> {
         require(caller, Capability::Read, "read mail")?;
-        let mailboxes = self.store.mailboxes(&caller.credential).await?;
+        let mailboxes = self
+            .with_credential(
+                caller,
+                |cred| async move { self.store.mailboxes(&cred).await },
+            )
+            .await?;
         Ok(MailboxDirectory::new(mailboxes))
     }
 
@@ -211,9 +329,11 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 }
             }
         };
+        let start = &start;
         let mut page = self
-            .store
-            .search(&caller.credential, &request.query, size, &start)
+            .with_credential(caller, |cred| async move {
+                self.store.search(&cred, &request.query, size, start).await
+            })
             .await?;
         let returned = page.emails.len() as u64;
         let last = page.emails.last().map(|e| e.id.clone());
@@ -251,7 +371,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         max_body_chars: Option<u64>,
     ) -> Result<EmailView, ServiceError> {
         require(caller, Capability::Read, "read mail")?;
-        let (email, mailboxes) = self.store.email(&caller.credential, id).await?;
+        let (email, mailboxes) = self
+            .with_credential(
+                caller,
+                |cred| async move { self.store.email(&cred, id).await },
+            )
+            .await?;
         let body = body::page(
             &email.body,
             body_offset,
@@ -270,7 +395,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     /// See [`ServiceError`].
     pub async fn thread(&self, caller: &Caller, id: &ThreadId) -> Result<ThreadView, ServiceError> {
         require(caller, Capability::Read, "read mail")?;
-        let (emails, mailboxes) = self.store.thread(&caller.credential, id).await?;
+        let (emails, mailboxes) = self
+            .with_credential(
+                caller,
+                |cred| async move { self.store.thread(&cred, id).await },
+            )
+            .await?;
         Ok(ThreadView {
             thread_id: id.clone(),
             emails,
@@ -289,14 +419,11 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         blob: &BlobId,
     ) -> Result<AttachmentView, ServiceError> {
         require(caller, Capability::Read, "read mail")?;
+        let limit = self.limits.max_attachment_bytes;
         let content = self
-            .store
-            .attachment(
-                &caller.credential,
-                email,
-                blob,
-                self.limits.max_attachment_bytes,
-            )
+            .with_credential(caller, |cred| async move {
+                self.store.attachment(&cred, email, blob, limit).await
+            })
             .await?;
         let text = text_extract::extract(&content, self.limits.max_attachment_text_chars);
         Ok(AttachmentView { content, text })
@@ -333,6 +460,8 @@ mod tests {
             grant: GrantId::new("g1"),
             credential: UpstreamCredential::Bearer(SecretString::new("t")),
             capabilities: CapabilitySet::read_only(),
+            token: AccessToken::new("g1.t"),
+            renewable: false,
         }
     }
 
@@ -470,6 +599,9 @@ mod tests {
                     Ok(OpenedGrant {
                         grant: GrantId::new("g1"),
                         credential: UpstreamCredential::Bearer(SecretString::new("u")),
+                        upstream_refresh: None,
+                        upstream_expires_at: None,
+                        resource: None,
                     })
                 } else {
                     Err(VaultError::InvalidToken)

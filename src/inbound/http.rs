@@ -1,22 +1,25 @@
-//! The HTTP surface (poem): `/mcp` behind bearer authentication, and the operations API
-//! declared with poem-openapi (its document is committed under `openapi/`).
+//! The HTTP surface (poem): `/mcp` behind bearer authentication, the authorization server's
+//! JSON API and browser pages, and the operations API. The JSON APIs are declared with
+//! poem-openapi; their document is committed under `openapi/`.
 
 use std::sync::Arc;
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
-    endpoint::TowerCompatExt,
-    http::{StatusCode, header},
+    endpoint::{TowerCompatExt, make},
+    http::{Method, StatusCode, header},
+    middleware::SetHeader,
 };
 use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService, payload::Json};
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
 
-use super::mcp::McpHandler;
+use super::{mcp::McpHandler, oauth::OAuthApi, pages::Pages};
 use crate::domain::{
+    auth::{audience::MAIL_SCOPE, service::AuthService},
     grant::AccessToken,
-    ports::{MailStore, Policy, TokenVault},
+    ports::{ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
     service::{MailService, ServiceError},
 };
 
@@ -52,22 +55,26 @@ impl OpsApi {
     }
 }
 
-/// The OpenAPI service for the HTTP API, with `public_url` as its server.
-#[must_use]
-pub fn openapi(public_url: &str) -> OpenApiService<OpsApi, ()> {
-    api_document().server(public_url.trim_end_matches('/'))
+/// The JSON APIs as one OpenAPI service.
+pub type ApiService<V, C, U, M> = OpenApiService<(OpsApi, OAuthApi<V, C, U, M>), ()>;
+
+/// Builds the OpenAPI service around the authorization server.
+pub fn api_service<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore>(
+    auth: Arc<AuthService<V, C, U, M>>,
+) -> ApiService<V, C, U, M> {
+    OpenApiService::new((OpsApi, OAuthApi::new(auth)), "mailconnect", env!("CARGO_PKG_VERSION")).description(
+        "The OAuth 2.1 authorization server (discovery, registration, token, revocation) and operations API of \
+mailconnect. The MCP endpoint is /mcp (streamable HTTP); the browser pages of the connect flow are /authorize, \
+/authorize/decision and /auth/callback.",
+    )
 }
 
-fn api_document() -> OpenApiService<OpsApi, ()> {
-    OpenApiService::new(OpsApi, "mailconnect", env!("CARGO_PKG_VERSION"))
-        .description("HTTP API of mailconnect besides the MCP endpoint at /mcp.")
-}
-
-/// The committed form of the OpenAPI document (stable: no server URL, ends with a newline).
+/// The committed form of an OpenAPI document (stable: no server URL, ends with a newline).
 #[must_use]
-pub fn openapi_document() -> String {
-    let doc = api_document().spec();
-    format!("{}\n", doc.trim_end())
+pub fn committed_form<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore>(
+    api: &ApiService<V, C, U, M>,
+) -> String {
+    format!("{}\n", api.spec().trim_end())
 }
 
 fn bearer(req: &Request) -> Option<AccessToken> {
@@ -77,14 +84,16 @@ fn bearer(req: &Request) -> Option<AccessToken> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| AccessToken::new(token))
 }
 
-/// RFC 6750 §3: 401 with a `WWW-Authenticate: Bearer` challenge and a JSON body.
-fn unauthorized(error: Option<&str>, description: &str) -> Response {
-    let challenge = match error {
-        Some(code) => format!(
-            "Bearer realm=\"mailconnect\", error=\"{code}\", error_description=\"{description}\""
-        ),
-        None => "Bearer realm=\"mailconnect\"".to_owned(),
-    };
+/// RFC 6750 §3 / RFC 9728 §5.1: 401 with a challenge that says where the metadata is, and
+/// `error=` only when a token was presented.
+fn unauthorized(resource_metadata: &str, error: Option<&str>, description: &str) -> Response {
+    let mut challenge =
+        format!("Bearer resource_metadata=\"{resource_metadata}\", scope=\"{MAIL_SCOPE}\"");
+    if let Some(code) = error {
+        challenge.push_str(&format!(
+            ", error=\"{code}\", error_description=\"{description}\""
+        ));
+    }
     let body = serde_json::json!({
         "error": error.unwrap_or("invalid_request"),
         "error_description": description,
@@ -97,49 +106,249 @@ fn unauthorized(error: Option<&str>, description: &str) -> Response {
         .body(body.to_string())
 }
 
-/// The routes: `/mcp` (authenticated), `/healthz`, `/openapi.json`.
-pub fn routes<M: MailStore, V: TokenVault, P: Policy>(
-    service: Arc<MailService<M, V, P>>,
-    handler: McpHandler<M, V, P>,
-    mcp_config: StreamableHttpServerConfig,
-    session_idle: std::time::Duration,
-    public_url: &str,
+fn problem(status: StatusCode, title: &str) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/problem+json")
+        .body(
+            serde_json::json!({"type": "about:blank", "title": title, "status": status.as_u16()})
+                .to_string(),
+        )
+}
+
+/// Whether a browser `Origin` may call the API: exact origins, or `scheme://host:*` for any port.
+#[must_use]
+pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    allowed.iter().any(|a| {
+        if let Some(prefix) = a.strip_suffix(":*") {
+            origin == prefix
+                || origin
+                    .strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_prefix(':'))
+                    .is_some_and(|port| {
+                        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+                    })
+        } else {
+            origin == a
+        }
+    })
+}
+
+const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-ID";
+
+/// CORS for browser-based clients on the API (never on the pages), and the Origin check the MCP
+/// transport requires: a present Origin that is not allowed gets 403 before anything else.
+fn cors<E: Endpoint + 'static>(
+    ep: E,
+    allowed: Arc<Vec<String>>,
+) -> impl Endpoint<Output = Response> {
+    ep.around(move |ep, req| {
+        let allowed = Arc::clone(&allowed);
+        async move {
+            let origin = req
+                .headers()
+                .get(header::ORIGIN)
+                .and_then(|o| o.to_str().ok())
+                .map(str::to_owned);
+            if let Some(origin) = &origin
+                && !origin_allowed(origin, &allowed)
+            {
+                return Ok(problem(
+                    StatusCode::FORBIDDEN,
+                    "this Origin may not call mailconnect",
+                ));
+            }
+            let mut resp = if req.method() == Method::OPTIONS {
+                Response::builder()
+                    .status(StatusCode::NO_CONTENT)
+                    .header(
+                        header::ACCESS_CONTROL_ALLOW_METHODS,
+                        "GET, POST, DELETE, HEAD, OPTIONS",
+                    )
+                    .header(header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_ALLOW_HEADERS)
+                    .header(header::ACCESS_CONTROL_MAX_AGE, "86400")
+                    .finish()
+            } else {
+                ep.call(req)
+                    .await
+                    .map(IntoResponse::into_response)
+                    .unwrap_or_else(|e| e.into_response())
+            };
+            if let Some(origin) = origin
+                && let Ok(value) = origin.parse()
+            {
+                let h = resp.headers_mut();
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+                h.insert(
+                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    header::HeaderValue::from_static(
+                        "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version",
+                    ),
+                );
+                h.append(header::VARY, header::HeaderValue::from_static("Origin"));
+            }
+            Ok(resp)
+        }
+    })
+}
+
+/// Largest request body of the OAuth API.
+pub const MAX_API_BODY: usize = 64 * 1024;
+
+/// Reads at most [`MAX_API_BODY`] bytes of a body (with or without `Content-Length`); more is
+/// 413 before any handler runs.
+fn limit_body<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
+    ep.around(|ep, mut req| async move {
+        let too_large = || {
+            problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_API_BODY) {
+            return Ok(too_large());
+        }
+        let Ok(body) = req.take_body().into_bytes_limit(MAX_API_BODY).await else {
+            return Ok(too_large());
+        };
+        req.set_body(body);
+        Ok(ep
+            .call(req)
+            .await
+            .map(IntoResponse::into_response)
+            .unwrap_or_else(|e| e.into_response()))
+    })
+}
+
+/// What the routes serve.
+pub struct Surfaces<M, V, P, C, U> {
+    /// The mail use cases.
+    pub service: Arc<MailService<M, V, P>>,
+    /// The MCP handler.
+    pub handler: McpHandler<M, V, P>,
+    /// The authorization server.
+    pub auth: Arc<AuthService<V, C, U, M>>,
+    /// rmcp's transport settings.
+    pub mcp_config: StreamableHttpServerConfig,
+    /// Idle lifetime of legacy sessions.
+    pub session_idle: std::time::Duration,
+    /// The public URL (server entry of the served OpenAPI document).
+    pub public_url: String,
+    /// Browser origins allowed on the API.
+    pub allowed_origins: Vec<String>,
+    /// Whether cookies get `Secure` and `__Host-` (https deployments).
+    pub secure_cookies: bool,
+}
+
+/// The routes: `/mcp` (authenticated), the OAuth API and pages, `/healthz`, `/openapi.json`.
+pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: UpstreamAuth>(
+    s: Surfaces<M, V, P, C, U>,
 ) -> Route {
+    let Surfaces {
+        service,
+        handler,
+        auth,
+        mcp_config,
+        session_idle,
+        public_url,
+        allowed_origins,
+        secure_cookies,
+    } = s;
+    let resource_metadata = auth
+        .audience()
+        .url("/.well-known/oauth-protected-resource/mcp");
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(session_idle);
     let mcp =
         StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(sessions), mcp_config);
     let guarded = mcp.compat().map_to_response().around(move |ep, mut req| {
         let service = Arc::clone(&service);
+        let resource_metadata = resource_metadata.clone();
         async move {
+            // Tokens in URLs end up in logs and histories: refused outright.
+            if req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p.starts_with("access_token=")))
+            {
+                return Ok(unauthorized(
+                    &resource_metadata,
+                    Some("invalid_request"),
+                    "send the token in the Authorization header, not the URL",
+                ));
+            }
             let Some(token) = bearer(&req) else {
-                return Ok(unauthorized(None, "send an OAuth access token as Authorization: Bearer"));
+                return Ok(unauthorized(
+                    &resource_metadata,
+                    None,
+                    "send an OAuth access token as Authorization: Bearer",
+                ));
             };
             match service.authenticate(&token).await {
                 Ok(caller) => {
                     req.extensions_mut().insert(caller);
                     Ok(ep.call(req).await?.into_response())
                 }
-                Err(ServiceError::Unauthenticated(_)) => {
-                    Ok(unauthorized(Some("invalid_token"), "the access token is unknown, expired or revoked"))
-                }
+                Err(ServiceError::Unauthenticated(_)) => Ok(unauthorized(
+                    &resource_metadata,
+                    Some("invalid_token"),
+                    "the access token is unknown, expired, revoked or for another resource",
+                )),
                 Err(other) => {
                     tracing::error!(error = %other, "authentication failed");
-                    Ok(Response::builder()
-                        .status(StatusCode::SERVICE_UNAVAILABLE)
-                        .content_type("application/problem+json")
-                        .body(
-                            serde_json::json!({"type": "about:blank", "title": "temporarily unavailable", "status": 503})
-                                .to_string(),
-                        ))
+                    Ok(problem(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily unavailable",
+                    ))
                 }
             }
         }
     });
-    let api = openapi(public_url);
+    let guarded = Arc::new(guarded);
+    let allowed = Arc::new(allowed_origins);
+    let mcp_at = |g: &Arc<_>| cors(Arc::clone(g), Arc::clone(&allowed));
+    let api = api_service(Arc::clone(&auth)).server(public_url.trim_end_matches('/'));
     let spec = api.spec_endpoint();
+    let api = cors(
+        limit_body(
+            api.with(
+                SetHeader::new()
+                    .overriding(header::CACHE_CONTROL, "no-store")
+                    .overriding(header::PRAGMA, "no-cache"),
+            ),
+        ),
+        Arc::clone(&allowed),
+    );
+    let pages = Arc::new(Pages::new(auth, secure_cookies));
+    let authorize = {
+        let pages = Arc::clone(&pages);
+        make(move |req| {
+            let pages = Arc::clone(&pages);
+            async move { Ok::<_, poem::Error>(pages.authorize(req).await) }
+        })
+    };
+    let decision = {
+        let pages = Arc::clone(&pages);
+        make(move |req| {
+            let pages = Arc::clone(&pages);
+            async move { Ok::<_, poem::Error>(pages.decide(req).await) }
+        })
+    };
+    let callback = make(move |req| {
+        let pages = Arc::clone(&pages);
+        async move { Ok::<_, poem::Error>(pages.callback(req).await) }
+    });
     Route::new()
-        .at("/mcp", guarded)
+        .at("/mcp", mcp_at(&guarded))
+        .at("/mcp/", mcp_at(&guarded))
         .at("/openapi.json", spec)
+        .at("/authorize", poem::get(authorize))
+        .at("/authorize/decision", poem::post(decision))
+        .at("/auth/callback", poem::get(callback))
         .nest("/", api)
 }

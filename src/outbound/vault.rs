@@ -1,16 +1,21 @@
-//! The redb vault: grants, their hashed tokens, and upstream credentials that only a live token
-//! of the grant can open (README "Vault"; schema in docs/storage-schema.md).
+//! The redb vault: clients, grants, their hashed tokens, and upstream credentials that only a
+//! live token of the grant can open (README "Vault"; schema in docs/storage-schema.md).
 //!
 //! - Tokens are stored only as SHA-256 digests.
-//! - Each grant's upstream credential ("props") is sealed with age to a per-grant X25519
+//! - Each grant's upstream tokens ("props") are sealed with age to a per-grant X25519
 //!   recipient; the recipient is stored in clear so props can be re-sealed after a refresh.
 //! - The grant's age identity is stored only wrapped (ChaCha20-Poly1305) under a key derived
 //!   with HKDF-SHA256 from each live token. A copy of the database opens nothing.
+//! - Every write is one durable transaction, so a token is stored before any answer carries it.
 //!
 //! redb is synchronous: every call runs on the blocking pool. Opened grants and policies are
 //! cached in memory (bounded, opened grants for at most [`OPEN_CACHE_TTL`] and never past the
 //! token's expiry); every write through this vault purges the grant's entries, and redb has one
 //! owning process, so a change takes effect on the next request.
+
+mod clients;
+mod crypto;
+mod records;
 
 use std::{
     collections::HashMap,
@@ -19,66 +24,46 @@ use std::{
     time::{Duration, Instant},
 };
 
-use age::secrecy::ExposeSecret as _;
-use base64::{Engine as _, engine::general_purpose::STANDARD};
-use chacha20poly1305::{
-    ChaCha20Poly1305, KeyInit as _,
-    aead::{Aead as _, AeadCore as _, OsRng},
+use redb::{
+    Database, MultimapTableDefinition, ReadableDatabase as _, ReadableMultimapTable as _,
+    ReadableTable as _, TableDefinition, WriteTransaction,
 };
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
+use self::{
+    crypto::{
+        Sealable, digest, identity_text, lock, new_identity, open_props, seal, unlock, wrap_purpose,
+    },
+    records::{GrantRecord, IssuedPairRecord, TokenKind, TokenRecord, hex},
+};
 use crate::domain::{
+    auth::{
+        client::ClientId,
+        pkce::CodeChallenge,
+        rotation::{RefreshDecision, decide},
+        token::{IssuedToken, TokenPair},
+    },
     grant::{AccessToken, Capability, CapabilitySet, GrantId, UpstreamCredential},
-    ports::{OpenedGrant, Policy, PolicyError, TokenVault, VaultError},
-    secret::SecretString,
+    ports::{
+        CodeBinding, GrantDraft, OpenedGrant, Policy, PolicyError, Redemption, RefreshBinding,
+        TokenVault, UpstreamTokens, VaultError,
+    },
 };
 
 /// Storage schema version (docs/storage-schema.md).
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("grants_v1");
 const TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tokens_v1");
+const GRANT_TOKENS: MultimapTableDefinition<&str, &[u8; 32]> =
+    MultimapTableDefinition::new("grant_tokens_v1");
+const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients_v1");
 
-const HKDF_SALT: &[u8] = b"mailconnect/vault/v1";
 /// The grant id of the single-user self-host client.
 pub const SELF_HOST_GRANT: &str = "self-host";
+const REPLAY_PURPOSE: &str = "replay-last-refresh";
 
-/// A grant as stored: nothing in it is secret.
-#[derive(Debug, Serialize, Deserialize)]
-struct GrantRecord {
-    id: String,
-    created_at: i64,
-    label: String,
-    /// age X25519 recipient (public).
-    recipient: String,
-    /// The upstream credential, age-encrypted to `recipient` (base64).
-    sealed_props: String,
-    capabilities: Vec<String>,
-}
-
-/// A token as stored under its digest.
-#[derive(Debug, Serialize, Deserialize)]
-struct TokenRecord {
-    grant_id: String,
-    kind: String,
-    expires_at: Option<i64>,
-    /// The grant's age identity, encrypted under a key derived from the token (base64 of
-    /// nonce ‖ ciphertext).
-    wrapped_identity: String,
-}
-
-/// The upstream credential inside the sealed props.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Props {
-    Basic { username: String, password: String },
-    Bearer { token: String },
-}
-
-/// What a new grant holds.
+/// What a configured grant holds.
 #[derive(Debug)]
 pub struct NewGrant<'a> {
     /// Its id.
@@ -91,17 +76,6 @@ pub struct NewGrant<'a> {
     pub capabilities: &'a CapabilitySet,
 }
 
-/// A token that will open a grant.
-#[derive(Debug)]
-pub struct NewToken<'a> {
-    /// The token.
-    pub token: &'a AccessToken,
-    /// `access`, `refresh`, `code`: bound into the key derivation.
-    pub kind: &'a str,
-    /// Unix seconds, if it expires.
-    pub expires_at: Option<i64>,
-}
-
 /// Why the vault failed.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultStoreError {
@@ -111,10 +85,19 @@ pub enum VaultStoreError {
     /// Encryption failed.
     #[error("vault crypto: {0}")]
     Crypto(String),
+    /// A stored record does not decode.
+    #[error("vault record: {0}")]
+    Corrupt(String),
 }
 
 fn db_err(e: impl std::fmt::Display) -> VaultStoreError {
     VaultStoreError::Database(e.to_string())
+}
+
+impl From<VaultStoreError> for VaultError {
+    fn from(e: VaultStoreError) -> Self {
+        Self::Unexpected(e.to_string())
+    }
 }
 
 /// How long an opened grant stays in memory.
@@ -135,82 +118,125 @@ impl Cache {
     }
 }
 
-/// The redb-backed token vault and policy store.
+/// The redb-backed token vault, client store and policy store.
 #[derive(Debug, Clone)]
 pub struct RedbVault {
     db: Arc<Database>,
     cache: Arc<Mutex<Cache>>,
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
-fn wrapping_key(token: &str, grant: &str, kind: &str) -> Zeroizing<[u8; 32]> {
-    let hk = hkdf::Hkdf::<Sha256>::new(Some(HKDF_SALT), token.as_bytes());
-    let mut key = Zeroizing::new([0u8; 32]);
-    let info = format!("wrap-identity\0{grant}\0{kind}");
-    // 32 bytes is always a valid HKDF-SHA256 output length.
-    let _ = hk.expand(info.as_bytes(), key.as_mut());
-    key
+type Tokens<'t> = redb::Table<'t, &'static [u8; 32], &'static [u8]>;
+type Grants<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+
+/// One write transaction's open tables.
+struct Writer<'t> {
+    tokens: Tokens<'t>,
+    grants: Grants<'t>,
+    index: redb::MultimapTable<'t, &'static str, &'static [u8; 32]>,
 }
 
-fn wrap(identity: &str, token: &str, grant: &str, kind: &str) -> Result<String, VaultStoreError> {
-    let key = wrapping_key(token, grant, kind);
-    let cipher = ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key.as_slice()));
-    let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-    let sealed = cipher
-        .encrypt(&nonce, identity.as_bytes())
-        .map_err(|_| VaultStoreError::Crypto("wrap".into()))?;
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&sealed);
-    Ok(STANDARD.encode(out))
-}
-
-fn unwrap(wrapped: &str, token: &str, grant: &str, kind: &str) -> Option<Zeroizing<String>> {
-    let raw = STANDARD.decode(wrapped).ok()?;
-    if raw.len() < 12 {
-        return None;
+impl<'t> Writer<'t> {
+    fn new(tx: &'t WriteTransaction) -> Result<Self, VaultStoreError> {
+        Ok(Self {
+            tokens: tx.open_table(TOKENS).map_err(db_err)?,
+            grants: tx.open_table(GRANTS).map_err(db_err)?,
+            index: tx.open_multimap_table(GRANT_TOKENS).map_err(db_err)?,
+        })
     }
-    let (nonce, sealed) = raw.split_at(12);
-    let key = wrapping_key(token, grant, kind);
-    let cipher = ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key.as_slice()));
-    let plain = Zeroizing::new(cipher.decrypt(nonce.into(), sealed).ok()?);
+
+    fn token(&self, key: &[u8; 32]) -> Result<Option<TokenRecord>, VaultStoreError> {
+        self.tokens
+            .get(key)
+            .map_err(db_err)?
+            .map(|v| records::decode(v.value()))
+            .transpose()
+    }
+
+    fn grant(&self, id: &str) -> Result<Option<GrantRecord>, VaultStoreError> {
+        self.grants
+            .get(id)
+            .map_err(db_err)?
+            .map(|v| records::decode(v.value()))
+            .transpose()
+    }
+
+    fn put_token(&mut self, key: &[u8; 32], record: &TokenRecord) -> Result<(), VaultStoreError> {
+        self.tokens
+            .insert(key, records::encode(record)?.as_slice())
+            .map_err(db_err)?;
+        self.index
+            .insert(record.grant_id.as_str(), key)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn put_grant(&mut self, record: &GrantRecord) -> Result<(), VaultStoreError> {
+        self.grants
+            .insert(record.id.as_str(), records::encode(record)?.as_slice())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Deletes a grant, its tokens and their wrapped keys.
+    fn remove_grant(&mut self, id: &str) -> Result<(), VaultStoreError> {
+        let keys: Vec<[u8; 32]> = self
+            .index
+            .remove_all(id)
+            .map_err(db_err)?
+            .filter_map(Result::ok)
+            .map(|k| *k.value())
+            .collect();
+        for key in &keys {
+            self.tokens.remove(key).map_err(db_err)?;
+        }
+        self.grants.remove(id).map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Wraps the grant's identity under a new token and stores the token.
+    fn issue(
+        &mut self,
+        grant: &str,
+        identity: &str,
+        issued: &IssuedToken,
+        kind: TokenKind,
+        successor: bool,
+    ) -> Result<(), VaultStoreError> {
+        let secret = issued.token.expose_secret();
+        let record = TokenRecord {
+            grant_id: grant.to_owned(),
+            kind,
+            expires_at: Some(issued.expires_at),
+            wrapped_identity: Some(lock(
+                identity.as_bytes(),
+                secret,
+                grant,
+                &wrap_purpose(kind.as_str()),
+            )?),
+            successor,
+        };
+        self.put_token(&digest(secret), &record)
+    }
+}
+
+/// Unwraps a grant's identity with a presented token.
+fn unwrap_identity(record: &TokenRecord, token: &str) -> Option<Zeroizing<String>> {
+    let wrapped = record.wrapped_identity.as_deref()?;
+    let plain = unlock(
+        wrapped,
+        token,
+        &record.grant_id,
+        &wrap_purpose(record.kind.as_str()),
+    )?;
     String::from_utf8(plain.to_vec()).ok().map(Zeroizing::new)
 }
 
-fn seal(
-    credential: &UpstreamCredential,
-    recipient: &age::x25519::Recipient,
-) -> Result<String, VaultStoreError> {
-    let props = match credential {
-        UpstreamCredential::Basic { username, password } => Props::Basic {
-            username: username.clone(),
-            password: password.expose_secret().to_owned(),
-        },
-        UpstreamCredential::Bearer(token) => Props::Bearer {
-            token: token.expose_secret().to_owned(),
-        },
-    };
-    let plain = Zeroizing::new(
-        serde_json::to_vec(&props).map_err(|e| VaultStoreError::Crypto(e.to_string()))?,
-    );
-    drop(props);
-    let sealed =
-        age::encrypt(recipient, &plain).map_err(|e| VaultStoreError::Crypto(e.to_string()))?;
-    Ok(STANDARD.encode(sealed))
-}
-
-fn open_props(sealed: &str, identity: &age::x25519::Identity) -> Option<UpstreamCredential> {
-    let raw = STANDARD.decode(sealed).ok()?;
-    let plain = Zeroizing::new(age::decrypt(identity, &raw).ok()?);
-    Some(match serde_json::from_slice::<Props>(&plain).ok()? {
-        Props::Basic { username, password } => UpstreamCredential::Basic {
-            username,
-            password: SecretString::new(password),
-        },
-        Props::Bearer { token } => UpstreamCredential::Bearer(SecretString::new(token)),
-    })
+fn live(record: &TokenRecord, at: i64) -> bool {
+    record.expires_at.is_none_or(|t| t > at)
 }
 
 impl RedbVault {
@@ -219,7 +245,22 @@ impl RedbVault {
     /// # Errors
     /// [`VaultStoreError::Database`] when the file can't be opened or is from a newer schema.
     pub fn open(path: &Path) -> Result<Self, VaultStoreError> {
-        let db = Database::create(path).map_err(db_err)?;
+        Self::init(Database::create(path).map_err(db_err)?)
+    }
+
+    /// A vault that lives in memory only (printing the OpenAPI document; tests).
+    ///
+    /// # Errors
+    /// [`VaultStoreError::Database`] when redb can't set it up.
+    pub fn in_memory() -> Result<Self, VaultStoreError> {
+        Self::init(
+            Database::builder()
+                .create_with_backend(redb::backends::InMemoryBackend::new())
+                .map_err(db_err)?,
+        )
+    }
+
+    fn init(db: Database) -> Result<Self, VaultStoreError> {
         let tx = db.begin_write().map_err(db_err)?;
         {
             let mut meta = tx.open_table(META).map_err(db_err)?;
@@ -228,9 +269,13 @@ impl RedbVault {
                 .map_err(db_err)?
                 .map(|v| v.value().to_owned());
             match existing.as_deref() {
-                None => {
+                // Version 1 had no clients, index or OAuth grants; its only grant (self-host) is
+                // re-created at every start, so upgrading is dropping it.
+                None | Some("1") => {
                     meta.insert("schema_version", SCHEMA_VERSION)
                         .map_err(db_err)?;
+                    let _ = tx.delete_table(GRANTS);
+                    let _ = tx.delete_table(TOKENS);
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(other) => {
@@ -241,6 +286,8 @@ impl RedbVault {
             }
             tx.open_table(GRANTS).map_err(db_err)?;
             tx.open_table(TOKENS).map_err(db_err)?;
+            tx.open_multimap_table(GRANT_TOKENS).map_err(db_err)?;
+            tx.open_table(CLIENTS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(Self {
@@ -249,138 +296,153 @@ impl RedbVault {
         })
     }
 
-    /// Creates a grant sealed for `token`, replacing any grant with the same id (and its tokens).
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` in one durable write transaction; commits only if it succeeds.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<T, VaultStoreError>,
+    ) -> Result<T, VaultStoreError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let out = {
+            let mut w = Writer::new(&tx)?;
+            f(&mut w)?
+        };
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// Creates (or replaces) a configured grant opened by `token`, which never expires.
     ///
     /// # Errors
     /// [`VaultStoreError`] on database or crypto failure; nothing is written then.
     pub fn put_grant(
         &self,
         grant: &NewGrant<'_>,
-        token: &NewToken<'_>,
+        token: &AccessToken,
     ) -> Result<(), VaultStoreError> {
-        let NewGrant {
-            id: grant,
-            label,
-            credential,
-            capabilities,
-        } = *grant;
-        let NewToken {
-            token,
-            kind,
-            expires_at,
-        } = *token;
-        let identity = age::x25519::Identity::generate();
-        let recipient = identity.to_public();
+        let (identity, recipient) = new_identity();
         let record = GrantRecord {
-            id: grant.as_str().to_owned(),
-            created_at: chrono::Utc::now().timestamp(),
-            label: label.to_owned(),
-            recipient: recipient.to_string(),
-            sealed_props: seal(credential, &recipient)?,
-            capabilities: capabilities.iter().map(|c| c.as_str().to_owned()).collect(),
+            label: grant.label.to_owned(),
+            capabilities: grant
+                .capabilities
+                .iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
+            ..GrantRecord::new(
+                grant.id.as_str(),
+                &recipient,
+                seal(&Sealable::Credential(grant.credential), &recipient)?,
+            )
         };
-        let identity_text = identity.to_string();
+        let identity = identity_text(&identity);
+        let secret = token.expose_secret();
         let token_record = TokenRecord {
             grant_id: record.id.clone(),
-            kind: kind.to_owned(),
-            expires_at,
-            wrapped_identity: wrap(
-                identity_text.expose_secret(),
-                token.expose_secret(),
+            kind: TokenKind::Access,
+            expires_at: None,
+            wrapped_identity: Some(lock(
+                identity.as_bytes(),
+                secret,
                 &record.id,
-                kind,
-            )?,
+                &wrap_purpose("access"),
+            )?),
+            successor: false,
         };
-        let grant_json = serde_json::to_vec(&record).map_err(db_err)?;
-        let token_json = serde_json::to_vec(&token_record).map_err(db_err)?;
-        let tx = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut tokens = tx.open_table(TOKENS).map_err(db_err)?;
-            remove_tokens_of(&mut tokens, &record.id)?;
-            tokens
-                .insert(&digest(token.expose_secret()), token_json.as_slice())
-                .map_err(db_err)?;
-            let mut grants = tx.open_table(GRANTS).map_err(db_err)?;
-            grants
-                .insert(record.id.as_str(), grant_json.as_slice())
-                .map_err(db_err)?;
-        }
-        tx.commit().map_err(db_err)?;
-        self.cache().forget_grant(grant);
+        self.write(|w| {
+            w.remove_grant(&record.id)?;
+            w.put_token(&digest(secret), &token_record)?;
+            w.put_grant(&record)
+        })?;
+        self.cache().forget_grant(grant.id);
         Ok(())
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Deletes a grant and every token of it (crypto-shredding: its wrapped keys go too).
+    /// Deletes a grant and every token of it.
     ///
     /// # Errors
     /// [`VaultStoreError::Database`] on failure; nothing is deleted then.
-    pub fn remove_grant(&self, grant: &GrantId) -> Result<(), VaultStoreError> {
-        let tx = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut tokens = tx.open_table(TOKENS).map_err(db_err)?;
-            remove_tokens_of(&mut tokens, grant.as_str())?;
-            tx.open_table(GRANTS)
-                .map_err(db_err)?
-                .remove(grant.as_str())
-                .map_err(db_err)?;
-        }
-        tx.commit().map_err(db_err)?;
+    pub fn delete_grant(&self, grant: &GrantId) -> Result<(), VaultStoreError> {
+        self.write(|w| w.remove_grant(grant.as_str()))?;
         self.cache().forget_grant(grant);
         Ok(())
     }
 
-    /// Opens a grant from the database; also returns the token's expiry.
-    fn open_blocking(&self, token: &AccessToken) -> Result<(OpenedGrant, Option<i64>), VaultError> {
-        let unexpected = |e: redb::Error| VaultError::Unexpected(e.to_string());
-        let tx = self.db.begin_read().map_err(|e| unexpected(e.into()))?;
-        let tokens = tx.open_table(TOKENS).map_err(|e| unexpected(e.into()))?;
-        let Some(raw) = tokens
-            .get(&digest(token.expose_secret()))
-            .map_err(|e| unexpected(e.into()))?
-        else {
-            return Err(VaultError::InvalidToken);
-        };
-        let record: TokenRecord = serde_json::from_slice(raw.value())
-            .map_err(|e| VaultError::Unexpected(format!("token record: {e}")))?;
-        if record
-            .expires_at
-            .is_some_and(|t| t <= chrono::Utc::now().timestamp())
+    /// Opens a grant from the database with a token of one of `kinds`; also returns the
+    /// token's expiry. The first use of the newest access token marks its pair as used.
+    fn open_blocking(
+        &self,
+        token: &AccessToken,
+        kinds: &[TokenKind],
+    ) -> Result<(OpenedGrant, Option<i64>), VaultError> {
+        let secret = token.expose_secret();
+        let key = digest(secret);
+        let tx = self
+            .db
+            .begin_read()
+            .map_err(|e| VaultError::Unexpected(e.to_string()))?;
+        let tokens = tx
+            .open_table(TOKENS)
+            .map_err(|e| VaultError::Unexpected(e.to_string()))?;
+        let record: TokenRecord = match tokens
+            .get(&key)
+            .map_err(|e| VaultError::Unexpected(e.to_string()))?
         {
+            Some(raw) => records::decode(raw.value())?,
+            None => return Err(VaultError::InvalidToken),
+        };
+        if !kinds.contains(&record.kind) || !live(&record, now()) {
             return Err(VaultError::InvalidToken);
         }
-        let grants = tx.open_table(GRANTS).map_err(|e| unexpected(e.into()))?;
-        let Some(raw) = grants
+        let grants = tx
+            .open_table(GRANTS)
+            .map_err(|e| VaultError::Unexpected(e.to_string()))?;
+        let grant: GrantRecord = match grants
             .get(record.grant_id.as_str())
-            .map_err(|e| unexpected(e.into()))?
-        else {
-            return Err(VaultError::InvalidToken);
+            .map_err(|e| VaultError::Unexpected(e.to_string()))?
+        {
+            Some(raw) => records::decode(raw.value())?,
+            None => return Err(VaultError::InvalidToken),
         };
-        let grant: GrantRecord = serde_json::from_slice(raw.value())
-            .map_err(|e| VaultError::Unexpected(format!("grant record: {e}")))?;
+        drop((tokens, grants, tx));
         // A token whose derived key does not unwrap the identity is not this grant's token.
-        let identity_text = unwrap(
-            &record.wrapped_identity,
-            token.expose_secret(),
-            &grant.id,
-            &record.kind,
-        )
-        .ok_or(VaultError::InvalidToken)?;
+        let identity_text = unwrap_identity(&record, secret).ok_or(VaultError::InvalidToken)?;
         let identity: age::x25519::Identity = identity_text
             .parse()
             .map_err(|_| VaultError::Unexpected("stored identity is malformed".into()))?;
-        let credential = open_props(&grant.sealed_props, &identity)
+        let props = open_props(&grant.sealed_props, &identity)
             .ok_or_else(|| VaultError::Unexpected("sealed props do not open".into()))?;
+        if record.successor && !grant.successor_used {
+            self.mark_successor_used(&key, &grant.id)?;
+        }
         Ok((
             OpenedGrant {
                 grant: GrantId::new(grant.id),
-                credential,
+                credential: props.credential,
+                upstream_refresh: props.refresh,
+                upstream_expires_at: props.expires_at,
+                resource: grant.resource,
             },
             record.expires_at,
         ))
+    }
+
+    /// The newest pair is in use: from now on its predecessor refresh token is a reuse.
+    fn mark_successor_used(&self, key: &[u8; 32], grant: &str) -> Result<(), VaultError> {
+        self.write(|w| {
+            if let Some(mut g) = w.grant(grant)? {
+                g.successor_used = true;
+                w.put_grant(&g)?;
+            }
+            if let Some(mut t) = w.token(key)? {
+                t.successor = false;
+                w.put_token(key, &t)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
     }
 
     fn capabilities_blocking(&self, grant: &GrantId) -> Result<CapabilitySet, PolicyError> {
@@ -392,7 +454,7 @@ impl RedbVault {
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| PolicyError(format!("grant {grant} does not exist")))?;
         let record: GrantRecord =
-            serde_json::from_slice(raw.value()).map_err(|e| PolicyError(e.to_string()))?;
+            records::decode(raw.value()).map_err(|e| PolicyError(e.to_string()))?;
         Ok(CapabilitySet::with(
             record
                 .capabilities
@@ -400,49 +462,312 @@ impl RedbVault {
                 .filter_map(|c| Capability::parse(c)),
         ))
     }
-}
 
-fn remove_tokens_of(
-    tokens: &mut redb::Table<'_, &[u8; 32], &[u8]>,
-    grant: &str,
-) -> Result<(), VaultStoreError> {
-    let stale: Vec<[u8; 32]> = tokens
-        .iter()
-        .map_err(db_err)?
-        .filter_map(Result::ok)
-        .filter(|(_, v)| {
-            serde_json::from_slice::<TokenRecord>(v.value()).is_ok_and(|t| t.grant_id == grant)
-        })
-        .map(|(k, _)| *k.value())
-        .collect();
-    for key in &stale {
-        tokens.remove(key).map_err(db_err)?;
+    fn read_token(
+        &self,
+        token: &AccessToken,
+    ) -> Result<Option<(TokenRecord, GrantRecord)>, VaultStoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let tokens = tx.open_table(TOKENS).map_err(db_err)?;
+        let Some(raw) = tokens.get(&digest(token.expose_secret())).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let record: TokenRecord = records::decode(raw.value())?;
+        let grants = tx.open_table(GRANTS).map_err(db_err)?;
+        let Some(raw) = grants.get(record.grant_id.as_str()).map_err(db_err)? else {
+            return Ok(None);
+        };
+        Ok(Some((record, records::decode(raw.value())?)))
     }
-    Ok(())
+
+    fn create_grant_blocking(
+        &self,
+        draft: &GrantDraft,
+        code: &IssuedToken,
+    ) -> Result<(), VaultStoreError> {
+        let (identity, recipient) = new_identity();
+        let record = GrantRecord {
+            label: String::new(),
+            capabilities: draft
+                .capabilities
+                .iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
+            client_id: Some(draft.client.as_str().to_owned()),
+            redirect_uri: Some(draft.redirect_uri.clone()),
+            resource: Some(draft.resource.clone()),
+            scope: Some(draft.scope.clone()),
+            code_challenge: Some(draft.code_challenge.as_str().to_owned()),
+            account_digest: Some(draft.account_digest.clone()),
+            ..GrantRecord::new(
+                draft.id.as_str(),
+                &recipient,
+                seal(&Sealable::Tokens(&draft.upstream), &recipient)?,
+            )
+        };
+        let identity = identity_text(&identity);
+        self.write(|w| {
+            w.put_grant(&record)?;
+            w.issue(&record.id, &identity, code, TokenKind::Code, false)
+        })
+    }
+
+    fn redeem_code_blocking(
+        &self,
+        code: &AccessToken,
+        pair: &TokenPair,
+    ) -> Result<Redemption, VaultStoreError> {
+        let secret = code.expose_secret();
+        let key = digest(secret);
+        let outcome = self.write(|w| {
+            let Some(mut record) = w.token(&key)?.filter(|t| t.kind == TokenKind::Code) else {
+                return Ok((Redemption::Revoked, None));
+            };
+            let Some(mut grant) = w.grant(&record.grant_id)? else {
+                return Ok((Redemption::Revoked, None));
+            };
+            let identity = match unwrap_identity(&record, secret) {
+                Some(identity) if !grant.code_used => identity,
+                // Used before (its wrapped key is gone): a replayed code revokes the grant.
+                _ => {
+                    w.remove_grant(&grant.id)?;
+                    return Ok((Redemption::Revoked, Some(grant.id)));
+                }
+            };
+            w.issue(&grant.id, &identity, &pair.access, TokenKind::Access, false)?;
+            w.issue(
+                &grant.id,
+                &identity,
+                &pair.refresh,
+                TokenKind::Refresh,
+                false,
+            )?;
+            // The code stays until it expires, without its key, so a replay is recognised.
+            record.wrapped_identity = None;
+            w.put_token(&key, &record)?;
+            grant.code_used = true;
+            grant.refresh_current = Some(hex(&digest(pair.refresh.token.expose_secret())));
+            w.put_grant(&grant)?;
+            Ok((Redemption::Issued(pair.clone()), None))
+        })?;
+        if let (_, Some(revoked)) = &outcome {
+            self.cache().forget_grant(&GrantId::new(revoked.clone()));
+        }
+        Ok(outcome.0)
+    }
+
+    fn rotate_blocking(
+        &self,
+        refresh: &AccessToken,
+        pair: &TokenPair,
+    ) -> Result<Redemption, VaultStoreError> {
+        let secret = refresh.expose_secret();
+        let key = digest(secret);
+        let outcome = self.write(|w| {
+            let Some(record) = w
+                .token(&key)?
+                .filter(|t| t.kind == TokenKind::Refresh && live(t, now()))
+            else {
+                return Ok((Redemption::Revoked, None));
+            };
+            let Some(mut grant) = w.grant(&record.grant_id)? else {
+                return Ok((Redemption::Revoked, None));
+            };
+            match decide(grant.role_of(&hex(&key))) {
+                RefreshDecision::Revoke => {
+                    w.remove_grant(&grant.id)?;
+                    Ok((Redemption::Revoked, Some(grant.id)))
+                }
+                RefreshDecision::Replay => {
+                    let replayed = grant
+                        .replay
+                        .as_deref()
+                        .and_then(|r| unlock(r, secret, &grant.id, REPLAY_PURPOSE))
+                        .and_then(|plain| serde_json::from_slice::<IssuedPairRecord>(&plain).ok())
+                        .ok_or_else(|| {
+                            VaultStoreError::Corrupt("the last refresh answer does not open".into())
+                        })?;
+                    Ok((Redemption::Issued(replayed.to_pair()), None))
+                }
+                RefreshDecision::Rotate => {
+                    let identity = unwrap_identity(&record, secret).ok_or_else(|| {
+                        VaultStoreError::Corrupt("refresh token does not unwrap its grant".into())
+                    })?;
+                    w.issue(&grant.id, &identity, &pair.access, TokenKind::Access, true)?;
+                    w.issue(
+                        &grant.id,
+                        &identity,
+                        &pair.refresh,
+                        TokenKind::Refresh,
+                        false,
+                    )?;
+                    // The token two generations back can no longer open anything.
+                    if let Some(previous) =
+                        grant.refresh_previous.as_deref().and_then(records::unhex)
+                    {
+                        if let Some(mut old) = w.token(&previous)? {
+                            old.wrapped_identity = None;
+                            w.put_token(&previous, &old)?;
+                        }
+                    }
+                    let answer =
+                        serde_json::to_vec(&IssuedPairRecord::from_pair(pair)).map_err(db_err)?;
+                    grant.replay = Some(lock(
+                        &Zeroizing::new(answer),
+                        secret,
+                        &grant.id,
+                        REPLAY_PURPOSE,
+                    )?);
+                    grant.refresh_previous = grant.refresh_current.take();
+                    grant.refresh_current = Some(hex(&digest(pair.refresh.token.expose_secret())));
+                    grant.successor_used = false;
+                    w.put_grant(&grant)?;
+                    Ok((Redemption::Issued(pair.clone()), None))
+                }
+            }
+        })?;
+        if let (_, Some(revoked)) = &outcome {
+            self.cache().forget_grant(&GrantId::new(revoked.clone()));
+        }
+        Ok(outcome.0)
+    }
+
+    fn revoke_blocking(
+        &self,
+        token: &AccessToken,
+        client: &ClientId,
+    ) -> Result<Option<GrantId>, VaultStoreError> {
+        let key = digest(token.expose_secret());
+        self.write(|w| {
+            let Some(record) = w.token(&key)? else {
+                return Ok(None);
+            };
+            let Some(grant) = w.grant(&record.grant_id)? else {
+                return Ok(None);
+            };
+            if grant.client_id.as_deref() != Some(client.as_str()) {
+                return Ok(None);
+            }
+            match record.kind {
+                TokenKind::Access => {
+                    w.tokens.remove(&key).map_err(db_err)?;
+                    w.index.remove(grant.id.as_str(), &key).map_err(db_err)?;
+                }
+                TokenKind::Refresh | TokenKind::Code => w.remove_grant(&grant.id)?,
+            }
+            Ok(Some(GrantId::new(grant.id)))
+        })
+    }
+
+    fn store_upstream_blocking(
+        &self,
+        grant: &GrantId,
+        tokens: &UpstreamTokens,
+    ) -> Result<(), VaultError> {
+        self.write(|w| {
+            let Some(mut record) = w.grant(grant.as_str())? else {
+                return Ok(false);
+            };
+            let recipient: age::x25519::Recipient = record
+                .recipient
+                .parse()
+                .map_err(|_| VaultStoreError::Corrupt("stored recipient is malformed".into()))?;
+            record.sealed_props = seal(&Sealable::Tokens(tokens), &recipient)?;
+            w.put_grant(&record)?;
+            Ok(true)
+        })?
+        .then_some(())
+        .ok_or(VaultError::InvalidToken)
+    }
+
+    /// Deletes expired tokens, grants no live token can open any more, and registered clients
+    /// that were never used within `unused_client_secs`. Returns how many records went.
+    ///
+    /// # Errors
+    /// [`VaultStoreError`]; nothing is deleted then.
+    pub fn sweep(&self, unused_client_secs: i64) -> Result<usize, VaultStoreError> {
+        let at = now();
+        let removed = self.write(|w| {
+            let mut removed = 0;
+            let expired: Vec<([u8; 32], String)> = w
+                .tokens
+                .iter()
+                .map_err(db_err)?
+                .filter_map(Result::ok)
+                .filter_map(|(k, v)| {
+                    let t: TokenRecord = records::decode(v.value()).ok()?;
+                    (!live(&t, at)).then(|| (*k.value(), t.grant_id))
+                })
+                .collect();
+            for (key, grant) in &expired {
+                w.tokens.remove(key).map_err(db_err)?;
+                w.index.remove(grant.as_str(), key).map_err(db_err)?;
+                removed += 1;
+            }
+            let grant_ids: Vec<String> = w
+                .grants
+                .iter()
+                .map_err(db_err)?
+                .filter_map(Result::ok)
+                .map(|(k, _)| k.value().to_owned())
+                .collect();
+            for id in grant_ids {
+                let has_live_token = w.index.get(id.as_str()).map_err(db_err)?.next().is_some();
+                if !has_live_token {
+                    w.remove_grant(&id)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })?;
+        let clients = self.sweep_clients(at - unused_client_secs)?;
+        self.cache().opened.clear();
+        Ok(removed + clients)
+    }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    tokio::task::spawn_blocking(f).await.ok()
+impl crate::outbound::upstream_oauth::RegistrationMemory for RedbVault {
+    fn recall(&self, key: &str) -> Option<String> {
+        let tx = self.db.begin_read().ok()?;
+        let meta = tx.open_table(META).ok()?;
+        meta.get(key).ok().flatten().map(|v| v.value().to_owned())
+    }
+
+    fn remember(&self, key: &str, client_id: &str) -> Result<(), String> {
+        let tx = self.db.begin_write().map_err(|e| e.to_string())?;
+        tx.open_table(META)
+            .map_err(|e| e.to_string())?
+            .insert(key, client_id)
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, VaultError> + Send + 'static,
+) -> Result<T, VaultError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|_| Err(VaultError::Unexpected("vault task failed".into())))
 }
 
 impl TokenVault for RedbVault {
     async fn open(&self, token: &AccessToken) -> Result<OpenedGrant, VaultError> {
         let key = digest(token.expose_secret());
-        let now = Instant::now();
+        let started = Instant::now();
         if let Some((opened, until)) = self.cache().opened.get(&key)
-            && *until > now
+            && *until > started
         {
             return Ok(opened.clone());
         }
         let vault = self.clone();
         let token = token.clone();
-        let (opened, expires_at) = blocking(move || vault.open_blocking(&token))
-            .await
-            .unwrap_or_else(|| Err(VaultError::Unexpected("vault task failed".into())))?;
-        let mut until = now + OPEN_CACHE_TTL;
+        let (opened, expires_at) =
+            blocking(move || vault.open_blocking(&token, &[TokenKind::Access])).await?;
+        let mut until = started + OPEN_CACHE_TTL;
         if let Some(expiry) = expires_at {
-            let left = u64::try_from(expiry - chrono::Utc::now().timestamp()).unwrap_or(0);
-            until = until.min(now + Duration::from_secs(left));
+            let left = u64::try_from(expiry - now()).unwrap_or(0);
+            until = until.min(started + Duration::from_secs(left));
         }
         let mut cache = self.cache();
         if cache.opened.len() >= CACHE_LIMIT {
@@ -450,6 +775,120 @@ impl TokenVault for RedbVault {
         }
         cache.opened.insert(key, (opened.clone(), until));
         Ok(opened)
+    }
+
+    async fn open_fresh(&self, token: &AccessToken) -> Result<OpenedGrant, VaultError> {
+        let vault = self.clone();
+        let token = token.clone();
+        blocking(move || {
+            vault
+                .open_blocking(&token, &[TokenKind::Access, TokenKind::Refresh])
+                .map(|(o, _)| o)
+        })
+        .await
+    }
+
+    async fn create_grant(&self, draft: GrantDraft, code: IssuedToken) -> Result<(), VaultError> {
+        let vault = self.clone();
+        blocking(move || Ok(vault.create_grant_blocking(&draft, &code)?)).await
+    }
+
+    async fn code_binding(&self, code: &AccessToken) -> Result<Option<CodeBinding>, VaultError> {
+        let vault = self.clone();
+        let code = code.clone();
+        blocking(move || {
+            let Some((record, grant)) = vault.read_token(&code)? else {
+                return Ok(None);
+            };
+            if record.kind != TokenKind::Code || !live(&record, now()) {
+                return Ok(None);
+            }
+            Ok(Some(CodeBinding {
+                grant: GrantId::new(grant.id.clone()),
+                client: ClientId::new(grant.client_id.clone().unwrap_or_default()),
+                redirect_uri: grant.redirect_uri.clone().unwrap_or_default(),
+                resource: grant.resource.clone().unwrap_or_default(),
+                scope: grant.scope.clone().unwrap_or_default(),
+                code_challenge: CodeChallenge::from_stored(
+                    grant.code_challenge.clone().unwrap_or_default(),
+                ),
+                used: grant.code_used,
+            }))
+        })
+        .await
+    }
+
+    async fn redeem_code(
+        &self,
+        code: &AccessToken,
+        pair: TokenPair,
+    ) -> Result<Redemption, VaultError> {
+        let vault = self.clone();
+        let code = code.clone();
+        blocking(move || Ok(vault.redeem_code_blocking(&code, &pair)?)).await
+    }
+
+    async fn refresh_binding(
+        &self,
+        refresh: &AccessToken,
+    ) -> Result<Option<RefreshBinding>, VaultError> {
+        let vault = self.clone();
+        let refresh = refresh.clone();
+        blocking(move || {
+            let Some((record, grant)) = vault.read_token(&refresh)? else {
+                return Ok(None);
+            };
+            if record.kind != TokenKind::Refresh || !live(&record, now()) {
+                return Ok(None);
+            }
+            let role = grant.role_of(&hex(&digest(refresh.expose_secret())));
+            Ok(Some(RefreshBinding {
+                grant: GrantId::new(grant.id.clone()),
+                client: ClientId::new(grant.client_id.clone().unwrap_or_default()),
+                scope: grant.scope.clone().unwrap_or_default(),
+                resource: grant.resource.clone().unwrap_or_default(),
+                role,
+            }))
+        })
+        .await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        refresh: &AccessToken,
+        pair: TokenPair,
+    ) -> Result<Redemption, VaultError> {
+        let vault = self.clone();
+        let refresh = refresh.clone();
+        blocking(move || Ok(vault.rotate_blocking(&refresh, &pair)?)).await
+    }
+
+    async fn store_upstream(
+        &self,
+        grant: &GrantId,
+        tokens: UpstreamTokens,
+    ) -> Result<(), VaultError> {
+        let vault = self.clone();
+        let id = grant.clone();
+        blocking(move || vault.store_upstream_blocking(&id, &tokens)).await?;
+        self.cache().forget_grant(grant);
+        Ok(())
+    }
+
+    async fn revoke_token(&self, token: &AccessToken, client: &ClientId) -> Result<(), VaultError> {
+        let vault = self.clone();
+        let token = token.clone();
+        let client = client.clone();
+        if let Some(grant) = blocking(move || Ok(vault.revoke_blocking(&token, &client)?)).await? {
+            self.cache().forget_grant(&grant);
+        }
+        Ok(())
+    }
+
+    async fn remove_grant(&self, grant: &GrantId) -> Result<(), VaultError> {
+        let vault = self.clone();
+        let id = grant.clone();
+        blocking(move || Ok(vault.delete_grant(&id)?)).await
     }
 }
 
@@ -460,9 +899,9 @@ impl Policy for RedbVault {
         }
         let vault = self.clone();
         let id = grant.clone();
-        let capabilities = blocking(move || vault.capabilities_blocking(&id))
+        let capabilities = tokio::task::spawn_blocking(move || vault.capabilities_blocking(&id))
             .await
-            .unwrap_or_else(|| Err(PolicyError("policy task failed".into())))?;
+            .unwrap_or_else(|_| Err(PolicyError("policy task failed".into())))?;
         let mut cache = self.cache();
         if cache.policies.len() >= CACHE_LIMIT {
             cache.policies.clear();
@@ -473,157 +912,4 @@ impl Policy for RedbVault {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp_db() -> (tempfile_path::TempPath, RedbVault) {
-        let path = tempfile_path::TempPath::new();
-        let vault = RedbVault::open(&path.0).unwrap();
-        (path, vault)
-    }
-
-    mod tempfile_path {
-        pub struct TempPath(pub std::path::PathBuf);
-        impl TempPath {
-            pub fn new() -> Self {
-                let n: u64 = rand::random();
-                Self(std::env::temp_dir().join(format!("mailconnect-vault-{n:x}.redb")))
-            }
-        }
-        impl Drop for TempPath {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
-    }
-
-    fn put(
-        vault: &RedbVault,
-        id: &GrantId,
-        credential: &UpstreamCredential,
-        token: &AccessToken,
-        expires_at: Option<i64>,
-    ) {
-        let grant = NewGrant {
-            id,
-            label: "test",
-            credential,
-            capabilities: &CapabilitySet::read_only(),
-        };
-        let token = NewToken {
-            token,
-            kind: "access",
-            expires_at,
-        };
-        vault.put_grant(&grant, &token).unwrap();
-    }
-
-    fn bearer(secret: &str) -> UpstreamCredential {
-        UpstreamCredential::Bearer(SecretString::new(secret))
-    }
-
-    #[tokio::test]
-    async fn the_grants_token_opens_its_credential() {
-        let (_p, vault) = temp_db();
-        let grant = GrantId::new("g1");
-        let token = AccessToken::new("g1.secret-token-value");
-        put(&vault, &grant, &bearer("upstream-1"), &token, None);
-        let opened = vault.open(&token).await.unwrap();
-        assert_eq!(
-            (opened.grant, opened.credential),
-            (grant.clone(), bearer("upstream-1"))
-        );
-        assert_eq!(
-            vault.capabilities(&grant).await.unwrap(),
-            CapabilitySet::read_only()
-        );
-        assert_eq!(
-            vault.open(&AccessToken::new("g1.other")).await.unwrap_err(),
-            VaultError::InvalidToken
-        );
-    }
-
-    /// design.md §4: a copy of the database alone yields no upstream credential.
-    #[tokio::test]
-    async fn the_database_file_holds_no_secret_in_the_clear() {
-        let (p, vault) = temp_db();
-        let token = AccessToken::new("g1.the-client-token");
-        put(
-            &vault,
-            &GrantId::new("g1"),
-            &UpstreamCredential::Basic {
-                username: "alice".into(),
-                password: SecretString::new("hunter2-password"),
-            },
-            &token,
-            None,
-        );
-        drop(vault);
-        let bytes = std::fs::read(&p.0).unwrap();
-        let haystack = String::from_utf8_lossy(&bytes);
-        for secret in ["hunter2-password", "the-client-token", "AGE-SECRET-KEY"] {
-            assert!(
-                !haystack.contains(secret),
-                "{secret} is readable in the database file"
-            );
-        }
-        // The same file, reopened, still opens with the token: the secret was sealed, not lost.
-        let reopened = RedbVault::open(&p.0).unwrap();
-        assert!(reopened.open(&token).await.is_ok());
-    }
-
-    #[tokio::test]
-    async fn an_expired_token_opens_nothing() {
-        let (_p, vault) = temp_db();
-        let token = AccessToken::new("g1.t");
-        let past = chrono::Utc::now().timestamp() - 1;
-        put(
-            &vault,
-            &GrantId::new("g1"),
-            &bearer("u"),
-            &token,
-            Some(past),
-        );
-        assert_eq!(
-            vault.open(&token).await.unwrap_err(),
-            VaultError::InvalidToken
-        );
-    }
-
-    #[tokio::test]
-    async fn replacing_a_grant_retires_its_old_tokens() {
-        let (_p, vault) = temp_db();
-        let grant = GrantId::new(SELF_HOST_GRANT);
-        let old = AccessToken::new("old-token");
-        let new = AccessToken::new("new-token");
-        put(&vault, &grant, &bearer("u1"), &old, None);
-        put(&vault, &grant, &bearer("u2"), &new, None);
-        assert_eq!(
-            vault.open(&old).await.unwrap_err(),
-            VaultError::InvalidToken
-        );
-        assert_eq!(vault.open(&new).await.unwrap().credential, bearer("u2"));
-        vault.remove_grant(&grant).unwrap();
-        assert_eq!(
-            vault.open(&new).await.unwrap_err(),
-            VaultError::InvalidToken
-        );
-        assert!(vault.capabilities(&grant).await.is_err());
-    }
-
-    #[test]
-    fn a_newer_schema_is_refused() {
-        let p = tempfile_path::TempPath::new();
-        {
-            let db = Database::create(&p.0).unwrap();
-            let tx = db.begin_write().unwrap();
-            tx.open_table(META)
-                .unwrap()
-                .insert("schema_version", "99")
-                .unwrap();
-            tx.commit().unwrap();
-        }
-        let err = RedbVault::open(&p.0).unwrap_err().to_string();
-        assert!(err.contains("schema version 99"), "{err}");
-    }
-}
+mod tests;

@@ -6,11 +6,15 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn the_committed_openapi_document_matches_the_served_one() {
+#[tokio::test]
+async fn the_committed_openapi_document_matches_the_served_one() {
+    use clap::Parser as _;
     let path = root().join("openapi/mailconnect.json");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    let current = mailconnect::inbound::http::openapi_document();
+    let config =
+        mailconnect::config::Config::resolve(mailconnect::config::Cli::parse_from(["mailconnect"]))
+            .unwrap();
+    let current = mailconnect::app::openapi_document(&config).await.unwrap();
     assert!(
         committed == current,
         "openapi/mailconnect.json is out of date: run `cargo run -q -- openapi > openapi/mailconnect.json` and review the diff"

@@ -2,6 +2,7 @@
 //! SDK clients. Start the testbed first (`scripts/testbed up`; `scripts/test` does it).
 #![allow(clippy::unwrap_used)]
 
+mod conformance;
 mod contract;
 mod fake_jmap;
 mod jmap_store;

@@ -76,12 +76,8 @@ impl TestApp {
 /// flags.
 pub async fn spawn_app_with(session_url: &str, extra: &[&str]) -> TestApp {
     let tb = testbed();
-    let data = tempdir::Dir::new("app");
     let mut args = vec![
-        "mailconnect".to_owned(),
-        "--data-dir".into(),
-        data.0.display().to_string(),
-        "--jmap-session-url".into(),
+        "--jmap-session-url".to_owned(),
         session_url.into(),
         "--self-host-token".into(),
         TOKEN.into(),
@@ -91,13 +87,29 @@ pub async fn spawn_app_with(session_url: &str, extra: &[&str]) -> TestApp {
         tb.get("JMAP_PASSWORD").into(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let config = Config::resolve(Cli::parse_from(args)).expect("test config is valid");
-    let routes = mailconnect::app::build(&config).expect("app builds");
+    spawn_configured(tempdir::Dir::new("app"), &args).await
+}
+
+/// Starts the app with exactly `args` (plus data dir, listen address and public URL) on a
+/// free loopback port, keeping `data` (the vault) alive with it.
+pub async fn spawn_configured(data: tempdir::Dir, args: &[String]) -> TestApp {
     let acceptor = NoDelayAcceptor::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("bind a free port");
     let addr = acceptor.socket_addr().expect("a TCP address");
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(routes));
+    let mut full = vec![
+        "mailconnect".to_owned(),
+        "--data-dir".into(),
+        data.0.display().to_string(),
+        "--listen".into(),
+        addr.to_string(),
+        "--public-url".into(),
+        format!("http://{addr}"),
+    ];
+    full.extend(args.iter().cloned());
+    let config = Config::resolve(Cli::parse_from(full)).expect("test config is valid");
+    let app = mailconnect::app::build(&config).await.expect("app builds");
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app.routes));
     TestApp { addr, _data: data }
 }
 

@@ -1,0 +1,350 @@
+//! The pages a person sees in the browser during the connect flow: the consent screen
+//! (`GET /authorize`), the decision (`POST /authorize/decision`) and the upstream's return
+//! (`GET /auth/callback`). Server-rendered, no JavaScript, one form with stable field names;
+//! never framed, never cached, no referrer; every redirect is a 303.
+
+use std::{fmt::Write as _, sync::Arc};
+
+use poem::{
+    Body, Request, Response,
+    http::{StatusCode, header},
+};
+
+use crate::domain::{
+    auth::{
+        client::ClientKind,
+        flow::{AuthorizationParams, AuthorizeError, PendingError},
+        redirect::RedirectKind,
+        service::{AuthService, CallbackError, ConsentPage},
+        token::random_value,
+    },
+    ports::{ClientStore, MailStore, TokenVault, UpstreamAuth},
+};
+
+/// Largest form body we read.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+const CONSENT_COOKIE: &str = "mc_consent";
+const UPSTREAM_COOKIE: &str = "mc_upstream";
+
+/// The browser pages of the connect flow.
+pub struct Pages<V, C, U, M> {
+    auth: Arc<AuthService<V, C, U, M>>,
+    secure_cookies: bool,
+}
+
+/// Escapes text for HTML element content and quoted attributes.
+#[must_use]
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Headers every page carries: not frameable (RFC 9700 §4.16), not cached, no referrer, no
+/// scripts, and forms only to ourselves.
+fn page(status: StatusCode, body: String) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("text/html; charset=utf-8")
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+        .header(header::X_FRAME_OPTIONS, "DENY")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::PRAGMA, "no-cache")
+        .header(header::REFERRER_POLICY, "no-referrer")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .body(Body::from_string(body))
+}
+
+fn see_other(location: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::REFERRER_POLICY, "no-referrer")
+        .finish()
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#1b1b1f}\
+h1{font-size:1.4rem}.box{border:1px solid #ccd;border-radius:.5rem;padding:1rem;margin:1rem 0}\
+.warn{background:#fff6e0;border-color:#e8c36a}.tag{font-size:.8rem;padding:.1rem .4rem;border-radius:.3rem;background:#eee}\
+button{font-size:1rem;padding:.6rem 1.2rem;margin-right:.5rem;border-radius:.4rem;border:1px solid #888}\
+button[value=approve]{background:#1d5bd6;color:#fff;border-color:#1d5bd6}code{word-break:break-all}";
+
+fn layout(title: &str, content: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<title>{} – mailconnect</title><style>{STYLE}</style></head><body>{content}</body></html>",
+        escape(title)
+    )
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    page(
+        status,
+        layout(
+            "Can't connect",
+            &format!(
+                "<h1>This connection can't continue</h1><p>{}</p>",
+                escape(message)
+            ),
+        ),
+    )
+}
+
+fn consent_html(view: &ConsentPage) -> String {
+    let r = &view.request;
+    let client = &r.client;
+    let destination = client.redirect_uri(&r.redirect_uri).map_or_else(
+        || r.redirect_uri.clone(),
+        crate::domain::auth::redirect::RedirectUri::destination,
+    );
+    let kind = client
+        .redirect_uri(&r.redirect_uri)
+        .map(crate::domain::auth::redirect::RedirectUri::kind);
+    let mut html = format!(
+        "<h1>Connect <strong>{}</strong> to your mailbox?</h1>",
+        escape(&client.name)
+    );
+    let verified = match client.kind {
+        ClientKind::MetadataDocument => format!(
+            "<span class=\"tag\">identified by {}</span>",
+            escape(
+                &url::Url::parse(client.id.as_str())
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        ),
+        ClientKind::Configured => {
+            "<span class=\"tag\">configured by this server's operator</span>".to_owned()
+        }
+        ClientKind::Registered => {
+            "<span class=\"tag\">unverified: the application named itself</span>".to_owned()
+        }
+    };
+    let _ = write!(
+        html,
+        "<div class=\"box\"><p>{verified}</p><p>After you approve, you will be sent back to <strong id=\"redirect-host\">{}</strong>.</p>",
+        escape(&destination)
+    );
+    match kind {
+        Some(RedirectKind::Loopback) => html.push_str(
+            "<p class=\"box warn\">This application receives the connection on <em>this computer</em> (a loopback address). \
+Approve only if you just started connecting an application on this computer.</p>",
+        ),
+        Some(RedirectKind::App) => html.push_str("<p>That is an application installed on your device.</p>"),
+        _ => {}
+    }
+    html.push_str("</div>");
+    let _ = write!(
+        html,
+        "<div class=\"box\"><p>It will be able to:</p><ul id=\"capabilities\">\
+<li>read your mail: search, open messages, threads and attachments, and list your mailboxes</li></ul>\
+<p>It will <strong>not</strong> be able to move, mark, delete or send mail. {} You can turn those on for this \
+application later in mailconnect's settings, and disconnect it there at any time.</p></div>",
+        if view.capabilities.iter().count() > 1 {
+            ""
+        } else {
+            "Those tools are off."
+        }
+    );
+    let _ = write!(
+        html,
+        "<p>Next, your mail provider will ask you to sign in and allow mailconnect access.</p>\
+<form method=\"post\" action=\"/authorize/decision\">\
+<input type=\"hidden\" name=\"request_id\" value=\"{}\">\
+<input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
+<button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
+<button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+        escape(&view.ticket.request_id),
+        escape(view.ticket.csrf_token.expose_secret())
+    );
+    layout(&format!("Connect {}", client.name), &html)
+}
+
+fn cookie_value(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U, M> {
+    /// Serves `auth`; `secure_cookies` when the public URL is https (cookies get `__Host-`
+    /// and `Secure`; a loopback http deployment can't use them).
+    pub fn new(auth: Arc<AuthService<V, C, U, M>>, secure_cookies: bool) -> Self {
+        Self {
+            auth,
+            secure_cookies,
+        }
+    }
+
+    fn cookie_name(&self, base: &str) -> String {
+        if self.secure_cookies {
+            format!("__Host-{base}")
+        } else {
+            base.to_owned()
+        }
+    }
+
+    fn set_cookie(&self, base: &str, value: &str, max_age: u32) -> String {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+            self.cookie_name(base)
+        )
+    }
+
+    /// `GET /authorize`.
+    pub async fn authorize(&self, req: Request) -> Response {
+        let query: Vec<(String, String)> =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
+        let mut params = AuthorizationParams::default();
+        let mut repeated = false;
+        for (k, v) in query {
+            let slot = match k.as_str() {
+                "response_type" => &mut params.response_type,
+                "client_id" => &mut params.client_id,
+                "redirect_uri" => &mut params.redirect_uri,
+                "code_challenge" => &mut params.code_challenge,
+                "code_challenge_method" => &mut params.code_challenge_method,
+                "state" => &mut params.state,
+                "scope" => &mut params.scope,
+                "resource" => &mut params.resource,
+                _ => continue,
+            };
+            repeated |= slot.is_some();
+            *slot = Some(v);
+        }
+        if repeated {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "The request repeats a parameter, so mailconnect can't tell what was meant.",
+            );
+        }
+        let browser = cookie_value(&req, &self.cookie_name(CONSENT_COOKIE))
+            .filter(|v| v.len() >= 32)
+            .unwrap_or_else(random_value);
+        match self.auth.authorize(&params, &browser).await {
+            Ok(view) => {
+                let mut resp = page(StatusCode::OK, consent_html(&view));
+                if let Ok(v) = self.set_cookie(CONSENT_COOKIE, &browser, 900).parse() {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+                resp
+            }
+            Err(AuthorizeError::Page { message }) => error_page(StatusCode::BAD_REQUEST, &message),
+            Err(AuthorizeError::Redirect(r)) => see_other(&r.to_url()),
+        }
+    }
+
+    /// `POST /authorize/decision`.
+    pub async fn decide(&self, mut req: Request) -> Response {
+        let body = match req.take_body().into_bytes_limit(MAX_FORM_BYTES).await {
+            Ok(b) => b,
+            Err(_) => return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
+        };
+        let fields = form_fields(&body);
+        let (Some(request_id), Some(csrf), Some(decision)) = (
+            fields.get("request_id"),
+            fields.get("csrf_token"),
+            fields.get("decision"),
+        ) else {
+            return error_page(StatusCode::BAD_REQUEST, "The form is incomplete.");
+        };
+        let approve = match decision.as_str() {
+            "approve" => true,
+            "deny" => false,
+            _ => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "The form's decision is not approve or deny.",
+                );
+            }
+        };
+        let browser = cookie_value(&req, &self.cookie_name(CONSENT_COOKIE)).unwrap_or_default();
+        let upstream_binding = random_value();
+        match self
+            .auth
+            .decide(request_id, csrf, &browser, &upstream_binding, approve)
+            .await
+        {
+            Ok(location) => {
+                let mut resp = see_other(&location);
+                if approve
+                    && let Ok(v) = self
+                        .set_cookie(UPSTREAM_COOKIE, &upstream_binding, 600)
+                        .parse()
+                {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+                resp
+            }
+            Err(PendingError::Forged) => {
+                error_page(StatusCode::FORBIDDEN, &PendingError::Forged.to_string())
+            }
+            Err(e) => error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+        }
+    }
+
+    /// `GET /auth/callback`.
+    pub async fn callback(&self, req: Request) -> Response {
+        let query: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
+        let Some(state) = query.get("state") else {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "The mail provider's answer has no state.",
+            );
+        };
+        let browser = cookie_value(&req, &self.cookie_name(UPSTREAM_COOKIE)).unwrap_or_default();
+        let outcome = self
+            .auth
+            .callback(
+                state,
+                &browser,
+                query.get("code").map(String::as_str),
+                query.get("iss").map(String::as_str),
+                query.get("error").map(String::as_str),
+            )
+            .await;
+        let mut resp = match outcome {
+            Ok(redirect) => see_other(&redirect.to_url()),
+            Err(CallbackError::Pending(PendingError::Forged)) => error_page(
+                StatusCode::FORBIDDEN,
+                "This sign-in was started in another browser. Start again from the application.",
+            ),
+            Err(e) => error_page(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        // Single use: the binding cookie goes whatever happened.
+        if let Ok(v) = self.set_cookie(UPSTREAM_COOKIE, "", 0).parse() {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+        resp
+    }
+}

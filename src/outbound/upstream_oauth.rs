@@ -1,0 +1,547 @@
+//! Our OAuth client at the upstream (Fastmail, or any RFC 8414 / OIDC provider): authorization
+//! code with PKCE S256, `state`, `resource`, token refresh. The protocol types and requests
+//! come from `oauth2` (the OAuth 2.0 half of `openidconnect`); the HTTP goes through one small
+//! adapter on our reqwest client (oauth2 5 is built for reqwest 0.12).
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
+    HttpRequest, HttpResponse, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
+    TokenResponse as _, TokenUrl,
+    basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse},
+};
+use serde::Deserialize;
+use url::Url;
+
+use crate::domain::{
+    ports::{UpstreamAuth, UpstreamAuthError, UpstreamTokens},
+    secret::SecretString,
+};
+
+/// Where the upstream's endpoints are and who we are there.
+#[derive(Debug, Clone)]
+pub struct UpstreamOAuthConfig {
+    /// The upstream's issuer (checked against `iss` on the callback).
+    pub issuer: String,
+    /// Its authorization endpoint.
+    pub authorization_endpoint: Url,
+    /// Its token endpoint.
+    pub token_endpoint: Url,
+    /// Our client id there.
+    pub client_id: String,
+    /// Our client secret there, if we are a confidential client.
+    pub client_secret: Option<SecretString>,
+    /// Send the secret in the body instead of HTTP Basic.
+    pub secret_in_body: bool,
+    /// Scopes to ask for.
+    pub scopes: Vec<String>,
+    /// The `resource` to ask tokens for (RFC 8707), e.g. the JMAP session URL.
+    pub resource: Option<String>,
+    /// Our callback, `<public>/auth/callback`.
+    pub redirect_uri: Url,
+    /// Whether the upstream promises `iss` on authorization responses.
+    pub requires_iss: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// The upstream OAuth client.
+#[derive(Debug, Clone)]
+pub struct UpstreamOAuth {
+    config: UpstreamOAuthConfig,
+    client: Client,
+    http: reqwest::Client,
+}
+
+/// Why the upstream client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream OAuth: {0}")]
+pub struct UpstreamConfigError(pub String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct HttpError(String);
+
+/// The subset of RFC 8414 / OIDC discovery metadata we use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderMetadata {
+    /// `issuer`.
+    pub issuer: String,
+    /// `authorization_endpoint`.
+    pub authorization_endpoint: Url,
+    /// `token_endpoint`.
+    pub token_endpoint: Url,
+    /// `registration_endpoint`.
+    #[serde(default)]
+    pub registration_endpoint: Option<Url>,
+    /// `code_challenge_methods_supported`.
+    #[serde(default)]
+    pub code_challenge_methods_supported: Vec<String>,
+    /// `authorization_response_iss_parameter_supported`.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+}
+
+/// A shared HTTP client for the upstream: no redirects (a token endpoint that redirects is
+/// misconfigured, and following would resend credentials), a timeout on every request.
+///
+/// # Errors
+/// When the TLS backend can't be initialised.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, UpstreamConfigError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .user_agent(concat!("mailconnect/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| UpstreamConfigError(e.to_string()))
+}
+
+/// Reads an upstream's metadata: RFC 8414 first, then OpenID Connect discovery.
+///
+/// # Errors
+/// When neither document is served or the issuer in it differs from `issuer`.
+pub async fn discover(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<ProviderMetadata, UpstreamConfigError> {
+    let base = issuer.trim_end_matches('/');
+    let mut last = String::new();
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let url = format!("{base}{path}");
+        match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => {
+                let meta: ProviderMetadata = r
+                    .json()
+                    .await
+                    .map_err(|e| UpstreamConfigError(format!("{url}: {e}")))?;
+                if meta.issuer.trim_end_matches('/') != base {
+                    return Err(UpstreamConfigError(format!(
+                        "{url} names issuer {:?}, expected {issuer:?}",
+                        meta.issuer
+                    )));
+                }
+                if !meta
+                    .code_challenge_methods_supported
+                    .iter()
+                    .any(|m| m == "S256")
+                {
+                    return Err(UpstreamConfigError(format!(
+                        "{issuer} does not support PKCE S256"
+                    )));
+                }
+                return Ok(meta);
+            }
+            Ok(r) => last = format!("{url}: HTTP {}", r.status()),
+            Err(e) => last = format!("{url}: {e}"),
+        }
+    }
+    Err(UpstreamConfigError(format!(
+        "no authorization server metadata: {last}"
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+struct RegistrationResponse {
+    client_id: String,
+}
+
+/// Registers us at the upstream (RFC 7591) as a public client with `redirect_uri`.
+///
+/// # Errors
+/// When the upstream refuses or can't be reached.
+pub async fn register(
+    http: &reqwest::Client,
+    endpoint: &Url,
+    redirect_uri: &Url,
+    scopes: &[String],
+) -> Result<String, UpstreamConfigError> {
+    let body = serde_json::json!({
+        "client_name": "mailconnect",
+        "redirect_uris": [redirect_uri.as_str()],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        // A registration without a scope gets an empty one at Fastmail.
+        "scope": scopes.join(" "),
+    });
+    let response = http
+        .post(endpoint.as_str())
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| UpstreamConfigError(format!("registration at {endpoint}: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(UpstreamConfigError(format!(
+            "registration at {endpoint}: HTTP {status}: {}",
+            text.chars().take(300).collect::<String>()
+        )));
+    }
+    let registered: RegistrationResponse = response
+        .json()
+        .await
+        .map_err(|e| UpstreamConfigError(format!("registration at {endpoint}: {e}")))?;
+    Ok(registered.client_id)
+}
+
+impl UpstreamOAuth {
+    /// Builds the client.
+    ///
+    /// # Errors
+    /// When an endpoint URL is unusable or the HTTP client can't be built.
+    pub fn new(config: UpstreamOAuthConfig) -> Result<Self, UpstreamConfigError> {
+        let bad = |e: url::ParseError| UpstreamConfigError(e.to_string());
+        let mut client = BasicClient::new(ClientId::new(config.client_id.clone()))
+            .set_auth_uri(AuthUrl::new(config.authorization_endpoint.to_string()).map_err(bad)?)
+            .set_token_uri(TokenUrl::new(config.token_endpoint.to_string()).map_err(bad)?)
+            .set_redirect_uri(RedirectUrl::new(config.redirect_uri.to_string()).map_err(bad)?);
+        if let Some(secret) = &config.client_secret {
+            client = client.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
+        }
+        if config.secret_in_body || config.client_secret.is_none() {
+            client = client.set_auth_type(AuthType::RequestBody);
+        }
+        let http = http_client(config.timeout)?;
+        Ok(Self {
+            config,
+            client,
+            http,
+        })
+    }
+}
+
+type Exchange = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send>>;
+
+/// oauth2's HTTP client: ours. A named type with a `'static` future keeps the token request
+/// futures `Send` (a closure here trips rustc's higher-ranked auto-trait inference).
+struct Http(reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Http {
+    type Error = HttpError;
+    type Future = Exchange;
+
+    fn call(&'c self, request: HttpRequest) -> Exchange {
+        send(self.0.clone(), request)
+    }
+}
+
+/// One HTTP exchange for oauth2, on our reqwest client.
+fn send(http: reqwest::Client, request: HttpRequest) -> Exchange {
+    Box::pin(async move {
+        let (parts, body) = request.into_parts();
+        let response = http
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| HttpError(e.without_url().to_string()))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        // Token responses are small; anything larger is not one.
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| HttpError(e.to_string()))?;
+        if body.len() > 64 * 1024 {
+            return Err(HttpError("token response over 64 KiB".into()));
+        }
+        let mut out = http::Response::builder().status(status);
+        if let Some(h) = out.headers_mut() {
+            *h = headers;
+        }
+        out.body(body.to_vec())
+            .map_err(|e| HttpError(e.to_string()))
+    })
+}
+
+fn to_tokens(response: &BasicTokenResponse) -> UpstreamTokens {
+    let expires_at = response.expires_in().map(|d| {
+        chrono::Utc::now().timestamp() + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
+    });
+    UpstreamTokens {
+        access: SecretString::new(response.access_token().secret().clone()),
+        refresh: response
+            .refresh_token()
+            .map(|r| SecretString::new(r.secret().clone())),
+        expires_at,
+    }
+}
+
+fn classify<RE: std::error::Error + 'static>(
+    e: RequestTokenError<RE, oauth2::StandardErrorResponse<BasicErrorResponseType>>,
+) -> UpstreamAuthError {
+    match e {
+        RequestTokenError::ServerResponse(r) => {
+            let code = r.error().as_ref().to_owned();
+            match r.error() {
+                BasicErrorResponseType::InvalidGrant => UpstreamAuthError::InvalidGrant(code),
+                BasicErrorResponseType::InvalidClient
+                | BasicErrorResponseType::UnauthorizedClient
+                | BasicErrorResponseType::UnsupportedGrantType
+                | BasicErrorResponseType::InvalidScope => UpstreamAuthError::Misconfigured(code),
+                _ => UpstreamAuthError::Unavailable(code),
+            }
+        }
+        RequestTokenError::Request(e) => UpstreamAuthError::Unavailable(e.to_string()),
+        RequestTokenError::Parse(e, _) => {
+            UpstreamAuthError::Unavailable(format!("unreadable token response: {e}"))
+        }
+        RequestTokenError::Other(m) => UpstreamAuthError::Unavailable(m),
+    }
+}
+
+impl UpstreamOAuth {
+    fn authorization_url(&self, state: &str, code_challenge: &str) -> String {
+        let state = state.to_owned();
+        let mut request = self
+            .client
+            .authorize_url(move || oauth2::CsrfToken::new(state))
+            .add_extra_param("code_challenge", code_challenge)
+            .add_extra_param("code_challenge_method", "S256")
+            .add_scopes(
+                self.config
+                    .scopes
+                    .iter()
+                    .map(|s| oauth2::Scope::new(s.clone())),
+            );
+        if let Some(resource) = &self.config.resource {
+            request = request.add_extra_param("resource", resource);
+        }
+        request.url().0.to_string()
+    }
+
+    async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &SecretString,
+    ) -> Result<UpstreamTokens, UpstreamAuthError> {
+        let mut request = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_owned()));
+        if let Some(resource) = &self.config.resource {
+            request = request.add_extra_param("resource", resource);
+        }
+        let http = Http(self.http.clone());
+        request
+            .request_async(&http)
+            .await
+            .map(|r| to_tokens(&r))
+            .map_err(classify)
+    }
+
+    async fn refresh(&self, refresh: &SecretString) -> Result<UpstreamTokens, UpstreamAuthError> {
+        let token = RefreshToken::new(refresh.expose_secret().to_owned());
+        let mut request = self.client.exchange_refresh_token(&token);
+        if let Some(resource) = &self.config.resource {
+            request = request.add_extra_param("resource", resource);
+        }
+        let http = Http(self.http.clone());
+        request
+            .request_async(&http)
+            .await
+            .map(|r| to_tokens(&r))
+            .map_err(classify)
+    }
+}
+
+/// What we know about the upstream from configuration; the rest is discovered on first use.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// The upstream's issuer.
+    pub issuer: String,
+    /// Its authorization endpoint (with `token_endpoint`: no discovery needed).
+    pub authorization_endpoint: Option<Url>,
+    /// Its token endpoint.
+    pub token_endpoint: Option<Url>,
+    /// Its registration endpoint, for registering ourselves when no client id is configured.
+    pub registration_endpoint: Option<Url>,
+    /// Whether it promises `iss` on authorization responses (discovered when not set).
+    pub requires_iss: Option<bool>,
+    /// Our client id there (registered on first use when absent).
+    pub client_id: Option<String>,
+    /// Our client secret there.
+    pub client_secret: Option<SecretString>,
+    /// Send the secret in the body instead of HTTP Basic.
+    pub secret_in_body: bool,
+    /// Scopes to ask for.
+    pub scopes: Vec<String>,
+    /// The `resource` to ask for.
+    pub resource: Option<String>,
+    /// Our callback URL.
+    pub redirect_uri: Url,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// Remembers the client id a registration at the upstream gave us (in the vault's metadata).
+pub trait RegistrationMemory: Send + Sync + 'static {
+    /// The client id stored under `key`.
+    fn recall(&self, key: &str) -> Option<String>;
+    /// Stores a client id under `key`.
+    ///
+    /// # Errors
+    /// When it can't be stored durably.
+    fn remember(&self, key: &str, client_id: &str) -> Result<(), String>;
+}
+
+/// The upstream client, built on first use: discovery and registration need the network, and
+/// the server must start without it (the README's run command reaches no other service).
+pub struct LazyUpstream<R> {
+    settings: UpstreamSettings,
+    memory: Arc<R>,
+    ready: tokio::sync::OnceCell<UpstreamOAuth>,
+}
+
+impl<R> std::fmt::Debug for LazyUpstream<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyUpstream")
+            .field("issuer", &self.settings.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: RegistrationMemory> LazyUpstream<R> {
+    /// Wraps the settings.
+    pub fn new(settings: UpstreamSettings, memory: Arc<R>) -> Self {
+        Self {
+            settings,
+            memory,
+            ready: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn client(&self) -> Result<&UpstreamOAuth, UpstreamAuthError> {
+        self.ready
+            .get_or_try_init(|| self.build())
+            .await
+            .map_err(|e| UpstreamAuthError::Misconfigured(e.to_string()))
+    }
+
+    async fn build(&self) -> Result<UpstreamOAuth, UpstreamConfigError> {
+        let s = &self.settings;
+        let http = http_client(s.timeout)?;
+        let (authorization_endpoint, token_endpoint, registration_endpoint, discovered_iss) =
+            match (&s.authorization_endpoint, &s.token_endpoint) {
+                (Some(a), Some(t)) => {
+                    (a.clone(), t.clone(), s.registration_endpoint.clone(), false)
+                }
+                _ => {
+                    let meta = discover(&http, &s.issuer).await?;
+                    (
+                        meta.authorization_endpoint,
+                        meta.token_endpoint,
+                        s.registration_endpoint
+                            .clone()
+                            .or(meta.registration_endpoint),
+                        meta.authorization_response_iss_parameter_supported,
+                    )
+                }
+            };
+        let client_id = match &s.client_id {
+            Some(id) => id.clone(),
+            None => {
+                self.registered_client_id(&http, registration_endpoint.as_ref())
+                    .await?
+            }
+        };
+        UpstreamOAuth::new(UpstreamOAuthConfig {
+            issuer: s.issuer.clone(),
+            authorization_endpoint,
+            token_endpoint,
+            client_id,
+            client_secret: s.client_secret.clone(),
+            secret_in_body: s.secret_in_body,
+            scopes: s.scopes.clone(),
+            resource: s.resource.clone(),
+            redirect_uri: s.redirect_uri.clone(),
+            requires_iss: s.requires_iss.unwrap_or(discovered_iss),
+            timeout: s.timeout,
+        })
+    }
+
+    async fn registered_client_id(
+        &self,
+        http: &reqwest::Client,
+        endpoint: Option<&Url>,
+    ) -> Result<String, UpstreamConfigError> {
+        let key = format!(
+            "upstream-client\0{}\0{}",
+            self.settings.issuer, self.settings.redirect_uri
+        );
+        let memory = Arc::clone(&self.memory);
+        let lookup = key.clone();
+        if let Some(id) = tokio::task::spawn_blocking(move || memory.recall(&lookup))
+            .await
+            .ok()
+            .flatten()
+        {
+            return Ok(id);
+        }
+        let endpoint = endpoint.ok_or_else(|| {
+            UpstreamConfigError(format!(
+                "no upstream client id is configured and {} offers no registration endpoint",
+                self.settings.issuer
+            ))
+        })?;
+        let id = register(
+            http,
+            endpoint,
+            &self.settings.redirect_uri,
+            &self.settings.scopes,
+        )
+        .await?;
+        let memory = Arc::clone(&self.memory);
+        let stored = id.clone();
+        tokio::task::spawn_blocking(move || memory.remember(&key, &stored))
+            .await
+            .map_err(|e| UpstreamConfigError(e.to_string()))?
+            .map_err(UpstreamConfigError)?;
+        tracing::info!(issuer = %self.settings.issuer, "registered with the upstream authorization server");
+        Ok(id)
+    }
+}
+
+impl<R: RegistrationMemory> UpstreamAuth for LazyUpstream<R> {
+    async fn accepts_issuer(&self, iss: Option<String>) -> bool {
+        use subtle::ConstantTimeEq as _;
+        match iss {
+            Some(iss) => bool::from(iss.as_bytes().ct_eq(self.settings.issuer.as_bytes())),
+            None => match self.client().await {
+                Ok(client) => !client.config.requires_iss,
+                Err(_) => false,
+            },
+        }
+    }
+
+    async fn authorization_url(
+        &self,
+        state: &str,
+        code_challenge: &str,
+    ) -> Result<String, UpstreamAuthError> {
+        Ok(self
+            .client()
+            .await?
+            .authorization_url(state, code_challenge))
+    }
+
+    async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &SecretString,
+    ) -> Result<UpstreamTokens, UpstreamAuthError> {
+        self.client().await?.exchange_code(code, verifier).await
+    }
+
+    async fn refresh(&self, refresh: &SecretString) -> Result<UpstreamTokens, UpstreamAuthError> {
+        self.client().await?.refresh(refresh).await
+    }
+}

@@ -1,0 +1,182 @@
+//! The vault's cryptography: age X25519 for the sealed upstream tokens ("props"), and
+//! ChaCha20-Poly1305 under HKDF-SHA256 keys derived from our tokens for everything only a
+//! token holder may open (the grant's age identity, a refresh's replayable answer).
+
+use age::secrecy::ExposeSecret as _;
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use chacha20poly1305::{
+    ChaCha20Poly1305, KeyInit as _,
+    aead::{Aead as _, AeadCore as _, OsRng},
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use super::VaultStoreError;
+use crate::domain::{
+    grant::UpstreamCredential,
+    ports::{UpstreamRefresh, UpstreamTokens},
+    secret::SecretString,
+};
+
+const HKDF_SALT: &[u8] = b"mailconnect/vault/v1";
+
+/// SHA-256 of a token: the only form in which tokens are stored.
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn derived_key(token: &str, grant: &str, purpose: &str) -> Zeroizing<[u8; 32]> {
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(HKDF_SALT), token.as_bytes());
+    let mut key = Zeroizing::new([0u8; 32]);
+    let info = format!("{purpose}\0{grant}");
+    // 32 bytes is always a valid HKDF-SHA256 output length.
+    let _ = hk.expand(info.as_bytes(), key.as_mut());
+    key
+}
+
+/// Encrypts `plain` under a key only `token` derives (base64 of nonce ‖ ciphertext).
+pub fn lock(
+    plain: &[u8],
+    token: &str,
+    grant: &str,
+    purpose: &str,
+) -> Result<String, VaultStoreError> {
+    let key = derived_key(token, grant, purpose);
+    let cipher = ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key.as_slice()));
+    let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let sealed = cipher
+        .encrypt(&nonce, plain)
+        .map_err(|_| VaultStoreError::Crypto("lock".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(STANDARD.encode(out))
+}
+
+/// Decrypts what [`lock`] made; `None` when `token` is not the one it was locked for.
+pub fn unlock(locked: &str, token: &str, grant: &str, purpose: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let raw = STANDARD.decode(locked).ok()?;
+    if raw.len() < 12 {
+        return None;
+    }
+    let (nonce, sealed) = raw.split_at(12);
+    let key = derived_key(token, grant, purpose);
+    let cipher = ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key.as_slice()));
+    cipher
+        .decrypt(nonce.into(), sealed)
+        .ok()
+        .map(Zeroizing::new)
+}
+
+/// The key-wrapping purpose of a token kind (bound into the derivation, so an access token
+/// can't stand in for a refresh token's wrapped key).
+pub fn wrap_purpose(kind: &str) -> String {
+    format!("wrap-identity\0{kind}")
+}
+
+/// A grant's upstream secret inside the sealed props.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Props {
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+    #[serde(rename = "oauth")]
+    OAuth {
+        access: String,
+        refresh: Option<String>,
+        expires_at: Option<i64>,
+    },
+}
+
+/// What sealed props open to.
+#[derive(Debug)]
+pub struct OpenedProps {
+    pub credential: UpstreamCredential,
+    pub refresh: Option<UpstreamRefresh>,
+    pub expires_at: Option<i64>,
+}
+
+/// Upstream secrets to seal.
+pub enum Sealable<'a> {
+    /// A configured credential.
+    Credential(&'a UpstreamCredential),
+    /// OAuth tokens from the upstream.
+    Tokens(&'a UpstreamTokens),
+}
+
+/// Seals props to the grant's public recipient.
+pub fn seal(
+    secret: &Sealable<'_>,
+    recipient: &age::x25519::Recipient,
+) -> Result<String, VaultStoreError> {
+    let props = match secret {
+        Sealable::Credential(UpstreamCredential::Basic { username, password }) => Props::Basic {
+            username: username.clone(),
+            password: password.expose_secret().to_owned(),
+        },
+        Sealable::Credential(UpstreamCredential::Bearer(token)) => Props::Bearer {
+            token: token.expose_secret().to_owned(),
+        },
+        Sealable::Tokens(t) => Props::OAuth {
+            access: t.access.expose_secret().to_owned(),
+            refresh: t.refresh.as_ref().map(|r| r.expose_secret().to_owned()),
+            expires_at: t.expires_at,
+        },
+    };
+    let plain = Zeroizing::new(
+        serde_json::to_vec(&props).map_err(|e| VaultStoreError::Crypto(e.to_string()))?,
+    );
+    drop(props);
+    let sealed =
+        age::encrypt(recipient, &plain).map_err(|e| VaultStoreError::Crypto(e.to_string()))?;
+    Ok(STANDARD.encode(sealed))
+}
+
+/// Opens sealed props with the grant's identity.
+pub fn open_props(sealed: &str, identity: &age::x25519::Identity) -> Option<OpenedProps> {
+    let raw = STANDARD.decode(sealed).ok()?;
+    let plain = Zeroizing::new(age::decrypt(identity, &raw).ok()?);
+    Some(match serde_json::from_slice::<Props>(&plain).ok()? {
+        Props::Basic { username, password } => OpenedProps {
+            credential: UpstreamCredential::Basic {
+                username,
+                password: SecretString::new(password),
+            },
+            refresh: None,
+            expires_at: None,
+        },
+        Props::Bearer { token } => OpenedProps {
+            credential: UpstreamCredential::Bearer(SecretString::new(token)),
+            refresh: None,
+            expires_at: None,
+        },
+        Props::OAuth {
+            access,
+            refresh,
+            expires_at,
+        } => OpenedProps {
+            credential: UpstreamCredential::Bearer(SecretString::new(access)),
+            refresh: refresh.map(|r| UpstreamRefresh {
+                token: SecretString::new(r),
+            }),
+            expires_at,
+        },
+    })
+}
+
+/// A fresh per-grant age key pair.
+pub fn new_identity() -> (age::x25519::Identity, age::x25519::Recipient) {
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public();
+    (identity, recipient)
+}
+
+/// The identity as text, wiped on drop.
+pub fn identity_text(identity: &age::x25519::Identity) -> Zeroizing<String> {
+    Zeroizing::new(identity.to_string().expose_secret().to_owned())
+}

@@ -1,0 +1,400 @@
+use super::*;
+use crate::domain::auth::rotation::RefreshRole;
+use crate::domain::{
+    auth::token::{new_grant_id, new_token},
+    secret::SecretString,
+};
+
+struct TempPath(std::path::PathBuf);
+impl TempPath {
+    fn new() -> Self {
+        let n: u64 = rand::random();
+        Self(std::env::temp_dir().join(format!("mailconnect-vault-{n:x}.redb")))
+    }
+}
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn temp_db() -> (TempPath, RedbVault) {
+    let path = TempPath::new();
+    let vault = RedbVault::open(&path.0).unwrap();
+    (path, vault)
+}
+
+fn bearer(secret: &str) -> UpstreamCredential {
+    UpstreamCredential::Bearer(SecretString::new(secret))
+}
+
+fn configured(
+    vault: &RedbVault,
+    id: &GrantId,
+    credential: &UpstreamCredential,
+    token: &AccessToken,
+) {
+    let grant = NewGrant {
+        id,
+        label: "test",
+        credential,
+        capabilities: &CapabilitySet::read_only(),
+    };
+    vault.put_grant(&grant, token).unwrap();
+}
+
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+fn issued(grant: &GrantId, secs: i64) -> IssuedToken {
+    IssuedToken {
+        token: new_token(grant),
+        expires_at: now() + secs,
+    }
+}
+
+fn pair(grant: &GrantId) -> TokenPair {
+    TokenPair {
+        access: issued(grant, 3600),
+        refresh: issued(grant, 86400),
+        scope: "mail".into(),
+    }
+}
+
+/// A grant created by the connect flow, with its code redeemed: returns (grant, pair).
+async fn connected(vault: &RedbVault, upstream_secret: &str) -> (GrantId, TokenPair) {
+    let grant = new_grant_id();
+    let code = issued(&grant, 300);
+    let draft = GrantDraft {
+        id: grant.clone(),
+        client: ClientId::new("client-a"),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        resource: "http://127.0.0.1:1/mcp".into(),
+        scope: "mail".into(),
+        code_challenge: CodeChallenge::from_stored(CHALLENGE.into()),
+        account_digest: "00".into(),
+        upstream: UpstreamTokens {
+            access: SecretString::new(upstream_secret),
+            refresh: Some(SecretString::new(format!("{upstream_secret}-refresh"))),
+            expires_at: Some(now() + 3600),
+        },
+        capabilities: CapabilitySet::read_only(),
+    };
+    vault.create_grant(draft, code.clone()).await.unwrap();
+    let binding = vault.code_binding(&code.token).await.unwrap().unwrap();
+    assert_eq!(
+        (binding.grant.clone(), binding.used),
+        (grant.clone(), false)
+    );
+    let p = pair(&grant);
+    let Redemption::Issued(p) = vault.redeem_code(&code.token, p).await.unwrap() else {
+        panic!("code not redeemed");
+    };
+    (grant, p)
+}
+
+#[tokio::test]
+async fn the_grants_token_opens_its_credential() {
+    let (_p, vault) = temp_db();
+    let grant = GrantId::new("g1");
+    let token = AccessToken::new("g1.secret-token-value");
+    configured(&vault, &grant, &bearer("upstream-1"), &token);
+    let opened = vault.open(&token).await.unwrap();
+    assert_eq!(
+        (opened.grant, opened.credential),
+        (grant.clone(), bearer("upstream-1"))
+    );
+    assert_eq!(
+        vault.capabilities(&grant).await.unwrap(),
+        CapabilitySet::read_only()
+    );
+    assert_eq!(
+        vault.open(&AccessToken::new("g1.other")).await.unwrap_err(),
+        VaultError::InvalidToken
+    );
+}
+
+/// Checklist G10 / design §4: a copy of the database yields no upstream secret or token.
+#[tokio::test]
+async fn the_database_file_holds_no_secret_in_the_clear() {
+    let (p, vault) = temp_db();
+    let token = AccessToken::new("g1.the-client-token");
+    configured(
+        &vault,
+        &GrantId::new("g1"),
+        &UpstreamCredential::Basic {
+            username: "alice".into(),
+            password: SecretString::new("hunter2-password"),
+        },
+        &token,
+    );
+    let (_, pair) = connected(&vault, "upstream-oauth-access-secret").await;
+    drop(vault);
+    let bytes = std::fs::read(&p.0).unwrap();
+    let haystack = String::from_utf8_lossy(&bytes);
+    for secret in [
+        "hunter2-password",
+        "the-client-token",
+        "AGE-SECRET-KEY",
+        "upstream-oauth-access-secret",
+        pair.access.token.expose_secret(),
+        pair.refresh.token.expose_secret(),
+    ] {
+        assert!(
+            !haystack.contains(secret),
+            "{secret} is readable in the database file"
+        );
+    }
+    let reopened = RedbVault::open(&p.0).unwrap();
+    assert!(reopened.open(&token).await.is_ok());
+    assert_eq!(
+        reopened.open(&pair.access.token).await.unwrap().credential,
+        bearer("upstream-oauth-access-secret")
+    );
+}
+
+#[tokio::test]
+async fn replacing_a_configured_grant_retires_its_old_token() {
+    let (_p, vault) = temp_db();
+    let grant = GrantId::new(SELF_HOST_GRANT);
+    let old = AccessToken::new("old-token");
+    let new = AccessToken::new("new-token");
+    configured(&vault, &grant, &bearer("u1"), &old);
+    configured(&vault, &grant, &bearer("u2"), &new);
+    assert_eq!(
+        vault.open(&old).await.unwrap_err(),
+        VaultError::InvalidToken
+    );
+    assert_eq!(vault.open(&new).await.unwrap().credential, bearer("u2"));
+    vault.delete_grant(&grant).unwrap();
+    assert_eq!(
+        vault.open(&new).await.unwrap_err(),
+        VaultError::InvalidToken
+    );
+    assert!(vault.capabilities(&grant).await.is_err());
+}
+
+#[tokio::test]
+async fn only_access_tokens_open_a_grant_for_mcp() {
+    let (_p, vault) = temp_db();
+    let (_, pair) = connected(&vault, "up").await;
+    assert!(vault.open(&pair.access.token).await.is_ok());
+    assert_eq!(
+        vault.open(&pair.refresh.token).await.unwrap_err(),
+        VaultError::InvalidToken
+    );
+    assert!(vault.open_fresh(&pair.refresh.token).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_replayed_code_revokes_the_grant() {
+    let (_p, vault) = temp_db();
+    let grant = new_grant_id();
+    let code = issued(&grant, 300);
+    let draft = GrantDraft {
+        id: grant.clone(),
+        client: ClientId::new("c"),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        resource: "r".into(),
+        scope: "mail".into(),
+        code_challenge: CodeChallenge::from_stored(CHALLENGE.into()),
+        account_digest: "00".into(),
+        upstream: UpstreamTokens {
+            access: SecretString::new("a"),
+            refresh: None,
+            expires_at: None,
+        },
+        capabilities: CapabilitySet::read_only(),
+    };
+    vault.create_grant(draft, code.clone()).await.unwrap();
+    let Redemption::Issued(first) = vault.redeem_code(&code.token, pair(&grant)).await.unwrap()
+    else {
+        panic!("first redemption failed");
+    };
+    assert!(vault.code_binding(&code.token).await.unwrap().unwrap().used);
+    assert!(matches!(
+        vault.redeem_code(&code.token, pair(&grant)).await.unwrap(),
+        Redemption::Revoked
+    ));
+    assert_eq!(
+        vault.open(&first.access.token).await.unwrap_err(),
+        VaultError::InvalidToken
+    );
+    assert!(
+        vault
+            .refresh_binding(&first.refresh.token)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn refresh_rotation_replays_until_the_successor_is_used_then_revokes() {
+    let (_p, vault) = temp_db();
+    let (grant, p1) = connected(&vault, "up").await;
+    let r1 = p1.refresh.token.clone();
+    let Redemption::Issued(p2) = vault.rotate_refresh(&r1, pair(&grant)).await.unwrap() else {
+        panic!("rotation failed");
+    };
+    // Lost response: R1 again gets the same pair.
+    let Redemption::Issued(again) = vault.rotate_refresh(&r1, pair(&grant)).await.unwrap() else {
+        panic!("replay failed");
+    };
+    assert_eq!(
+        again.refresh.token.expose_secret(),
+        p2.refresh.token.expose_secret()
+    );
+    assert_eq!(
+        again.access.token.expose_secret(),
+        p2.access.token.expose_secret()
+    );
+    // The new access token is used: R1 is now a reuse, which ends the grant.
+    vault.open(&p2.access.token).await.unwrap();
+    assert!(matches!(
+        vault.rotate_refresh(&r1, pair(&grant)).await.unwrap(),
+        Redemption::Revoked
+    ));
+    assert_eq!(
+        vault.open_fresh(&p2.refresh.token).await.unwrap_err(),
+        VaultError::InvalidToken
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_token_two_generations_old_revokes_the_grant() {
+    let (_p, vault) = temp_db();
+    let (grant, p1) = connected(&vault, "up").await;
+    let Redemption::Issued(p2) = vault
+        .rotate_refresh(&p1.refresh.token, pair(&grant))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let Redemption::Issued(p3) = vault
+        .rotate_refresh(&p2.refresh.token, pair(&grant))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let binding = vault
+        .refresh_binding(&p1.refresh.token)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(binding.role, RefreshRole::Older);
+    assert!(matches!(
+        vault
+            .rotate_refresh(&p1.refresh.token, pair(&grant))
+            .await
+            .unwrap(),
+        Redemption::Revoked
+    ));
+    assert!(vault.open_fresh(&p3.refresh.token).await.is_err());
+}
+
+#[tokio::test]
+async fn revocation_by_the_owning_client_only() {
+    let (_p, vault) = temp_db();
+    let (_, p) = connected(&vault, "up").await;
+    vault
+        .revoke_token(&p.access.token, &ClientId::new("client-b"))
+        .await
+        .unwrap();
+    assert!(
+        vault.open(&p.access.token).await.is_ok(),
+        "another client revoked it"
+    );
+    vault
+        .revoke_token(&p.access.token, &ClientId::new("client-a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        vault.open(&p.access.token).await.unwrap_err(),
+        VaultError::InvalidToken
+    );
+    assert!(
+        vault.open_fresh(&p.refresh.token).await.is_ok(),
+        "revoking the access token ended the grant"
+    );
+    vault
+        .revoke_token(&p.refresh.token, &ClientId::new("client-a"))
+        .await
+        .unwrap();
+    assert!(vault.open_fresh(&p.refresh.token).await.is_err());
+}
+
+#[tokio::test]
+async fn a_refreshed_upstream_token_is_resealed_for_every_token() {
+    let (_p, vault) = temp_db();
+    let (grant, p) = connected(&vault, "up-1").await;
+    assert_eq!(
+        vault.open(&p.access.token).await.unwrap().credential,
+        bearer("up-1")
+    );
+    let tokens = UpstreamTokens {
+        access: SecretString::new("up-2"),
+        refresh: Some(SecretString::new("up-2-refresh")),
+        expires_at: Some(now() + 60),
+    };
+    vault.store_upstream(&grant, tokens).await.unwrap();
+    let opened = vault.open(&p.access.token).await.unwrap();
+    assert_eq!(opened.credential, bearer("up-2"));
+    assert_eq!(
+        opened.upstream_refresh.unwrap().token.expose_secret(),
+        "up-2-refresh"
+    );
+    assert_eq!(
+        vault.open_fresh(&p.refresh.token).await.unwrap().credential,
+        bearer("up-2")
+    );
+}
+
+#[tokio::test]
+async fn sweeping_removes_expired_codes_and_their_grants() {
+    let (_p, vault) = temp_db();
+    let grant = new_grant_id();
+    let code = IssuedToken {
+        token: new_token(&grant),
+        expires_at: now() - 1,
+    };
+    let draft = GrantDraft {
+        id: grant.clone(),
+        client: ClientId::new("c"),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        resource: "r".into(),
+        scope: "mail".into(),
+        code_challenge: CodeChallenge::from_stored(CHALLENGE.into()),
+        account_digest: "00".into(),
+        upstream: UpstreamTokens {
+            access: SecretString::new("a"),
+            refresh: None,
+            expires_at: None,
+        },
+        capabilities: CapabilitySet::read_only(),
+    };
+    vault.create_grant(draft, code.clone()).await.unwrap();
+    assert!(
+        vault.code_binding(&code.token).await.unwrap().is_none(),
+        "an expired code is unknown"
+    );
+    assert_eq!(vault.sweep(86400).unwrap(), 2);
+    assert!(vault.capabilities(&grant).await.is_err());
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let p = TempPath::new();
+    {
+        let db = Database::create(&p.0).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert("schema_version", "99")
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let err = RedbVault::open(&p.0).unwrap_err().to_string();
+    assert!(err.contains("schema version 99"), "{err}");
+}
