@@ -40,8 +40,10 @@ Test control (JSON, loopback peers only):
                           Faults are queued; a request takes the oldest matching.
                           `drop` does the work for real, then closes the
                           connection without a response (a lost response).
-  POST /_control/expired_access_tokens  {"count": N}: the next N access tokens
-                          have iat backdated by 24 h (sets, does not add)
+  POST /_control/expired_access_tokens  {"count": N[, "backdate_secs": S]}: the next N
+                          access tokens have iat backdated by S seconds (default 24 h;
+                          max_age - 2 makes a token that expires 2 s after it is issued)
+                          (sets, does not add)
   GET  /_control/stats    counters, the last 20 authorize queries, live refresh
                           tokens, revoked families, pending faults
   POST /_control/reset    clears faults and counters; clients and tokens stay
@@ -259,6 +261,7 @@ class Standin:
     def _reset_counters(self) -> None:
         self.faults: collections.deque[Fault] = collections.deque()
         self.expired_pending = 0
+        self.expired_backdate = EXPIRED_BACKDATE_SECS
         self.token_requests = {g: 0 for g in GRANT_TYPES}
         self.token_errors = 0
         self.revocations = 0
@@ -286,7 +289,7 @@ class Standin:
         iat = int(time.time())
         if self.expired_pending > 0:
             self.expired_pending -= 1
-            iat -= EXPIRED_BACKDATE_SECS
+            iat -= self.expired_backdate
         at = mint_jwt(self.key, self.subject, iat)
         # Every JWT starts with the same header bytes, so a prefix of one says nothing: log iat.
         log(f"issued access token (iat {iat}) and refresh {redact(rt)} in family {fam_id}")
@@ -621,8 +624,12 @@ class Standin:
         count = spec.get("count") if isinstance(spec, dict) else None
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise bad_request('body must be {"count": N} with an integer N >= 0')
+        backdate = spec.get("backdate_secs", EXPIRED_BACKDATE_SECS)
+        if not isinstance(backdate, int) or isinstance(backdate, bool) or backdate < 0:
+            raise bad_request("backdate_secs must be an integer >= 0")
         with self.lock:
             self.expired_pending = count
+            self.expired_backdate = backdate
         return count
 
     def stats(self) -> dict:

@@ -110,7 +110,7 @@ async fn every_read_is_one_upstream_request_once_the_session_is_known() {
 #[tokio::test]
 async fn bearer_tokens_that_cyrus_accepts_work() {
     let s = cyrus();
-    let cred = UpstreamCredential::Bearer(SecretString::new(testbed().get("JMAP_BEARER_TOKEN")));
+    let cred = UpstreamCredential::Bearer(SecretString::new(crate::support::mint_jwt()));
     assert_eq!(
         s.account(&cred).await.unwrap().username,
         "alice@example.test"

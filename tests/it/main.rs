@@ -8,5 +8,7 @@ mod fake_jmap;
 mod jmap_store;
 mod mcp_protocol;
 mod mcp_tools;
+mod oauth_connect;
+mod oauth_flow;
 mod sdk_clients;
 mod support;

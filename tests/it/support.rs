@@ -46,6 +46,43 @@ pub const TOKEN: &str = "it-test-token-0123456789abcdef";
 pub struct TestApp {
     pub addr: SocketAddr,
     pub _data: tempdir::Dir,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub args: Vec<String>,
+}
+
+impl TestApp {
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and starts it again on the same port and vault: a process restart.
+    pub async fn restart(self) -> Self {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        // The aborted server drops its routes (and with them the vault) as it unwinds.
+        for _ in 0..100 {
+            match spawn_on(self.addr, tempdir::Dir(self._data.0.clone()), &self.args).await {
+                Some(app) => {
+                    std::mem::forget(self._data);
+                    return app;
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("the app did not restart");
+    }
+}
+
+/// A bearer token Cyrus accepts now (the testbed's own token may have expired).
+pub fn mint_jwt() -> String {
+    let tb = testbed();
+    let out = std::process::Command::new("python3")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.d/mint-jwt.py"))
+        .args([tb.get("JMAP_JWT_HMAC_KEY_B64"), tb.get("JMAP_USERNAME")])
+        .output()
+        .expect("python3 runs mint-jwt.py");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 pub mod tempdir {
@@ -93,9 +130,13 @@ pub async fn spawn_app_with(session_url: &str, extra: &[&str]) -> TestApp {
 /// Starts the app with exactly `args` (plus data dir, listen address and public URL) on a
 /// free loopback port, keeping `data` (the vault) alive with it.
 pub async fn spawn_configured(data: tempdir::Dir, args: &[String]) -> TestApp {
-    let acceptor = NoDelayAcceptor::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+    spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), data, args)
         .await
-        .expect("bind a free port");
+        .expect("the app starts")
+}
+
+async fn spawn_on(addr: SocketAddr, data: tempdir::Dir, args: &[String]) -> Option<TestApp> {
+    let acceptor = NoDelayAcceptor::bind(addr).await.ok()?;
     let addr = acceptor.socket_addr().expect("a TCP address");
     let mut full = vec![
         "mailconnect".to_owned(),
@@ -108,9 +149,25 @@ pub async fn spawn_configured(data: tempdir::Dir, args: &[String]) -> TestApp {
     ];
     full.extend(args.iter().cloned());
     let config = Config::resolve(Cli::parse_from(full)).expect("test config is valid");
-    let app = mailconnect::app::build(&config).await.expect("app builds");
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app.routes));
-    TestApp { addr, _data: data }
+    // The vault file stays locked until a previous server on it has fully stopped.
+    let app = mailconnect::app::build(&config).await.ok()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+            app.routes,
+            async move {
+                let _ = stopped.await;
+            },
+            Some(Duration::from_millis(500)),
+        ),
+    );
+    Some(TestApp {
+        addr,
+        _data: data,
+        server,
+        stop,
+        args: args.to_vec(),
+    })
 }
 
 /// Starts the app against the Cyrus testbed.

@@ -1,0 +1,443 @@
+//! Test support for the connect flow: the stand-in upstream authorization server (a process,
+//! `scripts/testbed.d/standin-upstream.py`, minting tokens the real Cyrus accepts), a headless
+//! "browser" that reads our consent form and follows redirects with its own cookies, and an
+//! OAuth client that registers, authorizes with PKCE and exchanges codes.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead as _, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::support::{TestApp, spawn_configured, tempdir, testbed};
+
+/// The stand-in upstream, stopped on drop.
+pub struct Standin {
+    child: Child,
+    pub url: String,
+    http: reqwest::Client,
+}
+
+pub const UPSTREAM_CLIENT: &str = "mailconnect-test";
+
+impl Standin {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let tb = testbed();
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/testbed.d/standin-upstream.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([
+                "--jwt-key-b64",
+                tb.get("JMAP_JWT_HMAC_KEY_B64"),
+                "--subject",
+                tb.get("JMAP_USERNAME"),
+            ])
+            .args(["--client", UPSTREAM_CLIENT])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs the stand-in upstream");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("STANDIN_URL=")
+            .expect("the stand-in prints its URL")
+            .to_owned();
+        Self {
+            child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Queues a fault (see the stand-in's docstring).
+    pub async fn fault(&self, spec: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_control/faults", self.url))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "fault {spec} refused: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// The next `n` access tokens expire for Cyrus `lifetime_secs` after they are issued
+    /// (they are backdated; the testbed runs with `http_jwt_max_age`).
+    pub async fn short_lived_access_tokens(&self, n: u32, lifetime_secs: u64) {
+        let max_age: u64 = testbed()
+            .get("JMAP_JWT_MAX_AGE")
+            .trim_end_matches('s')
+            .parse()
+            .unwrap();
+        assert!(
+            max_age > lifetime_secs,
+            "the testbed must run with TESTBED_JWT_MAX_AGE (scripts/test sets it)"
+        );
+        let r = self
+            .http
+            .post(format!("{}/_control/expired_access_tokens", self.url))
+            .json(&json!({"count": n, "backdate_secs": max_age - lifetime_secs}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/_control/stats", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn token_requests(&self, grant_type: &str) -> u64 {
+        self.stats().await["token_requests"][grant_type]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts mailconnect with OAuth toward `standin` and the Cyrus testbed, no self-host grant.
+pub async fn spawn_oauth_app(standin: &Standin, extra: &[&str]) -> TestApp {
+    let mut args: Vec<String> = vec![
+        "--jmap-session-url".into(),
+        testbed().get("JMAP_SESSION_URL").into(),
+        "--upstream-issuer".into(),
+        standin.url.clone(),
+        "--upstream-client-id".into(),
+        UPSTREAM_CLIENT.into(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    spawn_configured(tempdir::Dir::new("oauth"), &args).await
+}
+
+/// A browser: follows nothing by itself, keeps cookies per host:port.
+pub struct Browser {
+    http: reqwest::Client,
+    cookies: HashMap<String, HashMap<String, String>>,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> String {
+        self.headers
+            .get("location")
+            .unwrap_or_else(|| panic!("no Location in a {} answer: {}", self.status, self.body))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    /// The value of a hidden input of the consent form.
+    pub fn field(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no field {name} in {}", self.body))
+            + marker.len();
+        let end = self.body[start..].find('"').unwrap() + start;
+        self.body[start..end].replace("&amp;", "&")
+    }
+}
+
+fn host_key(url: &str) -> String {
+    let u = url::Url::parse(url).unwrap();
+    format!(
+        "{}:{}",
+        u.host_str().unwrap(),
+        u.port_or_known_default().unwrap()
+    )
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+}
+
+impl Browser {
+    fn cookie_header(&self, url: &str) -> Option<String> {
+        let jar = self.cookies.get(&host_key(url))?;
+        (!jar.is_empty()).then(|| {
+            jar.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    async fn finish(&mut self, url: &str, r: reqwest::Response) -> Page {
+        let jar = self.cookies.entry(host_key(url)).or_default();
+        for c in r.headers().get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() || attrs.contains("Max-Age=0") {
+                jar.remove(k);
+            } else {
+                jar.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        Page {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap(),
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Page {
+        let mut req = self.http.get(url);
+        if let Some(c) = self.cookie_header(url) {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await.unwrap();
+        self.finish(url, r).await
+    }
+
+    pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
+        let mut req = self.http.post(url).form(form);
+        if let Some(c) = self.cookie_header(url) {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await.unwrap();
+        self.finish(url, r).await
+    }
+}
+
+/// An OAuth client of ours, as an MCP client would be.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub base: String,
+    pub id: String,
+    pub secret: Option<String>,
+    pub redirect_uri: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub expires_in: i64,
+}
+
+/// A PKCE pair.
+pub fn pkce() -> (String, String) {
+    let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+pub fn query(url: &str) -> HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// Where an authorization attempt ended, back at the client.
+pub struct Returned {
+    pub url: String,
+    pub params: HashMap<String, String>,
+    pub verifier: String,
+}
+
+impl Client {
+    pub async fn register(app: &TestApp, redirect_uri: &str) -> Self {
+        Self::register_with(
+            app,
+            json!({"client_name": "Test Client", "redirect_uris": [redirect_uri]}),
+        )
+        .await
+    }
+
+    pub async fn register_with(app: &TestApp, body: Value) -> Self {
+        let r = reqwest::Client::new()
+            .post(format!("{}/register", app.base()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "registration refused");
+        let reg: Value = r.json().await.unwrap();
+        Self {
+            base: app.base(),
+            id: reg["client_id"].as_str().unwrap().to_owned(),
+            secret: reg["client_secret"].as_str().map(str::to_owned),
+            redirect_uri: reg["redirect_uris"][0].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub fn authorize_url(&self, challenge: &str, extra: &[(&str, &str)]) -> String {
+        let mut u = url::Url::parse(&format!("{}/authorize", self.base)).unwrap();
+        {
+            let mut q = u.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.id)
+                .append_pair("redirect_uri", &self.redirect_uri)
+                .append_pair("code_challenge", challenge)
+                .append_pair("code_challenge_method", "S256")
+                .append_pair("state", "client-state-123");
+            for (k, v) in extra {
+                q.append_pair(k, v);
+            }
+        }
+        u.to_string()
+    }
+
+    /// Walks the browser from our authorize URL to the client's redirect: consent (approve),
+    /// the stand-in upstream, our callback.
+    pub async fn authorize(&self, browser: &mut Browser) -> Returned {
+        let (verifier, challenge) = pkce();
+        let consent = browser.get(&self.authorize_url(&challenge, &[])).await;
+        assert_eq!(consent.status, 200, "no consent page: {}", consent.body);
+        let decision = browser
+            .post_form(
+                &format!("{}/authorize/decision", self.base),
+                &[
+                    ("request_id", &consent.field("request_id")),
+                    ("csrf_token", &consent.field("csrf_token")),
+                    ("decision", "approve"),
+                ],
+            )
+            .await;
+        assert_eq!(decision.status, 303, "{}", decision.body);
+        let upstream = browser.get(&decision.location()).await;
+        assert_eq!(upstream.status, 302, "stand-in refused: {}", upstream.body);
+        let callback = browser.get(&upstream.location()).await;
+        assert_eq!(callback.status, 303, "callback failed: {}", callback.body);
+        let url = callback.location();
+        Returned {
+            params: query(&url),
+            url,
+            verifier,
+        }
+    }
+
+    pub async fn token_request(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut all: Vec<(&str, &str)> = form.to_vec();
+        all.push(("client_id", &self.id));
+        if let Some(secret) = &self.secret {
+            all.push(("client_secret", secret));
+        }
+        reqwest::Client::new()
+            .post(format!("{}/token", self.base))
+            .form(&all)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn exchange(&self, returned: &Returned) -> Tokens {
+        let r = self
+            .token_request(&[
+                ("grant_type", "authorization_code"),
+                ("code", &returned.params["code"]),
+                ("redirect_uri", &self.redirect_uri),
+                ("code_verifier", &returned.verifier),
+            ])
+            .await;
+        tokens(r).await
+    }
+
+    pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
+        self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+            .await
+    }
+
+    /// Register-free shortcut: the whole flow to tokens.
+    pub async fn connect(&self) -> Tokens {
+        let mut browser = Browser::default();
+        let returned = self.authorize(&mut browser).await;
+        self.exchange(&returned).await
+    }
+}
+
+pub async fn tokens(r: reqwest::Response) -> Tokens {
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "token request failed: {body}");
+    Tokens {
+        access: body["access_token"].as_str().unwrap().to_owned(),
+        refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+        expires_in: body["expires_in"].as_i64().unwrap(),
+    }
+}
+
+/// Calls a tool over MCP (2026-07-28 stateless) with `token`; returns (HTTP status, body).
+pub async fn call_tool(app: &TestApp, token: &str, tool: &str, args: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/mcp", app.base()))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": tool, "arguments": args,
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
+                          "io.modelcontextprotocol/clientCapabilities": {}}}
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
