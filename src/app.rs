@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use poem::{EndpointExt, Route, middleware::Tracing};
+use poem::Route;
 use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use sha2::{Digest as _, Sha256};
 
@@ -27,6 +27,7 @@ use crate::{
         mcp::McpHandler,
     },
     outbound::{
+        client_directory::ClientDirectory,
         jmap::{JmapMailStore, TransportConfig},
         upstream_oauth::{LazyUpstream, UpstreamSettings},
         vault::{NewGrant, RedbVault, SELF_HOST_GRANT},
@@ -38,7 +39,7 @@ pub type Upstream = LazyUpstream<RedbVault>;
 /// The mail use cases as deployed: JMAP mail store, redb vault (tokens and policy).
 pub type Service = MailService<JmapMailStore, RedbVault, RedbVault>;
 /// The authorization server as deployed.
-pub type Auth = AuthService<RedbVault, RedbVault, Upstream, JmapMailStore>;
+pub type Auth = AuthService<RedbVault, ClientDirectory, Upstream, JmapMailStore>;
 
 /// The vault's file inside the data directory.
 pub const VAULT_FILE: &str = "mailconnect.redb";
@@ -186,9 +187,13 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
         .with_oauth(refresher.clone(), audience.resource().to_owned()),
     );
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+    let clients = Arc::new(ClientDirectory::new(
+        vault.clone(),
+        config.allow_loopback_client_metadata,
+    ));
     let auth = Arc::new(AuthService::new(
-        Arc::clone(&vault_arc),
         vault_arc,
+        clients,
         upstream,
         store,
         refresher,
@@ -196,7 +201,7 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
         TokenLifetimes {
             access_secs: secs(config.access_token_ttl),
             refresh_secs: secs(config.refresh_token_ttl),
-            ..TokenLifetimes::default()
+            code_secs: secs(config.code_ttl),
         },
     ));
     let openapi = http::committed_form(&http::api_service(Arc::clone(&auth)));
@@ -271,7 +276,7 @@ pub async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error + Se
     let acceptor = NoDelayAcceptor::bind(config.listen).await?;
     poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
-            app.routes.with(Tracing),
+            http::access_log(app.routes),
             async {
                 let _ = tokio::signal::ctrl_c().await;
             },

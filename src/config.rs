@@ -165,6 +165,13 @@ pub struct Cli {
     /// Lifetime of our refresh tokens, in seconds; each refresh starts a new one [default: 2592000].
     #[arg(long, env = "MAILCONNECT_REFRESH_TOKEN_TTL_SECS", global = true)]
     pub refresh_token_ttl_secs: Option<u64>,
+    /// Lifetime of authorization codes, in seconds (1–600) [default: 300].
+    #[arg(long, env = "MAILCONNECT_CODE_TTL_SECS", global = true)]
+    pub code_ttl_secs: Option<u64>,
+    /// TESTS ONLY: fetch client metadata documents from http://127.0.0.1 too (real ones are
+    /// https on public addresses). Never set this on a server others can reach.
+    #[arg(long, global = true, hide = true)]
+    pub test_allow_loopback_client_metadata: bool,
 }
 
 /// Subcommands.
@@ -207,6 +214,7 @@ struct FileConfig {
     upstream_resource: Option<String>,
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
+    code_ttl_secs: Option<u64>,
     /// Clients registered by the operator (exact redirect URIs, optional secret).
     #[serde(default)]
     clients: Vec<ConfiguredClient>,
@@ -302,8 +310,12 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// Our refresh token lifetime.
     pub refresh_token_ttl: Duration,
+    /// Authorization code lifetime.
+    pub code_ttl: Duration,
     /// Operator-configured clients.
     pub clients: Vec<ConfiguredClient>,
+    /// Tests only: client metadata documents over loopback http.
+    pub allow_loopback_client_metadata: bool,
 }
 
 /// Fastmail's authorization server.
@@ -538,6 +550,13 @@ impl Config {
             365 * 86400,
             &mut problems,
         );
+        let code_ttl = ttl(
+            "code_ttl_secs",
+            cli.code_ttl_secs.or(file.code_ttl_secs),
+            300,
+            600,
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -561,7 +580,9 @@ impl Config {
             upstream,
             access_token_ttl,
             refresh_token_ttl,
+            code_ttl,
             clients: file.clients,
+            allow_loopback_client_metadata: cli.test_allow_loopback_client_metadata,
         })
     }
 

@@ -1,5 +1,6 @@
 //! Driven adapters: the mail server (JMAP) and where grants live (vaults).
 
+pub mod client_directory;
 pub mod jmap;
 pub mod upstream_oauth;
 pub mod vault;

@@ -192,6 +192,58 @@ fn cors<E: Endpoint + 'static>(
     })
 }
 
+const MCP_SESSION_ID: &str = "mcp-session-id";
+
+/// Which grant opened each legacy MCP session.
+#[derive(Debug, Default)]
+struct SessionOwners(
+    std::sync::Mutex<std::collections::HashMap<String, crate::domain::grant::GrantId>>,
+);
+
+impl SessionOwners {
+    const LIMIT: usize = 100_000;
+
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, crate::domain::grant::GrantId>>
+    {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn owned_by(&self, session: &str, grant: &crate::domain::grant::GrantId) -> bool {
+        self.map().get(session) == Some(grant)
+    }
+
+    fn insert(&self, session: &str, grant: crate::domain::grant::GrantId) {
+        let mut map = self.map();
+        // Sessions end by idling out inside rmcp without telling us; an old entry only
+        // answers "not found" for a session that no longer exists anyway.
+        if map.len() >= Self::LIMIT {
+            map.clear();
+        }
+        map.insert(session.to_owned(), grant);
+    }
+
+    fn remove(&self, session: &str) {
+        self.map().remove(session);
+    }
+}
+
+/// One log line per request: method, path, status, time. Never the query string: it carries
+/// authorization codes and `state` (and anything a client mistakenly puts there).
+pub fn access_log<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> {
+    ep.around(|ep, req| async move {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let resp = ep.call(req).await.map(IntoResponse::into_response).unwrap_or_else(|e| e.into_response());
+        tracing::info!(%method, path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+        Ok(resp)
+    })
+}
+
 /// Largest request body of the OAuth API.
 pub const MAX_API_BODY: usize = 64 * 1024;
 
@@ -266,9 +318,11 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
     sessions.session_config.keep_alive = Some(session_idle);
     let mcp =
         StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(sessions), mcp_config);
+    let owners = Arc::new(SessionOwners::default());
     let guarded = mcp.compat().map_to_response().around(move |ep, mut req| {
         let service = Arc::clone(&service);
         let resource_metadata = resource_metadata.clone();
+        let owners = Arc::clone(&owners);
         async move {
             // Tokens in URLs end up in logs and histories: refused outright.
             if req
@@ -291,8 +345,33 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
             };
             match service.authenticate(&token).await {
                 Ok(caller) => {
+                    let grant = caller.grant.clone();
+                    let session = req
+                        .headers()
+                        .get(MCP_SESSION_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    // A session belongs to the grant that opened it: another grant's token can't
+                    // use (or guess its way into) it.
+                    if let Some(id) = &session
+                        && !owners.owned_by(id, &grant)
+                    {
+                        return Ok(problem(StatusCode::NOT_FOUND, "no such session"));
+                    }
+                    let closing = req.method() == Method::DELETE;
                     req.extensions_mut().insert(caller);
-                    Ok(ep.call(req).await?.into_response())
+                    let resp = ep.call(req).await?.into_response();
+                    match (
+                        &session,
+                        resp.headers()
+                            .get(MCP_SESSION_ID)
+                            .and_then(|v| v.to_str().ok()),
+                    ) {
+                        (None, Some(new)) => owners.insert(new, grant),
+                        (Some(id), _) if closing => owners.remove(id),
+                        _ => {}
+                    }
+                    Ok(resp)
                 }
                 Err(ServiceError::Unauthenticated(_)) => Ok(unauthorized(
                     &resource_metadata,

@@ -144,9 +144,10 @@ async fn spawn_on(addr: SocketAddr, data: tempdir::Dir, args: &[String]) -> Opti
         data.0.display().to_string(),
         "--listen".into(),
         addr.to_string(),
-        "--public-url".into(),
-        format!("http://{addr}"),
     ];
+    if !args.iter().any(|a| a == "--public-url") {
+        full.extend(["--public-url".into(), format!("http://{addr}")]);
+    }
     full.extend(args.iter().cloned());
     let config = Config::resolve(Cli::parse_from(full)).expect("test config is valid");
     // The vault file stays locked until a previous server on it has fully stopped.

@@ -270,6 +270,41 @@ pub fn validate_registration(
     })
 }
 
+/// A client described by a Client ID Metadata Document fetched from `url` (its id).
+///
+/// The document must name itself: its `client_id` is compared with the URL byte for byte, so a
+/// document copied to another host can't borrow its name.
+///
+/// # Errors
+/// [`RegistrationError`] when the document names another id or breaks a registration rule.
+pub fn client_from_metadata_document(
+    url: &str,
+    document_client_id: Option<&str>,
+    meta: &ClientMetadata,
+) -> Result<OAuthClient, RegistrationError> {
+    if document_client_id != Some(url) {
+        return Err(RegistrationError::InvalidClientMetadata(
+            "the metadata document's client_id is not the URL it was fetched from".into(),
+        ));
+    }
+    // A metadata document can't carry a secret we issued: its client is public, whatever
+    // methods it lists (ChatGPT lists private_key_jwt in the plural field).
+    let public = ClientMetadata {
+        token_endpoint_auth_method: None,
+        ..meta.clone()
+    };
+    let valid = validate_registration(&public)?;
+    Ok(OAuthClient {
+        id: ClientId::new(url),
+        name: valid.name,
+        redirect_uris: valid.redirect_uris,
+        kind: ClientKind::MetadataDocument,
+        auth_method: TokenAuthMethod::None,
+        secret_digest: None,
+        created_at: chrono::Utc::now().timestamp(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +374,26 @@ mod tests {
             ..ClientMetadata::default()
         };
         assert!(validate_registration(&m).is_err());
+    }
+
+    #[test]
+    fn a_metadata_document_must_name_itself() {
+        let url = "https://client.example/oauth/metadata.json";
+        let m = meta(&["https://client.example/cb"]);
+        assert!(client_from_metadata_document(url, Some(url), &m).is_ok());
+        assert!(
+            client_from_metadata_document(url, Some("https://client.example/other"), &m).is_err()
+        );
+        assert!(client_from_metadata_document(url, Some(&format!("{url}/")), &m).is_err());
+        assert!(client_from_metadata_document(url, None, &m).is_err());
+        let mut chatgpt = m.clone();
+        chatgpt.token_endpoint_auth_methods = vec!["private_key_jwt".into(), "none".into()];
+        chatgpt.token_endpoint_auth_method = Some("private_key_jwt".into());
+        let c = client_from_metadata_document(url, Some(url), &chatgpt).unwrap();
+        assert_eq!(
+            (c.kind, c.auth_method),
+            (ClientKind::MetadataDocument, TokenAuthMethod::None)
+        );
     }
 
     #[test]
