@@ -167,6 +167,8 @@ pub struct OpenedGrant {
     pub upstream_refresh: Option<UpstreamRefresh>,
     /// When the upstream access token expires (unix seconds), if known.
     pub upstream_expires_at: Option<i64>,
+    /// When it was issued (unix seconds), if known.
+    pub upstream_issued_at: Option<i64>,
     /// The protected resource the token was issued for (`None`: configured self-host grant).
     pub resource: Option<String>,
 }
@@ -180,6 +182,8 @@ pub struct UpstreamTokens {
     pub refresh: Option<SecretString>,
     /// When the access token expires (unix seconds), if the upstream said.
     pub expires_at: Option<i64>,
+    /// When we received it (unix seconds).
+    pub issued_at: Option<i64>,
 }
 
 /// What a new grant holds, after the person consented and the upstream answered.

@@ -601,6 +601,7 @@ mod tests {
                         credential: UpstreamCredential::Bearer(SecretString::new("u")),
                         upstream_refresh: None,
                         upstream_expires_at: None,
+                        upstream_issued_at: None,
                         resource: None,
                     })
                 } else {

@@ -333,6 +333,9 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
                 query.get("error").map(String::as_str),
             )
             .await;
+        // The binding cookie is single use: it goes once the leg it binds was taken (whatever
+        // happened next), but a stray or forged callback can't clear it for the real one.
+        let leg_taken = !matches!(outcome, Err(CallbackError::Pending(_)));
         let mut resp = match outcome {
             Ok(redirect) => see_other(&redirect.to_url()),
             Err(CallbackError::Pending(PendingError::Forged)) => error_page(
@@ -341,8 +344,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
             ),
             Err(e) => error_page(StatusCode::BAD_REQUEST, &e.to_string()),
         };
-        // Single use: the binding cookie goes whatever happened.
-        if let Ok(v) = self.set_cookie(UPSTREAM_COOKIE, "", 0).parse() {
+        if leg_taken && let Ok(v) = self.set_cookie(UPSTREAM_COOKIE, "", 0).parse() {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
         resp

@@ -272,6 +272,7 @@ fn to_tokens(response: &BasicTokenResponse) -> UpstreamTokens {
             .refresh_token()
             .map(|r| SecretString::new(r.secret().clone())),
         expires_at,
+        issued_at: Some(chrono::Utc::now().timestamp()),
     }
 }
 

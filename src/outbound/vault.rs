@@ -423,6 +423,7 @@ impl RedbVault {
                 credential: props.credential,
                 upstream_refresh: props.refresh,
                 upstream_expires_at: props.expires_at,
+                upstream_issued_at: props.issued_at,
                 resource: grant.resource,
             },
             record.expires_at,

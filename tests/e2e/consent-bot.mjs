@@ -143,6 +143,16 @@ export function parseForms(html) {
   return forms;
 }
 
+/** A page's text, for error messages: no markup, styles or scripts. */
+export function pageText(html, max = 500) {
+  const text = decodeEntities(
+    html
+      .replace(/<(style|script)\b[\s\S]*?<\/\1\s*>/gi, ' ')
+      .replace(/<[^>]*>/g, ' '),
+  ).replace(/\s+/g, ' ').trim();
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
 // ---------------------------------------------------------------- the walk
 
 function sameTarget(url, redirectUri) {
@@ -198,7 +208,7 @@ export async function consent(authorizeUrl, options = {}) {
     return done(page.location); // an error answered straight to the client (e.g. invalid_scope)
   }
   if (page.status !== 200) {
-    throw new Error(`GET /authorize answered ${page.status}, not a consent page: ${page.text.slice(0, 500)}`);
+    throw new Error(`GET /authorize answered ${page.status}, not a consent page: ${pageText(page.text)}`);
   }
   const forms = parseForms(page.text);
   if (forms.length !== 1) throw new Error(`the consent page has ${forms.length} forms, want exactly 1`);
@@ -217,7 +227,7 @@ export async function consent(authorizeUrl, options = {}) {
 
   for (let hop = 0; hop < MAX_HOPS; hop++) {
     if (page.status < 300 || page.status >= 400 || !page.location) {
-      throw new Error(`expected a redirect, got ${page.status}: ${page.text.slice(0, 500)}`);
+      throw new Error(`expected a redirect, got ${page.status}: ${pageText(page.text)}`);
     }
     if (sameTarget(page.location, redirectUri)) return done(page.location);
     page = await request('GET', page.location);

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod checklist_discovery_registration_consent;
+mod checklist_resource_upstream;
+mod checklist_tokens;
 mod conformance;
 mod contract;
 mod fake_jmap;
@@ -12,4 +14,11 @@ mod mcp_tools;
 mod oauth_connect;
 mod oauth_flow;
 mod sdk_clients;
+mod sdk_oauth;
 mod support;
+
+/// The OAuth `error` code of a response.
+pub async fn checklist_tokens_error(r: reqwest::Response) -> String {
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["error"].as_str().unwrap_or_default().to_owned()
+}

@@ -416,8 +416,13 @@ pub async fn tokens(r: reqwest::Response) -> Tokens {
 
 /// Calls a tool over MCP (2026-07-28 stateless) with `token`; returns (HTTP status, body).
 pub async fn call_tool(app: &TestApp, token: &str, tool: &str, args: Value) -> (u16, Value) {
+    call_tool_at(&app.base(), token, tool, args).await
+}
+
+/// [`call_tool`] by base URL (for spawned tasks).
+pub async fn call_tool_at(base: &str, token: &str, tool: &str, args: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
-        .post(format!("{}/mcp", app.base()))
+        .post(format!("{base}/mcp"))
         .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")

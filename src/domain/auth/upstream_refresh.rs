@@ -12,7 +12,8 @@ use crate::domain::{
     ports::{OpenedGrant, TokenVault, UpstreamAuth, UpstreamAuthError, UpstreamTokens, VaultError},
 };
 
-/// Refresh ahead of expiry by this many seconds.
+/// Refresh ahead of expiry by this many seconds (or a quarter of the token's lifetime, if
+/// shorter: a token that lives 30 s must not be "near expiry" the moment it arrives).
 pub const REFRESH_AHEAD_SECS: i64 = 60;
 
 /// Why the upstream credential could not be renewed.
@@ -40,10 +41,15 @@ pub struct UpstreamRefresher<V, U> {
 /// Whether a grant's upstream access token is at or near its end.
 #[must_use]
 pub fn needs_refresh(opened: &OpenedGrant, now: i64) -> bool {
-    opened.upstream_refresh.is_some()
-        && opened
-            .upstream_expires_at
-            .is_some_and(|t| t - REFRESH_AHEAD_SECS <= now)
+    let Some(expires_at) = opened.upstream_expires_at else {
+        return false;
+    };
+    let ahead = opened
+        .upstream_issued_at
+        .map_or(REFRESH_AHEAD_SECS, |issued| {
+            REFRESH_AHEAD_SECS.min((expires_at - issued) / 4)
+        });
+    opened.upstream_refresh.is_some() && expires_at - ahead <= now
 }
 
 impl<V: TokenVault, U: UpstreamAuth> UpstreamRefresher<V, U> {
@@ -138,3 +144,140 @@ impl<V: TokenVault, U: UpstreamAuth> UpstreamRefresher<V, U> {
 /// Upstream refresh attempts in all, for transient failures.
 pub const RETRY_ATTEMPTS: u32 = 3;
 const RETRY_BASE_MS: u64 = 250;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use super::*;
+    use crate::domain::{
+        ports::{MockTokenVault, MockUpstreamAuth, UpstreamRefresh},
+        secret::SecretString,
+    };
+
+    fn opened(access: &str) -> OpenedGrant {
+        OpenedGrant {
+            grant: GrantId::new("g1"),
+            credential: UpstreamCredential::Bearer(SecretString::new(access)),
+            upstream_refresh: Some(UpstreamRefresh {
+                token: SecretString::new("old-refresh"),
+            }),
+            upstream_expires_at: Some(0),
+            upstream_issued_at: None,
+            resource: None,
+        }
+    }
+
+    fn vault_with(
+        current: &'static str,
+        stored: Arc<StdMutex<Vec<UpstreamTokens>>>,
+    ) -> MockTokenVault {
+        let mut vault = MockTokenVault::new();
+        vault
+            .expect_open_fresh()
+            .returning(move |_| Box::pin(async move { Ok(opened(current)) }));
+        vault.expect_store_upstream().returning(move |_, t| {
+            stored.lock().unwrap().push(t);
+            Box::pin(async { Ok(()) })
+        });
+        vault
+    }
+
+    fn stale() -> UpstreamCredential {
+        UpstreamCredential::Bearer(SecretString::new("a1"))
+    }
+
+    /// Checklist H8: an upstream that doesn't rotate keeps the refresh token we had.
+    #[tokio::test]
+    async fn an_upstream_that_returns_no_refresh_token_keeps_the_old_one() {
+        let stored = Arc::new(StdMutex::new(Vec::new()));
+        let mut upstream = MockUpstreamAuth::new();
+        upstream.expect_refresh().times(1).returning(|_| {
+            Box::pin(async {
+                Ok(UpstreamTokens {
+                    access: SecretString::new("a2"),
+                    refresh: None,
+                    expires_at: None,
+                    issued_at: None,
+                })
+            })
+        });
+        let r = UpstreamRefresher::new(
+            Arc::new(vault_with("a1", Arc::clone(&stored))),
+            Arc::new(upstream),
+        );
+        let fresh = r
+            .refresh(&AccessToken::new("t"), &GrantId::new("g1"), &stale())
+            .await
+            .unwrap();
+        assert_eq!(fresh, UpstreamCredential::Bearer(SecretString::new("a2")));
+        let kept = stored.lock().unwrap()[0].refresh.clone().unwrap();
+        assert_eq!(kept.expose_secret(), "old-refresh");
+    }
+
+    #[tokio::test]
+    async fn a_refresh_someone_else_already_did_is_reused() {
+        let mut upstream = MockUpstreamAuth::new();
+        upstream.expect_refresh().never();
+        let mut vault = MockTokenVault::new();
+        vault.expect_open_fresh().returning(|_| {
+            Box::pin(async {
+                let mut o = opened("a2");
+                o.upstream_expires_at = Some(i64::MAX / 2);
+                Ok(o)
+            })
+        });
+        let r = UpstreamRefresher::new(Arc::new(vault), Arc::new(upstream));
+        let fresh = r
+            .refresh(&AccessToken::new("t"), &GrantId::new("g1"), &stale())
+            .await
+            .unwrap();
+        assert_eq!(fresh, UpstreamCredential::Bearer(SecretString::new("a2")));
+    }
+
+    #[tokio::test]
+    async fn invalid_grant_ends_the_grant_and_transient_failures_keep_it() {
+        let mut upstream = MockUpstreamAuth::new();
+        upstream.expect_refresh().times(1).returning(|_| {
+            Box::pin(async { Err(UpstreamAuthError::InvalidGrant("invalid_grant".into())) })
+        });
+        let mut vault = vault_with("a1", Arc::default());
+        vault
+            .expect_remove_grant()
+            .times(1)
+            .returning(|_| Box::pin(async { Ok(()) }));
+        let r = UpstreamRefresher::new(Arc::new(vault), Arc::new(upstream));
+        let err = r
+            .refresh(&AccessToken::new("t"), &GrantId::new("g1"), &stale())
+            .await
+            .unwrap_err();
+        assert_eq!(err, RefreshError::GrantEnded);
+
+        let mut upstream = MockUpstreamAuth::new();
+        upstream
+            .expect_refresh()
+            .times(usize::try_from(RETRY_ATTEMPTS).unwrap())
+            .returning(|_| Box::pin(async { Err(UpstreamAuthError::Unavailable("503".into())) }));
+        let mut vault = vault_with("a1", Arc::default());
+        vault.expect_remove_grant().never();
+        let r = UpstreamRefresher::new(Arc::new(vault), Arc::new(upstream));
+        let err = r
+            .refresh(&AccessToken::new("t"), &GrantId::new("g1"), &stale())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RefreshError::Unavailable(_)), "{err:?}");
+    }
+
+    #[test]
+    fn short_lived_tokens_are_not_due_the_moment_they_arrive() {
+        let mut o = opened("a");
+        o.upstream_issued_at = Some(1000);
+        o.upstream_expires_at = Some(1030);
+        assert!(!needs_refresh(&o, 1000));
+        assert!(needs_refresh(&o, 1023));
+        o.upstream_issued_at = None;
+        o.upstream_expires_at = Some(10_000);
+        assert!(!needs_refresh(&o, 9_000));
+        assert!(needs_refresh(&o, 9_950));
+    }
+}

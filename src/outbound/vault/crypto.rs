@@ -90,6 +90,8 @@ enum Props {
         access: String,
         refresh: Option<String>,
         expires_at: Option<i64>,
+        #[serde(default)]
+        issued_at: Option<i64>,
     },
 }
 
@@ -99,6 +101,7 @@ pub struct OpenedProps {
     pub credential: UpstreamCredential,
     pub refresh: Option<UpstreamRefresh>,
     pub expires_at: Option<i64>,
+    pub issued_at: Option<i64>,
 }
 
 /// Upstream secrets to seal.
@@ -126,6 +129,7 @@ pub fn seal(
             access: t.access.expose_secret().to_owned(),
             refresh: t.refresh.as_ref().map(|r| r.expose_secret().to_owned()),
             expires_at: t.expires_at,
+            issued_at: t.issued_at,
         },
     };
     let plain = Zeroizing::new(
@@ -149,22 +153,26 @@ pub fn open_props(sealed: &str, identity: &age::x25519::Identity) -> Option<Open
             },
             refresh: None,
             expires_at: None,
+            issued_at: None,
         },
         Props::Bearer { token } => OpenedProps {
             credential: UpstreamCredential::Bearer(SecretString::new(token)),
             refresh: None,
             expires_at: None,
+            issued_at: None,
         },
         Props::OAuth {
             access,
             refresh,
             expires_at,
+            issued_at,
         } => OpenedProps {
             credential: UpstreamCredential::Bearer(SecretString::new(access)),
             refresh: refresh.map(|r| UpstreamRefresh {
                 token: SecretString::new(r),
             }),
             expires_at,
+            issued_at,
         },
     })
 }

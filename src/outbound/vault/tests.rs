@@ -76,6 +76,7 @@ async fn connected(vault: &RedbVault, upstream_secret: &str) -> (GrantId, TokenP
             access: SecretString::new(upstream_secret),
             refresh: Some(SecretString::new(format!("{upstream_secret}-refresh"))),
             expires_at: Some(now() + 3600),
+            issued_at: None,
         },
         capabilities: CapabilitySet::read_only(),
     };
@@ -202,6 +203,7 @@ async fn a_replayed_code_revokes_the_grant() {
             access: SecretString::new("a"),
             refresh: None,
             expires_at: None,
+            issued_at: None,
         },
         capabilities: CapabilitySet::read_only(),
     };
@@ -337,6 +339,7 @@ async fn a_refreshed_upstream_token_is_resealed_for_every_token() {
         access: SecretString::new("up-2"),
         refresh: Some(SecretString::new("up-2-refresh")),
         expires_at: Some(now() + 60),
+        issued_at: Some(now()),
     };
     vault.store_upstream(&grant, tokens).await.unwrap();
     let opened = vault.open(&p.access.token).await.unwrap();
@@ -371,6 +374,7 @@ async fn sweeping_removes_expired_codes_and_their_grants() {
             access: SecretString::new("a"),
             refresh: None,
             expires_at: None,
+            issued_at: None,
         },
         capabilities: CapabilitySet::read_only(),
     };
