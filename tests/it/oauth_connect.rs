@@ -109,18 +109,28 @@ async fn an_upstream_token_the_mail_server_rejects_is_refreshed_on_the_tool_call
 /// An upstream token near its expiry (the upstream said so) is renewed before it is used.
 #[tokio::test]
 async fn an_upstream_token_near_expiry_is_renewed_before_the_call() {
-    let standin = Standin::start_with(&["--access-ttl", "30"]);
+    let standin = Standin::start_with(&["--access-ttl", "4"]);
     let app = spawn_oauth_app(&standin, &[]).await;
     let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
     let t = client.connect().await;
+    // A fresh token is not due yet (a quarter of its 4 s life before the end is).
     assert_eq!(
         call_tool(&app, &t.access, "get_identity", json!({}))
             .await
             .0,
         200
     );
-    assert!(
-        standin.token_requests("refresh_token").await >= 1,
+    assert_eq!(standin.token_requests("refresh_token").await, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    assert_eq!(
+        call_tool(&app, &t.access, "get_identity", json!({}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        standin.token_requests("refresh_token").await,
+        1,
         "no early upstream refresh"
     );
 }
