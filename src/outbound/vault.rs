@@ -605,11 +605,10 @@ impl RedbVault {
                     // The token two generations back can no longer open anything.
                     if let Some(previous) =
                         grant.refresh_previous.as_deref().and_then(records::unhex)
+                        && let Some(mut old) = w.token(&previous)?
                     {
-                        if let Some(mut old) = w.token(&previous)? {
-                            old.wrapped_identity = None;
-                            w.put_token(&previous, &old)?;
-                        }
+                        old.wrapped_identity = None;
+                        w.put_token(&previous, &old)?;
                     }
                     let answer =
                         serde_json::to_vec(&IssuedPairRecord::from_pair(pair)).map_err(db_err)?;

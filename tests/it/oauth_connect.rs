@@ -27,6 +27,11 @@ async fn a_client_connects_through_consent_and_the_upstream_and_reads_mail() {
     assert_eq!(returned.params["state"], "client-state-123");
     assert_eq!(returned.params["iss"], app.base());
     let t = client.exchange(&returned).await;
+    assert!(
+        (3500..=3600).contains(&t.expires_in),
+        "default access token lifetime: {}",
+        t.expires_in
+    );
     let (status, body) = call_tool(&app, &t.access, "get_identity", json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(identity_username(&body), "alice@example.test");
