@@ -3,7 +3,8 @@
 //!
 //! The suite's runner (`conformance server --url …`) acts as an MCP client but sends no
 //! `Authorization` header, so it talks to tests/conformance/bearer-proxy.mjs, a loopback proxy
-//! that adds the self-host bearer token: the server's auth path stays in the loop. Each run
+//! that adds an access token obtained through the whole connect flow: the server's auth path
+//! (token, audience, policy) stays in the loop. Each run
 //! compares its failures with a reviewed baseline (tests/conformance/expected-failures*.yml;
 //! reasons in tests/conformance/README.md) and exits 0 only when every failure is listed and
 //! every listed failure still fails. Results go to target/conformance/<run>/ (one checks.json
@@ -20,7 +21,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::support::{TOKEN, spawn_app};
+use crate::oauth_flow::{Client, Standin, spawn_oauth_app};
 
 /// How long one whole runner invocation may take: a run takes about a second, and this stays
 /// under nextest's 2-minute kill (.config/nextest.toml) so the report still gets printed. The
@@ -82,11 +83,11 @@ struct BearerProxy {
 }
 
 impl BearerProxy {
-    fn start(upstream_origin: &str) -> Self {
+    fn start(upstream_origin: &str, token: &str) -> Self {
         let mut child = Command::new(node())
             .arg(conformance_dir().join("bearer-proxy.mjs"))
             .args(["--exit-on-stdin-eof", upstream_origin, "0"])
-            .env("TOKEN", TOKEN)
+            .env("TOKEN", token)
             .env_remove("NODE_OPTIONS")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -184,8 +185,15 @@ impl Run {
 /// --expected-failures <baseline> -o target/conformance/<name>` and asserts exit status 0 (every
 /// failure is in the baseline and no baseline entry passes). Returns the run for more checks.
 async fn run_suite(name: &str, runner: Runner, args: &[&str], baseline: &str) -> Run {
-    let app = spawn_app().await;
-    let proxy = BearerProxy::start(&format!("http://{}", app.addr));
+    // The token comes from the real connect flow, so the audience check is in the loop too.
+    let standin = Standin::start();
+    let app = spawn_oauth_app(&standin, &[]).await;
+    let token = Client::register(&app, "http://127.0.0.1:41999/cb")
+        .await
+        .connect()
+        .await
+        .access;
+    let proxy = BearerProxy::start(&format!("http://{}", app.addr), &token);
     let baseline = conformance_dir().join(baseline);
     assert!(baseline.exists(), "{} is missing", baseline.display());
     let out_dir = root().join("target/conformance").join(name);
@@ -401,5 +409,138 @@ async fn alpha_suite_2026_07_28_requirements_pass_but_for_the_reviewed_baseline(
             "dns-rebinding-protection",
             "http-header-validation",
         ],
+    );
+}
+
+/// The alpha line's `authorization` scenarios against our authorization server: its metadata,
+/// and a full authorization code grant for a client pre-registered in the configuration file,
+/// with our consent page driven by the test's browser (the runner prints the URL and waits for
+/// the redirect on its own loopback listener).
+#[tokio::test]
+async fn authorization_server_scenarios_pass() {
+    use crate::oauth_flow::{Browser, Standin, UPSTREAM_CLIENT};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let standin = Standin::start();
+    let data = crate::support::tempdir::Dir::new("conformance-as");
+    let config = data.0.join("clients.toml");
+    fs::write(
+        &config,
+        format!(
+            "[[clients]]\nid = \"conformance-static\"\nname = \"MCP conformance suite\"\nredirect_uris = [\"http://127.0.0.1:{port}/callback\"]\n"
+        ),
+    )
+    .unwrap();
+    let app = crate::support::spawn_configured(
+        data,
+        &[
+            "--config".into(),
+            config.display().to_string(),
+            "--jmap-session-url".into(),
+            crate::support::testbed().get("JMAP_SESSION_URL").into(),
+            "--upstream-issuer".into(),
+            standin.url.clone(),
+            "--upstream-client-id".into(),
+            UPSTREAM_CLIENT.into(),
+        ],
+    )
+    .await;
+    let out_dir = root().join("target/conformance/authorization");
+    let _ = fs::remove_dir_all(&out_dir);
+    let mut child = Command::new(node())
+        .arg(Runner::Alpha.cli())
+        .args([
+            "authorization",
+            "--url",
+            &app.base(),
+            "--client-id",
+            "conformance-static",
+            "-p",
+            &port.to_string(),
+            "-o",
+        ])
+        .arg(&out_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines_rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    let mut transcript = String::new();
+    // The server runs on this test's runtime: wait without blocking it.
+    let authorize_url = loop {
+        let Ok(line) = lines_rx.try_recv() else {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no authorize URL printed:\n{transcript}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        transcript.push_str(&line);
+        transcript.push('\n');
+        if let Some(at) = line.find(&format!("{}/authorize?", app.base())) {
+            break line[at..].trim().to_owned();
+        }
+    };
+    // The person: consent, the upstream, our callback, then the runner's own listener.
+    let mut browser = Browser::default();
+    let consent = browser.get(&authorize_url).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains("configured by this server"));
+    let approved = browser
+        .post_form(
+            &format!("{}/authorize/decision", app.base()),
+            &[
+                ("request_id", &consent.field("request_id")),
+                ("csrf_token", &consent.field("csrf_token")),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    let upstream = browser.get(&approved.location()).await;
+    let callback = browser.get(&upstream.location()).await;
+    let back = callback.location();
+    assert!(
+        back.starts_with(&format!("http://127.0.0.1:{port}/callback?")),
+        "{back}"
+    );
+    let _ = reqwest::get(&back).await;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < RUN_DEADLINE,
+            "the runner did not finish:\n{transcript}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    while let Ok(line) = lines_rx.try_recv() {
+        transcript.push_str(&line);
+        transcript.push('\n');
+    }
+    let transcript = strip_ansi(&transcript);
+    assert!(
+        status.success(),
+        "conformance authorization failed:\n{transcript}"
+    );
+    assert!(
+        transcript.contains("authorization-code-grant: 1 passed, 0 failed"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("authorization-server-metadata-endpoint: 2 passed, 0 failed"),
+        "{transcript}"
     );
 }

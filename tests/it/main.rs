@@ -2,6 +2,7 @@
 //! SDK clients. Start the testbed first (`scripts/testbed up`; `scripts/test` does it).
 #![allow(clippy::unwrap_used)]
 
+mod browser_consent;
 mod checklist_discovery_registration_consent;
 mod checklist_resource_upstream;
 mod checklist_tokens;
