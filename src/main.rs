@@ -9,6 +9,9 @@ use mailconnect::{
 };
 use tracing_subscriber::EnvFilter;
 
+/// Targets whose debug output carries message content, capped at info.
+const NO_CONTENT_LOGS: &str = "rmcp=info";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let print_openapi = matches!(cli.command, Some(Command::Openapi));
@@ -39,8 +42,11 @@ fn main() -> ExitCode {
             }
         };
     }
-    let filter =
-        EnvFilter::try_from_env("MAILCONNECT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("MAILCONNECT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // rmcp logs whole JSON-RPC messages (mail content) at debug: never let it, whatever the
+        // operator asks for.
+        .add_directive(NO_CONTENT_LOGS.parse().unwrap_or_else(|_| unreachable!()));
     match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt()
             .json()

@@ -10,6 +10,7 @@ mod conformance;
 mod contract;
 mod fake_jmap;
 mod jmap_store;
+mod log_hygiene;
 mod mcp_protocol;
 mod mcp_tools;
 mod oauth_connect;

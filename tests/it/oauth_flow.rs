@@ -301,9 +301,21 @@ impl Client {
         .await
     }
 
+    pub async fn register_at(base: &str, redirect_uri: &str) -> Self {
+        Self::register_body(
+            base,
+            json!({"client_name": "Test Client", "redirect_uris": [redirect_uri]}),
+        )
+        .await
+    }
+
     pub async fn register_with(app: &TestApp, body: Value) -> Self {
+        Self::register_body(&app.base(), body).await
+    }
+
+    async fn register_body(base: &str, body: Value) -> Self {
         let r = reqwest::Client::new()
-            .post(format!("{}/register", app.base()))
+            .post(format!("{base}/register"))
             .json(&body)
             .send()
             .await
@@ -311,7 +323,7 @@ impl Client {
         assert_eq!(r.status(), 201, "registration refused");
         let reg: Value = r.json().await.unwrap();
         Self {
-            base: app.base(),
+            base: base.to_owned(),
             id: reg["client_id"].as_str().unwrap().to_owned(),
             secret: reg["client_secret"].as_str().map(str::to_owned),
             redirect_uri: reg["redirect_uris"][0].as_str().unwrap().to_owned(),

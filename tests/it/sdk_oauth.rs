@@ -58,15 +58,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Runs `cmd` to its end, killed after `limit`. The server runs on the runtime meanwhile.
-async fn output(mut cmd: Command, limit: Duration, what: &str) -> Output {
+/// Runs `cmd` to its end, killed after `limit` (then the panic says `what` and `context()`).
+/// The server runs on the runtime meanwhile.
+async fn output(
+    mut cmd: Command,
+    limit: Duration,
+    what: &str,
+    context: impl Fn() -> String,
+) -> Output {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     tokio::time::timeout(limit, cmd.output())
         .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
+        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}\n{}", context()))
         .unwrap_or_else(|e| panic!("{what} did not start: {e}"))
 }
 
@@ -117,7 +123,13 @@ impl TsClient {
             .args(extra)
             .env_remove("NODE_OPTIONS");
         let started = Instant::now();
-        let out = output(cmd, Duration::from_secs(90), "ts-oauth-client.mjs").await;
+        let out = output(
+            cmd,
+            Duration::from_secs(90),
+            "ts-oauth-client.mjs",
+            String::new,
+        )
+        .await;
         let (stdout, stderr) = texts(&out);
         let result: Value = stdout
             .lines()
@@ -158,7 +170,8 @@ fn assert_used_the_tools(result: &Value) {
 }
 
 /// The full connect as the SDK does it: 401 → PRM → AS metadata → DCR → authorize (consent,
-/// upstream, callback) → code exchange → MCP; checked from both ends.
+/// upstream, callback) → code exchange → MCP; checked from both ends. (With a 2 s access token
+/// a slow machine may see the SDK refresh within the connect phase: that is allowed here.)
 fn assert_connected_by_dcr(result: &Value, issuer: &str) {
     assert_used_the_tools(result);
     assert_eq!(result["registered"], true, "{result}");
@@ -177,7 +190,6 @@ fn assert_connected_by_dcr(result: &Value, issuer: &str) {
     assert_eq!(auth["resource"], format!("{issuer}/mcp"), "{result}");
     let requests = &result["requests"];
     for key in [
-        "POST /mcp 401",
         "GET /.well-known/oauth-protected-resource/mcp 200",
         "GET /.well-known/oauth-authorization-server 200",
         "POST /register 201",
@@ -185,7 +197,10 @@ fn assert_connected_by_dcr(result: &Value, issuer: &str) {
     ] {
         assert_eq!(requests[key], 1, "{key}: {result}");
     }
-    assert_eq!(result["token_requests"]["refresh_token"], 0, "{result}");
+    assert!(
+        requests["POST /mcp 401"].as_u64().unwrap_or(0) >= 1,
+        "it started from a 401: {result}"
+    );
 }
 
 /// The TypeScript SDK connects through DCR, consent and the upstream, and calls tools.
@@ -196,6 +211,8 @@ async fn typescript_sdk_connects_with_oauth_and_calls_tools() {
     let ts = TsClient::new();
     let result = ts.run("connect", &app.mcp_url(), &[]).await;
     assert_connected_by_dcr(&result, &app.base());
+    assert_eq!(result["requests"]["POST /mcp 401"], 1, "{result}");
+    assert_eq!(result["token_requests"]["refresh_token"], 0, "{result}");
     // The upstream saw exactly one authorization, with our PKCE.
     let stats = standin.stats().await;
     assert_eq!(
@@ -232,9 +249,14 @@ async fn typescript_sdk_refreshes_an_expired_access_token_by_itself() {
         result["requests"]["POST /mcp 401"].as_u64().unwrap_or(0) >= 1,
         "the expired token was refused first: {result}"
     );
+    // One refresh (two only if a slow machine let the new 2 s token expire again).
+    let refreshes = result["requests"]["POST /token 200 refresh_token"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!((1..=2).contains(&refreshes), "{result}");
     assert_eq!(
-        result["requests"]["POST /token 200 refresh_token"], 1,
-        "exactly one refresh: {result}"
+        result["token_requests"]["refresh_token"], refreshes,
+        "{result}"
     );
     assert_eq!(
         result["token_requests"]["authorization_code"], 0,
@@ -326,8 +348,10 @@ async fn typescript_sdk_connects_with_a_client_id_metadata_document() {
     assert_eq!(again["client_id"], url, "{again}");
     assert_eq!(again["authorized"], false, "{again}");
     assert_eq!(again["refreshed"], true, "{again}");
-    assert_eq!(
-        again["requests"]["POST /token 200 refresh_token"], 1,
+    assert!(
+        again["requests"]["POST /token 200 refresh_token"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
         "{again}"
     );
 }
@@ -517,7 +541,10 @@ impl Inspector {
                 .env("MCP_AUTO_OPEN_ENABLED", "false");
         }
         let started = Instant::now();
-        let out = output(cmd, Duration::from_secs(120), "mcp-inspector").await;
+        let out = output(cmd, Duration::from_secs(120), "mcp-inspector", || {
+            format!("--- browser log:\n{}", self.browser_log())
+        })
+        .await;
         eprintln!("mcp-inspector {args:?}: {:?}", started.elapsed());
         out
     }
