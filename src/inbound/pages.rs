@@ -51,14 +51,15 @@ pub fn escape(text: &str) -> String {
 }
 
 /// Headers every page carries: not frameable (RFC 9700 §4.16), not cached, no referrer, no
-/// scripts, and forms only to ourselves.
+/// scripts. No `form-action`: browsers apply it to the redirects that follow the form's post
+/// too, and ours go on to the upstream and back to the client, both other origins.
 fn page(status: StatusCode, body: String) -> Response {
     Response::builder()
         .status(status)
         .content_type("text/html; charset=utf-8")
         .header(
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
         )
         .header(header::X_FRAME_OPTIONS, "DENY")
         .header(header::CACHE_CONTROL, "no-store")

@@ -6,24 +6,18 @@
 //! stand-in upstream back to the client's loopback redirect URI.
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::TcpListener,
     path::{Path, PathBuf},
     process::{Output, Stdio},
     time::{Duration, Instant},
 };
 
-use clap::Parser as _;
-use mailconnect::{
-    config::{Cli, Config},
-    inbound::listener::NoDelayAcceptor,
-};
-use poem::Server;
 use serde_json::Value;
 use tokio::process::Command;
 
 use crate::{
     oauth_flow::{Standin, spawn_oauth_app},
-    support::{TestApp, tempdir},
+    support::tempdir,
 };
 
 const USERNAME: &str = "alice@example.test";
@@ -281,7 +275,7 @@ async fn typescript_sdk_keeps_working_across_a_server_restart() {
     let connected = ts.run("connect", &app.mcp_url(), &[]).await;
     assert_connected_by_dcr(&connected, &app.base());
     let started = Instant::now();
-    let app = restart(app).await;
+    let app = app.restart().await;
     eprintln!("restart: {:?}", started.elapsed());
     let result = ts.run("call", &app.mcp_url(), &[]).await;
     assert_used_the_tools(&result);
@@ -354,74 +348,6 @@ async fn typescript_sdk_connects_with_a_client_id_metadata_document() {
             .is_some_and(|n| n >= 1),
         "{again}"
     );
-}
-
-/// Stops `app` and starts it again on the same port and data dir (the vault), as
-/// `TestApp::restart` does, but never deletes the data dir.
-///
-/// Why not `TestApp::restart`: after the graceful shutdown, rmcp's legacy (2025-11-25) session
-/// workers live on until the session idles out (`--session-idle-secs`, default 3600), and they
-/// hold the old app and so its vault open: the vault file stays locked. `TestApp::restart`
-/// hands each start attempt an owning `tempdir::Dir`; the failed first attempt drops it, which
-/// deletes the data dir, and the next attempt starts on a new, empty vault: every grant and
-/// client is gone. Here the retries wait (up to 10 s) for the old sessions to idle out instead.
-async fn restart(app: TestApp) -> TestApp {
-    let TestApp {
-        addr,
-        _data: data,
-        server,
-        stop,
-        args,
-    } = app;
-    let _ = stop.send(());
-    let _ = server.await;
-    for _ in 0..200 {
-        if let Some((server, stop)) = start_on(addr, &data.0, &args).await {
-            return TestApp {
-                addr,
-                _data: data,
-                server,
-                stop,
-                args,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the app did not restart on {addr}");
-}
-
-type Running = (
-    tokio::task::JoinHandle<std::io::Result<()>>,
-    tokio::sync::oneshot::Sender<()>,
-);
-
-/// One start attempt on `addr` with the data dir `data` (support's `spawn_on`, without owning
-/// the directory).
-async fn start_on(addr: SocketAddr, data: &Path, args: &[String]) -> Option<Running> {
-    let acceptor = NoDelayAcceptor::bind(addr).await.ok()?;
-    let mut full = vec![
-        "mailconnect".to_owned(),
-        "--data-dir".into(),
-        data.display().to_string(),
-        "--listen".into(),
-        addr.to_string(),
-        "--public-url".into(),
-        format!("http://{addr}"),
-    ];
-    full.extend(args.iter().cloned());
-    let config = Config::resolve(Cli::parse_from(full)).expect("test config is valid");
-    let app = mailconnect::app::build(&config).await.ok()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
-            app.routes,
-            async move {
-                let _ = stopped.await;
-            },
-            Some(Duration::from_millis(500)),
-        ),
-    );
-    Some((server, stop))
 }
 
 fn saved_refresh_token(state: &Path) -> String {

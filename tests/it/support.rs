@@ -57,20 +57,33 @@ impl TestApp {
     }
 
     /// Stops the server and starts it again on the same port and vault: a process restart.
+    ///
+    /// rmcp's legacy-session workers outlive a graceful shutdown until the session idles out
+    /// (`--session-idle-secs`) and keep the old vault open (locked); the retries wait up to 10 s
+    /// for that, and the data directory is never touched in between.
     pub async fn restart(self) -> Self {
-        let _ = self.stop.send(());
-        let _ = self.server.await;
-        // The aborted server drops its routes (and with them the vault) as it unwinds.
-        for _ in 0..100 {
-            match spawn_on(self.addr, tempdir::Dir(self._data.0.clone()), &self.args).await {
-                Some(app) => {
-                    std::mem::forget(self._data);
-                    return app;
-                }
-                None => tokio::time::sleep(Duration::from_millis(50)).await,
+        let Self {
+            addr,
+            _data: data,
+            server,
+            stop,
+            args,
+        } = self;
+        let _ = stop.send(());
+        let _ = server.await;
+        for _ in 0..200 {
+            if let Some((server, stop)) = start_on(addr, &data.0, &args).await {
+                return Self {
+                    addr,
+                    _data: data,
+                    server,
+                    stop,
+                    args,
+                };
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the app did not restart");
+        panic!("the app did not restart on {addr}");
     }
 }
 
@@ -130,18 +143,34 @@ pub async fn spawn_app_with(session_url: &str, extra: &[&str]) -> TestApp {
 /// Starts the app with exactly `args` (plus data dir, listen address and public URL) on a
 /// free loopback port, keeping `data` (the vault) alive with it.
 pub async fn spawn_configured(data: tempdir::Dir, args: &[String]) -> TestApp {
-    spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), data, args)
+    let acceptor = NoDelayAcceptor::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
-        .expect("the app starts")
+        .expect("bind a free port");
+    let addr = acceptor.socket_addr().expect("a TCP address");
+    drop(acceptor);
+    let (server, stop) = start_on(addr, &data.0, args).await.expect("the app starts");
+    TestApp {
+        addr,
+        _data: data,
+        server,
+        stop,
+        args: args.to_vec(),
+    }
 }
 
-async fn spawn_on(addr: SocketAddr, data: tempdir::Dir, args: &[String]) -> Option<TestApp> {
+type Running = (
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    tokio::sync::oneshot::Sender<()>,
+);
+
+/// One start attempt on `addr` with the vault in `data`; `None` while the port or the vault
+/// file is still held by a previous server.
+async fn start_on(addr: SocketAddr, data: &std::path::Path, args: &[String]) -> Option<Running> {
     let acceptor = NoDelayAcceptor::bind(addr).await.ok()?;
-    let addr = acceptor.socket_addr().expect("a TCP address");
     let mut full = vec![
         "mailconnect".to_owned(),
         "--data-dir".into(),
-        data.0.display().to_string(),
+        data.display().to_string(),
         "--listen".into(),
         addr.to_string(),
     ];
@@ -150,25 +179,18 @@ async fn spawn_on(addr: SocketAddr, data: tempdir::Dir, args: &[String]) -> Opti
     }
     full.extend(args.iter().cloned());
     let config = Config::resolve(Cli::parse_from(full)).expect("test config is valid");
-    // The vault file stays locked until a previous server on it has fully stopped.
     let app = mailconnect::app::build(&config).await.ok()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
-            app.routes,
+            mailconnect::inbound::http::access_log(app.routes),
             async move {
                 let _ = stopped.await;
             },
             Some(Duration::from_millis(500)),
         ),
     );
-    Some(TestApp {
-        addr,
-        _data: data,
-        server,
-        stop,
-        args: args.to_vec(),
-    })
+    Some((server, stop))
 }
 
 /// Starts the app against the Cyrus testbed.
