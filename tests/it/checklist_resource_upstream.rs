@@ -30,6 +30,23 @@ async fn post_mcp(app: &TestApp, headers: &[(&str, &str)], body: Value) -> reqwe
     r.body(body.to_string()).send().await.unwrap()
 }
 
+/// A stateless 2026-07-28 request for `method` (no parameters but the required metadata).
+async fn modern(app: &TestApp, token: &str, method: &str) -> reqwest::Response {
+    post_mcp(
+        app,
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+        ],
+        json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {}}}}),
+    )
+    .await
+}
+
 fn initialize() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "it", "version": "0"}}})
@@ -127,6 +144,34 @@ async fn g3_tokens_for_another_audience_are_refused_never_passed_upstream() {
     )
     .await;
     assert_eq!(r.status(), 401);
+}
+
+/// G4 as far as it applies today: a new grant is read-only, lists only read-only tools, and a
+/// call to a write tool is refused before anything reaches the mail server. (The write tools
+/// and their per-client toggles are the "Control" issue; it extends this test.)
+#[tokio::test]
+async fn g4_a_read_only_grant_lists_and_runs_only_read_only_tools() {
+    let (_s, app, _c, t) = connected(&[]).await;
+    let r = modern(&app, &t.access, "tools/list").await;
+    let listed: Value = r.json().await.unwrap();
+    let tools = listed["result"]["tools"].as_array().unwrap();
+    assert!(!tools.is_empty());
+    assert!(
+        tools
+            .iter()
+            .all(|t| t["annotations"]["readOnlyHint"] == true),
+        "{listed}"
+    );
+    let (status, body) = call_tool(
+        &app,
+        &t.access,
+        "move_email",
+        json!({"email_ids": ["M1"], "to": "Archive"}),
+    )
+    .await;
+    assert!(status == 200 || status == 404, "{status}");
+    let refused = body.get("error").is_some() || body["result"]["isError"] == true;
+    assert!(refused, "a write tool ran for a read-only grant: {body}");
 }
 
 #[tokio::test]
@@ -268,19 +313,7 @@ async fn g8_oversized_bodies_are_refused() {
 async fn g9_an_unknown_method_is_a_json_rpc_method_not_found() {
     let (_s, app, _c, t) = connected(&[]).await;
     let (status, body) = {
-        let r = post_mcp(
-            &app,
-            &[
-                ("authorization", &format!("Bearer {}", t.access)),
-                ("mcp-protocol-version", "2026-07-28"),
-                ("mcp-method", "no/such"),
-            ],
-            json!({"jsonrpc": "2.0", "id": 9, "method": "no/such", "params": {"_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "0"},
-                "io.modelcontextprotocol/clientCapabilities": {}}}}),
-        )
-        .await;
+        let r = modern(&app, &t.access, "no/such").await;
         (r.status().as_u16(), r.text().await.unwrap())
     };
     // rmcp answers a stateless request for an unknown method with 404 and the JSON-RPC error.

@@ -15,6 +15,7 @@ mod mcp_protocol;
 mod mcp_tools;
 mod oauth_connect;
 mod oauth_flow;
+mod oauth_snapshots;
 mod sdk_clients;
 mod sdk_oauth;
 mod support;

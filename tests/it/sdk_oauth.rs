@@ -555,3 +555,44 @@ async fn mcp_inspector_cli_logs_in_with_oauth_and_calls_a_tool() {
         "the second run opened no browser"
     );
 }
+
+/// `scripts/dev-stack` as a newcomer runs it: Cyrus, the stand-in upstream (mailconnect registers
+/// itself there by DCR, as a self-hosted instance does at Fastmail) and the mailconnect binary as
+/// processes; the TypeScript SDK connects through the whole flow and calls the tools.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dev_stack_serves_the_whole_connect_flow() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stack = root().join("scripts/dev-stack");
+    let up = Command::new(&stack)
+        .arg("up")
+        .env("DEV_STACK_PORT", port.to_string())
+        .env("DEV_STACK_BIN", env!("CARGO_BIN_EXE_mailconnect"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&up.stdout).to_string();
+    let down = || async {
+        let _ = Command::new(&stack).arg("down").output().await;
+    };
+    if !up.status.success() {
+        down().await;
+        panic!(
+            "dev-stack up failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+    }
+    let mcp_url = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("MCP_URL="))
+        .unwrap_or_else(|| panic!("no MCP_URL in:\n{stdout}"))
+        .to_owned();
+    let ts = TsClient::new();
+    let result = ts.run("connect", &mcp_url, &[]).await;
+    down().await;
+    assert_used_the_tools(&result);
+    assert_eq!(mcp_url, format!("http://127.0.0.1:{port}/mcp"));
+}
