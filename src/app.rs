@@ -18,13 +18,13 @@ use crate::{
             upstream_refresh::UpstreamRefresher,
         },
         grant::{AccessToken, CapabilitySet, GrantId},
-        ports::ClientStore as _,
+        ports::{AuditLog, ClientStore as _},
         service::{MailService, ServiceLimits},
     },
     inbound::{
         http::{self, Surfaces},
         listener::NoDelayAcceptor,
-        mcp::McpHandler,
+        mcp::{McpHandler, ToolListWatchers},
     },
     outbound::{
         client_directory::ClientDirectory,
@@ -191,21 +191,31 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
         vault.clone(),
         config.allow_loopback_client_metadata,
     ));
-    let auth = Arc::new(AuthService::new(
-        vault_arc,
-        clients,
-        upstream,
-        store,
-        refresher,
-        audience,
-        TokenLifetimes {
-            access_secs: secs(config.access_token_ttl),
-            refresh_secs: secs(config.refresh_token_ttl),
-            code_secs: secs(config.code_ttl),
-        },
-    ));
+    let auth = Arc::new(
+        AuthService::new(
+            vault_arc,
+            clients,
+            upstream,
+            store,
+            refresher,
+            audience,
+            TokenLifetimes {
+                access_secs: secs(config.access_token_ttl),
+                refresh_secs: secs(config.refresh_token_ttl),
+                code_secs: secs(config.code_ttl),
+            },
+        )
+        .with_audit(Arc::new(vault.clone())),
+    );
     let openapi = http::committed_form(&http::api_service(Arc::clone(&auth)));
-    let handler = McpHandler::new(Arc::clone(&service), config.tool_timeout);
+    let watchers = Arc::new(ToolListWatchers::default());
+    let audit: Arc<dyn AuditLog> = Arc::new(vault.clone());
+    let handler = McpHandler::new(
+        Arc::clone(&service),
+        config.tool_timeout,
+        Arc::clone(&audit),
+        Arc::clone(&watchers),
+    );
     let mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(config.allowed_hosts.clone())
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
@@ -220,6 +230,7 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
         public_url: config.public_url.to_string(),
         allowed_origins: config.allowed_origins.clone(),
         secure_cookies: config.public_url.scheme() == "https",
+        watchers,
     });
     Ok(App {
         vault,

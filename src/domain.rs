@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod changes;
 pub mod grant;
 pub mod ids;
 pub mod mail;

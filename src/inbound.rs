@@ -5,3 +5,4 @@ pub mod listener;
 pub mod mcp;
 pub mod oauth;
 pub mod pages;
+pub mod settings;

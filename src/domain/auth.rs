@@ -9,5 +9,6 @@ pub mod pkce;
 pub mod redirect;
 pub mod rotation;
 pub mod service;
+pub mod settings;
 pub mod token;
 pub mod upstream_refresh;

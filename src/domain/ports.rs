@@ -11,6 +11,7 @@ use super::{
         rotation::RefreshRole,
         token::{IssuedToken, TokenPair},
     },
+    changes::{ChangeReport, Keyword},
     grant::{AccessToken, CapabilitySet, GrantId, UpstreamCredential},
     ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
@@ -79,6 +80,17 @@ pub struct SearchPage {
     pub position: u64,
 }
 
+/// What a move did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveResult {
+    /// The target mailbox's id.
+    pub target: super::ids::MailboxId,
+    /// The account's mailboxes (for the target's path).
+    pub mailboxes: Vec<Mailbox>,
+    /// Per email.
+    pub report: ChangeReport,
+}
+
 /// Where a page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageStart {
@@ -127,6 +139,24 @@ pub trait MailStore: Sync + 'static {
         cred: &UpstreamCredential,
         id: &ThreadId,
     ) -> Result<(Vec<EmailSummary>, Vec<Mailbox>), MailStoreError>;
+
+    /// Sets (`on`) or clears a keyword on `ids`; one outcome per id, in order.
+    async fn set_keyword(
+        &self,
+        cred: &UpstreamCredential,
+        ids: &[EmailId],
+        keyword: Keyword,
+        on: bool,
+    ) -> Result<ChangeReport, MailStoreError>;
+
+    /// Moves `ids` into the mailbox `to` names (id, role, path or name), out of the mailboxes
+    /// they are in, in one change per email. Never creates a mailbox.
+    async fn move_emails(
+        &self,
+        cred: &UpstreamCredential,
+        ids: &[EmailId],
+        to: &str,
+    ) -> Result<MoveResult, MailStoreError>;
 
     /// An attachment of `email`, refused without download when over `max_bytes`.
     async fn attachment(
@@ -309,6 +339,83 @@ pub trait TokenVault: Sync + 'static {
 
     /// Deletes a grant with its tokens and wrapped keys (crypto-shredding).
     async fn remove_grant(&self, grant: &GrantId) -> Result<(), VaultError>;
+
+    /// The grants of the upstream account whose identity hashes to `account_digest`.
+    async fn grants_of(&self, account_digest: &str) -> Result<Vec<GrantSummary>, VaultError>;
+
+    /// Replaces a grant's capabilities (`read` is always kept); effective on its next request.
+    async fn set_capabilities(
+        &self,
+        grant: &GrantId,
+        capabilities: CapabilitySet,
+    ) -> Result<(), VaultError>;
+
+    /// A grant's most recent audit events, newest first.
+    async fn audit_events(
+        &self,
+        grant: &GrantId,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, VaultError>;
+}
+
+/// A grant as the settings page lists it (nothing secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantSummary {
+    /// The grant.
+    pub grant: GrantId,
+    /// Its client.
+    pub client: ClientId,
+    /// Where the client returns to.
+    pub redirect_uri: String,
+    /// When it was connected (unix seconds).
+    pub created_at: i64,
+    /// When it was last used (unix seconds), if ever.
+    pub last_used_at: Option<i64>,
+    /// What it may do.
+    pub capabilities: CapabilitySet,
+}
+
+/// Something a grant did or had done to it, for the person's audit log. Never mail content,
+/// addresses or tokens: tool names, outcomes and counts only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// The grant.
+    pub grant: GrantId,
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened.
+    pub kind: AuditKind,
+}
+
+/// What an audit event records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditKind {
+    /// The client connected (its code was redeemed).
+    Connected,
+    /// The client refreshed its tokens.
+    Refreshed,
+    /// A tool call: its name, outcome and how many emails it touched.
+    ToolCall {
+        /// The tool.
+        tool: String,
+        /// `ok`, `not_permitted`, `not_found`…
+        outcome: String,
+        /// Emails changed, for write tools.
+        count: Option<u64>,
+    },
+    /// The person changed the grant's capabilities.
+    PolicyChanged {
+        /// The new set, by name.
+        capabilities: Vec<String>,
+    },
+}
+
+/// Where audit events go. Recording never fails the operation it records (a lost event is
+/// logged), so it is synchronous and cheap for the caller.
+#[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
+pub trait AuditLog: Send + Sync + 'static {
+    /// Records an event.
+    fn record(&self, event: AuditEvent);
 }
 
 /// Where OAuth clients are registered.

@@ -7,6 +7,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use super::{
     auth::upstream_refresh::{RefreshError, UpstreamRefresher, needs_refresh},
     body::{self, BodyPage},
+    changes::{self, ChangeReport, Keyword},
     grant::{AccessToken, Caller, Capability, CapabilitySet, GrantId, UpstreamCredential},
     ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary},
@@ -427,6 +428,70 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             .await?;
         let text = text_extract::extract(&content, self.limits.max_attachment_text_chars);
         Ok(AttachmentView { content, text })
+    }
+}
+
+/// A move's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveView {
+    /// The target mailbox and the account's others (for its path).
+    pub directory: MailboxDirectory,
+    /// The target's id.
+    pub target: super::ids::MailboxId,
+    /// Per email.
+    pub report: ChangeReport,
+}
+
+impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
+    /// `mark_email_read` and `flag_email`: set or clear a keyword on up to 50 emails.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotPermitted`] without `organize`; bad ids are
+    /// [`ServiceError::InvalidArgument`].
+    pub async fn set_keyword(
+        &self,
+        caller: &Caller,
+        raw_ids: &[String],
+        keyword: Keyword,
+        on: bool,
+    ) -> Result<ChangeReport, ServiceError> {
+        require(
+            caller,
+            Capability::Organize,
+            "change mail (mark read or unread, flag)",
+        )?;
+        let ids = changes::email_ids(raw_ids)?;
+        let ids = &ids;
+        self.with_credential(caller, |cred| async move {
+            self.store.set_keyword(&cred, ids, keyword, on).await
+        })
+        .await
+    }
+
+    /// `move_email`: move up to 50 emails to an existing mailbox.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotPermitted`] without `organize`; bad ids or an unknown mailbox are
+    /// argument or lookup errors.
+    pub async fn move_emails(
+        &self,
+        caller: &Caller,
+        raw_ids: &[String],
+        to: &str,
+    ) -> Result<MoveView, ServiceError> {
+        require(caller, Capability::Organize, "move mail")?;
+        let ids = changes::email_ids(raw_ids)?;
+        let ids = &ids;
+        let moved = self
+            .with_credential(caller, |cred| async move {
+                self.store.move_emails(&cred, ids, to).await
+            })
+            .await?;
+        Ok(MoveView {
+            directory: MailboxDirectory::new(moved.mailboxes),
+            target: moved.target,
+            report: moved.report,
+        })
     }
 }
 

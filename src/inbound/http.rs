@@ -295,6 +295,8 @@ pub struct Surfaces<M, V, P, C, U> {
     pub allowed_origins: Vec<String>,
     /// Whether cookies get `Secure` and `__Host-` (https deployments).
     pub secure_cookies: bool,
+    /// Legacy sessions to tell when a grant's tool list changes.
+    pub watchers: Arc<super::mcp::ToolListWatchers>,
 }
 
 /// The routes: `/mcp` (authenticated), the OAuth API and pages, `/healthz`, `/openapi.json`.
@@ -310,6 +312,7 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
         public_url,
         allowed_origins,
         secure_cookies,
+        watchers,
     } = s;
     let resource_metadata = auth
         .audience()
@@ -403,6 +406,11 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
         ),
         Arc::clone(&allowed),
     );
+    let settings = Arc::new(super::settings::Settings::new(
+        Arc::clone(&auth),
+        watchers,
+        secure_cookies,
+    ));
     let pages = Arc::new(Pages::new(auth, secure_cookies));
     let authorize = {
         let pages = Arc::clone(&pages);
@@ -422,7 +430,27 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
         let pages = Arc::clone(&pages);
         async move { Ok::<_, poem::Error>(pages.callback(req).await) }
     });
+    macro_rules! settings_page {
+        ($method:ident) => {{
+            let settings = Arc::clone(&settings);
+            make(move |req| {
+                let settings = Arc::clone(&settings);
+                async move { Ok::<_, poem::Error>(settings.$method(req).await) }
+            })
+        }};
+    }
     Route::new()
+        .at("/settings", poem::get(settings_page!(show)))
+        .at("/settings/sign-in", poem::post(settings_page!(sign_in)))
+        .at("/settings/sign-out", poem::post(settings_page!(sign_out)))
+        .at(
+            "/settings/connections/:grant/capabilities",
+            poem::post(settings_page!(capabilities)),
+        )
+        .at(
+            "/settings/connections/:grant/revoke",
+            poem::post(settings_page!(revoke)),
+        )
         .at("/mcp", mcp_at(&guarded))
         .at("/mcp/", mcp_at(&guarded))
         .at("/openapi.json", spec)

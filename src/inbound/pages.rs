@@ -22,7 +22,7 @@ use crate::domain::{
 };
 
 /// Largest form body we read.
-const MAX_FORM_BYTES: usize = 16 * 1024;
+pub(super) const MAX_FORM_BYTES: usize = 16 * 1024;
 const CONSENT_COOKIE: &str = "mc_consent";
 const UPSTREAM_COOKIE: &str = "mc_upstream";
 
@@ -53,7 +53,7 @@ pub fn escape(text: &str) -> String {
 /// Headers every page carries: not frameable (RFC 9700 §4.16), not cached, no referrer, no
 /// scripts. No `form-action`: browsers apply it to the redirects that follow the form's post
 /// too, and ours go on to the upstream and back to the client, both other origins.
-fn page(status: StatusCode, body: String) -> Response {
+pub(super) fn page(status: StatusCode, body: String) -> Response {
     Response::builder()
         .status(status)
         .content_type("text/html; charset=utf-8")
@@ -69,7 +69,7 @@ fn page(status: StatusCode, body: String) -> Response {
         .body(Body::from_string(body))
 }
 
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, location)
@@ -84,7 +84,7 @@ h1{font-size:1.4rem}.box{border:1px solid #ccd;border-radius:.5rem;padding:1rem;
 button{font-size:1rem;padding:.6rem 1.2rem;margin-right:.5rem;border-radius:.4rem;border:1px solid #888}\
 button[value=approve]{background:#1d5bd6;color:#fff;border-color:#1d5bd6}code{word-break:break-all}";
 
-fn layout(title: &str, content: &str) -> String {
+pub(super) fn layout(title: &str, content: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
 <title>{} – mailconnect</title><style>{STYLE}</style></head><body>{content}</body></html>",
@@ -92,7 +92,7 @@ fn layout(title: &str, content: &str) -> String {
     )
 }
 
-fn error_page(status: StatusCode, message: &str) -> Response {
+pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
     page(
         status,
         layout(
@@ -176,7 +176,26 @@ application later in mailconnect's settings, and disconnect it there at any time
     layout(&format!("Connect {}", client.name), &html)
 }
 
-fn cookie_value(req: &Request, name: &str) -> Option<String> {
+/// A cookie's name: `__Host-` prefixed on https (which then requires `Secure`, `Path=/` and no
+/// `Domain`); a loopback http deployment can't use the prefix.
+pub(super) fn cookie_name(secure: bool, base: &str) -> String {
+    if secure {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, short-lived.
+pub(super) fn set_cookie(secure: bool, base: &str, value: &str, max_age: u32) -> String {
+    let flag = if secure { "; Secure" } else { "" };
+    format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{flag}",
+        cookie_name(secure, base)
+    )
+}
+
+pub(super) fn cookie_value(req: &Request, name: &str) -> Option<String> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
@@ -187,7 +206,7 @@ fn cookie_value(req: &Request, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
+pub(super) fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
@@ -323,6 +342,42 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
                 "The mail provider's answer has no state.",
             );
         };
+        let sign_in = cookie_value(&req, &self.cookie_name(super::settings::SIGN_IN_COOKIE))
+            .unwrap_or_default();
+        match self
+            .auth
+            .finish_sign_in(
+                state,
+                &sign_in,
+                query.get("code").map(String::as_str),
+                query.get("iss").map(String::as_str),
+            )
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(ticket)) => {
+                let mut resp = see_other("/settings");
+                for cookie in [
+                    self.set_cookie(
+                        super::settings::SESSION_COOKIE,
+                        ticket.0.expose_secret(),
+                        super::settings::SESSION_MAX_AGE,
+                    ),
+                    self.set_cookie(super::settings::SIGN_IN_COOKIE, "", 0),
+                ] {
+                    if let Ok(v) = cookie.parse() {
+                        resp.headers_mut().append(header::SET_COOKIE, v);
+                    }
+                }
+                return resp;
+            }
+            Err(why) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Signing in to settings failed: {why}."),
+                );
+            }
+        }
         let browser = cookie_value(&req, &self.cookie_name(UPSTREAM_COOKIE)).unwrap_or_default();
         let outcome = self
             .auth

@@ -3,6 +3,7 @@
 //! Each read is one HTTP request: method calls are batched with back-references
 //! (`Email/query` → `Email/get`), and the mailbox list rides along for names.
 
+mod changes;
 mod convert;
 mod session;
 mod wire;
@@ -21,11 +22,12 @@ use self::{
     wire::{AddressWire, EmailWire, GetResponse, MailboxWire, QueryResponse, ThreadWire},
 };
 use crate::domain::{
+    changes::{ChangeReport, Keyword},
     grant::UpstreamCredential,
     ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
     mailboxes::MailboxDirectory,
-    ports::{MailStore, MailStoreError, PageStart, SearchPage},
+    ports::{MailStore, MailStoreError, MoveResult, PageStart, SearchPage},
     query::{EmailQuery, PageSize},
 };
 
@@ -242,6 +244,51 @@ fn filter(query: &EmailQuery, mailbox_id: Option<&str>) -> Value {
     }
 }
 
+impl JmapMailStore {
+    /// Reads the state of `ids` and applies the patch `patch_for` gives each (none: already
+    /// so), retrying throttled ids; the state read and the first `Email/set` share one request.
+    async fn change(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        ids: &[EmailId],
+        patch_for: impl Fn(&changes::States, &EmailId) -> Option<Value>,
+    ) -> Result<ChangeReport, MailStoreError> {
+        let account = session.account_id.clone();
+        let mut responses = changes::with_retries(|| {
+            self.transport.call(
+                cred,
+                session,
+                &[CORE, MAIL],
+                vec![changes::state_call(&account, ids)],
+            )
+        })
+        .await?;
+        let states = changes::States::decode(&take(&mut responses, "Email/get")?)?;
+        let mut patches = Map::new();
+        for id in ids {
+            if let Some(patch) = patch_for(&states, id) {
+                patches.insert(id.as_str().to_owned(), patch);
+            }
+        }
+        let applied = changes::apply(patches.clone(), |batch| {
+            self.transport.call(
+                cred,
+                session,
+                &[CORE, MAIL],
+                vec![changes::set_call(&account, &batch)],
+            )
+        })
+        .await?;
+        Ok(changes::report(
+            ids,
+            |id| states.mailboxes(id).is_some(),
+            |id| !patches.contains_key(id.as_str()),
+            applied,
+        ))
+    }
+}
+
 impl MailStore for JmapMailStore {
     async fn account(&self, cred: &UpstreamCredential) -> Result<AccountInfo, MailStoreError> {
         let session = self.transport.session(cred).await?;
@@ -261,6 +308,58 @@ impl MailStore for JmapMailStore {
             Vec::new()
         };
         Ok(account_info(&session, identities))
+    }
+
+    async fn set_keyword(
+        &self,
+        cred: &UpstreamCredential,
+        ids: &[EmailId],
+        keyword: Keyword,
+        on: bool,
+    ) -> Result<ChangeReport, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let name = keyword.as_jmap();
+        self.change(cred, &session, ids, |states, id| {
+            let has = states.has_keyword(id, name)?;
+            (has != on).then(|| json!({ format!("keywords/{name}"): if on { json!(true) } else { Value::Null } }))
+        })
+        .await
+    }
+
+    async fn move_emails(
+        &self,
+        cred: &UpstreamCredential,
+        ids: &[EmailId],
+        to: &str,
+    ) -> Result<MoveResult, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let target = self.resolve_mailbox(cred, &session, to).await?;
+        let report = self
+            .change(cred, &session, ids, |states, id| {
+                let current = states.mailboxes(id)?;
+                if current.len() == 1 && current[0] == target {
+                    return None;
+                }
+                // One patch leaves every other mailbox and enters the target: an archive is
+                // "out of Inbox, into Archive" in one change, never a bare removal.
+                let mut patch = Map::new();
+                for mailbox in current.iter().filter(|m| **m != target) {
+                    patch.insert(format!("mailboxIds/{mailbox}"), Value::Null);
+                }
+                patch.insert(format!("mailboxIds/{target}"), json!(true));
+                Some(Value::Object(patch))
+            })
+            .await?;
+        let mailboxes = self
+            .cached_mailboxes(&session)
+            .map(|m| m.to_vec())
+            .unwrap_or_default();
+        Ok(MoveResult {
+            target: crate::domain::ids::MailboxId::parse(target.clone())
+                .map_err(|e| MailStoreError::Protocol(e.to_string()))?,
+            mailboxes,
+            report,
+        })
     }
 
     async fn mailboxes(&self, cred: &UpstreamCredential) -> Result<Vec<Mailbox>, MailStoreError> {

@@ -13,6 +13,7 @@
 //! token's expiry); every write through this vault purges the grant's entries, and redb has one
 //! owning process, so a change takes effect on the next request.
 
+mod audit;
 mod clients;
 mod crypto;
 mod records;
@@ -45,8 +46,8 @@ use crate::domain::{
     },
     grant::{AccessToken, Capability, CapabilitySet, GrantId, UpstreamCredential},
     ports::{
-        CodeBinding, GrantDraft, OpenedGrant, Policy, PolicyError, Redemption, RefreshBinding,
-        TokenVault, UpstreamTokens, VaultError,
+        AuditEvent, CodeBinding, GrantDraft, GrantSummary, OpenedGrant, Policy, PolicyError,
+        Redemption, RefreshBinding, TokenVault, UpstreamTokens, VaultError,
     },
 };
 
@@ -137,6 +138,7 @@ struct Writer<'t> {
     tokens: Tokens<'t>,
     grants: Grants<'t>,
     index: redb::MultimapTable<'t, &'static str, &'static [u8; 32]>,
+    audit: redb::Table<'t, (&'static str, u64), &'static [u8]>,
 }
 
 impl<'t> Writer<'t> {
@@ -145,6 +147,7 @@ impl<'t> Writer<'t> {
             tokens: tx.open_table(TOKENS).map_err(db_err)?,
             grants: tx.open_table(GRANTS).map_err(db_err)?,
             index: tx.open_multimap_table(GRANT_TOKENS).map_err(db_err)?,
+            audit: tx.open_table(audit::AUDIT).map_err(db_err)?,
         })
     }
 
@@ -194,7 +197,7 @@ impl<'t> Writer<'t> {
             self.tokens.remove(key).map_err(db_err)?;
         }
         self.grants.remove(id).map_err(db_err)?;
-        Ok(())
+        RedbVault::remove_events(&mut self.audit, id)
     }
 
     /// Wraps the grant's identity under a new token and stores the token.
@@ -288,6 +291,7 @@ impl RedbVault {
             tx.open_table(TOKENS).map_err(db_err)?;
             tx.open_multimap_table(GRANT_TOKENS).map_err(db_err)?;
             tx.open_table(CLIENTS).map_err(db_err)?;
+            tx.open_table(audit::AUDIT).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(Self {
@@ -721,8 +725,9 @@ impl RedbVault {
             Ok(removed)
         })?;
         let clients = self.sweep_clients(at - unused_client_secs)?;
+        let events = self.sweep_events(at)?;
         self.cache().opened.clear();
-        Ok(removed + clients)
+        Ok(removed + clients + events)
     }
 }
 
@@ -889,6 +894,82 @@ impl TokenVault for RedbVault {
         let vault = self.clone();
         let id = grant.clone();
         blocking(move || Ok(vault.delete_grant(&id)?)).await
+    }
+
+    async fn grants_of(&self, account_digest: &str) -> Result<Vec<GrantSummary>, VaultError> {
+        let vault = self.clone();
+        let digest = account_digest.to_owned();
+        blocking(move || Ok(vault.grants_of_blocking(&digest)?)).await
+    }
+
+    async fn set_capabilities(
+        &self,
+        grant: &GrantId,
+        capabilities: CapabilitySet,
+    ) -> Result<(), VaultError> {
+        let vault = self.clone();
+        let id = grant.clone();
+        let found =
+            blocking(move || Ok(vault.set_capabilities_blocking(&id, &capabilities)?)).await?;
+        self.cache().forget_grant(grant);
+        found.then_some(()).ok_or(VaultError::InvalidToken)
+    }
+
+    async fn audit_events(
+        &self,
+        grant: &GrantId,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, VaultError> {
+        let vault = self.clone();
+        let id = grant.clone();
+        blocking(move || Ok(vault.events_blocking(id.as_str(), limit)?)).await
+    }
+}
+
+impl RedbVault {
+    fn grants_of_blocking(
+        &self,
+        account_digest: &str,
+    ) -> Result<Vec<GrantSummary>, VaultStoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let grants = tx.open_table(GRANTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in grants.iter().map_err(db_err)? {
+            let (_, v) = entry.map_err(db_err)?;
+            let g: GrantRecord = records::decode(v.value())?;
+            // A grant whose code was never redeemed is not a connection yet.
+            if g.account_digest.as_deref() != Some(account_digest) || !g.code_used {
+                continue;
+            }
+            let last_used_at = self.events_blocking(&g.id, 1)?.first().map(|e| e.at);
+            out.push(GrantSummary {
+                grant: GrantId::new(g.id.clone()),
+                client: ClientId::new(g.client_id.clone().unwrap_or_default()),
+                redirect_uri: g.redirect_uri.clone().unwrap_or_default(),
+                created_at: g.created_at,
+                last_used_at,
+                capabilities: CapabilitySet::with(
+                    g.capabilities.iter().filter_map(|c| Capability::parse(c)),
+                ),
+            });
+        }
+        out.sort_by_key(|g| std::cmp::Reverse(g.created_at));
+        Ok(out)
+    }
+
+    fn set_capabilities_blocking(
+        &self,
+        grant: &GrantId,
+        capabilities: &CapabilitySet,
+    ) -> Result<bool, VaultStoreError> {
+        self.write(|w| {
+            let Some(mut record) = w.grant(grant.as_str())? else {
+                return Ok(false);
+            };
+            record.capabilities = capabilities.iter().map(|c| c.as_str().to_owned()).collect();
+            w.put_grant(&record)?;
+            Ok(true)
+        })
     }
 }
 

@@ -8,6 +8,7 @@ mod checklist_resource_upstream;
 mod checklist_tokens;
 mod conformance;
 mod contract;
+mod control;
 mod fake_jmap;
 mod jmap_store;
 mod log_hygiene;

@@ -293,11 +293,12 @@ fn digest(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
 }
 
-/// The two pending steps of every flow in progress.
+/// The two pending steps of every flow in progress, and settings sign-ins at the upstream.
 #[derive(Debug, Default)]
 pub struct PendingFlows {
     consents: Mutex<HashMap<[u8; 32], Pending<AuthorizationRequest>>>,
     upstream: Mutex<HashMap<[u8; 32], Pending<UpstreamLeg>>>,
+    sign_ins: Mutex<HashMap<[u8; 32], Pending<SecretString>>>,
 }
 
 fn insert<T>(
@@ -407,6 +408,36 @@ impl PendingFlows {
             },
         )?;
         Ok((state, pkce.challenge))
+    }
+
+    /// Parks a settings sign-in while the browser is at the upstream; returns the `state` and
+    /// our PKCE challenge.
+    ///
+    /// # Errors
+    /// [`PendingError::Busy`] when too many flows are pending.
+    pub fn await_sign_in(&self, browser: &str) -> Result<(String, String), PendingError> {
+        let state = random_value();
+        let pkce = PkcePair::generate();
+        insert(
+            &self.sign_ins,
+            digest(&state),
+            Pending {
+                value: pkce.verifier,
+                browser: digest(browser),
+                csrf: [0; 32],
+                until: Instant::now() + PENDING_TTL,
+            },
+        )?;
+        Ok((state, pkce.challenge))
+    }
+
+    /// Takes a settings sign-in by `state`, once, from the browser that started it; returns
+    /// our PKCE verifier.
+    ///
+    /// # Errors
+    /// [`PendingError::Gone`] (not a sign-in: maybe a client's flow) or [`PendingError::Forged`].
+    pub fn take_sign_in(&self, state: &str, browser: &str) -> Result<SecretString, PendingError> {
+        take(&self.sign_ins, &digest(state), browser, None)
     }
 
     /// Takes the leg the upstream's callback names by `state`, once, from the same browser.

@@ -23,8 +23,8 @@ use super::{
 use crate::domain::{
     grant::{AccessToken, CapabilitySet},
     ports::{
-        ClientStore, GrantDraft, MailStore, MailStoreError, Redemption, TokenVault, UpstreamAuth,
-        UpstreamAuthError, VaultError,
+        AuditEvent, AuditKind, AuditLog, ClientStore, GrantDraft, MailStore, MailStoreError,
+        Redemption, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
     },
     secret::SecretString,
 };
@@ -196,7 +196,6 @@ fn digest_hex(value: &str) -> String {
 }
 
 /// The authorization server.
-#[derive(Debug)]
 pub struct AuthService<V, C, U, M> {
     vault: Arc<V>,
     clients: Arc<C>,
@@ -204,8 +203,26 @@ pub struct AuthService<V, C, U, M> {
     mail: Arc<M>,
     refresher: Arc<UpstreamRefresher<V, U>>,
     flows: PendingFlows,
+    sessions: super::settings::SettingsSessions,
+    audit: Arc<dyn AuditLog>,
     audience: Audience,
     lifetimes: TokenLifetimes,
+}
+
+impl<V, C, U, M> std::fmt::Debug for AuthService<V, C, U, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService")
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An audit log that keeps nothing (until one is attached with [`AuthService::with_audit`]).
+#[derive(Debug)]
+struct NoAudit;
+
+impl AuditLog for NoAudit {
+    fn record(&self, _event: AuditEvent) {}
 }
 
 impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V, C, U, M> {
@@ -226,9 +243,54 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
             mail,
             refresher,
             flows: PendingFlows::default(),
+            sessions: super::settings::SettingsSessions::default(),
+            audit: Arc::new(NoAudit),
             audience,
             lifetimes,
         }
+    }
+
+    /// Records connections, refreshes and settings changes in `audit`.
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    pub(super) fn flows(&self) -> &PendingFlows {
+        &self.flows
+    }
+
+    pub(super) fn sessions(&self) -> &super::settings::SettingsSessions {
+        &self.sessions
+    }
+
+    pub(super) fn upstream(&self) -> &U {
+        &self.upstream
+    }
+
+    pub(super) fn mail(&self) -> &M {
+        &self.mail
+    }
+
+    pub(super) fn vault(&self) -> &V {
+        &self.vault
+    }
+
+    pub(super) fn clients(&self) -> &C {
+        &self.clients
+    }
+
+    pub(super) fn audit_log(&self) -> &dyn AuditLog {
+        self.audit.as_ref()
+    }
+
+    fn record(&self, grant: &crate::domain::grant::GrantId, kind: AuditKind) {
+        self.audit.record(AuditEvent {
+            grant: grant.clone(),
+            at: chrono::Utc::now().timestamp(),
+            kind,
+        });
     }
 
     /// Our issuer and resource.
@@ -546,6 +608,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         {
             Redemption::Issued(pair) => {
                 tracing::info!(client = %client.id, grant = %binding.grant, "code redeemed");
+                self.record(&binding.grant, AuditKind::Connected);
                 Ok(pair)
             }
             Redemption::Revoked => {

@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 use super::contract::types as out;
 use crate::domain::{
     body::BodySource,
+    changes::{ChangeOutcome, ChangeReport, Keyword},
     mail::{Address, EmailSummary},
     mailboxes::MailboxDirectory,
     query::MAX_PAGE_SIZE,
-    service::{AttachmentView, EmailView, IdentityView, SearchResult, ThreadView},
+    service::{AttachmentView, EmailView, IdentityView, MoveView, SearchResult, ThreadView},
 };
 
 /// Opening and closing marks around text written by a sender. The closing mark carries a
@@ -407,4 +408,80 @@ pub fn attachment(view: &AttachmentView, email_id: &str) -> (out::GetAttachmentO
         text_truncated: view.text.as_ref().is_some_and(|t| t.truncated),
     };
     (output, text)
+}
+
+fn change_report(report: &ChangeReport) -> out::ChangeReport {
+    let (changed, unchanged, failed) = report.counts();
+    out::ChangeReport {
+        results: report
+            .outcomes
+            .iter()
+            .map(|(id, outcome)| out::ChangeReportResultsItem {
+                email_id: id.to_string(),
+                outcome: match outcome {
+                    ChangeOutcome::Changed => out::ChangeReportResultsItemOutcome::Changed,
+                    ChangeOutcome::Unchanged => out::ChangeReportResultsItemOutcome::Unchanged,
+                    ChangeOutcome::Failed(_) => out::ChangeReportResultsItemOutcome::Failed,
+                },
+                error: match outcome {
+                    ChangeOutcome::Failed(why) => Some(why.clone()),
+                    _ => None,
+                },
+            })
+            .collect(),
+        changed: changed as u64,
+        unchanged: unchanged as u64,
+        failed: failed as u64,
+    }
+}
+
+fn report_text(done: &str, already: &str, report: &ChangeReport, text: &mut String) {
+    let (changed, unchanged, failed) = report.counts();
+    let _ = writeln!(
+        text,
+        "{changed} {done}, {unchanged} {already}, {failed} failed."
+    );
+    for (id, outcome) in &report.outcomes {
+        let line = match outcome {
+            ChangeOutcome::Changed => done.to_owned(),
+            ChangeOutcome::Unchanged => already.to_owned(),
+            ChangeOutcome::Failed(why) => format!("failed: {why}"),
+        };
+        let _ = writeln!(text, "- {id}: {line}");
+    }
+}
+
+/// `mark_email_read` / `flag_email`.
+pub fn keyword(report: &ChangeReport, keyword: Keyword, on: bool) -> (out::ChangeReport, String) {
+    let (done, already) = match (keyword, on) {
+        (Keyword::Seen, true) => ("marked read", "already read"),
+        (Keyword::Seen, false) => ("marked unread", "already unread"),
+        (Keyword::Flagged, true) => ("flagged", "already flagged"),
+        (Keyword::Flagged, false) => ("unflagged", "already unflagged"),
+    };
+    let mut text = String::new();
+    report_text(done, already, report, &mut text);
+    (change_report(report), text)
+}
+
+/// `move_email`.
+pub fn moved(view: &MoveView) -> (out::MoveEmailOutput, String) {
+    let entry = view.directory.get(&view.target);
+    let path = entry.map_or_else(|| view.target.to_string(), |e| e.path.clone());
+    let role = entry
+        .and_then(|e| e.mailbox.role.as_ref())
+        .map(|r| r.as_str().to_owned());
+    let mut text = format!("Move to \"{path}\": ");
+    report_text("moved", "already there", &view.report, &mut text);
+    (
+        out::MoveEmailOutput {
+            mailbox: out::MoveEmailOutputMailbox {
+                id: view.target.to_string(),
+                path,
+                role,
+            },
+            report: change_report(&view.report),
+        },
+        text,
+    )
 }

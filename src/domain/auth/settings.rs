@@ -1,0 +1,317 @@
+//! The settings page's rules: a person signs in with the upstream (identity only: the tokens
+//! of that sign-in are dropped), sees only the grants of their own upstream account (matched on
+//! a hash of its identity), changes a grant's capabilities or revokes it. Every change checks
+//! ownership and the session's CSRF token here, so no page or API can skip them.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::{service::AuthService, token::random_value};
+use crate::domain::{
+    grant::{CapabilitySet, GrantId, UpstreamCredential},
+    ports::{
+        AuditEvent, AuditKind, ClientStore, GrantSummary, MailStore, TokenVault, UpstreamAuth,
+        VaultError,
+    },
+    secret::SecretString,
+};
+
+/// How long a settings session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
+const MAX_SESSIONS: usize = 10_000;
+
+/// A signed-in settings session.
+#[derive(Debug, Clone)]
+pub struct SettingsSession {
+    /// SHA-256 (hex) of the upstream account's identity.
+    pub account_digest: String,
+    /// The account's name, to greet the person (kept in memory only).
+    pub account: String,
+    /// The CSRF token every form of this session carries.
+    pub csrf: SecretString,
+    until: Instant,
+}
+
+/// A new session's cookie value.
+#[derive(Debug)]
+pub struct SessionTicket(pub SecretString);
+
+/// Settings sessions, in memory (they last half an hour; a restart signs people out).
+#[derive(Debug, Default)]
+pub struct SettingsSessions(Mutex<HashMap<[u8; 32], SettingsSession>>);
+
+fn digest(value: &str) -> [u8; 32] {
+    Sha256::digest(value.as_bytes()).into()
+}
+
+impl SettingsSessions {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], SettingsSession>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a session for an account.
+    pub fn open(&self, account: &str) -> SessionTicket {
+        let id = random_value();
+        let now = Instant::now();
+        let mut map = self.map();
+        if map.len() >= MAX_SESSIONS {
+            map.retain(|_, s| s.until > now);
+        }
+        map.insert(
+            digest(&id),
+            SettingsSession {
+                account_digest: account_digest(account),
+                account: account.to_owned(),
+                csrf: SecretString::new(random_value()),
+                until: now + SESSION_TTL,
+            },
+        );
+        SessionTicket(SecretString::new(id))
+    }
+
+    /// The live session a cookie names.
+    #[must_use]
+    pub fn get(&self, id: &str) -> Option<SettingsSession> {
+        let mut map = self.map();
+        let key = digest(id);
+        match map.get(&key) {
+            Some(s) if s.until > Instant::now() => Some(s.clone()),
+            Some(_) => {
+                map.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Ends a session.
+    pub fn close(&self, id: &str) {
+        self.map().remove(&digest(id));
+    }
+}
+
+/// SHA-256 (hex) of an upstream account identity: how grants are matched to people without
+/// storing who they are.
+#[must_use]
+pub fn account_digest(account: &str) -> String {
+    Sha256::digest(account.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Why a settings action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// No or an expired session.
+    #[error("please sign in again")]
+    SignedOut,
+    /// The form's CSRF token is missing or wrong.
+    #[error("this form was not submitted from the settings page; reload it and try again")]
+    Forged,
+    /// Not one of this person's connections (or gone).
+    #[error("no such connection")]
+    NotFound,
+    /// The store failed.
+    #[error("settings are unavailable right now; try again")]
+    Unavailable,
+}
+
+impl From<VaultError> for SettingsError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::InvalidToken => Self::NotFound,
+            VaultError::Unexpected(m) => {
+                tracing::error!(error = %m, "settings: vault failure");
+                Self::Unavailable
+            }
+        }
+    }
+}
+
+/// One connection as the settings page shows it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The grant.
+    pub summary: GrantSummary,
+    /// The client's name (untrusted: escape it).
+    pub client_name: String,
+    /// Where it returns to.
+    pub destination: String,
+    /// Its recent activity, newest first.
+    pub events: Vec<AuditEvent>,
+}
+
+/// Audit events shown per connection.
+pub const EVENTS_SHOWN: usize = 20;
+
+impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V, C, U, M> {
+    /// Starts a settings sign-in: the upstream's authorization URL for a fresh state bound to
+    /// `browser`.
+    ///
+    /// # Errors
+    /// When too many flows are pending or the upstream is unreachable.
+    pub async fn begin_sign_in(&self, browser: &str) -> Result<String, String> {
+        let (state, challenge) = self
+            .flows()
+            .await_sign_in(browser)
+            .map_err(|e| e.to_string())?;
+        self.upstream()
+            .authorization_url(&state, &challenge)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Finishes a settings sign-in, if `state` names one: exchanges the code, reads the
+    /// account's identity and drops the upstream tokens. `Ok(None)`: not a sign-in.
+    ///
+    /// # Errors
+    /// A sentence for the person.
+    pub async fn finish_sign_in(
+        &self,
+        state: &str,
+        browser: &str,
+        code: Option<&str>,
+        iss: Option<&str>,
+    ) -> Result<Option<SessionTicket>, String> {
+        let verifier = match self.flows().take_sign_in(state, browser) {
+            Ok(v) => v,
+            Err(super::flow::PendingError::Gone) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        if !self.upstream().accepts_issuer(iss.map(str::to_owned)).await {
+            return Err("the sign-in response came from an unexpected server".into());
+        }
+        let code = code.ok_or("the mail provider did not complete the sign-in")?;
+        let tokens = self
+            .upstream()
+            .exchange_code(code, &verifier)
+            .await
+            .map_err(|e| e.to_string())?;
+        let account = self
+            .mail()
+            .account(&UpstreamCredential::Bearer(tokens.access.clone()))
+            .await
+            .map_err(|e| format!("the mailbox could not be read: {e}"))?;
+        // The tokens of a settings sign-in are never stored: they only proved who this is.
+        drop(tokens);
+        tracing::info!("settings sign-in");
+        Ok(Some(self.sessions().open(&account.username)))
+    }
+
+    /// The session a cookie names.
+    #[must_use]
+    pub fn settings_session(&self, cookie: &str) -> Option<SettingsSession> {
+        self.sessions().get(cookie)
+    }
+
+    /// Ends a session.
+    pub fn sign_out(&self, cookie: &str) {
+        self.sessions().close(cookie);
+    }
+
+    /// The person's connections, newest first.
+    ///
+    /// # Errors
+    /// [`SettingsError`].
+    pub async fn connections(
+        &self,
+        session: &SettingsSession,
+    ) -> Result<Vec<Connection>, SettingsError> {
+        let mut out = Vec::new();
+        for summary in self.vault().grants_of(&session.account_digest).await? {
+            let client = self.clients().client(&summary.client).await?;
+            let (client_name, destination) = match client {
+                Some(c) => {
+                    let dest = c.redirect_uri(&summary.redirect_uri).map_or_else(
+                        || summary.redirect_uri.clone(),
+                        super::redirect::RedirectUri::destination,
+                    );
+                    (c.name, dest)
+                }
+                None => (
+                    "(a client that no longer exists)".to_owned(),
+                    summary.redirect_uri.clone(),
+                ),
+            };
+            let events = self
+                .vault()
+                .audit_events(&summary.grant, EVENTS_SHOWN)
+                .await?;
+            out.push(Connection {
+                summary,
+                client_name,
+                destination,
+                events,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn owned(
+        &self,
+        session: &SettingsSession,
+        csrf: &str,
+        grant: &GrantId,
+    ) -> Result<(), SettingsError> {
+        if !bool::from(
+            csrf.as_bytes()
+                .ct_eq(session.csrf.expose_secret().as_bytes()),
+        ) {
+            return Err(SettingsError::Forged);
+        }
+        let mine = self.vault().grants_of(&session.account_digest).await?;
+        if mine.iter().any(|g| &g.grant == grant) {
+            Ok(())
+        } else {
+            Err(SettingsError::NotFound)
+        }
+    }
+
+    /// Replaces a connection's capabilities (`read` always stays).
+    ///
+    /// # Errors
+    /// [`SettingsError`]: a forged form, someone else's grant.
+    pub async fn change_capabilities(
+        &self,
+        session: &SettingsSession,
+        csrf: &str,
+        grant: &GrantId,
+        capabilities: CapabilitySet,
+    ) -> Result<(), SettingsError> {
+        self.owned(session, csrf, grant).await?;
+        let names: Vec<String> = capabilities.iter().map(|c| c.as_str().to_owned()).collect();
+        self.vault().set_capabilities(grant, capabilities).await?;
+        self.audit_log().record(AuditEvent {
+            grant: grant.clone(),
+            at: chrono::Utc::now().timestamp(),
+            kind: AuditKind::PolicyChanged {
+                capabilities: names,
+            },
+        });
+        tracing::info!(grant = %grant, "capabilities changed in settings");
+        Ok(())
+    }
+
+    /// Revokes a connection: the grant, its tokens and wrapped keys are deleted.
+    ///
+    /// # Errors
+    /// [`SettingsError`]: a forged form, someone else's grant.
+    pub async fn revoke_connection(
+        &self,
+        session: &SettingsSession,
+        csrf: &str,
+        grant: &GrantId,
+    ) -> Result<(), SettingsError> {
+        self.owned(session, csrf, grant).await?;
+        self.vault().remove_grant(grant).await?;
+        tracing::info!(grant = %grant, "connection revoked in settings");
+        Ok(())
+    }
+}

@@ -1,0 +1,292 @@
+//! The settings page (`/settings`): sign in with the mail provider (identity only), see each
+//! connected assistant with what it may do and what it did, toggle its capabilities, revoke it.
+//! Server-rendered, no JavaScript, every form with the session's CSRF token; the rules (whose
+//! grants, the token check) are in `domain::auth::settings`.
+
+use std::{fmt::Write as _, sync::Arc};
+
+use poem::{
+    Request, Response,
+    http::{StatusCode, header},
+};
+
+use super::{
+    mcp::ToolListWatchers,
+    pages::{
+        MAX_FORM_BYTES, cookie_name, cookie_value, error_page, escape, form_fields, layout, page,
+        see_other, set_cookie,
+    },
+};
+use crate::domain::{
+    auth::{
+        service::AuthService,
+        settings::{Connection, SettingsError, SettingsSession},
+        token::random_value,
+    },
+    grant::{Capability, CapabilitySet, GrantId},
+    ports::{AuditKind, ClientStore, MailStore, TokenVault, UpstreamAuth},
+};
+
+/// The settings session cookie.
+pub const SESSION_COOKIE: &str = "mc_settings";
+/// Binds a settings sign-in to the browser that started it.
+pub const SIGN_IN_COOKIE: &str = "mc_signin";
+/// The session cookie's lifetime (the session itself lasts as long).
+pub const SESSION_MAX_AGE: u32 = 30 * 60;
+
+/// The capabilities a person can toggle, with the words the page uses.
+const TOGGLES: &[(Capability, &str, &str)] = &[(
+    Capability::Organize,
+    "Organize mail",
+    "move and archive mail, mark it read or unread, flag it",
+)];
+
+/// The settings pages.
+pub struct Settings<V, C, U, M> {
+    auth: Arc<AuthService<V, C, U, M>>,
+    watchers: Arc<ToolListWatchers>,
+    secure: bool,
+}
+
+fn time(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0).map_or_else(
+        || at.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+fn event_text(kind: &AuditKind) -> String {
+    match kind {
+        AuditKind::Connected => "connected".into(),
+        AuditKind::Refreshed => "renewed its access".into(),
+        AuditKind::ToolCall {
+            tool,
+            outcome,
+            count,
+        } => match count {
+            Some(n) => format!("{tool}: {outcome}, {n} email(s) changed"),
+            None => format!("{tool}: {outcome}"),
+        },
+        AuditKind::PolicyChanged { capabilities } => {
+            format!("you set its capabilities to: {}", capabilities.join(", "))
+        }
+    }
+}
+
+fn connection_html(c: &Connection, csrf: &str) -> String {
+    let g = &c.summary;
+    let id = escape(g.grant.as_str());
+    let mut html = format!(
+        "<section class=\"box\" id=\"connection-{id}\"><h2>{}</h2><p>Returns to <strong>{}</strong> · connected {} · last used {}</p>",
+        escape(&c.client_name),
+        escape(&c.destination),
+        time(g.created_at),
+        g.last_used_at.map_or_else(|| "never".to_owned(), time),
+    );
+    let _ = write!(
+        html,
+        "<form method=\"post\" action=\"/settings/connections/{id}/capabilities\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
+<p><label><input type=\"checkbox\" checked disabled> Read mail (always on)</label></p>",
+        escape(csrf)
+    );
+    for (capability, label, what) in TOGGLES {
+        let name = capability.as_str();
+        let checked = if g.capabilities.allows(*capability) {
+            " checked"
+        } else {
+            ""
+        };
+        let _ = write!(
+            html,
+            "<p><label><input type=\"checkbox\" name=\"{name}\" value=\"on\"{checked}> {label}</label> <small>({what})</small></p>"
+        );
+    }
+    let _ = write!(
+        html,
+        "<button type=\"submit\">Save</button></form>\
+<form method=\"post\" action=\"/settings/connections/{id}/revoke\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
+<button type=\"submit\" class=\"danger\">Revoke</button></form>",
+        escape(csrf)
+    );
+    html.push_str("<details><summary>Activity</summary><ul class=\"activity\">");
+    if c.events.is_empty() {
+        html.push_str("<li>nothing yet</li>");
+    }
+    for e in &c.events {
+        let _ = write!(
+            html,
+            "<li>{} — {}</li>",
+            time(e.at),
+            escape(&event_text(&e.kind))
+        );
+    }
+    html.push_str("</ul></details></section>");
+    html
+}
+
+impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C, U, M> {
+    /// Serves `auth`; tool list changes go out through `watchers`.
+    pub fn new(
+        auth: Arc<AuthService<V, C, U, M>>,
+        watchers: Arc<ToolListWatchers>,
+        secure: bool,
+    ) -> Self {
+        Self {
+            auth,
+            watchers,
+            secure,
+        }
+    }
+
+    fn session(&self, req: &Request) -> Option<(String, SettingsSession)> {
+        let cookie = cookie_value(req, &cookie_name(self.secure, SESSION_COOKIE))?;
+        let session = self.auth.settings_session(&cookie)?;
+        Some((cookie, session))
+    }
+
+    /// `GET /settings`.
+    pub async fn show(&self, req: Request) -> Response {
+        let Some((_, session)) = self.session(&req) else {
+            return page(
+                StatusCode::OK,
+                layout(
+                    "Settings",
+                    "<h1>mailconnect settings</h1><p>Sign in with your mail provider to see the assistants connected to your \
+mailbox, choose what each may do, and disconnect them.</p>\
+<form method=\"post\" action=\"/settings/sign-in\"><button type=\"submit\" name=\"sign_in\" value=\"1\">Sign in</button></form>",
+                ),
+            );
+        };
+        let connections = match self.auth.connections(&session).await {
+            Ok(c) => c,
+            Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        };
+        let csrf = session.csrf.expose_secret();
+        let mut html = format!(
+            "<h1>mailconnect settings</h1><p>Signed in as <strong>{}</strong>.</p>\
+<form method=\"post\" action=\"/settings/sign-out\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\"><button type=\"submit\">Sign out</button></form>\
+<h2>Connected assistants</h2>",
+            escape(&session.account),
+            escape(csrf)
+        );
+        if connections.is_empty() {
+            html.push_str("<p>No assistant is connected to this mailbox.</p>");
+        }
+        for c in &connections {
+            html.push_str(&connection_html(c, csrf));
+        }
+        page(StatusCode::OK, layout("Settings", &html))
+    }
+
+    /// `POST /settings/sign-in`.
+    pub async fn sign_in(&self, _req: Request) -> Response {
+        let binding = random_value();
+        match self.auth.begin_sign_in(&binding).await {
+            Ok(url) => {
+                let mut resp = see_other(&url);
+                if let Ok(v) = set_cookie(self.secure, SIGN_IN_COOKIE, &binding, 600).parse() {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+                resp
+            }
+            Err(why) => error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("The mail provider's sign-in is unavailable: {why}."),
+            ),
+        }
+    }
+
+    async fn form(req: &mut Request) -> Option<std::collections::HashMap<String, String>> {
+        let body = req
+            .take_body()
+            .into_bytes_limit(MAX_FORM_BYTES)
+            .await
+            .ok()?;
+        Some(form_fields(&body))
+    }
+
+    fn refused(e: &SettingsError) -> Response {
+        let status = match e {
+            SettingsError::SignedOut => StatusCode::UNAUTHORIZED,
+            SettingsError::Forged => StatusCode::FORBIDDEN,
+            SettingsError::NotFound => StatusCode::NOT_FOUND,
+            SettingsError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        error_page(status, &e.to_string())
+    }
+
+    /// `POST /settings/connections/:grant/capabilities`.
+    pub async fn capabilities(&self, mut req: Request) -> Response {
+        let Some((_, session)) = self.session(&req) else {
+            return Self::refused(&SettingsError::SignedOut);
+        };
+        let grant = GrantId::new(req.raw_path_param("grant").unwrap_or_default());
+        let Some(form) = Self::form(&mut req).await else {
+            return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+        };
+        let csrf = form
+            .get("csrf_token")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let chosen = CapabilitySet::with(
+            TOGGLES
+                .iter()
+                .filter(|(c, _, _)| form.get(c.as_str()).is_some_and(|v| v == "on"))
+                .map(|(c, _, _)| *c),
+        );
+        match self
+            .auth
+            .change_capabilities(&session, csrf, &grant, chosen)
+            .await
+        {
+            Ok(()) => {
+                self.watchers.notify(&grant).await;
+                see_other("/settings")
+            }
+            Err(e) => Self::refused(&e),
+        }
+    }
+
+    /// `POST /settings/connections/:grant/revoke`.
+    pub async fn revoke(&self, mut req: Request) -> Response {
+        let Some((_, session)) = self.session(&req) else {
+            return Self::refused(&SettingsError::SignedOut);
+        };
+        let grant = GrantId::new(req.raw_path_param("grant").unwrap_or_default());
+        let Some(form) = Self::form(&mut req).await else {
+            return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+        };
+        let csrf = form
+            .get("csrf_token")
+            .map(String::as_str)
+            .unwrap_or_default();
+        match self.auth.revoke_connection(&session, csrf, &grant).await {
+            Ok(()) => see_other("/settings"),
+            Err(e) => Self::refused(&e),
+        }
+    }
+
+    /// `POST /settings/sign-out`.
+    pub async fn sign_out(&self, mut req: Request) -> Response {
+        let Some((cookie, session)) = self.session(&req) else {
+            return see_other("/settings");
+        };
+        let form = Self::form(&mut req).await.unwrap_or_default();
+        let csrf = form
+            .get("csrf_token")
+            .map(String::as_str)
+            .unwrap_or_default();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            csrf.as_bytes(),
+            session.csrf.expose_secret().as_bytes(),
+        )) {
+            return Self::refused(&SettingsError::Forged);
+        }
+        self.auth.sign_out(&cookie);
+        let mut resp = see_other("/settings");
+        if let Ok(v) = set_cookie(self.secure, SESSION_COOKIE, "", 0).parse() {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+        resp
+    }
+}

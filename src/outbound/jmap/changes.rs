@@ -1,0 +1,334 @@
+//! Changing mail over JMAP: keywords and mailboxes by `Email/set` patches, each email's state
+//! before the change read in the same batch (so the report says what was already so), and one
+//! bounded, jittered retry path for throttling (HTTP 429/503 with `Retry-After`, and `rateLimit`
+//! SetErrors for single records).
+
+use std::{collections::HashMap, future::Future, time::Duration};
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::session::MethodResponse;
+use crate::domain::{
+    changes::{ChangeOutcome, ChangeReport},
+    ids::EmailId,
+    ports::MailStoreError,
+};
+
+/// Attempts in all for one change (the first and the retries).
+pub const ATTEMPTS: u32 = 4;
+/// The most a change waits for throttling, in all.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+const BASE_DELAY: Duration = Duration::from_millis(200);
+
+/// Runs `op` again while it is throttled, at most [`ATTEMPTS`] times and [`MAX_WAIT`] in all,
+/// waiting what the server asked (`Retry-After`) or an exponential, jittered delay.
+///
+/// # Errors
+/// The last error when the retries are exhausted, or the first error that isn't throttling.
+pub async fn with_retries<T, F, Fut>(mut op: F) -> Result<T, MailStoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, MailStoreError>>,
+{
+    let mut waited = Duration::ZERO;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Err(MailStoreError::RateLimited { retry_after }) if attempt < ATTEMPTS => {
+                let delay = delay(attempt, retry_after);
+                if waited + delay > MAX_WAIT {
+                    return Err(MailStoreError::RateLimited { retry_after });
+                }
+                tokio::time::sleep(delay).await;
+                waited += delay;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The wait before retry `attempt` (1-based): the server's word, or 200 ms · 2ⁿ⁻¹ with up to
+/// 50 % jitter so throttled clients don't retry in step.
+#[must_use]
+pub fn delay(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    retry_after.unwrap_or_else(|| {
+        let base = BASE_DELAY * 2u32.saturating_pow(attempt.saturating_sub(1));
+        let jitter = rand::random_range(0..=base.as_millis() as u64 / 2);
+        base + Duration::from_millis(jitter)
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StateWire {
+    id: String,
+    #[serde(default)]
+    keywords: HashMap<String, bool>,
+    #[serde(default)]
+    mailbox_ids: HashMap<String, bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatesWire {
+    #[serde(default)]
+    list: Vec<StateWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SetErrorWire {
+    #[serde(rename = "type")]
+    kind: String,
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SetWire {
+    #[serde(default)]
+    updated: Option<Map<String, Value>>,
+    #[serde(default)]
+    not_updated: Option<HashMap<String, SetErrorWire>>,
+}
+
+/// A JMAP set of names (`keywords`, `mailboxIds`): name → true.
+type NameSet = HashMap<String, bool>;
+
+/// The state of each email before a change: its keywords and mailboxes.
+#[derive(Debug, Clone, Default)]
+pub struct States {
+    by_id: HashMap<String, (NameSet, NameSet)>,
+}
+
+impl States {
+    /// Decodes an `Email/get` response for `keywords` and `mailboxIds`.
+    ///
+    /// # Errors
+    /// [`MailStoreError::Protocol`] when it isn't one.
+    pub fn decode(args: &serde_json::value::RawValue) -> Result<Self, MailStoreError> {
+        let wire: StatesWire = serde_json::from_str(args.get())
+            .map_err(|e| MailStoreError::Protocol(format!("Email/get: {e}")))?;
+        Ok(Self {
+            by_id: wire
+                .list
+                .into_iter()
+                .map(|s| (s.id, (s.keywords, s.mailbox_ids)))
+                .collect(),
+        })
+    }
+
+    /// Whether `id` has `keyword`; `None` when the email doesn't exist.
+    #[must_use]
+    pub fn has_keyword(&self, id: &EmailId, keyword: &str) -> Option<bool> {
+        self.by_id
+            .get(id.as_str())
+            .map(|(k, _)| k.get(keyword).copied().unwrap_or(false))
+    }
+
+    /// The mailboxes `id` is in; `None` when the email doesn't exist.
+    #[must_use]
+    pub fn mailboxes(&self, id: &EmailId) -> Option<Vec<String>> {
+        self.by_id.get(id.as_str()).map(|(_, m)| {
+            m.iter()
+                .filter(|(_, on)| **on)
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+    }
+}
+
+/// What an `Email/set` did: per id, `Ok(())` or the SetError; rate-limited ids separately.
+#[derive(Debug, Default)]
+pub struct SetOutcome {
+    /// Ids the server updated.
+    pub updated: Vec<String>,
+    /// Ids it refused, with a sentence.
+    pub failed: HashMap<String, String>,
+    /// Ids it throttled (`rateLimit`): worth another try.
+    pub throttled: Vec<String>,
+}
+
+/// Decodes an `Email/set` response.
+///
+/// # Errors
+/// [`MailStoreError::Protocol`] when it isn't one.
+pub fn set_outcome(args: &serde_json::value::RawValue) -> Result<SetOutcome, MailStoreError> {
+    let wire: SetWire = serde_json::from_str(args.get())
+        .map_err(|e| MailStoreError::Protocol(format!("Email/set: {e}")))?;
+    let mut out = SetOutcome {
+        updated: wire
+            .updated
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect(),
+        ..SetOutcome::default()
+    };
+    for (id, err) in wire.not_updated.unwrap_or_default() {
+        if err.kind == "rateLimit" {
+            out.throttled.push(id);
+        } else {
+            let why = match err.kind.as_str() {
+                "notFound" => "no such email".to_owned(),
+                kind => format!(
+                    "the mail server refused: {kind}{}",
+                    err.description
+                        .map(|d| format!(" ({})", d.chars().take(200).collect::<String>()))
+                        .unwrap_or_default()
+                ),
+            };
+            out.failed.insert(id, why);
+        }
+    }
+    Ok(out)
+}
+
+/// The `Email/get` call that reads the state before a change.
+#[must_use]
+pub fn state_call(account: &str, ids: &[EmailId]) -> Value {
+    json!(["Email/get", {"accountId": account, "ids": ids.iter().map(EmailId::as_str).collect::<Vec<_>>(),
+        "properties": ["id", "keywords", "mailboxIds"]}, "before"])
+}
+
+/// The `Email/set` call for `patches` (id → patch object).
+#[must_use]
+pub fn set_call(account: &str, patches: &Map<String, Value>) -> Value {
+    json!(["Email/set", {"accountId": account, "update": patches}, "set"])
+}
+
+/// Applies `patches` with `send` (one `Email/set` per attempt), retrying throttled ids; returns
+/// the outcome per id. `send` gets the patches still to apply.
+///
+/// # Errors
+/// A transport or method error that retries didn't cure.
+pub async fn apply<F, Fut>(
+    mut patches: Map<String, Value>,
+    mut send: F,
+) -> Result<HashMap<String, ChangeOutcome>, MailStoreError>
+where
+    F: FnMut(Map<String, Value>) -> Fut,
+    Fut: Future<Output = Result<Vec<MethodResponse>, MailStoreError>>,
+{
+    let mut outcomes = HashMap::new();
+    let mut waited = Duration::ZERO;
+    for attempt in 1..=ATTEMPTS {
+        if patches.is_empty() {
+            break;
+        }
+        let batch = patches.clone();
+        let mut responses = with_retries(|| send(batch.clone())).await?;
+        let (_, args) = responses
+            .pop()
+            .ok_or_else(|| MailStoreError::Protocol("missing Email/set response".into()))?;
+        let outcome = set_outcome(&args)?;
+        for id in outcome.updated {
+            patches.remove(&id);
+            outcomes.insert(id, ChangeOutcome::Changed);
+        }
+        for (id, why) in outcome.failed {
+            patches.remove(&id);
+            outcomes.insert(id, ChangeOutcome::Failed(why));
+        }
+        if outcome.throttled.is_empty() {
+            break;
+        }
+        patches.retain(|id, _| outcome.throttled.contains(id));
+        let pause = delay(attempt, None);
+        if attempt == ATTEMPTS || waited + pause > MAX_WAIT {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        waited += pause;
+    }
+    for id in patches.keys() {
+        outcomes.insert(
+            id.clone(),
+            ChangeOutcome::Failed(
+                "the mail server is throttling changes; try again in a minute".into(),
+            ),
+        );
+    }
+    Ok(outcomes)
+}
+
+/// The report in the order asked: emails that don't exist failed, those already so are
+/// unchanged, the rest as the server said.
+#[must_use]
+pub fn report(
+    ids: &[EmailId],
+    exists: impl Fn(&EmailId) -> bool,
+    already: impl Fn(&EmailId) -> bool,
+    mut applied: HashMap<String, ChangeOutcome>,
+) -> ChangeReport {
+    ChangeReport {
+        outcomes: ids
+            .iter()
+            .map(|id| {
+                let outcome = if !exists(id) {
+                    ChangeOutcome::Failed("no such email".into())
+                } else if already(id) {
+                    ChangeOutcome::Unchanged
+                } else {
+                    applied.remove(id.as_str()).unwrap_or_else(|| {
+                        ChangeOutcome::Failed("the mail server did not report on it".into())
+                    })
+                };
+                (id.clone(), outcome)
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_wait_wins_and_ours_grows_with_jitter() {
+        assert_eq!(
+            delay(3, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        let first = delay(1, None);
+        assert!(
+            first >= BASE_DELAY && first <= BASE_DELAY * 3 / 2,
+            "{first:?}"
+        );
+        let third = delay(3, None);
+        assert!(
+            third >= BASE_DELAY * 4 && third <= BASE_DELAY * 6,
+            "{third:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_within_bounds() {
+        let mut calls = 0;
+        let result: Result<(), _> = with_retries(|| {
+            calls += 1;
+            async {
+                Err(MailStoreError::RateLimited {
+                    retry_after: Some(Duration::from_millis(10)),
+                })
+            }
+        })
+        .await;
+        assert!(matches!(result, Err(MailStoreError::RateLimited { .. })));
+        assert_eq!(calls, ATTEMPTS);
+        let mut calls = 0;
+        let result: Result<(), _> = with_retries(|| {
+            calls += 1;
+            async {
+                Err(MailStoreError::RateLimited {
+                    retry_after: Some(Duration::from_secs(60)),
+                })
+            }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls, 1, "a wait longer than the bound is not waited");
+    }
+}

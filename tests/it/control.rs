@@ -1,0 +1,459 @@
+//! Per-client capability policy, the write tools and the settings page, against the real
+//! Cyrus testbed (the writer user's copy of the seed: these tests change mail and restore it).
+//! They share that mailbox, so nextest runs them one at a time (.config/nextest.toml).
+
+use serde_json::{Value, json};
+
+use crate::{
+    oauth_flow::{Browser, Client, Page, Standin, Tokens, UPSTREAM_CLIENT, call_tool},
+    support::{TestApp, spawn_configured, tempdir, testbed},
+};
+
+/// The writer's copy of a seed email in the Inbox, read ("Grüße aus München", docs/testbed.md).
+/// Its id differs from alice's copy because the seed addresses each user by name (so the bytes,
+/// and with them Cyrus's id, differ), and it is as deterministic.
+const EMAIL: &str = "M90089a6e6ff4b78d4c8a1333";
+
+/// The stand-in signs the writer user in; the app reads the writer's mailbox.
+async fn writer_app() -> (Standin, TestApp) {
+    let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
+    let app = spawn_configured(
+        tempdir::Dir::new("control"),
+        &[
+            "--jmap-session-url".into(),
+            testbed().get("JMAP_SESSION_URL").into(),
+            "--upstream-issuer".into(),
+            standin.url.clone(),
+            "--upstream-client-id".into(),
+            UPSTREAM_CLIENT.into(),
+        ],
+    )
+    .await;
+    (standin, app)
+}
+
+/// Signs in to the settings page: the browser goes to the stand-in and back.
+async fn sign_in(app: &TestApp) -> (Browser, Page) {
+    let mut browser = Browser::default();
+    let start = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(
+        start.body.contains("action=\"/settings/sign-in\""),
+        "{}",
+        start.body
+    );
+    let go = browser
+        .post_form(
+            &format!("{}/settings/sign-in", app.base()),
+            &[("sign_in", "1")],
+        )
+        .await;
+    assert_eq!(go.status, 303, "{}", go.body);
+    let upstream = browser.get(&go.location()).await;
+    let back = browser.get(&upstream.location()).await;
+    assert_eq!(
+        (back.status, back.location()),
+        (303, "/settings".to_owned()),
+        "{}",
+        back.body
+    );
+    let page = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(
+        page.body
+            .contains("Signed in as <strong>bob@example.test</strong>"),
+        "{}",
+        page.body
+    );
+    (browser, page)
+}
+
+fn grant_of(t: &Tokens) -> String {
+    t.access.split('.').next().unwrap().to_owned()
+}
+
+async fn set_organize(
+    app: &TestApp,
+    browser: &mut Browser,
+    csrf: &str,
+    grant: &str,
+    on: bool,
+) -> Page {
+    let mut form = vec![("csrf_token", csrf)];
+    if on {
+        form.push(("organize", "on"));
+    }
+    browser
+        .post_form(
+            &format!("{}/settings/connections/{grant}/capabilities", app.base()),
+            &form,
+        )
+        .await
+}
+
+/// The writer's mailbox over JMAP directly (not through mailconnect).
+async fn jmap(calls: Value) -> Value {
+    let tb = testbed();
+    reqwest::Client::new()
+        .post(tb.get("JMAP_SESSION_URL"))
+        .basic_auth(tb.get("JMAP_WRITER_USERNAME"), Some(tb.get("JMAP_WRITER_PASSWORD")))
+        .json(&json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], "methodCalls": calls}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn email_state(id: &str) -> Value {
+    let account = testbed().get("JMAP_WRITER_USERNAME");
+    let r = jmap(json!([["Email/get", {"accountId": account, "ids": [id], "properties": ["keywords", "mailboxIds"]}, "g"]])).await;
+    r["methodResponses"][0][1]["list"][0].clone()
+}
+
+async fn mailbox_id(role: &str) -> String {
+    let account = testbed().get("JMAP_WRITER_USERNAME");
+    let r =
+        jmap(json!([["Mailbox/get", {"accountId": account, "properties": ["role"]}, "m"]])).await;
+    r["methodResponses"][0][1]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == role)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn mailbox_count() -> usize {
+    let account = testbed().get("JMAP_WRITER_USERNAME");
+    let r = jmap(json!([["Mailbox/get", {"accountId": account, "properties": ["id"]}, "m"]])).await;
+    r["methodResponses"][0][1]["list"].as_array().unwrap().len()
+}
+
+async fn tool_names(app: &TestApp, token: &str) -> Vec<String> {
+    let r = reqwest::Client::new()
+        .post(format!("{}/mcp", app.base()))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn text(body: &Value) -> String {
+    body["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The main scenario: read-only by default by every path; the person enables
+/// `organize` for A in settings; A can mark, flag, move and archive (visible over JMAP);
+/// B, connected to the same mailbox, still cannot; the changes are in A's activity log.
+#[tokio::test]
+async fn organize_is_off_until_the_person_enables_it_for_one_client() {
+    let (_standin, app) = writer_app().await;
+    let a = Client::register(&app, "http://127.0.0.1:41999/cb")
+        .await
+        .connect()
+        .await;
+    let b = Client::register(&app, "http://127.0.0.1:41998/cb")
+        .await
+        .connect()
+        .await;
+    let writes = ["move_email", "mark_email_read", "flag_email"];
+
+    // Read-only by default: not listed, and refused when called anyway, batch or crafted.
+    assert!(
+        tool_names(&app, &a.access)
+            .await
+            .iter()
+            .all(|t| !writes.contains(&t.as_str()))
+    );
+    for (tool, args) in [
+        (
+            "mark_email_read",
+            json!({"email_ids": [EMAIL], "read": false}),
+        ),
+        ("flag_email", json!({"email_ids": [EMAIL, EMAIL, "M1"]})),
+        (
+            "move_email",
+            json!({"email_ids": [EMAIL], "mailbox": "archive"}),
+        ),
+    ] {
+        let (status, body) = call_tool(&app, &a.access, tool, args).await;
+        assert_eq!(
+            (status, body["result"]["isError"].clone()),
+            (200, json!(true)),
+            "{body}"
+        );
+        assert!(
+            text(&body).contains("settings"),
+            "the refusal says how to enable it: {body}"
+        );
+    }
+    assert_eq!(
+        email_state(EMAIL).await["keywords"],
+        json!({"$seen": true}),
+        "mail changed while read-only"
+    );
+
+    // The person turns organize on for A.
+    let (mut browser, page) = sign_in(&app).await;
+    let csrf = page.field("csrf_token");
+    assert!(
+        page.body.contains(&format!("connection-{}", grant_of(&a)))
+            && page.body.contains(&format!("connection-{}", grant_of(&b)))
+    );
+    assert_eq!(
+        set_organize(&app, &mut browser, &csrf, &grant_of(&a), true)
+            .await
+            .status,
+        303
+    );
+    let listed = tool_names(&app, &a.access).await;
+    assert!(
+        writes.iter().all(|w| listed.iter().any(|t| t == w)),
+        "{listed:?}"
+    );
+
+    // Mark unread, then read again: the change is visible over JMAP.
+    let (_, body) = call_tool(
+        &app,
+        &a.access,
+        "mark_email_read",
+        json!({"email_ids": [EMAIL], "read": false}),
+    )
+    .await;
+    assert_eq!(
+        body["result"]["structuredContent"]["report"]["changed"], 1,
+        "{body}"
+    );
+    assert_eq!(email_state(EMAIL).await["keywords"], json!({}));
+    let (_, body) = call_tool(
+        &app,
+        &a.access,
+        "mark_email_read",
+        json!({"email_ids": [EMAIL, "Mnosuchemail000"]}),
+    )
+    .await;
+    let report = &body["result"]["structuredContent"]["report"];
+    assert_eq!(
+        (report["changed"].clone(), report["failed"].clone()),
+        (json!(1), json!(1)),
+        "{body}"
+    );
+    assert_eq!(report["results"][1]["error"], "no such email");
+    let (_, body) = call_tool(
+        &app,
+        &a.access,
+        "mark_email_read",
+        json!({"email_ids": [EMAIL]}),
+    )
+    .await;
+    assert_eq!(
+        body["result"]["structuredContent"]["report"]["unchanged"], 1,
+        "already read: {body}"
+    );
+
+    // Flag and unflag.
+    let (_, body) = call_tool(&app, &a.access, "flag_email", json!({"email_ids": [EMAIL]})).await;
+    assert_eq!(
+        body["result"]["structuredContent"]["report"]["changed"], 1,
+        "{body}"
+    );
+    assert_eq!(email_state(EMAIL).await["keywords"]["$flagged"], true);
+    call_tool(
+        &app,
+        &a.access,
+        "flag_email",
+        json!({"email_ids": [EMAIL], "flagged": false}),
+    )
+    .await;
+    assert!(
+        email_state(EMAIL).await["keywords"]
+            .get("$flagged")
+            .is_none()
+    );
+
+    // Archive (out of Inbox, into Archive in one change), then back to the Inbox.
+    let (inbox, archive) = (mailbox_id("inbox").await, mailbox_id("archive").await);
+    let (_, body) = call_tool(
+        &app,
+        &a.access,
+        "move_email",
+        json!({"email_ids": [EMAIL], "mailbox": "archive"}),
+    )
+    .await;
+    assert_eq!(
+        body["result"]["structuredContent"]["mailbox"]["role"], "archive",
+        "{body}"
+    );
+    assert_eq!(
+        email_state(EMAIL).await["mailboxIds"],
+        json!({archive.clone(): true})
+    );
+    let (_, body) = call_tool(
+        &app,
+        &a.access,
+        "move_email",
+        json!({"email_ids": [EMAIL], "mailbox": "Inbox"}),
+    )
+    .await;
+    assert_eq!(
+        body["result"]["structuredContent"]["report"]["changed"], 1,
+        "{body}"
+    );
+    assert_eq!(email_state(EMAIL).await["mailboxIds"], json!({inbox: true}));
+
+    // Nothing is created for a mailbox that doesn't exist; too many ids are refused.
+    let before = mailbox_count().await;
+    let (_, body) = call_tool(
+        &app,
+        &a.access,
+        "move_email",
+        json!({"email_ids": [EMAIL], "mailbox": "No Such Folder"}),
+    )
+    .await;
+    assert_eq!(body["result"]["isError"], true, "{body}");
+    assert_eq!(mailbox_count().await, before);
+    let many: Vec<String> = (0..51).map(|i| format!("M{i}")).collect();
+    let (_, body) = call_tool(&app, &a.access, "flag_email", json!({"email_ids": many})).await;
+    assert_eq!(body["result"]["isError"], true, "{body}");
+
+    // B is still read-only.
+    let (_, body) = call_tool(&app, &b.access, "flag_email", json!({"email_ids": [EMAIL]})).await;
+    assert_eq!(body["result"]["isError"], true, "{body}");
+    assert!(
+        email_state(EMAIL).await["keywords"]
+            .get("$flagged")
+            .is_none()
+    );
+
+    // A's activity is in the settings page: tool names and counts, nothing of the mail.
+    let page = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(
+        page.body
+            .contains("mark_email_read: ok, 1 email(s) changed"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("you set its capabilities to: read, organize")
+    );
+    assert!(!page.body.contains("Grüße"));
+
+    // Turning it off again applies to the next request.
+    assert_eq!(
+        set_organize(&app, &mut browser, &csrf, &grant_of(&a), false)
+            .await
+            .status,
+        303
+    );
+    let (_, body) = call_tool(&app, &a.access, "flag_email", json!({"email_ids": [EMAIL]})).await;
+    assert_eq!(body["result"]["isError"], true, "{body}");
+}
+
+#[tokio::test]
+async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant() {
+    let (_standin, app) = writer_app().await;
+    let a = Client::register(&app, "http://127.0.0.1:41999/cb")
+        .await
+        .connect()
+        .await;
+    let (mut browser, page) = sign_in(&app).await;
+    let csrf = page.field("csrf_token");
+    let grant = grant_of(&a);
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(page.header("x-frame-options").as_deref(), Some("DENY"));
+    // Without or with a wrong token: refused, nothing changes.
+    for token in ["", "forged"] {
+        let r = set_organize(&app, &mut browser, token, &grant, true).await;
+        assert_eq!(r.status, 403);
+        let r = browser
+            .post_form(
+                &format!("{}/settings/connections/{grant}/revoke", app.base()),
+                &[("csrf_token", token)],
+            )
+            .await;
+        assert_eq!(r.status, 403);
+    }
+    assert!(
+        !tool_names(&app, &a.access)
+            .await
+            .iter()
+            .any(|t| t == "move_email")
+    );
+    assert_eq!(
+        call_tool(&app, &a.access, "get_identity", json!({}))
+            .await
+            .0,
+        200
+    );
+    // Another browser without the session: signed out.
+    let r = set_organize(&app, &mut Browser::default(), &csrf, &grant, true).await;
+    assert_eq!(r.status, 401);
+    // A grant that isn't this person's (another account's, or made up): not found, no hint.
+    let r = set_organize(&app, &mut browser, &csrf, "gAAAAAAAAAAAAAAAAAAAAAA", true).await;
+    assert_eq!(r.status, 404);
+    // Revoke: the client's next call is a 401.
+    let r = browser
+        .post_form(
+            &format!("{}/settings/connections/{grant}/revoke", app.base()),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        call_tool(&app, &a.access, "get_identity", json!({}))
+            .await
+            .0,
+        401
+    );
+    let page = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(!page.body.contains(&format!("connection-{grant}")));
+}
+
+/// The person sees only their own connections: alice's grants don't show in bob's settings.
+#[tokio::test]
+async fn settings_show_only_the_signed_in_persons_connections() {
+    let (_standin, app) = writer_app().await;
+    let alice_standin = Standin::start();
+    let alice_app = crate::oauth_flow::spawn_oauth_app(&alice_standin, &[]).await;
+    let alices = Client::register(&alice_app, "http://127.0.0.1:41999/cb")
+        .await
+        .connect()
+        .await;
+    let bobs = Client::register(&app, "http://127.0.0.1:41999/cb")
+        .await
+        .connect()
+        .await;
+    let (_browser, page) = sign_in(&app).await;
+    assert!(
+        page.body
+            .contains(&format!("connection-{}", grant_of(&bobs)))
+    );
+    assert!(!page.body.contains(&grant_of(&alices)));
+}
