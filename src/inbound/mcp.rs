@@ -13,9 +13,10 @@ use rmcp::{
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
         ListToolsResult, PaginatedRequestParams, ProtocolVersion, ResourceContents,
-        ServerCapabilities, ServerConfig,
+        ServerCapabilities, ServerConfig, ServerNotification, SubscriptionFilter,
+        ToolListChangedNotification,
     },
-    service::{NotificationContext, RequestContext},
+    service::{NotificationContext, RequestContext, SubscriptionContext, SubscriptionSink},
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -87,38 +88,75 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
 /// changes (`notifications/tools/list_changed` on their stream). Clients that cache the list
 /// and ignore the notification still get a clear tool error for a tool that is now off.
 #[derive(Debug, Default)]
-pub struct ToolListWatchers(
-    std::sync::Mutex<std::collections::HashMap<GrantId, Vec<Peer<RoleServer>>>>,
-);
+pub struct ToolListWatchers(std::sync::Mutex<std::collections::HashMap<GrantId, Vec<Listener>>>);
+
+/// Where a grant's client listens: a legacy session, or a 2026-07-28 `subscriptions/listen`
+/// stream.
+#[derive(Debug, Clone)]
+enum Listener {
+    Session(Peer<RoleServer>),
+    /// Removed by `listen` when the subscription ends.
+    Subscription(SubscriptionSink),
+}
+
+impl Listener {
+    fn closed(&self) -> bool {
+        match self {
+            Self::Session(peer) => peer.is_transport_closed(),
+            Self::Subscription(_) => false,
+        }
+    }
+}
 
 impl ToolListWatchers {
-    fn add(&self, grant: GrantId, peer: Peer<RoleServer>) {
+    fn remove_subscription(&self, grant: &GrantId, id: &rmcp::model::RequestId) {
         let mut map = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let peers = map.entry(grant).or_default();
-        peers.retain(|p| !p.is_transport_closed());
-        peers.push(peer);
+        if let Some(listeners) = map.get_mut(grant) {
+            listeners.retain(|l| !matches!(l, Listener::Subscription(sink) if sink.id() == id));
+        }
     }
 
-    /// Tells every live session of `grant` that its tool list changed.
+    fn add(&self, grant: GrantId, listener: Listener) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let listeners = map.entry(grant).or_default();
+        listeners.retain(|l| !l.closed());
+        listeners.push(listener);
+    }
+
+    /// Tells every live session and subscription of `grant` that its tool list changed.
     pub async fn notify(&self, grant: &GrantId) {
-        let peers = {
+        let listeners = {
             let mut map = self
                 .0
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some(peers) = map.get_mut(grant) else {
+            let Some(listeners) = map.get_mut(grant) else {
                 return;
             };
-            peers.retain(|p| !p.is_transport_closed());
-            peers.clone()
+            listeners.retain(|l| !l.closed());
+            listeners.clone()
         };
-        for peer in peers {
+        for listener in listeners {
             // A session without a listening stream can't be told; it sees the change on its next
             // tools/list.
-            let _ = peer.notify_tool_list_changed().await;
+            let _ = match listener {
+                Listener::Session(peer) => peer
+                    .notify_tool_list_changed()
+                    .await
+                    .map_err(|e| e.to_string()),
+                Listener::Subscription(sink) => sink
+                    .send(ServerNotification::ToolListChangedNotification(
+                        ToolListChangedNotification::default(),
+                    ))
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
         }
     }
 }
@@ -393,8 +431,31 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             .get::<http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<Caller>());
         if let Some(caller) = caller {
-            self.watchers.add(caller.grant.clone(), ctx.peer);
+            self.watchers
+                .add(caller.grant.clone(), Listener::Session(ctx.peer));
         }
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // Tool list changes are the only notifications this server sends.
+        let mut accepted = SubscriptionFilter::default();
+        accepted.tools_list_changed = requested.tools_list_changed.filter(|on| *on);
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let caller = caller(context.request_context())?;
+        self.watchers.add(
+            caller.grant.clone(),
+            Listener::Subscription(context.sink().clone()),
+        );
+        context.cancelled().await;
+        self.watchers
+            .remove_subscription(&caller.grant, context.sink().id());
+        Ok(())
     }
 
     async fn list_tools(
@@ -422,7 +483,14 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
         let caller = caller(&ctx)?;
         let name = request.name.to_string();
         if !CATALOG.iter().any(|(spec, _)| spec.name == name) {
-            let known: Vec<&str> = CATALOG.iter().map(|(spec, _)| spec.name).collect();
+            let known: Vec<&str> = CATALOG
+                .iter()
+                .filter(|(spec, _)| {
+                    Capability::parse(spec.capability)
+                        .is_some_and(|c| caller.capabilities.allows(c))
+                })
+                .map(|(spec, _)| spec.name)
+                .collect();
             return Err(ErrorData::invalid_params(
                 format!("unknown tool {name:?}; the tools are {}", known.join(", ")),
                 None,
@@ -477,5 +545,134 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             }
         };
         Ok(result.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::{
+        grant::{AccessToken, CapabilitySet, UpstreamCredential},
+        ports::{MockAuditLog, MockMailStore, MockPolicy, MockTokenVault},
+        secret::SecretString,
+        service::ServiceLimits,
+    };
+
+    /// A mail store whose every method counts the call and fails: reaching it is what
+    /// "the tool ran" means here.
+    fn counting_store(calls: &Arc<AtomicUsize>) -> MockMailStore {
+        let mut store = MockMailStore::new();
+        let fail = || MailStoreError::Unavailable("reached the store".into());
+        macro_rules! counted {
+            ($expect:ident, $($arg:pat),*) => {{
+                let calls = Arc::clone(calls);
+                store.$expect().returning(move |$($arg),*| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Box::pin(async move { Err(fail()) })
+                });
+            }};
+        }
+        counted!(expect_account, _);
+        counted!(expect_mailboxes, _);
+        counted!(expect_search, _, _, _, _);
+        counted!(expect_email, _, _);
+        counted!(expect_thread, _, _);
+        counted!(expect_attachment, _, _, _, _);
+        counted!(expect_set_keyword, _, _, _, _);
+        counted!(expect_move_emails, _, _, _);
+        store
+    }
+
+    fn arguments(tool: &str) -> Value {
+        match tool {
+            "get_identity" | "list_mailboxes" => json!({}),
+            "search_email" => json!({"text": "x"}),
+            "get_email" => json!({"email_id": "M1"}),
+            "get_thread" => json!({"thread_id": "T1"}),
+            "get_attachment" => json!({"email_id": "M1", "blob_id": "B1"}),
+            "move_email" => json!({"email_ids": ["M1", "M2"], "mailbox": "archive"}),
+            "mark_email_read" => json!({"email_ids": ["M1"], "read": false}),
+            "flag_email" => json!({"email_ids": ["M1"]}),
+            other => panic!("no arguments for {other}: add them here"),
+        }
+    }
+
+    /// Every subset of the capabilities a grant can hold (`read` is always in).
+    fn capability_sets() -> Vec<CapabilitySet> {
+        let optional = [Capability::Organize];
+        (0..1u32 << optional.len())
+            .map(|mask| {
+                CapabilitySet::with(
+                    optional
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| mask & (1 << i) != 0)
+                        .map(|(_, c)| *c),
+                )
+            })
+            .collect()
+    }
+
+    /// The property: for every tool and every capability set, a tool reaches the mail
+    /// store if and only if the grant's policy holds the tool's capability; otherwise it is
+    /// refused with a sentence that says how to enable it.
+    #[tokio::test]
+    async fn a_tool_runs_iff_the_policy_allows_it() {
+        for (spec, _) in CATALOG.iter() {
+            let needed = Capability::parse(spec.capability).expect("catalogue capabilities parse");
+            for capabilities in capability_sets() {
+                let calls = Arc::new(AtomicUsize::new(0));
+                let service = Arc::new(MailService::new(
+                    counting_store(&calls),
+                    MockTokenVault::new(),
+                    MockPolicy::new(),
+                    ServiceLimits::default(),
+                ));
+                let mut audit = MockAuditLog::new();
+                audit.expect_record().return_const(());
+                let handler = McpHandler::new(
+                    service,
+                    Duration::from_secs(5),
+                    Arc::new(audit),
+                    Arc::default(),
+                );
+                let caller = Caller {
+                    grant: GrantId::new("g1"),
+                    credential: UpstreamCredential::Bearer(SecretString::new("t")),
+                    capabilities: capabilities.clone(),
+                    token: AccessToken::new("g1.t"),
+                    renewable: false,
+                };
+                let outcome = handler
+                    .dispatch(spec.name, arguments(spec.name), &caller)
+                    .await;
+                let allowed = capabilities.allows(needed);
+                let ran = calls.load(Ordering::SeqCst) > 0;
+                assert_eq!(
+                    ran, allowed,
+                    "{} with {capabilities:?}: ran = {ran}",
+                    spec.name
+                );
+                match outcome {
+                    Err(ToolFailure::Service(ServiceError::NotPermitted {
+                        capability, ..
+                    })) => {
+                        assert!(!allowed);
+                        assert_eq!(capability, needed);
+                    }
+                    Err(ToolFailure::Service(ServiceError::Store(
+                        MailStoreError::Unavailable(_),
+                    ))) => assert!(allowed),
+                    other => panic!("{}: unexpected {:?}", spec.name, other.err()),
+                }
+            }
+        }
     }
 }

@@ -12,10 +12,10 @@ use crate::{
 /// The writer's copy of a seed email in the Inbox, read ("Grüße aus München", docs/testbed.md).
 /// Its id differs from alice's copy because the seed addresses each user by name (so the bytes,
 /// and with them Cyrus's id, differ), and it is as deterministic.
-const EMAIL: &str = "M90089a6e6ff4b78d4c8a1333";
+pub(crate) const EMAIL: &str = "M90089a6e6ff4b78d4c8a1333";
 
 /// The stand-in signs the writer user in; the app reads the writer's mailbox.
-async fn writer_app() -> (Standin, TestApp) {
+pub(crate) async fn writer_app() -> (Standin, TestApp) {
     let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
     let app = spawn_configured(
         tempdir::Dir::new("control"),
@@ -66,7 +66,7 @@ async fn sign_in(app: &TestApp) -> (Browser, Page) {
     (browser, page)
 }
 
-fn grant_of(t: &Tokens) -> String {
+pub(crate) fn grant_of(t: &Tokens) -> String {
     t.access.split('.').next().unwrap().to_owned()
 }
 
@@ -104,7 +104,7 @@ async fn jmap(calls: Value) -> Value {
         .unwrap()
 }
 
-async fn email_state(id: &str) -> Value {
+pub(crate) async fn email_state(id: &str) -> Value {
     let account = testbed().get("JMAP_WRITER_USERNAME");
     let r = jmap(json!([["Email/get", {"accountId": account, "ids": [id], "properties": ["keywords", "mailboxIds"]}, "g"]])).await;
     r["methodResponses"][0][1]["list"][0].clone()
@@ -131,7 +131,7 @@ async fn mailbox_count() -> usize {
     r["methodResponses"][0][1]["list"].as_array().unwrap().len()
 }
 
-async fn tool_names(app: &TestApp, token: &str) -> Vec<String> {
+pub(crate) async fn tool_names(app: &TestApp, token: &str) -> Vec<String> {
     let r = reqwest::Client::new()
         .post(format!("{}/mcp", app.base()))
         .bearer_auth(token)
@@ -456,4 +456,79 @@ async fn settings_show_only_the_signed_in_persons_connections() {
             .contains(&format!("connection-{}", grant_of(&bobs)))
     );
     assert!(!page.body.contains(&grant_of(&alices)));
+}
+
+/// A policy change reaches a client that holds a stream: `notifications/tools/list_changed`
+/// arrives on its legacy session's GET stream.
+#[tokio::test]
+async fn a_policy_change_notifies_the_clients_listening_sessions() {
+    let (_standin, app) = writer_app().await;
+    let a = Client::register(&app, "http://127.0.0.1:41999/cb")
+        .await
+        .connect()
+        .await;
+    let http = reqwest::Client::new();
+    let post = |body: Value, session: Option<&str>| {
+        let mut r = http
+            .post(format!("{}/mcp", app.base()))
+            .bearer_auth(&a.access)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json");
+        if let Some(s) = session {
+            r = r
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        r.json(&body).send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+            "capabilities": {}, "clientInfo": {"name": "it", "version": "0"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = init.text().await;
+    post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    let mut stream = http
+        .get(format!("{}/mcp", app.base()))
+        .bearer_auth(&a.access)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+
+    let (mut browser, page) = sign_in(&app).await;
+    assert_eq!(
+        set_organize(
+            &app,
+            &mut browser,
+            &page.field("csrf_token"),
+            &grant_of(&a),
+            true
+        )
+        .await
+        .status,
+        303
+    );
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !seen.contains("notifications/tools/list_changed") {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => panic!("no list_changed notification on the stream; got:\n{seen}"),
+        }
+    }
 }

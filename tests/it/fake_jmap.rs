@@ -22,6 +22,66 @@ use serde_json::json;
 pub struct Hits {
     pub session: Arc<AtomicU64>,
     pub api: Arc<AtomicU64>,
+    /// `Email/set` requests seen (mode `throttledset`).
+    pub sets: Arc<AtomicU64>,
+}
+
+/// Mode `throttledset`: `Email/get` answers every id as unread; the first `Email/set` is an
+/// HTTP 429 with `Retry-After: 1`, the second a `rateLimit` SetError for every id, the third
+/// and later update everything.
+fn throttled_set(body: &str, hits: &Hits) -> Response {
+    let request: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let call = &request["methodCalls"][0];
+    let json = |v: serde_json::Value| {
+        Response::builder()
+            .content_type("application/json")
+            .body(v.to_string())
+    };
+    match call[0].as_str() {
+        Some("Email/get") => {
+            let list: Vec<_> = call[1]["ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|id| json!({"id": id, "keywords": {}, "mailboxIds": {"I": true}}))
+                .collect();
+            json(
+                json!({"methodResponses": [["Email/get", {"accountId": "A1", "list": list, "notFound": []}, "before"]], "sessionState": "s1"}),
+            )
+        }
+        Some("Email/set") => {
+            let ids: Vec<String> = call[1]["update"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            match hits.sets.fetch_add(1, Ordering::SeqCst) {
+                0 => Response::builder()
+                    .status(StatusCode::TOO_MANY_REQUESTS)
+                    .header("Retry-After", "1")
+                    .body(""),
+                1 => {
+                    let not_updated: serde_json::Map<String, serde_json::Value> = ids
+                        .iter()
+                        .map(|id| (id.clone(), json!({"type": "rateLimit"})))
+                        .collect();
+                    json(
+                        json!({"methodResponses": [["Email/set", {"accountId": "A1", "notUpdated": not_updated}, "set"]], "sessionState": "s1"}),
+                    )
+                }
+                _ => {
+                    let updated: serde_json::Map<String, serde_json::Value> = ids
+                        .iter()
+                        .map(|id| (id.clone(), serde_json::Value::Null))
+                        .collect();
+                    json(
+                        json!({"methodResponses": [["Email/set", {"accountId": "A1", "updated": updated}, "set"]], "sessionState": "s1"}),
+                    )
+                }
+            }
+        }
+        _ => json(json!({"methodResponses": [], "sessionState": "s1"})),
+    }
 }
 
 #[handler]
@@ -43,8 +103,11 @@ fn session(Path(mode): Path<String>, hits: Data<&Hits>) -> Response {
 }
 
 #[handler]
-async fn api(Path(mode): Path<String>, hits: Data<&Hits>) -> Response {
+async fn api(Path(mode): Path<String>, hits: Data<&Hits>, body: String) -> Response {
     hits.api.fetch_add(1, Ordering::SeqCst);
+    if mode == "throttledset" {
+        return throttled_set(&body, &hits);
+    }
     let ok_mailboxes = || {
         json!({"methodResponses": [["Mailbox/get", {"accountId": "A1", "list": [
             {"id": "I", "name": "Inbox", "role": "inbox", "totalEmails": 1, "unreadEmails": 0}

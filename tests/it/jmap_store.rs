@@ -402,3 +402,42 @@ async fn a_401_drops_the_cached_session() {
     }
     assert_eq!(hits.session.load(Ordering::SeqCst), 2);
 }
+
+/// Throttling goes through one bounded retry path: an HTTP 429 with `Retry-After` is waited
+/// out, `rateLimit` SetErrors are retried for just those emails, and the report says what
+/// finally happened.
+#[tokio::test]
+async fn throttled_changes_are_retried_and_reported_honestly() {
+    use mailconnect::domain::{
+        changes::{ChangeOutcome, Keyword},
+        ids::EmailId,
+    };
+    let (s, hits) = fake("throttledset", Duration::from_secs(5)).await;
+    let ids = [EmailId::parse("M1").unwrap(), EmailId::parse("M2").unwrap()];
+    let started = std::time::Instant::now();
+    let report = s
+        .set_keyword(&basic(), &ids, Keyword::Seen, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        report
+            .outcomes
+            .iter()
+            .map(|(_, o)| o.clone())
+            .collect::<Vec<_>>(),
+        [ChangeOutcome::Changed, ChangeOutcome::Changed]
+    );
+    assert_eq!(
+        hits.sets.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "429, rateLimit, then done"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the retries are bounded"
+    );
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod browser_consent;
+mod browser_settings;
 mod checklist_discovery_registration_consent;
 mod checklist_resource_upstream;
 mod checklist_tokens;
