@@ -30,7 +30,7 @@ use crate::{
         client_directory::ClientDirectory,
         jmap::{JmapMailStore, TransportConfig},
         upstream_oauth::{LazyUpstream, UpstreamSettings},
-        vault::{NewGrant, RedbVault, SELF_HOST_GRANT},
+        vault::{NewGrant, RedbVault, Retention, SELF_HOST_GRANT},
     },
 };
 
@@ -260,14 +260,15 @@ pub async fn openapi_document(config: &Config) -> Result<String, StartError> {
     Ok(build_with(config, RedbVault::in_memory()?).await?.openapi)
 }
 
-/// Sweeps expired tokens and unused registrations now and then.
-pub fn spawn_sweeper(vault: RedbVault) {
+/// Sweeps expired tokens, unused registrations and old audit events now and then.
+pub fn spawn_sweeper(vault: RedbVault, retention: Retention) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(SWEEP_EVERY);
         loop {
             every.tick().await;
             let v = vault.clone();
-            match tokio::task::spawn_blocking(move || v.sweep(UNUSED_CLIENT_SECS)).await {
+            match tokio::task::spawn_blocking(move || v.sweep(UNUSED_CLIENT_SECS, retention)).await
+            {
                 Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "vault swept"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "vault sweep failed"),
                 _ => {}
@@ -282,7 +283,13 @@ pub fn spawn_sweeper(vault: RedbVault) {
 /// [`StartError`] or the listener's I/O error.
 pub async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let app = build(config).await?;
-    spawn_sweeper(app.vault.clone());
+    spawn_sweeper(
+        app.vault.clone(),
+        Retention {
+            max_age_secs: i64::try_from(config.audit_retention_days).unwrap_or(90) * 86_400,
+            max_events: config.audit_max_events,
+        },
+    );
     tracing::info!(listen = %config.listen, public_url = %config.public_url, mcp = %config.mcp_url(), "mailconnect serving");
     let acceptor = NoDelayAcceptor::bind(config.listen).await?;
     poem::Server::new_with_acceptor(acceptor)

@@ -168,6 +168,12 @@ pub struct Cli {
     /// Lifetime of authorization codes, in seconds (1–600) [default: 300].
     #[arg(long, env = "MAILCONNECT_CODE_TTL_SECS", global = true)]
     pub code_ttl_secs: Option<u64>,
+    /// Days the audit log (and ended connections) are kept [default: 90].
+    #[arg(long, env = "MAILCONNECT_AUDIT_RETENTION_DAYS", global = true)]
+    pub audit_retention_days: Option<u64>,
+    /// Audit events kept per connection [default: 500].
+    #[arg(long, env = "MAILCONNECT_AUDIT_MAX_EVENTS", global = true)]
+    pub audit_max_events: Option<usize>,
     /// TESTS ONLY: fetch client metadata documents from http://127.0.0.1 too (real ones are
     /// https on public addresses). Never set this on a server others can reach.
     #[arg(long, global = true, hide = true)]
@@ -215,6 +221,8 @@ struct FileConfig {
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
     code_ttl_secs: Option<u64>,
+    audit_retention_days: Option<u64>,
+    audit_max_events: Option<usize>,
     /// Clients registered by the operator (exact redirect URIs, optional secret).
     #[serde(default)]
     clients: Vec<ConfiguredClient>,
@@ -312,6 +320,10 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     /// Authorization code lifetime.
     pub code_ttl: Duration,
+    /// Audit log retention: days.
+    pub audit_retention_days: u64,
+    /// Audit log retention: events per connection.
+    pub audit_max_events: usize,
     /// Operator-configured clients.
     pub clients: Vec<ConfiguredClient>,
     /// Tests only: client metadata documents over loopback http.
@@ -557,6 +569,24 @@ impl Config {
             600,
             &mut problems,
         );
+        let audit_retention_days = cli
+            .audit_retention_days
+            .or(file.audit_retention_days)
+            .unwrap_or(90);
+        if !(1..=3650).contains(&audit_retention_days) {
+            problems.push(format!(
+                "audit_retention_days must be between 1 and 3650 (got {audit_retention_days})"
+            ));
+        }
+        let audit_max_events = cli
+            .audit_max_events
+            .or(file.audit_max_events)
+            .unwrap_or(500);
+        if !(1..=100_000).contains(&audit_max_events) {
+            problems.push(format!(
+                "audit_max_events must be between 1 and 100000 (got {audit_max_events})"
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -581,6 +611,8 @@ impl Config {
             access_token_ttl,
             refresh_token_ttl,
             code_ttl,
+            audit_retention_days,
+            audit_max_events,
             clients: file.clients,
             allow_loopback_client_metadata: cli.test_allow_loopback_client_metadata,
         })

@@ -350,6 +350,9 @@ pub trait TokenVault: Sync + 'static {
         capabilities: CapabilitySet,
     ) -> Result<(), VaultError>;
 
+    /// Grants of the account that ended, kept (without any secret) for their audit log.
+    async fn revoked_of(&self, account_digest: &str) -> Result<Vec<GrantSummary>, VaultError>;
+
     /// A grant's most recent audit events, newest first.
     async fn audit_events(
         &self,
@@ -408,6 +411,9 @@ pub enum AuditKind {
         /// The new set, by name.
         capabilities: Vec<String>,
     },
+    /// The grant ended (revoked by the person or the client, a reused token, or the upstream
+    /// ended it); its tokens and sealed credentials are gone.
+    Revoked,
 }
 
 /// Where audit events go. Recording never fails the operation it records (a lost event is

@@ -70,7 +70,25 @@ fn event_text(kind: &AuditKind) -> String {
         AuditKind::PolicyChanged { capabilities } => {
             format!("you set its capabilities to: {}", capabilities.join(", "))
         }
+        AuditKind::Revoked => "disconnected: its access and stored credentials were deleted".into(),
     }
+}
+
+fn activity_html(events: &[crate::domain::ports::AuditEvent]) -> String {
+    let mut html = String::from("<details><summary>Activity</summary><ul class=\"activity\">");
+    if events.is_empty() {
+        html.push_str("<li>nothing yet</li>");
+    }
+    for e in events {
+        let _ = write!(
+            html,
+            "<li>{} — {}</li>",
+            time(e.at),
+            escape(&event_text(&e.kind))
+        );
+    }
+    html.push_str("</ul></details>");
+    html
 }
 
 fn connection_html(c: &Connection, csrf: &str) -> String {
@@ -174,6 +192,22 @@ mailbox, choose what each may do, and disconnect them.</p>\
         }
         for c in &connections {
             html.push_str(&connection_html(c, csrf));
+        }
+        let ended = self.auth.disconnected(&session).await.unwrap_or_default();
+        if !ended.is_empty() {
+            html.push_str("<h2>Disconnected</h2>");
+        }
+        for c in &ended {
+            let _ = write!(
+                html,
+                "<section class=\"box ended\" id=\"ended-{}\"><h3>{}</h3><p>Returned to <strong>{}</strong> · connected {} · disconnected {}</p>{}</section>",
+                escape(c.summary.grant.as_str()),
+                escape(&c.client_name),
+                escape(&c.destination),
+                time(c.summary.created_at),
+                c.summary.last_used_at.map_or_else(String::new, time),
+                activity_html(&c.events)
+            );
         }
         page(StatusCode::OK, layout("Settings", &html))
     }

@@ -15,6 +15,8 @@
 
 mod audit;
 mod clients;
+
+pub use self::audit::Retention;
 mod crypto;
 mod records;
 
@@ -46,8 +48,8 @@ use crate::domain::{
     },
     grant::{AccessToken, Capability, CapabilitySet, GrantId, UpstreamCredential},
     ports::{
-        AuditEvent, CodeBinding, GrantDraft, GrantSummary, OpenedGrant, Policy, PolicyError,
-        Redemption, RefreshBinding, TokenVault, UpstreamTokens, VaultError,
+        AuditEvent, AuditKind, CodeBinding, GrantDraft, GrantSummary, OpenedGrant, Policy,
+        PolicyError, Redemption, RefreshBinding, TokenVault, UpstreamTokens, VaultError,
     },
 };
 
@@ -59,6 +61,7 @@ const TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tokens_v
 const GRANT_TOKENS: MultimapTableDefinition<&str, &[u8; 32]> =
     MultimapTableDefinition::new("grant_tokens_v1");
 const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients_v1");
+const REVOKED: TableDefinition<&str, &[u8]> = TableDefinition::new("revoked_v1");
 
 /// The grant id of the single-user self-host client.
 pub const SELF_HOST_GRANT: &str = "self-host";
@@ -139,6 +142,7 @@ struct Writer<'t> {
     grants: Grants<'t>,
     index: redb::MultimapTable<'t, &'static str, &'static [u8; 32]>,
     audit: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    revoked: Grants<'t>,
 }
 
 impl<'t> Writer<'t> {
@@ -148,6 +152,7 @@ impl<'t> Writer<'t> {
             grants: tx.open_table(GRANTS).map_err(db_err)?,
             index: tx.open_multimap_table(GRANT_TOKENS).map_err(db_err)?,
             audit: tx.open_table(audit::AUDIT).map_err(db_err)?,
+            revoked: tx.open_table(REVOKED).map_err(db_err)?,
         })
     }
 
@@ -196,8 +201,38 @@ impl<'t> Writer<'t> {
         for key in &keys {
             self.tokens.remove(key).map_err(db_err)?;
         }
-        self.grants.remove(id).map_err(db_err)?;
-        RedbVault::remove_events(&mut self.audit, id)
+        let removed = self
+            .grants
+            .remove(id)
+            .map_err(db_err)?
+            .map(|v| records::decode::<GrantRecord>(v.value()))
+            .transpose()?;
+        match removed {
+            // A connection the person made: keep a tombstone (nothing secret) so settings can
+            // still show what it did, and say that it ended.
+            Some(grant) if grant.code_used && grant.account_digest.is_some() => {
+                let tombstone = records::Tombstone {
+                    account_digest: grant.account_digest.clone().unwrap_or_default(),
+                    client_id: grant.client_id.clone().unwrap_or_default(),
+                    redirect_uri: grant.redirect_uri.clone().unwrap_or_default(),
+                    created_at: grant.created_at,
+                    revoked_at: now(),
+                };
+                self.revoked
+                    .insert(id, records::encode(&tombstone)?.as_slice())
+                    .map_err(db_err)?;
+                let event = audit::encode_event(&AuditEvent {
+                    grant: GrantId::new(id),
+                    at: now(),
+                    kind: AuditKind::Revoked,
+                })?;
+                self.audit
+                    .insert((id, audit::next_key()), event.as_slice())
+                    .map_err(db_err)?;
+                Ok(())
+            }
+            _ => RedbVault::remove_events(&mut self.audit, id),
+        }
     }
 
     /// Wraps the grant's identity under a new token and stores the token.
@@ -292,6 +327,7 @@ impl RedbVault {
             tx.open_multimap_table(GRANT_TOKENS).map_err(db_err)?;
             tx.open_table(CLIENTS).map_err(db_err)?;
             tx.open_table(audit::AUDIT).map_err(db_err)?;
+            tx.open_table(REVOKED).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(Self {
@@ -689,7 +725,11 @@ impl RedbVault {
     ///
     /// # Errors
     /// [`VaultStoreError`]; nothing is deleted then.
-    pub fn sweep(&self, unused_client_secs: i64) -> Result<usize, VaultStoreError> {
+    pub fn sweep(
+        &self,
+        unused_client_secs: i64,
+        retention: Retention,
+    ) -> Result<usize, VaultStoreError> {
         let at = now();
         let removed = self.write(|w| {
             let mut removed = 0;
@@ -725,7 +765,8 @@ impl RedbVault {
             Ok(removed)
         })?;
         let clients = self.sweep_clients(at - unused_client_secs)?;
-        let events = self.sweep_events(at)?;
+        let events = self.sweep_events(at, retention)?
+            + self.sweep_tombstones(at - retention.max_age_secs)?;
         self.cache().opened.clear();
         Ok(removed + clients + events)
     }
@@ -915,6 +956,12 @@ impl TokenVault for RedbVault {
         found.then_some(()).ok_or(VaultError::InvalidToken)
     }
 
+    async fn revoked_of(&self, account_digest: &str) -> Result<Vec<GrantSummary>, VaultError> {
+        let vault = self.clone();
+        let digest = account_digest.to_owned();
+        blocking(move || Ok(vault.revoked_of_blocking(&digest)?)).await
+    }
+
     async fn audit_events(
         &self,
         grant: &GrantId,
@@ -955,6 +1002,53 @@ impl RedbVault {
         }
         out.sort_by_key(|g| std::cmp::Reverse(g.created_at));
         Ok(out)
+    }
+
+    fn revoked_of_blocking(
+        &self,
+        account_digest: &str,
+    ) -> Result<Vec<GrantSummary>, VaultStoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(REVOKED).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            let t: records::Tombstone = records::decode(v.value())?;
+            if t.account_digest != account_digest {
+                continue;
+            }
+            out.push(GrantSummary {
+                grant: GrantId::new(k.value()),
+                client: ClientId::new(t.client_id),
+                redirect_uri: t.redirect_uri,
+                created_at: t.created_at,
+                last_used_at: Some(t.revoked_at),
+                capabilities: CapabilitySet::read_only(),
+            });
+        }
+        out.sort_by_key(|g| std::cmp::Reverse(g.last_used_at));
+        Ok(out)
+    }
+
+    /// Removes tombstones (and their events) of grants that ended before `before`.
+    fn sweep_tombstones(&self, before: i64) -> Result<usize, VaultStoreError> {
+        self.write(|w| {
+            let old: Vec<String> = w
+                .revoked
+                .iter()
+                .map_err(db_err)?
+                .filter_map(Result::ok)
+                .filter_map(|(k, v)| {
+                    let t: records::Tombstone = records::decode(v.value()).ok()?;
+                    (t.revoked_at < before).then(|| k.value().to_owned())
+                })
+                .collect();
+            for id in &old {
+                w.revoked.remove(id.as_str()).map_err(db_err)?;
+                RedbVault::remove_events(&mut w.audit, id)?;
+            }
+            Ok(old.len())
+        })
     }
 
     fn set_capabilities_blocking(

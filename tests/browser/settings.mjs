@@ -126,27 +126,39 @@ async function clickAndFollow(page, locator) {
   return { status: response?.status() ?? null, chain: chain(response), final_url: page.url() };
 }
 
-/** How the page fits its viewport: horizontal overflow, and which elements stick out. */
-async function fit(page) {
-  return page.evaluate(() => {
-    const width = window.innerWidth;
+/**
+ * How the page fits the device's width. On a phone (isMobile) Chromium widens the layout
+ * viewport to whatever sticks out and shows the page zoomed out, so the device width is
+ * passed in rather than read from window.innerWidth.
+ */
+async function fit(page, device) {
+  return page.evaluate((deviceWidth) => {
+    const describe = (el, r) =>
+      `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''} [${Math.round(r.left)}..${Math.round(r.right)}] ${(el.innerText ?? '').slice(0, 60)}`;
+    // The column the text is set in: the body's content box.
+    const b = document.body.getBoundingClientRect();
+    const bs = getComputedStyle(document.body);
+    const column = b.right - parseFloat(bs.paddingRight) - parseFloat(bs.borderRightWidth);
     const sticking = [];
+    const pastColumn = [];
     for (const el of document.body.querySelectorAll('*')) {
       const r = el.getBoundingClientRect();
-      if (r.width > 0 && (r.right > width + 1 || r.left < -1)) {
-        sticking.push(`${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''} [${Math.round(r.left)}..${Math.round(r.right)}] ${(el.innerText ?? '').slice(0, 60)}`);
-      }
+      if (r.width === 0) continue;
+      if (r.right > deviceWidth + 1 || r.left < -1) sticking.push(describe(el, r));
+      // The element's text runs past its own box or past the column.
+      if (r.right > column + 1 || el.scrollWidth > el.clientWidth + 1) pastColumn.push(describe(el, r));
     }
-    const body = getComputedStyle(document.body);
     return {
-      viewport_width: width,
+      device_width: deviceWidth,
+      layout_width: window.innerWidth,
       scroll_width: document.documentElement.scrollWidth,
-      overflows: document.documentElement.scrollWidth > width,
+      overflows: document.documentElement.scrollWidth > deviceWidth,
       sticking_out: sticking.slice(0, 10),
-      body_font_size: body.fontSize,
+      past_column: pastColumn.slice(0, 10),
+      body_font_size: getComputedStyle(document.body).fontSize,
       page_height: document.documentElement.scrollHeight,
     };
-  });
+  }, device.viewport.width);
 }
 
 /** The settings page as a person reads it. */
@@ -207,7 +219,7 @@ async function consentView(browser, device, name) {
       h1: await page.locator('h1').first().innerText({ timeout: 1000 }).catch(() => null),
       buttons: await page.locator('form button[name="decision"]').evaluateAll((bs) => bs.map((b) => b.value)),
       script_elements: await page.evaluate(() => document.scripts.length),
-      fit: await fit(page),
+      fit: await fit(page, device),
     };
     await screenshot(page, name);
     return view;
@@ -229,20 +241,20 @@ async function run(browser) {
     x_frame_options: headers['x-frame-options'] ?? null,
     content_security_policy: headers['content-security-policy'] ?? null,
     ...(await settingsView(page)),
-    fit: await fit(page),
+    fit: await fit(page, DESKTOP),
   };
   await screenshot(page, 'settings-1-signed-out');
 
   step('2. sign in');
   out.sign_in = await clickAndFollow(page, page.locator('form[action="/settings/sign-in"] button[name="sign_in"]'));
-  out.signed_in = { ...(await settingsView(page)), fit: await fit(page) };
+  out.signed_in = { ...(await settingsView(page)), fit: await fit(page, DESKTOP) };
   await screenshot(page, 'settings-2-signed-in');
   // The same session at a phone's width.
   {
     const phone = await newPage(browser, { ...PHONE, storageState: await context.storageState() });
     try {
       await phone.page.goto(`${base}/settings`, { waitUntil: 'load' });
-      out.signed_in_phone = { ...(await settingsView(phone.page)), fit: await fit(phone.page) };
+      out.signed_in_phone = { ...(await settingsView(phone.page)), fit: await fit(phone.page, PHONE) };
       await screenshot(phone.page, 'settings-2-signed-in-phone');
     } finally {
       await phone.context.close();
@@ -253,13 +265,13 @@ async function run(browser) {
   const a = page.locator(`section[id="connection-${opts.grantA}"]`);
   await a.locator('form[action$="/capabilities"] input[name="organize"]').check();
   out.enable = await clickAndFollow(page, a.locator('form[action$="/capabilities"] button[type="submit"]'));
-  out.after_enable = { ...(await settingsView(page)), fit: await fit(page) };
+  out.after_enable = { ...(await settingsView(page)), fit: await fit(page, DESKTOP) };
   await screenshot(page, 'settings-3-organize-enabled');
 
   step('4. revoke B');
   const b = page.locator(`section[id="connection-${opts.grantB}"]`);
   out.revoke = await clickAndFollow(page, b.locator('form[action$="/revoke"] button[type="submit"]'));
-  out.after_revoke = { ...(await settingsView(page)), fit: await fit(page) };
+  out.after_revoke = { ...(await settingsView(page)), fit: await fit(page, DESKTOP) };
   await screenshot(page, 'settings-4-revoked');
   await context.close();
 

@@ -434,6 +434,16 @@ async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant()
     );
     let page = browser.get(&format!("{}/settings", app.base())).await;
     assert!(!page.body.contains(&format!("connection-{grant}")));
+    // It is listed as disconnected, with its activity ending in the revocation.
+    assert!(
+        page.body.contains(&format!("ended-{grant}")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("disconnected: its access and stored credentials were deleted")
+    );
 }
 
 /// The person sees only their own connections: alice's grants don't show in bob's settings.

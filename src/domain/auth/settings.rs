@@ -224,8 +224,26 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         &self,
         session: &SettingsSession,
     ) -> Result<Vec<Connection>, SettingsError> {
+        let grants = self.vault().grants_of(&session.account_digest).await?;
+        self.described(grants).await
+    }
+
+    /// The person's connections that ended (kept for their activity until the retention
+    /// period passes; `last_used_at` is when they ended).
+    ///
+    /// # Errors
+    /// [`SettingsError`].
+    pub async fn disconnected(
+        &self,
+        session: &SettingsSession,
+    ) -> Result<Vec<Connection>, SettingsError> {
+        let grants = self.vault().revoked_of(&session.account_digest).await?;
+        self.described(grants).await
+    }
+
+    async fn described(&self, grants: Vec<GrantSummary>) -> Result<Vec<Connection>, SettingsError> {
         let mut out = Vec::new();
-        for summary in self.vault().grants_of(&session.account_digest).await? {
+        for summary in grants {
             let client = self.clients().client(&summary.client).await?;
             let (client_name, destination) = match client {
                 Some(c) => {

@@ -16,10 +16,23 @@ use crate::domain::{
 
 pub const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit_v1");
 
-/// Events kept per grant; older ones are swept.
-pub const MAX_EVENTS_PER_GRANT: usize = 500;
-/// Events older than this are swept.
-pub const RETENTION_SECS: i64 = 90 * 86_400;
+/// How long and how much of the audit log is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events (and ended connections) older than this many seconds are swept.
+    pub max_age_secs: i64,
+    /// Events kept per grant; older ones are swept.
+    pub max_events: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age_secs: 90 * 86_400,
+            max_events: 500,
+        }
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -34,6 +47,7 @@ enum KindRecord {
     PolicyChanged {
         capabilities: Vec<String>,
     },
+    Revoked,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -61,6 +75,7 @@ fn to_record(e: &AuditEvent) -> EventRecord {
             AuditKind::PolicyChanged { capabilities } => KindRecord::PolicyChanged {
                 capabilities: capabilities.clone(),
             },
+            AuditKind::Revoked => KindRecord::Revoked,
         },
     }
 }
@@ -82,12 +97,17 @@ fn from_record(grant: &str, r: EventRecord) -> AuditEvent {
                 count,
             },
             KindRecord::PolicyChanged { capabilities } => AuditKind::PolicyChanged { capabilities },
+            KindRecord::Revoked => AuditKind::Revoked,
         },
     }
 }
 
+pub(super) fn encode_event(event: &AuditEvent) -> Result<Vec<u8>, VaultStoreError> {
+    records::encode(&to_record(event))
+}
+
 /// A strictly increasing key: microseconds since the epoch, bumped past the last one issued.
-fn next_key() -> u64 {
+pub(super) fn next_key() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
     let mut last = LAST.load(Ordering::Relaxed);
@@ -151,8 +171,12 @@ impl RedbVault {
     }
 
     /// Sweeps events past the retention period or beyond the per-grant cap.
-    pub(super) fn sweep_events(&self, now: i64) -> Result<usize, VaultStoreError> {
-        let cutoff = u64::try_from((now - RETENTION_SECS) * 1_000_000).unwrap_or(0);
+    pub(super) fn sweep_events(
+        &self,
+        now: i64,
+        retention: Retention,
+    ) -> Result<usize, VaultStoreError> {
+        let cutoff = u64::try_from((now - retention.max_age_secs) * 1_000_000).unwrap_or(0);
         let tx = self.db.begin_write().map_err(db_err)?;
         let removed = {
             let mut table = tx.open_table(AUDIT).map_err(db_err)?;
@@ -166,7 +190,7 @@ impl RedbVault {
             let mut removed = 0;
             for (grant, mut seqs) in per_grant {
                 seqs.sort_unstable();
-                let over = seqs.len().saturating_sub(MAX_EVENTS_PER_GRANT);
+                let over = seqs.len().saturating_sub(retention.max_events);
                 for (i, seq) in seqs.into_iter().enumerate() {
                     if i < over || seq < cutoff {
                         table.remove((grant.as_str(), seq)).map_err(db_err)?;

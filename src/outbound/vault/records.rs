@@ -208,3 +208,14 @@ pub struct ClientRecord {
     #[serde(default)]
     pub last_granted_at: Option<i64>,
 }
+
+/// `revoked_v1`: a connection that ended, kept (nothing secret) for its audit log until the
+/// retention period passes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub account_digest: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub created_at: i64,
+    pub revoked_at: i64,
+}

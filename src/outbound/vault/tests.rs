@@ -383,7 +383,7 @@ async fn sweeping_removes_expired_codes_and_their_grants() {
         vault.code_binding(&code.token).await.unwrap().is_none(),
         "an expired code is unknown"
     );
-    assert_eq!(vault.sweep(86400).unwrap(), 2);
+    assert_eq!(vault.sweep(86400, Retention::default()).unwrap(), 2);
     assert!(vault.capabilities(&grant).await.is_err());
 }
 
