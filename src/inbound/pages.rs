@@ -79,10 +79,14 @@ pub(super) fn see_other(location: &str) -> Response {
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#1b1b1f}\
-h1{font-size:1.4rem}.box{border:1px solid #ccd;border-radius:.5rem;padding:1rem;margin:1rem 0}\
+h1{font-size:1.5rem}h2{font-size:1.2rem}h3{font-size:1.05rem}h1,h2,h3,strong{overflow-wrap:anywhere}\
+.box{border:1px solid #ccd;border-radius:.5rem;padding:.25rem 1rem 1rem;margin:1rem 0}.box>h2:first-child,.box>h3:first-child{margin-top:.75rem}\
 .warn{background:#fff6e0;border-color:#e8c36a}.tag{font-size:.8rem;padding:.1rem .4rem;border-radius:.3rem;background:#eee}\
-button{font-size:1rem;padding:.6rem 1.2rem;margin-right:.5rem;border-radius:.4rem;border:1px solid #888}\
-button[value=approve]{background:#1d5bd6;color:#fff;border-color:#1d5bd6}code{word-break:break-all}";
+.notice{background:#e8f4ea;border:1px solid #8bc79a;border-radius:.5rem;padding:.5rem 1rem}.when{white-space:nowrap}\
+.ended{color:#555}form.revoke{margin-top:1.5rem;padding-top:.75rem;border-top:1px dashed #ccd}\
+button{font-size:1rem;padding:.6rem 1.2rem;margin:.25rem .5rem .25rem 0;border-radius:.4rem;border:1px solid #888}\
+button[value=approve]{background:#1d5bd6;color:#fff;border-color:#1d5bd6}button.danger{background:#fff;color:#b3261e;border-color:#b3261e}\
+code{word-break:break-all}";
 
 pub(super) fn layout(title: &str, content: &str) -> String {
     format!(

@@ -122,23 +122,12 @@ fn connection_html(c: &Connection, csrf: &str) -> String {
     let _ = write!(
         html,
         "<button type=\"submit\">Save</button></form>\
-<form method=\"post\" action=\"/settings/connections/{id}/revoke\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
-<button type=\"submit\" class=\"danger\">Revoke</button></form>",
+<form class=\"revoke\" method=\"post\" action=\"/settings/connections/{id}/revoke\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
+<button type=\"submit\" class=\"danger\">Revoke (disconnect now)</button></form>",
         escape(csrf)
     );
-    html.push_str("<details><summary>Activity</summary><ul class=\"activity\">");
-    if c.events.is_empty() {
-        html.push_str("<li>nothing yet</li>");
-    }
-    for e in &c.events {
-        let _ = write!(
-            html,
-            "<li>{} — {}</li>",
-            time(e.at),
-            escape(&event_text(&e.kind))
-        );
-    }
-    html.push_str("</ul></details></section>");
+    html.push_str(&activity_html(&c.events));
+    html.push_str("</section>");
     html
 }
 
@@ -180,10 +169,19 @@ mailbox, choose what each may do, and disconnect them.</p>\
             Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         };
         let csrf = session.csrf.expose_secret();
+        let notice = match req.uri().query().unwrap_or_default() {
+            "done=saved" => {
+                "<p class=\"notice\" role=\"status\">Saved: the assistant gets the new permissions on its next request.</p>"
+            }
+            "done=revoked" => {
+                "<p class=\"notice\" role=\"status\">Disconnected: the assistant's access and the stored credentials are deleted.</p>"
+            }
+            _ => "",
+        };
         let mut html = format!(
             "<h1>mailconnect settings</h1><p>Signed in as <strong>{}</strong>.</p>\
 <form method=\"post\" action=\"/settings/sign-out\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\"><button type=\"submit\">Sign out</button></form>\
-<h2>Connected assistants</h2>",
+{notice}<h2>Connected assistants</h2>",
             escape(&session.account),
             escape(csrf)
         );
@@ -275,7 +273,7 @@ mailbox, choose what each may do, and disconnect them.</p>\
         {
             Ok(()) => {
                 self.watchers.notify(&grant).await;
-                see_other("/settings")
+                see_other("/settings?done=saved")
             }
             Err(e) => Self::refused(&e),
         }
@@ -295,7 +293,7 @@ mailbox, choose what each may do, and disconnect them.</p>\
             .map(String::as_str)
             .unwrap_or_default();
         match self.auth.revoke_connection(&session, csrf, &grant).await {
-            Ok(()) => see_other("/settings"),
+            Ok(()) => see_other("/settings?done=revoked"),
             Err(e) => Self::refused(&e),
         }
     }

@@ -988,7 +988,7 @@ impl RedbVault {
             if g.account_digest.as_deref() != Some(account_digest) || !g.code_used {
                 continue;
             }
-            let last_used_at = self.events_blocking(&g.id, 1)?.first().map(|e| e.at);
+            let last_used_at = self.last_tool_call_blocking(&g.id)?;
             out.push(GrantSummary {
                 grant: GrantId::new(g.id.clone()),
                 client: ClientId::new(g.client_id.clone().unwrap_or_default()),

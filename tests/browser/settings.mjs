@@ -197,6 +197,8 @@ async function settingsView(page) {
     signed_in: /Signed in as/.test(body),
     sign_in_button: await page.locator('form[action="/settings/sign-in"] button[name="sign_in"]').count(),
     sections,
+    // Disconnected assistants, if the page lists them (reported, not judged here).
+    ended: await page.locator('section[id^="ended-"]').evaluateAll((ss) => ss.map((s) => s.id.replace(/^ended-/, ''))),
     script_elements: await page.evaluate(() => document.scripts.length),
     body_text: body.slice(0, 2000),
   };

@@ -153,6 +153,27 @@ impl RedbVault {
         Ok(out)
     }
 
+    /// When the grant last called a tool (the "last used" of settings), if it ever did.
+    pub(super) fn last_tool_call_blocking(
+        &self,
+        grant: &str,
+    ) -> Result<Option<i64>, VaultStoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(AUDIT).map_err(db_err)?;
+        for entry in table
+            .range((grant, 0)..=(grant, u64::MAX))
+            .map_err(db_err)?
+            .rev()
+        {
+            let (_, v) = entry.map_err(db_err)?;
+            let record: EventRecord = records::decode(v.value())?;
+            if matches!(record.kind, KindRecord::ToolCall { .. }) {
+                return Ok(Some(record.at));
+            }
+        }
+        Ok(None)
+    }
+
     /// Deletes a grant's events (with the grant).
     pub(super) fn remove_events(
         table: &mut redb::Table<'_, (&'static str, u64), &'static [u8]>,
