@@ -12,6 +12,7 @@ pub mod mail;
 pub mod mailboxes;
 pub mod ports;
 pub mod query;
+pub mod search_syntax;
 pub mod secret;
 pub mod service;
 pub mod text_extract;

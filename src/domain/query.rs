@@ -1,7 +1,7 @@
 //! Search semantics: the filter a client asked for, page sizes and the opaque cursor.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::ids::EmailId;
@@ -34,6 +34,24 @@ pub struct EmailQuery {
     pub after: Option<DateTime<Utc>>,
     /// Received before.
     pub before: Option<DateTime<Utc>>,
+    /// A search-box query, combined with the rest by AND.
+    pub expression: Option<SearchExpression>,
+}
+
+/// A parsed search-box query with its source text (the cursor fingerprints the text, so a
+/// relative date like `newer_than:7d` made absolute again on the next page keeps the cursor).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SearchExpression {
+    /// What the client wrote.
+    pub source: String,
+    /// The filter.
+    pub expr: super::search_syntax::Expr,
+}
+
+impl std::fmt::Debug for SearchExpression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.source)
+    }
 }
 
 /// A search argument a client got wrong.
@@ -47,7 +65,8 @@ pub struct InvalidArgument {
 }
 
 impl InvalidArgument {
-    pub(crate) fn new(argument: &'static str, reason: impl Into<String>) -> Self {
+    /// An error about `argument`.
+    pub fn new(argument: &'static str, reason: impl Into<String>) -> Self {
         Self {
             argument,
             reason: reason.into(),
@@ -61,19 +80,12 @@ impl InvalidArgument {
 /// [`InvalidArgument`] naming `argument` when neither form parses.
 pub fn parse_instant(argument: &'static str, raw: &str) -> Result<DateTime<Utc>, InvalidArgument> {
     let raw = raw.trim();
-    if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        && let Some(midnight) = date.and_hms_opt(0, 0, 0)
-    {
-        return Ok(midnight.and_utc());
-    }
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
+    super::search_syntax::parse_date(raw).ok_or_else(|| {
             InvalidArgument::new(
                 argument,
                 format!("{raw:?} is not a date (YYYY-MM-DD) or an RFC 3339 date-time (2024-03-01T09:00:00Z)"),
             )
-        })
+    })
 }
 
 impl EmailQuery {

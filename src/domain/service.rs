@@ -17,6 +17,7 @@ use super::{
         VaultError,
     },
     query::{EmailQuery, InvalidArgument, PageCursor, PageSize},
+    search_syntax,
     text_extract::{self, ExtractedText},
 };
 
@@ -342,6 +343,18 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         // re-check them so the answer is exactly what the client asked for.
         page.emails
             .retain(|e| request.query.admits_received_at(e.received_at));
+        // Servers ignore some negations (Fastmail: `-from:` with a domain): what the query
+        // excludes is excluded here too, so the answer is exact.
+        if let Some(expression) = &request.query.expression {
+            let excluded = expression.expr.excluded_senders();
+            page.emails.retain(|e| {
+                !e.from.iter().any(|a| {
+                    excluded
+                        .iter()
+                        .any(|x| search_syntax::sender_matches(&a.email, a.name.as_deref(), x))
+                })
+            });
+        }
         let end = page.position + returned;
         let more = match page.total {
             Some(total) => end < total,

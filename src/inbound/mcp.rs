@@ -27,7 +27,8 @@ use crate::domain::{
     grant::{Caller, Capability, GrantId},
     ids::{BlobId, EmailId, ThreadId},
     ports::{AuditEvent, AuditKind, AuditLog, MailStore, MailStoreError, Policy, TokenVault},
-    query::{EmailQuery, parse_instant},
+    query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
+    search_syntax,
     service::{MailService, SearchRequest, ServiceError},
 };
 
@@ -394,6 +395,20 @@ fn search_request(a: input::SearchEmailInput) -> Result<SearchRequest, ToolFailu
             has_attachment: a.has_attachment,
             after: instant("after", a.after.map(|v| v.to_string()))?,
             before: instant("before", a.before.map(|v| v.to_string()))?,
+            expression: a
+                .query
+                .map(|q| {
+                    let source = q.to_string();
+                    search_syntax::parse(&source, chrono::Utc::now())
+                        .map(|expr| SearchExpression { source, expr })
+                        .map_err(|e| {
+                            ServiceError::InvalidArgument(InvalidArgument::new(
+                                "query",
+                                e.to_string(),
+                            ))
+                        })
+                })
+                .transpose()?,
         },
         limit: a.limit.map(std::num::NonZeroU64::get),
         cursor: a.cursor.map(|v| v.to_string()),

@@ -29,6 +29,7 @@ use crate::domain::{
     mailboxes::MailboxDirectory,
     ports::{MailStore, MailStoreError, MoveResult, PageStart, SearchPage},
     query::{EmailQuery, PageSize},
+    search_syntax::{Expr, Term},
 };
 
 /// Properties fetched for every mailbox (public so the benchmark sends the same request).
@@ -188,8 +189,44 @@ fn take(
     Ok(responses.remove(index).1)
 }
 
+/// The JMAP filter of a search-box expression; `in:` names resolved in `mailbox_ids`.
+fn expression_filter(expr: &Expr, mailbox_ids: &HashMap<String, String>) -> Value {
+    let op = |operator: &str, items: &[Expr]| json!({"operator": operator, "conditions": items.iter().map(|e| expression_filter(e, mailbox_ids)).collect::<Vec<_>>()});
+    let time = |t: &chrono::DateTime<chrono::Utc>| {
+        json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    match expr {
+        Expr::And(items) => op("AND", items),
+        Expr::Or(items) => op("OR", items),
+        Expr::Not(inner) => op("NOT", std::slice::from_ref(inner)),
+        Expr::Term(term) => match term {
+            Term::Text(v) => json!({"text": v}),
+            Term::From(v) => json!({"from": v}),
+            Term::To(v) => {
+                json!({"operator": "OR", "conditions": [{"to": v}, {"cc": v}, {"bcc": v}]})
+            }
+            Term::Cc(v) => json!({"cc": v}),
+            Term::Bcc(v) => json!({"bcc": v}),
+            Term::Subject(v) => json!({"subject": v}),
+            Term::In(name) => {
+                json!({"inMailbox": mailbox_ids.get(name).cloned().unwrap_or_default()})
+            }
+            Term::Unread => json!({"notKeyword": "$seen"}),
+            Term::Read => json!({"hasKeyword": "$seen"}),
+            Term::Flagged => json!({"hasKeyword": "$flagged"}),
+            Term::HasAttachment => json!({"hasAttachment": true}),
+            Term::After(t) => json!({"after": time(t)}),
+            Term::Before(t) => json!({"before": time(t)}),
+        },
+    }
+}
+
 /// The JMAP filter for a query (RFC 8621 §4.4.1); `to` covers To, Cc and Bcc.
-fn filter(query: &EmailQuery, mailbox_id: Option<&str>) -> Value {
+fn filter(
+    query: &EmailQuery,
+    mailbox_id: Option<&str>,
+    mailbox_ids: &HashMap<String, String>,
+) -> Value {
     let mut cond = Map::new();
     let mut put = |key: &str, value: Value| {
         cond.insert(key.to_owned(), value);
@@ -236,6 +273,9 @@ fn filter(query: &EmailQuery, mailbox_id: Option<&str>) -> Value {
     if let Some(to) = &query.to {
         conditions
             .push(json!({"operator": "OR", "conditions": [{"to": to}, {"cc": to}, {"bcc": to}]}));
+    }
+    if let Some(expression) = &query.expression {
+        conditions.push(expression_filter(&expression.expr, mailbox_ids));
     }
     if conditions.len() == 1 {
         conditions.remove(0)
@@ -380,9 +420,16 @@ impl MailStore for JmapMailStore {
             Some(given) => Some(self.resolve_mailbox(cred, &session, given).await?),
             None => None,
         };
+        let mut mailbox_ids = HashMap::new();
+        for name in query.expression.iter().flat_map(|e| e.expr.mailboxes()) {
+            if !mailbox_ids.contains_key(name) {
+                let id = self.resolve_mailbox(cred, &session, name).await?;
+                mailbox_ids.insert(name.to_owned(), id);
+            }
+        }
         let mut args = json!({
             "accountId": session.account_id,
-            "filter": filter(query, mailbox_id.as_deref()),
+            "filter": filter(query, mailbox_id.as_deref(), &mailbox_ids),
             "sort": [{"property": "receivedAt", "isAscending": false}],
             "collapseThreads": false,
             "calculateTotal": true,
@@ -550,7 +597,7 @@ mod tests {
             ..EmailQuery::default()
         };
         assert_eq!(
-            filter(&q, Some("M1")),
+            filter(&q, Some("M1"), &HashMap::new()),
             json!({"text": "budget", "inMailbox": "M1", "notKeyword": "$seen"})
         );
     }
@@ -564,7 +611,7 @@ mod tests {
             ..EmailQuery::default()
         };
         assert_eq!(
-            filter(&q, None),
+            filter(&q, None, &HashMap::new()),
             json!({"operator": "AND", "conditions": [
                 {"hasKeyword": "$seen"},
                 {"hasKeyword": "$flagged"},
