@@ -5,6 +5,7 @@
 
 mod changes;
 mod convert;
+mod retry;
 mod session;
 mod wire;
 
@@ -295,15 +296,15 @@ impl JmapMailStore {
         patch_for: impl Fn(&changes::States, &EmailId) -> Option<Value>,
     ) -> Result<ChangeReport, MailStoreError> {
         let account = session.account_id.clone();
-        let mut responses = changes::with_retries(|| {
-            self.transport.call(
+        let mut responses = self
+            .transport
+            .call(
                 cred,
                 session,
                 &[CORE, MAIL],
                 vec![changes::state_call(&account, ids)],
             )
-        })
-        .await?;
+            .await?;
         let states = changes::States::decode(&take(&mut responses, "Email/get")?)?;
         let mut patches = Map::new();
         for id in ids {

@@ -214,13 +214,23 @@ impl Transport {
         calls: Vec<Value>,
     ) -> Result<Vec<MethodResponse>, MailStoreError> {
         let request = json!({ "using": using, "methodCalls": calls });
+        super::retry::with_retries(|| self.call_once(cred, session, &request)).await
+    }
+
+    /// One attempt of [`Transport::call`].
+    async fn call_once(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        request: &Value,
+    ) -> Result<Vec<MethodResponse>, MailStoreError> {
         self.count();
         let response = self
             .http
             .post(session.api_url.clone())
             .header(header::AUTHORIZATION, Self::authorization(cred))
             .header(header::ACCEPT, "application/json")
-            .json(&request)
+            .json(request)
             .send()
             .await
             .map_err(|e| self.transport_error(&e))?;
