@@ -81,10 +81,12 @@ impl InvalidArgument {
 pub fn parse_instant(argument: &'static str, raw: &str) -> Result<DateTime<Utc>, InvalidArgument> {
     let raw = raw.trim();
     super::search_syntax::parse_date(raw).ok_or_else(|| {
-            InvalidArgument::new(
-                argument,
-                format!("{raw:?} is not a date (YYYY-MM-DD) or an RFC 3339 date-time (2024-03-01T09:00:00Z)"),
-            )
+        InvalidArgument::new(
+            argument,
+            format!(
+                "{raw:?} is not a date (YYYY-MM-DD) or an RFC 3339 date-time (2024-03-01T09:00:00Z)"
+            ),
+        )
     })
 }
 

@@ -29,12 +29,17 @@ pub fn parse_date(raw: &str) -> Option<DateTime<Utc>> {
     use chrono::Datelike as _;
     // Four-digit years only: chrono would read "-25-03-04" as the year −25, which no mail has
     // and RFC 3339 can't print back.
-    let four_digit_year = raw.len() >= 10 && raw.as_bytes()[..4].iter().all(u8::is_ascii_digit) && raw.as_bytes()[4] == b'-';
+    let four_digit_year = raw.len() >= 10
+        && raw.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && raw.as_bytes()[4] == b'-';
     if !four_digit_year {
         return None;
     }
     let parsed = if raw.len() == 10 {
-        NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?.and_utc()
+        NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+            .ok()?
+            .and_hms_opt(0, 0, 0)?
+            .and_utc()
     } else {
         DateTime::parse_from_rfc3339(raw).ok()?.with_timezone(&Utc)
     };
