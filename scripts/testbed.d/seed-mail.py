@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Seed the testbed mailbox over IMAP (stdlib only, deterministic).
 
-Usage: seed-mail.py HOST PORT ADMIN ADMINPW USER USERPW
+Usage: seed-mail.py HOST PORT ADMIN ADMINPW USER USERPW [SAME_TIME_COUNT]
+
+With SAME_TIME_COUNT (the writer user gets 300), a folder "Same Time" also gets that many
+messages that all have the same INTERNALDATE (so the same JMAP receivedAt): the paging test's
+worst case, since JMAP has no total order among equal dates.
 
 As ADMIN, creates the user's mailbox; as USER, creates the folders (RFC 6154
 CREATE-SPECIAL-USE, so JMAP sees the roles) and APPENDs a fixed set of messages.
@@ -24,6 +28,7 @@ from email.utils import format_datetime
 
 host, port, admin, adminpw, user, userpw = sys.argv[1:7]
 port = int(port)
+same_time = int(sys.argv[7]) if len(sys.argv) > 7 else 0
 
 
 def tiny_pdf() -> bytes:
@@ -150,11 +155,18 @@ for n in range(1, 61):
         BULK, ME, f"Bulk message {n:02d}", when, f"<bulk-{n:02d}@bulk.example.net>",
         text=f"This is bulk message {n:02d} of 60.\n")))
 
+SAME_TIME = dt("2024-02-01T12:00:00Z")
+for n in range(1, same_time + 1):
+    MESSAGES.append(("Same Time", "", SAME_TIME, msg(
+        BULK, ME, f"Same time {n:03d}", SAME_TIME, f"<same-{n:03d}@bulk.example.net>",
+        text=f"Message {n:03d} of {same_time}, all received at the same second.\n")))
+
 # Folder name -> special-use attribute (None = no role). Parents before children;
 # "/" is the hierarchy separator (Cyrus 3.x default unixhierarchysep: yes).
 FOLDERS = [("Archive", "\\Archive"), ("Sent", "\\Sent"), ("Drafts", "\\Drafts"),
            ("Trash", "\\Trash"), ("Junk", "\\Junk"), ("Project Alpha", None),
-           ("Project Alpha/Invoices 2024", None), ("Bulk", None)]
+           ("Project Alpha/Invoices 2024", None), ("Bulk", None)] + (
+              [("Same Time", None)] if same_time else [])
 
 
 def q(name: str) -> str:

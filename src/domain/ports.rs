@@ -96,12 +96,13 @@ pub struct MoveResult {
 pub enum PageStart {
     /// The first page.
     First,
-    /// Right after `anchor`, expected at `position - 1`.
-    After {
-        /// The last email of the previous page.
-        anchor: EmailId,
-        /// Where the page started if the anchor is gone.
-        position: u64,
+    /// Emails received at or before `at` (the last page ended there); `extra` more are asked for,
+    /// to make room for the ones received exactly at `at` that the caller already has.
+    AtOrBefore {
+        /// The receivedAt of the previous page's last email.
+        at: chrono::DateTime<chrono::Utc>,
+        /// How many more to fetch than the page size.
+        extra: u32,
     },
 }
 
@@ -117,7 +118,8 @@ pub trait MailStore: Sync + 'static {
     /// All mailboxes.
     async fn mailboxes(&self, cred: &UpstreamCredential) -> Result<Vec<Mailbox>, MailStoreError>;
 
-    /// One page of a search, newest first.
+    /// One page of a search, newest first: up to `size` + 1 emails (+ `extra` after the first
+    /// page), so the caller can tell whether more follow.
     async fn search(
         &self,
         cred: &UpstreamCredential,

@@ -114,14 +114,6 @@ impl EmailQuery {
         self.after.is_none_or(|after| received_at >= after)
             && self.before.is_none_or(|before| received_at < before)
     }
-
-    /// A stable digest of the query, so a cursor can't be replayed against another search.
-    #[must_use]
-    pub fn fingerprint(&self) -> String {
-        let canonical = format!("{self:?}");
-        let digest = Sha256::digest(canonical.as_bytes());
-        URL_SAFE_NO_PAD.encode(&digest[..9])
-    }
 }
 
 /// How many emails to return, clamped to the cap.
@@ -157,38 +149,84 @@ impl PageSize {
     }
 }
 
-/// Where the next page starts: after `anchor`, which was at `position`.
+/// Where the next page starts, exactly: JMAP has no total order among emails received in the
+/// same second, so a position or an anchor can skip or repeat one when the order of such a tie
+/// changes between requests. The cursor says "received at or before `at`, except these" —
+/// every email received after `at` was on an earlier page, and `seen` lists (by a 6-byte
+/// digest) the ones received exactly at `at` that were. Mail that arrives or moves between
+/// requests is then returned at most once, and none that matches throughout is skipped.
+///
+/// Encoded as base64url of `version ‖ fingerprint(9) ‖ at(8) ‖ returned(8) ‖ seen(6 each)`: a
+/// tie of 300 emails fits in about 2 400 characters ([`MAX_CURSOR_CHARS`] allows ~2 400 ties).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageCursor {
-    /// Index of the first email of the next page.
-    pub position: u64,
-    /// The last email of the previous page: the next page starts right after it, even when
-    /// new mail arrived in between and shifted positions.
-    pub anchor: EmailId,
-    fingerprint: String,
+    /// The receivedAt of the last email returned.
+    pub at: DateTime<Utc>,
+    /// Digests of the emails returned so far that were received exactly at `at`.
+    pub seen: Vec<[u8; SEEN_DIGEST_BYTES]>,
+    /// How many emails earlier pages returned.
+    pub returned: u64,
+    fingerprint: [u8; 9],
 }
 
-const CURSOR_VERSION: &str = "c1";
+/// Bytes of an email's digest in a cursor (48 bits: collisions among the emails of one second
+/// are negligible).
+pub const SEEN_DIGEST_BYTES: usize = 6;
+/// The longest cursor (the tool schema says the same).
+pub const MAX_CURSOR_CHARS: usize = 20_000;
+const CURSOR_VERSION: u8 = 2;
+
+/// The digest a cursor keeps of an email it has returned.
+#[must_use]
+pub fn seen_digest(id: &EmailId) -> [u8; SEEN_DIGEST_BYTES] {
+    let d = Sha256::digest(id.as_str().as_bytes());
+    let mut out = [0u8; SEEN_DIGEST_BYTES];
+    out.copy_from_slice(&d[..SEEN_DIGEST_BYTES]);
+    out
+}
+
+fn fingerprint_bytes(query: &EmailQuery) -> [u8; 9] {
+    let d = Sha256::digest(format!("{query:?}").as_bytes());
+    let mut out = [0u8; 9];
+    out.copy_from_slice(&d[..9]);
+    out
+}
 
 impl PageCursor {
-    /// A cursor for the page after `anchor` in the results of `query`.
+    /// A cursor for the page after one that ended at `at`.
     #[must_use]
-    pub fn new(query: &EmailQuery, position: u64, anchor: EmailId) -> Self {
+    pub fn new(
+        query: &EmailQuery,
+        at: DateTime<Utc>,
+        seen: Vec<[u8; SEEN_DIGEST_BYTES]>,
+        returned: u64,
+    ) -> Self {
         Self {
-            position,
-            anchor,
-            fingerprint: query.fingerprint(),
+            at,
+            seen,
+            returned,
+            fingerprint: fingerprint_bytes(query),
         }
+    }
+
+    /// Whether the email was returned by an earlier page.
+    #[must_use]
+    pub fn has_seen(&self, id: &EmailId) -> bool {
+        self.seen.contains(&seen_digest(id))
     }
 
     /// The opaque form given to clients.
     #[must_use]
     pub fn encode(&self) -> String {
-        let plain = format!(
-            "{CURSOR_VERSION}.{}.{}.{}",
-            self.fingerprint, self.position, self.anchor
-        );
-        URL_SAFE_NO_PAD.encode(plain)
+        let mut raw = Vec::with_capacity(26 + self.seen.len() * SEEN_DIGEST_BYTES);
+        raw.push(CURSOR_VERSION);
+        raw.extend_from_slice(&self.fingerprint);
+        raw.extend_from_slice(&self.at.timestamp().to_be_bytes());
+        raw.extend_from_slice(&self.returned.to_be_bytes());
+        for d in &self.seen {
+            raw.extend_from_slice(d);
+        }
+        URL_SAFE_NO_PAD.encode(raw)
     }
 
     /// Reads a cursor back and checks it belongs to `query`.
@@ -205,25 +243,39 @@ impl PageCursor {
         let bytes = URL_SAFE_NO_PAD
             .decode(raw.trim())
             .map_err(|_| malformed())?;
-        let plain = String::from_utf8(bytes).map_err(|_| malformed())?;
-        let mut parts = plain.splitn(4, '.');
-        let (Some(CURSOR_VERSION), Some(fingerprint), Some(position), Some(anchor)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        if bytes.len() < 26
+            || bytes[0] != CURSOR_VERSION
+            || (bytes.len() - 26) % SEEN_DIGEST_BYTES != 0
+        {
             return Err(malformed());
+        }
+        let mut fingerprint = [0u8; 9];
+        fingerprint.copy_from_slice(&bytes[1..10]);
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[at..at + 8]);
+            w
         };
-        let position = position.parse().map_err(|_| malformed())?;
-        let anchor = EmailId::parse(anchor).map_err(|_| malformed())?;
-        if fingerprint != query.fingerprint() {
+        let at = DateTime::from_timestamp(i64::from_be_bytes(word(10)), 0).ok_or_else(malformed)?;
+        let returned = u64::from_be_bytes(word(18));
+        if fingerprint != fingerprint_bytes(query) {
             return Err(InvalidArgument::new(
                 "cursor",
                 "belongs to a different search; send the same search arguments as for the first page",
             ));
         }
         Ok(Self {
-            position,
-            anchor,
-            fingerprint: fingerprint.to_owned(),
+            at,
+            seen: bytes[26..]
+                .chunks_exact(SEEN_DIGEST_BYTES)
+                .map(|c| {
+                    let mut d = [0u8; SEEN_DIGEST_BYTES];
+                    d.copy_from_slice(c);
+                    d
+                })
+                .collect(),
+            returned,
+            fingerprint,
         })
     }
 }
@@ -309,9 +361,17 @@ mod tests {
             text: Some("budget".into()),
             ..EmailQuery::default()
         };
-        let c = PageCursor::new(&q, 20, EmailId::parse("M42").unwrap());
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let c = PageCursor::new(
+            &q,
+            at,
+            vec![seen_digest(&EmailId::parse("M42").unwrap())],
+            20,
+        );
         let back = PageCursor::decode(&c.encode(), &q).unwrap();
         assert_eq!(back, c);
+        assert!(back.has_seen(&EmailId::parse("M42").unwrap()));
+        assert!(!back.has_seen(&EmailId::parse("M43").unwrap()));
         let other = EmailQuery {
             text: Some("holiday".into()),
             ..EmailQuery::default()

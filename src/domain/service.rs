@@ -16,10 +16,14 @@ use super::{
         MailStore, MailStoreError, PageStart, Policy, PolicyError, TokenVault, UpstreamAuth,
         VaultError,
     },
-    query::{EmailQuery, InvalidArgument, PageCursor, PageSize},
+    query::{self, EmailQuery, InvalidArgument, PageCursor, PageSize},
     search_syntax,
     text_extract::{self, ExtractedText},
 };
+
+/// How many more emails than a page a follow-up search fetches, besides the boundary ones it
+/// skips: room for the server's rounding of the date bound.
+const BOUNDARY_SLACK: u32 = 5;
 
 /// Settings of the use cases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,53 +325,92 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         require(caller, Capability::Read, "read mail")?;
         request.query.validate()?;
         let size = PageSize::new(request.limit)?;
-        let start = match &request.cursor {
-            None => PageStart::First,
-            Some(raw) => {
-                let cursor = PageCursor::decode(raw, &request.query)?;
-                PageStart::After {
-                    anchor: cursor.anchor,
-                    position: cursor.position,
-                }
-            }
-        };
+        let cursor = request
+            .cursor
+            .as_deref()
+            .map(|raw| PageCursor::decode(raw, &request.query))
+            .transpose()?;
+        // Room for the emails at the boundary second that earlier pages returned (skipped
+        // below), and for the server's rounding of `before`.
+        let extra = cursor.as_ref().map_or(0, |c| {
+            u32::try_from(c.seen.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(BOUNDARY_SLACK)
+        });
+        let start = cursor
+            .as_ref()
+            .map_or(PageStart::First, |c| PageStart::AtOrBefore {
+                at: c.at,
+                extra,
+            });
         let start = &start;
-        let mut page = self
+        let page = self
             .with_credential(caller, |cred| async move {
                 self.store.search(&cred, &request.query, size, start).await
             })
             .await?;
-        let returned = page.emails.len() as u64;
-        let last = page.emails.last().map(|e| e.id.clone());
-        // Servers round date bounds (Cyrus treats `before` as inclusive; seconds are whole):
-        // re-check them so the answer is exactly what the client asked for.
-        page.emails
-            .retain(|e| request.query.admits_received_at(e.received_at));
-        // Servers ignore some negations (Fastmail: `-from:` with a domain): what the query
-        // excludes is excluded here too, so the answer is exact.
-        if let Some(expression) = &request.query.expression {
-            let excluded = expression.expr.excluded_senders();
-            page.emails.retain(|e| {
+        let fetched = page.emails.len();
+        let asked = (size.size as usize)
+            .saturating_add(1)
+            .saturating_add(extra as usize);
+        let excluded = request
+            .query
+            .expression
+            .as_ref()
+            .map(|e| e.expr.excluded_senders())
+            .unwrap_or_default();
+        let mut candidates: Vec<EmailSummary> = page
+            .emails
+            .into_iter()
+            // Servers round date bounds (Cyrus treats `before` as inclusive; seconds are whole):
+            // re-check them so the answer is exactly what the client asked for.
+            .filter(|e| request.query.admits_received_at(e.received_at))
+            .filter(|e| {
+                cursor
+                    .as_ref()
+                    .is_none_or(|c| e.received_at <= c.at && !c.has_seen(&e.id))
+            })
+            // Servers ignore some negations (Fastmail: `-from:` with a domain): what the query
+            // excludes is excluded here too.
+            .filter(|e| {
                 !e.from.iter().any(|a| {
                     excluded
                         .iter()
                         .any(|x| search_syntax::sender_matches(&a.email, a.name.as_deref(), x))
                 })
-            });
-        }
-        let end = page.position + returned;
-        let more = match page.total {
-            Some(total) => end < total,
-            None => returned == u64::from(size.size),
+            })
+            .collect();
+        let more = candidates.len() > size.size as usize || fetched >= asked;
+        candidates.truncate(size.size as usize);
+        let returned = cursor.as_ref().map_or(0, |c| c.returned) + candidates.len() as u64;
+        let next_cursor = if more {
+            candidates.last().map(|last| {
+                let at = last.received_at;
+                let mut seen: Vec<[u8; query::SEEN_DIGEST_BYTES]> = match &cursor {
+                    Some(c) if c.at == at => c.seen.clone(),
+                    _ => Vec::new(),
+                };
+                seen.extend(
+                    candidates
+                        .iter()
+                        .filter(|e| e.received_at == at)
+                        .map(|e| query::seen_digest(&e.id)),
+                );
+                PageCursor::new(&request.query, at, seen, returned).encode()
+            })
+        } else {
+            None
         };
-        let next_cursor = more
-            .then_some(last)
-            .flatten()
-            .map(|last| PageCursor::new(&request.query, end, last).encode());
+        // The total the server counted, as seen from the first page: what earlier pages returned
+        // plus what is left (the narrowed query still counts the boundary emails already seen).
+        let total = page.total.map(|t| match &cursor {
+            None => t,
+            Some(c) => c.returned + t.saturating_sub(c.seen.len() as u64),
+        });
         Ok(SearchResult {
-            emails: page.emails,
+            emails: candidates,
             directory: MailboxDirectory::new(page.mailboxes),
-            total: page.total,
+            total,
             size,
             next_cursor,
         })
@@ -580,22 +623,27 @@ mod tests {
     #[tokio::test]
     async fn a_full_page_with_more_matches_gets_a_cursor_that_resumes_after_its_last_email() {
         let mut store = MockMailStore::new();
+        // Size 2: the store is asked for one more, which says that more follow.
         store
             .expect_search()
             .withf(|_, _, size, start| size.size == 2 && *start == PageStart::First)
             .returning(|_, _, _, _| {
-                Box::pin(async { Ok(page(&[("M3", 3), ("M2", 2)], Some(3), 0)) })
+                Box::pin(async { Ok(page(&[("M3", 3), ("M2", 2), ("M1", 1)], Some(3), 0)) })
             });
+        // The next page: at or before M2's time, with room for the one seen at that second.
+        let at = summary("M2", 2).received_at;
         store
             .expect_search()
-            .withf(|_, _, _, start| {
+            .withf(move |_, _, _, start| {
                 *start
-                    == PageStart::After {
-                        anchor: EmailId::parse("M2").unwrap(),
-                        position: 2,
+                    == PageStart::AtOrBefore {
+                        at,
+                        extra: 1 + BOUNDARY_SLACK,
                     }
             })
-            .returning(|_, _, _, _| Box::pin(async { Ok(page(&[("M1", 1)], Some(3), 2)) }));
+            .returning(|_, _, _, _| {
+                Box::pin(async { Ok(page(&[("M2", 2), ("M1", 1)], Some(2), 0)) })
+            });
         let svc = service(store);
         let mut request = SearchRequest {
             limit: Some(2),
@@ -605,8 +653,52 @@ mod tests {
         assert_eq!(first.emails.len(), 2);
         request.cursor = first.next_cursor;
         let second = svc.search(&caller(), &request).await.unwrap();
-        assert_eq!(second.emails[0].id.as_str(), "M1");
+        assert_eq!(
+            second
+                .emails
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>(),
+            ["M1"],
+            "M2 is not repeated"
+        );
+        assert_eq!(second.total, Some(3));
         assert_eq!(second.next_cursor, None, "the last page has no cursor");
+    }
+
+    /// Two emails received in the same second that swap places between requests are still each
+    /// returned exactly once.
+    #[tokio::test]
+    async fn emails_of_the_same_second_are_returned_once_even_when_their_order_changes() {
+        let mut store = MockMailStore::new();
+        store
+            .expect_search()
+            .withf(|_, _, _, start| *start == PageStart::First)
+            .returning(|_, _, _, _| {
+                Box::pin(async { Ok(page(&[("MA", 5), ("MB", 5), ("MC", 5)], Some(3), 0)) })
+            });
+        store
+            .expect_search()
+            .withf(|_, _, _, start| matches!(start, PageStart::AtOrBefore { .. }))
+            .returning(|_, _, _, _| {
+                Box::pin(async { Ok(page(&[("MC", 5), ("MB", 5), ("MA", 5)], Some(3), 0)) })
+            });
+        let svc = service(store);
+        let mut request = SearchRequest {
+            limit: Some(1),
+            ..SearchRequest::default()
+        };
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let page = svc.search(&caller(), &request).await.unwrap();
+            ids.extend(page.emails.iter().map(|e| e.id.as_str().to_owned()));
+            match page.next_cursor {
+                Some(c) => request.cursor = Some(c),
+                None => break,
+            }
+        }
+        ids.sort();
+        assert_eq!(ids, ["MA", "MB", "MC"]);
     }
 
     #[tokio::test]

@@ -33,6 +33,9 @@ use crate::domain::{
     search_syntax::{Expr, Term},
 };
 
+/// Most emails one search request fetches (a page plus those skipped at its boundary).
+pub const MAX_FETCH: u32 = 500;
+
 /// Properties fetched for every mailbox (public so the benchmark sends the same request).
 pub const MAILBOX_PROPERTIES: &[&str] = &[
     "id",
@@ -428,17 +431,24 @@ impl MailStore for JmapMailStore {
                 mailbox_ids.insert(name.to_owned(), id);
             }
         }
-        let mut args = json!({
+        let mut filter = filter(query, mailbox_id.as_deref(), &mailbox_ids);
+        let mut limit = size.size + 1;
+        if let PageStart::AtOrBefore { at, extra } = start {
+            // Strictly before the next second: at or before `at` (some servers, Cyrus among them,
+            // read `before` as inclusive; the caller re-checks).
+            let bound = (*at + chrono::Duration::seconds(1))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            filter = json!({"operator": "AND", "conditions": [filter, {"before": bound}]});
+            limit = limit.saturating_add(*extra).min(MAX_FETCH);
+        }
+        let args = json!({
             "accountId": session.account_id,
-            "filter": filter(query, mailbox_id.as_deref(), &mailbox_ids),
+            "filter": filter,
             "sort": [{"property": "receivedAt", "isAscending": false}],
             "collapseThreads": false,
             "calculateTotal": true,
-            "limit": size.size,
+            "limit": limit,
         });
-        if let PageStart::After { position, .. } = start {
-            args["position"] = json!(position);
-        }
         let calls = vec![
             json!(["Email/query", args, "query"]),
             json!(["Email/get", {

@@ -542,3 +542,138 @@ async fn a_policy_change_notifies_the_clients_listening_sessions() {
         }
     }
 }
+
+async fn mailbox_named(name: &str) -> String {
+    let account = testbed().get("JMAP_WRITER_USERNAME");
+    let r =
+        jmap(json!([["Mailbox/get", {"accountId": account, "properties": ["name"]}, "m"]])).await;
+    r["methodResponses"][0][1]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn ids_in(mailbox: &str) -> Vec<String> {
+    let account = testbed().get("JMAP_WRITER_USERNAME");
+    let r = jmap(json!([["Email/query", {"accountId": account, "filter": {"inMailbox": mailbox}, "limit": 1000}, "q"]])).await;
+    r["methodResponses"][0][1]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn move_directly(id: &str, from: &str, to: &str) {
+    let account = testbed().get("JMAP_WRITER_USERNAME");
+    let r = jmap(json!([["Email/set", {"accountId": account, "update": {id: {format!("mailboxIds/{from}"): null, format!("mailboxIds/{to}"): true}}}, "s"]])).await;
+    assert!(
+        r["methodResponses"][0][1]["updated"].get(id).is_some(),
+        "{r}"
+    );
+}
+
+/// The paging test: 300 emails received in the same second (JMAP has no order among
+/// them), walked 50 at a time while mail moves in and out between page requests: every email
+/// that is in the mailbox throughout comes exactly once, one moved in comes once, ones moved out
+/// before their turn don't come.
+#[tokio::test]
+async fn paging_through_identical_dates_returns_each_email_exactly_once_while_mail_moves() {
+    let (_standin, app) = writer_app().await;
+    let token = Client::register(&app, "http://127.0.0.1:41999/cb")
+        .await
+        .connect()
+        .await
+        .access;
+    let same = mailbox_named("Same Time").await;
+    let archive = mailbox_id("archive").await;
+    // An earlier run that failed half-way may have left mail moved: put it back.
+    let account = testbed().get("JMAP_WRITER_USERNAME");
+    let mut moved_in = None;
+    for (mailbox, other) in [(&archive, &same), (&same, &archive)] {
+        let ids = ids_in(mailbox).await;
+        let r = jmap(json!([["Email/get", {"accountId": account, "ids": ids, "properties": ["subject"]}, "g"]])).await;
+        for e in r["methodResponses"][0][1]["list"].as_array().unwrap() {
+            let id = e["id"].as_str().unwrap();
+            let same_time = e["subject"].as_str().unwrap().starts_with("Same time");
+            if same_time == (mailbox == &archive) {
+                move_directly(id, mailbox, other).await;
+            }
+            if !same_time {
+                moved_in = Some(id.to_owned());
+            }
+        }
+    }
+    let moved_in = moved_in.expect("the writer's Archive holds an older email");
+    let initial = ids_in(&same).await;
+    assert_eq!(
+        initial.len(),
+        300,
+        "the writer's seed has 300 same-second emails"
+    );
+
+    let mut returned: Vec<String> = Vec::new();
+    let mut moved_out: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut failure = None;
+    for page_no in 0..20 {
+        let mut args = json!({"mailbox": "Same Time", "limit": 50});
+        if let Some(c) = &cursor {
+            args["cursor"] = json!(c);
+        }
+        let (status, body) = call_tool(&app, &token, "search_email", args).await;
+        if status != 200 || body["result"]["isError"] != false {
+            failure = Some(format!("page {page_no}: {body}"));
+            break;
+        }
+        let page = &body["result"]["structuredContent"];
+        returned.extend(
+            page["emails"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned()),
+        );
+        // Between requests: one email not returned yet leaves, an older one arrives.
+        if page_no == 0 || page_no == 2 {
+            let leaving = initial
+                .iter()
+                .find(|id| !returned.contains(id) && !moved_out.contains(id))
+                .unwrap()
+                .clone();
+            move_directly(&leaving, &same, &archive).await;
+            moved_out.push(leaving);
+        }
+        if page_no == 1 {
+            move_directly(&moved_in, &archive, &same).await;
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    // Put everything back before judging.
+    for id in &moved_out {
+        move_directly(id, &archive, &same).await;
+    }
+    move_directly(&moved_in, &same, &archive).await;
+    assert_eq!(failure, None);
+
+    let mut unique = returned.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), returned.len(), "an email came twice");
+    let mut expected: Vec<String> = initial
+        .iter()
+        .filter(|id| !moved_out.contains(id))
+        .cloned()
+        .collect();
+    expected.push(moved_in);
+    expected.sort();
+    assert_eq!(unique, expected, "the walk missed or added emails");
+}

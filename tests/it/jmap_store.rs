@@ -176,35 +176,44 @@ async fn seeded_mail_is_found_by_every_filter() {
     assert_eq!(count(window).await, Some(2));
 }
 
+/// The adapter fetches a page and one more (so the caller knows more follow), and a follow-up
+/// page is "received at or before" the previous page's last email (which it includes again:
+/// the service skips the ones it already returned).
 #[tokio::test]
-async fn search_pages_newest_first_and_continues_by_position() {
+async fn search_pages_newest_first_and_continues_at_or_before_a_date() {
     let s = cyrus();
     let q = query(|q| q.mailbox = Some("Bulk".into()));
     let first = search(&s, &q, 50).await;
-    assert_eq!(first.emails.len(), 50);
+    assert_eq!(first.emails.len(), 51, "a page and one more");
     assert!(
         first
             .emails
             .windows(2)
             .all(|w| w[0].received_at >= w[1].received_at)
     );
+    let boundary = &first.emails[49];
     let rest = s
         .search(
             &basic(),
             &q,
             PageSize::new(Some(50)).unwrap(),
-            &PageStart::After {
-                anchor: first.emails[49].id.clone(),
-                position: 50,
+            &PageStart::AtOrBefore {
+                at: boundary.received_at,
+                extra: 0,
             },
         )
         .await
         .unwrap();
-    assert_eq!(rest.emails.len(), 10);
+    assert_eq!(
+        rest.emails.len(),
+        11,
+        "the boundary email and the 10 older ones"
+    );
+    assert_eq!(rest.emails[0].id, boundary.id);
     assert!(
         rest.emails
             .iter()
-            .all(|e| first.emails.iter().all(|f| f.id != e.id))
+            .all(|e| e.received_at <= boundary.received_at)
     );
 }
 
