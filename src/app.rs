@@ -29,6 +29,7 @@ use crate::{
     outbound::{
         client_directory::ClientDirectory,
         jmap::{JmapMailStore, TransportConfig},
+        pdf::PdfText,
         upstream_oauth::{LazyUpstream, UpstreamSettings},
         vault::{NewGrant, RedbVault, Retention, SELF_HOST_GRANT},
     },
@@ -184,7 +185,8 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
                 ..ServiceLimits::default()
             },
         )
-        .with_oauth(refresher.clone(), audience.resource().to_owned()),
+        .with_oauth(refresher.clone(), audience.resource().to_owned())
+        .with_documents(Arc::new(PdfText)),
     );
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
     let clients = Arc::new(ClientDirectory::new(

@@ -2,5 +2,6 @@
 
 pub mod client_directory;
 pub mod jmap;
+pub mod pdf;
 pub mod upstream_oauth;
 pub mod vault;

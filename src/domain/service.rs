@@ -166,6 +166,18 @@ impl<V: TokenVault, U: UpstreamAuth> RenewCredential for UpstreamRefresher<V, U>
     }
 }
 
+/// Reads the text of document formats the core can't (PDF): an adapter, since the parsers are
+/// large and must be kept away from the request (they run untrusted input).
+pub trait DocumentText: Send + Sync + 'static {
+    /// Whether this reader handles `mime_type`.
+    fn reads(&self, mime_type: &str) -> bool;
+    /// The text of `bytes`, if there is any.
+    fn text<'a>(
+        &'a self,
+        bytes: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
+}
+
 /// The use cases, over the three ports.
 pub struct MailService<M, V, P> {
     store: Arc<M>,
@@ -174,6 +186,7 @@ pub struct MailService<M, V, P> {
     limits: ServiceLimits,
     renewal: Option<Arc<dyn RenewCredential>>,
     resource: Option<String>,
+    documents: Option<Arc<dyn DocumentText>>,
 }
 
 impl<M, V, P> std::fmt::Debug for MailService<M, V, P> {
@@ -194,7 +207,15 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             limits,
             renewal: None,
             resource: None,
+            documents: None,
         }
+    }
+
+    /// Extracts text from document attachments (PDF) with `reader`.
+    #[must_use]
+    pub fn with_documents(mut self, reader: Arc<dyn DocumentText>) -> Self {
+        self.documents = Some(reader);
+        self
     }
 
     /// Renews expired upstream credentials through `renewal`, and accepts only tokens issued
@@ -482,7 +503,20 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 self.store.attachment(&cred, email, blob, limit).await
             })
             .await?;
-        let text = text_extract::extract(&content, self.limits.max_attachment_text_chars);
+        let mut text = text_extract::extract(&content, self.limits.max_attachment_text_chars);
+        if text.is_none()
+            && let Some(reader) = self
+                .documents
+                .as_ref()
+                .filter(|r| r.reads(&content.attachment.mime_type))
+            && let Some(extracted) = reader.text(&content.bytes).await
+        {
+            let max = self.limits.max_attachment_text_chars;
+            text = Some(ExtractedText {
+                truncated: extracted.chars().count() > max,
+                text: extracted.chars().take(max).collect(),
+            });
+        }
         Ok(AttachmentView { content, text })
     }
 }
