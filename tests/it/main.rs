@@ -20,6 +20,7 @@ mod oauth_flow;
 mod oauth_snapshots;
 mod sdk_clients;
 mod sdk_oauth;
+mod search_syntax;
 mod support;
 
 /// The OAuth `error` code of a response.
