@@ -2,6 +2,7 @@
 //! SDK clients. Start the testbed first (`scripts/testbed up`; `scripts/test` does it).
 #![allow(clippy::unwrap_used)]
 
+mod bodies;
 mod browser_consent;
 mod browser_settings;
 mod checklist_discovery_registration_consent;
