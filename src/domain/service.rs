@@ -447,6 +447,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         id: &EmailId,
         body_offset: u64,
         max_body_chars: Option<u64>,
+        options: body::TextOptions,
     ) -> Result<EmailView, ServiceError> {
         require(caller, Capability::Read, "read mail")?;
         let (email, mailboxes) = self
@@ -455,10 +456,11 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 |cred| async move { self.store.email(&cred, id).await },
             )
             .await?;
-        let body = body::page(
+        let body = body::page_with(
             &email.body,
             body_offset,
             max_body_chars.unwrap_or(body::DEFAULT_BODY_CHARS),
+            options,
         );
         Ok(EmailView {
             email,

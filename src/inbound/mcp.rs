@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use self::contract::{CATALOG, types as input};
 use crate::domain::{
+    body,
     changes::Keyword,
     grant::{Caller, Capability, GrantId},
     ids::{BlobId, EmailId, ThreadId},
@@ -299,7 +300,15 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 let id = parsed("email_id", EmailId::parse(a.email_id.to_string()))?;
                 let max = a.max_body_chars.map(std::num::NonZeroU64::get);
                 let view = service
-                    .email(caller, &id, a.body_offset.unwrap_or(0), max)
+                    .email(
+                        caller,
+                        &id,
+                        a.body_offset.unwrap_or(0),
+                        max,
+                        body::TextOptions {
+                            collapse_quotes: a.collapse_quotes,
+                        },
+                    )
                     .await?;
                 let (out, text) = render::email(&view);
                 Rendered::new(out, text)

@@ -357,3 +357,34 @@ async fn an_attachment_over_the_cap_names_its_size_and_the_cap() {
         "the attachment is 589 bytes, over the 100-byte limit."
     );
 }
+
+/// `collapse_quotes` reaches the body cleaning (the corpus tests in `bodies` show what it
+/// hides); a reply without quoted history reads the same either way.
+#[tokio::test]
+async fn get_email_takes_collapse_quotes() {
+    let app = spawn_app().await;
+    let mut mcp = RawMcp::legacy(app.mcp_url()).await;
+    let plain = mcp
+        .call(
+            "get_email",
+            json!({"email_id": "M47384aa8ccacb3422a6df556"}),
+        )
+        .await;
+    let collapsed = mcp
+        .call(
+            "get_email",
+            json!({"email_id": "M47384aa8ccacb3422a6df556", "collapse_quotes": true}),
+        )
+        .await;
+    assert_eq!(collapsed["isError"], false, "{}", text(&collapsed));
+    assert_eq!(
+        plain["structuredContent"]["body"]["text"],
+        collapsed["structuredContent"]["body"]["text"]
+    );
+    assert!(
+        collapsed["structuredContent"]["body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("moved to")
+    );
+}
