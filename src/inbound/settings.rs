@@ -247,14 +247,33 @@ mailbox, choose what each may do, and disconnect them.</p>\
         error_page(status, &e.to_string())
     }
 
-    /// `POST /settings/connections/:grant/capabilities`.
-    pub async fn capabilities(&self, mut req: Request) -> Response {
+    /// What a connection form names: the signed-in session, the grant in the path, the form.
+    async fn connection_form(
+        &self,
+        mut req: Request,
+    ) -> Result<
+        (
+            SettingsSession,
+            GrantId,
+            std::collections::HashMap<String, String>,
+        ),
+        Response,
+    > {
         let Some((_, session)) = self.session(&req) else {
-            return Self::refused(&SettingsError::SignedOut);
+            return Err(Self::refused(&SettingsError::SignedOut));
         };
         let grant = GrantId::new(req.raw_path_param("grant").unwrap_or_default());
-        let Some(form) = Self::form(&mut req).await else {
-            return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+        let form = Self::form(&mut req)
+            .await
+            .ok_or_else(|| error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."))?;
+        Ok((session, grant, form))
+    }
+
+    /// `POST /settings/connections/:grant/capabilities`.
+    pub async fn capabilities(&self, req: Request) -> Response {
+        let (session, grant, form) = match self.connection_form(req).await {
+            Ok(parts) => parts,
+            Err(resp) => return resp,
         };
         let csrf = form
             .get("csrf_token")
@@ -280,13 +299,10 @@ mailbox, choose what each may do, and disconnect them.</p>\
     }
 
     /// `POST /settings/connections/:grant/revoke`.
-    pub async fn revoke(&self, mut req: Request) -> Response {
-        let Some((_, session)) = self.session(&req) else {
-            return Self::refused(&SettingsError::SignedOut);
-        };
-        let grant = GrantId::new(req.raw_path_param("grant").unwrap_or_default());
-        let Some(form) = Self::form(&mut req).await else {
-            return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+    pub async fn revoke(&self, req: Request) -> Response {
+        let (session, grant, form) = match self.connection_form(req).await {
+            Ok(parts) => parts,
+            Err(resp) => return resp,
         };
         let csrf = form
             .get("csrf_token")

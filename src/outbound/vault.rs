@@ -521,6 +521,17 @@ impl RedbVault {
         Ok(Some((record, records::decode(raw.value())?)))
     }
 
+    /// A live (unexpired) token of `kind` with its grant.
+    fn read_live(
+        &self,
+        token: &AccessToken,
+        kind: TokenKind,
+    ) -> Result<Option<(TokenRecord, GrantRecord)>, VaultStoreError> {
+        Ok(self
+            .read_token(token)?
+            .filter(|(record, _)| record.kind == kind && live(record, now())))
+    }
+
     fn create_grant_blocking(
         &self,
         draft: &GrantDraft,
@@ -843,12 +854,9 @@ impl TokenVault for RedbVault {
         let vault = self.clone();
         let code = code.clone();
         blocking(move || {
-            let Some((record, grant)) = vault.read_token(&code)? else {
+            let Some((_, grant)) = vault.read_live(&code, TokenKind::Code)? else {
                 return Ok(None);
             };
-            if record.kind != TokenKind::Code || !live(&record, now()) {
-                return Ok(None);
-            }
             Ok(Some(CodeBinding {
                 grant: GrantId::new(grant.id.clone()),
                 client: ClientId::new(grant.client_id.clone().unwrap_or_default()),
@@ -881,12 +889,9 @@ impl TokenVault for RedbVault {
         let vault = self.clone();
         let refresh = refresh.clone();
         blocking(move || {
-            let Some((record, grant)) = vault.read_token(&refresh)? else {
+            let Some((_, grant)) = vault.read_live(&refresh, TokenKind::Refresh)? else {
                 return Ok(None);
             };
-            if record.kind != TokenKind::Refresh || !live(&record, now()) {
-                return Ok(None);
-            }
             let role = grant.role_of(&hex(&digest(refresh.expose_secret())));
             Ok(Some(RefreshBinding {
                 grant: GrantId::new(grant.id.clone()),
