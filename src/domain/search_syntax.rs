@@ -388,7 +388,10 @@ impl Parser<'_> {
 
     fn unary(&mut self, depth: usize) -> Result<Expr, SyntaxError> {
         let t = self.peek().cloned().unwrap_or_else(|| self.end_token());
-        if depth > MAX_DEPTH {
+        // A guard for the stack only: redundant parentheses nest tokens without nesting the
+        // filter; the filter's own depth is checked after parsing (so a printed filter, whose
+        // parentheses can differ, parses back the same).
+        if depth > 2 * MAX_DEPTH + 2 {
             return Err(err(&t, "the query nests too deeply"));
         }
         match t.tok {
@@ -458,6 +461,13 @@ pub fn parse(input: &str, now: DateTime<Utc>) -> Result<Expr, SyntaxError> {
     let expr = p.or(0)?;
     if let Some(t) = p.peek() {
         return Err(err(t, "this ) has no opening ("));
+    }
+    if expr.depth() > MAX_DEPTH {
+        return Err(SyntaxError {
+            position: 1,
+            token: input.chars().take(20).collect(),
+            message: "the query nests too deeply".into(),
+        });
     }
     Ok(expr)
 }
@@ -540,6 +550,18 @@ impl fmt::Display for Expr {
 }
 
 impl Expr {
+    /// Levels of the filter: a term is 1; a negation or a group adds one.
+    #[must_use]
+    pub fn depth(&self) -> usize {
+        match self {
+            Self::And(items) | Self::Or(items) => {
+                1 + items.iter().map(Self::depth).max().unwrap_or(0)
+            }
+            Self::Not(inner) => 1 + inner.depth(),
+            Self::Term(_) => 1,
+        }
+    }
+
     /// The mailbox names `in:` terms use (to resolve them before building the server filter).
     #[must_use]
     pub fn mailboxes(&self) -> Vec<&str> {
