@@ -12,6 +12,7 @@ mod conformance;
 mod contract;
 mod control;
 mod fake_jmap;
+mod fault_proxy;
 mod jmap_store;
 mod log_hygiene;
 mod mcp_protocol;
