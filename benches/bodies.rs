@@ -29,8 +29,6 @@ const GOAL_RATIO: f64 = 0.25;
 const GOAL_HIT_BYTES: usize = 400;
 /// The longest preview RFC 8621 allows (the testbed's Cyrus cuts previews much shorter).
 const FULL_PREVIEW_CHARS: usize = 256;
-/// Cyrus mailbox ids are 36-character UUIDs; the snapshots redact them to `[mailbox:NAME]`.
-const MAILBOX_ID_CHARS: usize = 36;
 
 fn median_micros(mut f: impl FnMut()) -> f64 {
     let mut samples: Vec<f64> = (0..TIMING_RUNS)
@@ -236,17 +234,11 @@ fn hits() -> (SnapshotSizes, BTreeMap<String, Hit>) {
     let mut unique = BTreeMap::new();
     for (name, result) in snapshot_results() {
         let text = result["content"][0]["text"].as_str().unwrap_or_default();
-        let mut structured = result["structuredContent"].clone();
-        // Real mailbox ids instead of the snapshots' redaction placeholders.
-        for email in structured["emails"].as_array_mut().into_iter().flatten() {
-            for mailbox in email["mailboxes"].as_array_mut().into_iter().flatten() {
-                mailbox["id"] = Value::String("x".repeat(MAILBOX_ID_CHARS));
-            }
-        }
+        let structured = &result["structuredContent"];
         let emails = structured["emails"].as_array().cloned().unwrap_or_default();
         let blocks = text_blocks(text);
         assert_eq!(blocks.len(), emails.len(), "{name}: text blocks vs emails");
-        let whole = text.len() + serde_json::to_string(&structured).unwrap().len();
+        let whole = text.len() + serde_json::to_string(structured).unwrap().len();
         per_snapshot.push((name, emails.len(), whole, text.len()));
         for (email, text) in emails.iter().zip(blocks) {
             let id = email["id"].as_str().unwrap_or_default().to_owned();
@@ -290,8 +282,8 @@ fn hits_table(out: &mut String) {
     let _ = writeln!(
         out,
         "### Bytes per `search_email` hit (goal ≤ 400)\n\n\
-         {n} distinct hits from {} captured results (`snapshots/search_email_*.snap`; mailbox ids \
-         restored to Cyrus's 36-character length). \"JSON\" is one `structuredContent.emails[]` \
+         {n} distinct hits from {} captured results (`snapshots/search_email_*.snap`; summaries name \
+         mailboxes by path, so no redacted id is in them). \"JSON\" is one `structuredContent.emails[]` \
          summary, compact as sent; \"text\" is the hit's block in the text rendering (`content`). \
          The last row adds a full {FULL_PREVIEW_CHARS}-character preview to every hit, the most \
          RFC 8621 allows and what longer mail gets from servers that use the whole length (the \

@@ -76,7 +76,7 @@ fn summary(s: &EmailSummary, directory: &MailboxDirectory) -> out::EmailSummary 
         id: s.id.to_string(),
         thread_id: s.thread_id.to_string(),
         received_at: s.received_at,
-        sent_at: s.sent_at.clone(),
+        sent_at: s.sent_at.clone().filter(|sent| !same_instant(sent, s.received_at)),
         from: addresses(&s.from),
         to: addresses(&s.to),
         subject: s.subject.clone(),
@@ -84,8 +84,17 @@ fn summary(s: &EmailSummary, directory: &MailboxDirectory) -> out::EmailSummary 
         unread: s.keywords.is_unread(),
         flagged: s.keywords.is_flagged(),
         has_attachment: s.has_attachment,
-        mailboxes: mailbox_refs(&s.mailbox_ids, directory),
+        mailboxes: mailbox_refs(&s.mailbox_ids, directory)
+            .into_iter()
+            .map(|m| m.name)
+            .collect(),
     }
+}
+
+/// Whether the Date header says the moment the mailbox received it (most mail, to the
+/// second): search hits then leave it out, as it would only repeat `received_at`.
+fn same_instant(sent: &str, received: chrono::DateTime<chrono::Utc>) -> bool {
+    chrono::DateTime::parse_from_rfc3339(sent).is_ok_and(|t| t == received)
 }
 
 fn summary_text(n: usize, s: &out::EmailSummary, text: &mut String) {
@@ -104,7 +113,7 @@ fn summary_text(n: usize, s: &out::EmailSummary, text: &mut String) {
     } else {
         format!(" [{}]", marks.join(", "))
     };
-    let boxes: Vec<&str> = s.mailboxes.iter().map(|m| m.name.as_str()).collect();
+    let boxes: Vec<&str> = s.mailboxes.iter().map(String::as_str).collect();
     let _ = writeln!(
         text,
         "{n}. {:?} — {}{marks}\n   from: {} · to: {}\n   id: {} · thread: {} · in: {}\n   preview: {:?}",
@@ -266,12 +275,12 @@ pub fn email(view: &EmailView) -> (out::GetEmailOutput, String) {
         show_addresses(&s.from),
         show_addresses(&s.to),
         show_addresses(&addresses(&e.cc)),
-        s.sent_at.as_deref().unwrap_or("—"),
+        e.summary.sent_at.as_deref().unwrap_or("—"),
         s.received_at.to_rfc3339(),
         s.subject,
         s.mailboxes
             .iter()
-            .map(|m| m.name.as_str())
+            .map(String::as_str)
             .collect::<Vec<_>>()
             .join(", "),
         e.summary.keywords.as_slice().join(" "),
@@ -327,12 +336,12 @@ pub fn email(view: &EmailView) -> (out::GetEmailOutput, String) {
         cc: addresses(&e.cc),
         bcc: addresses(&e.bcc),
         reply_to: addresses(&e.reply_to),
-        sent_at: s.sent_at,
+        sent_at: e.summary.sent_at.clone(),
         received_at: s.received_at,
         message_id: e.message_id.clone(),
         in_reply_to: e.in_reply_to.clone(),
         references: e.references.clone(),
-        mailboxes: s.mailboxes,
+        mailboxes: mailbox_refs(&e.summary.mailbox_ids, &view.directory),
         keywords: e.summary.keywords.as_slice().to_vec(),
         unread: s.unread,
         flagged: s.flagged,
