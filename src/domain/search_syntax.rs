@@ -573,25 +573,88 @@ impl Expr {
         }
     }
 
-    /// The `-from:` values that must hold for every result: servers (Fastmail) ignore a negated
-    /// domain, so these are re-checked on the results.
+    /// What the query says of a result the server returned, judged from what a search hit
+    /// carries: `Some(false)` when it certainly doesn't match, `Some(true)` when it certainly
+    /// does, `None` when only the server can tell (words, recipients, mailboxes).
+    ///
+    /// Servers are not exact on everything they are asked: Cyrus treats `before` as inclusive
+    /// and Fastmail ignores a negated domain in `from:`. Results judged `Some(false)` are
+    /// dropped, so the answer is what the query means. Unknowns combine as in three-valued
+    /// logic: `a AND unknown` is false if `a` is, `a OR unknown` is true if `a` is.
     #[must_use]
-    pub fn excluded_senders(&self) -> Vec<&str> {
+    pub fn verdict(&self, hit: &HitFacts<'_>) -> Option<bool> {
         match self {
-            Self::And(items) => items.iter().flat_map(Self::excluded_senders).collect(),
-            Self::Not(inner) => match inner.as_ref() {
-                Expr::Term(Term::From(v)) => vec![v.as_str()],
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
+            Self::And(items) => {
+                let verdicts: Vec<Option<bool>> = items.iter().map(|i| i.verdict(hit)).collect();
+                if verdicts.contains(&Some(false)) {
+                    Some(false)
+                } else if verdicts.contains(&None) {
+                    None
+                } else {
+                    Some(true)
+                }
+            }
+            Self::Or(items) => {
+                let verdicts: Vec<Option<bool>> = items.iter().map(|i| i.verdict(hit)).collect();
+                if verdicts.contains(&Some(true)) {
+                    Some(true)
+                } else if verdicts.contains(&None) {
+                    None
+                } else {
+                    Some(false)
+                }
+            }
+            Self::Not(inner) => inner.verdict(hit).map(|v| !v),
+            Self::Term(term) => term.verdict(hit),
         }
     }
 }
 
-/// Whether a sender matches an excluded `from:` value the way a search box means it: the
-/// address or name contains it, case-insensitively (`example.com` excludes the whole domain).
+/// What a search hit tells about an email, for [`Expr::verdict`].
+#[derive(Debug, Clone, Copy)]
+pub struct HitFacts<'a> {
+    /// When the mailbox received it.
+    pub received_at: DateTime<Utc>,
+    /// Its senders: address and display name.
+    pub from: &'a [(&'a str, Option<&'a str>)],
+    /// No `$seen`.
+    pub unread: bool,
+    /// `$flagged`.
+    pub flagged: bool,
+    /// The server's `hasAttachment`.
+    pub has_attachment: bool,
+}
+
+impl Term {
+    fn verdict(&self, hit: &HitFacts<'_>) -> Option<bool> {
+        match self {
+            Self::After(t) => Some(hit.received_at >= *t),
+            Self::Before(t) => Some(hit.received_at < *t),
+            Self::Unread => Some(hit.unread),
+            Self::Read => Some(!hit.unread),
+            Self::Flagged => Some(hit.flagged),
+            Self::HasAttachment => Some(hit.has_attachment),
+            // A sender containing the value certainly matches; one that doesn't may still match
+            // the server's tokenised search, so that is the server's call.
+            Self::From(value) => hit
+                .from
+                .iter()
+                .any(|(email, name)| sender_matches(email, *name, value))
+                .then_some(true),
+            Self::Text(_)
+            | Self::To(_)
+            | Self::Cc(_)
+            | Self::Bcc(_)
+            | Self::Subject(_)
+            | Self::In(_) => None,
+        }
+    }
+}
+
+/// Whether a sender matches a `from:` value the way a search box means it: the address or
+/// name contains it, case-insensitively (`-from:example.com` excludes the whole domain).
 #[must_use]
-pub fn sender_matches(email: &str, name: Option<&str>, value: &str) -> bool {
+fn sender_matches(email: &str, name: Option<&str>, value: &str) -> bool {
     let value = value.to_lowercase();
     email.to_lowercase().contains(&value) || name.is_some_and(|n| n.to_lowercase().contains(&value))
 }

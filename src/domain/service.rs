@@ -374,12 +374,6 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         let asked = (size.size as usize)
             .saturating_add(1)
             .saturating_add(extra as usize);
-        let excluded = request
-            .query
-            .expression
-            .as_ref()
-            .map(|e| e.expr.excluded_senders())
-            .unwrap_or_default();
         let mut candidates: Vec<EmailSummary> = page
             .emails
             .into_iter()
@@ -391,14 +385,14 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                     .as_ref()
                     .is_none_or(|c| e.received_at <= c.at && !c.has_seen(&e.id))
             })
-            // Servers ignore some negations (Fastmail: `-from:` with a domain): what the query
-            // excludes is excluded here too.
+            // The same for the `query` expression (its dates, and negations servers ignore,
+            // e.g. Fastmail's `-from:` with a domain): what it certainly excludes is excluded.
             .filter(|e| {
-                !e.from.iter().any(|a| {
-                    excluded
-                        .iter()
-                        .any(|x| search_syntax::sender_matches(&a.email, a.name.as_deref(), x))
-                })
+                request
+                    .query
+                    .expression
+                    .as_ref()
+                    .is_none_or(|x| admitted(e, &x.expr))
             })
             .collect();
         let more = candidates.len() > size.size as usize || fetched >= asked;
@@ -587,6 +581,24 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     }
 }
 
+/// Whether a hit the server returned for `expr` may match it, judged from the hit (see
+/// [`search_syntax::Expr::verdict`]).
+fn admitted(e: &EmailSummary, expr: &search_syntax::Expr) -> bool {
+    let from: Vec<(&str, Option<&str>)> = e
+        .from
+        .iter()
+        .map(|a| (a.email.as_str(), a.name.as_deref()))
+        .collect();
+    let facts = search_syntax::HitFacts {
+        received_at: e.received_at,
+        from: &from,
+        unread: e.keywords.is_unread(),
+        flagged: e.keywords.is_flagged(),
+        has_attachment: e.has_attachment,
+    };
+    expr.verdict(&facts) != Some(false)
+}
+
 fn require(
     caller: &Caller,
     capability: Capability,
@@ -754,6 +766,37 @@ mod tests {
         let result = service(store).search(&caller(), &request).await.unwrap();
         let ids: Vec<&str> = result.emails.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(ids, ["M9"]);
+    }
+
+    #[tokio::test]
+    async fn what_the_query_certainly_excludes_is_dropped_even_when_the_server_returns_it() {
+        let mut store = MockMailStore::new();
+        store.expect_search().returning(|_, _, _, _| {
+            let mut from_acme = summary("M8", 8);
+            from_acme.from = vec![crate::domain::mail::Address {
+                name: None,
+                email: "billing@acme.example".into(),
+            }];
+            Box::pin(async move {
+                let mut p = page(&[("M10", 10), ("M9", 9)], Some(3), 0);
+                p.emails.push(from_acme);
+                Ok(p)
+            })
+        });
+        let source = "before:2024-03-01T10:00:00Z -from:acme.example".to_owned();
+        let request = SearchRequest {
+            query: EmailQuery {
+                expression: Some(crate::domain::query::SearchExpression {
+                    expr: search_syntax::parse(&source, Utc::now()).unwrap(),
+                    source,
+                }),
+                ..EmailQuery::default()
+            },
+            ..SearchRequest::default()
+        };
+        let result = service(store).search(&caller(), &request).await.unwrap();
+        let ids: Vec<&str> = result.emails.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["M9"], "10:00 is not before 10:00; acme is excluded");
     }
 
     #[tokio::test]

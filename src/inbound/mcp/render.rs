@@ -76,7 +76,10 @@ fn summary(s: &EmailSummary, directory: &MailboxDirectory) -> out::EmailSummary 
         id: s.id.to_string(),
         thread_id: s.thread_id.to_string(),
         received_at: s.received_at,
-        sent_at: s.sent_at.clone().filter(|sent| !same_instant(sent, s.received_at)),
+        sent_at: s
+            .sent_at
+            .clone()
+            .filter(|sent| !same_instant(sent, s.received_at)),
         from: addresses(&s.from),
         to: addresses(&s.to),
         subject: s.subject.clone(),
