@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod body;
 pub mod changes;
+pub mod compose;
 pub mod grant;
 pub mod ids;
 pub mod mail;
