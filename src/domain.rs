@@ -3,6 +3,7 @@
 //! It knows no HTTP, JSON-RPC, JMAP JSON or storage engine; the outside world is reached only
 //! through the ports in [`ports`]. See README, "Design".
 
+pub mod approval;
 pub mod auth;
 pub mod body;
 pub mod changes;
