@@ -17,4 +17,5 @@ pub mod query;
 pub mod search_syntax;
 pub mod secret;
 pub mod service;
+pub mod submission;
 pub mod text_extract;

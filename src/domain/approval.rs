@@ -86,7 +86,9 @@ impl Schedule {
         match *self {
             Self::Now { undo_secs: 0 } => None,
             Self::Now { undo_secs } => Some(u64::from(undo_secs)),
-            Self::At(at) => u64::try_from((at - now).num_seconds()).ok().filter(|s| *s > 0),
+            Self::At(at) => u64::try_from((at - now).num_seconds())
+                .ok()
+                .filter(|s| *s > 0),
         }
     }
 }
@@ -150,7 +152,10 @@ impl DraftDigest {
         field("text", snapshot.text.as_bytes());
         field(
             "html",
-            snapshot.html.as_deref().map_or(&b"\x00none"[..], str::as_bytes),
+            snapshot
+                .html
+                .as_deref()
+                .map_or(&b"\x00none"[..], str::as_bytes),
         );
         let mut attachments: Vec<String> = snapshot
             .attachments
@@ -316,8 +321,11 @@ pub trait ApprovalStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`ApprovalError::Store`].
-    fn find(&self, grant: &GrantId, draft: &EmailId)
-    -> Result<Option<ApprovalRecord>, ApprovalError>;
+    fn find(
+        &self,
+        grant: &GrantId,
+        draft: &EmailId,
+    ) -> Result<Option<ApprovalRecord>, ApprovalError>;
 
     /// Moves `id` from `from` to `to` (recording `submission` when given), atomically.
     ///

@@ -123,6 +123,15 @@ pub struct NewDraft {
     pub replaces: Option<EmailId>,
 }
 
+/// A draft the mail store created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedDraft {
+    /// Its id (content-derived on some servers: an edit is a new id).
+    pub id: EmailId,
+    /// Its thread (a reply lands in the original's).
+    pub thread_id: super::ids::ThreadId,
+}
+
 fn invalid(argument: &'static str, reason: impl Into<String>) -> InvalidArgument {
     InvalidArgument::new(argument, reason)
 }
@@ -457,7 +466,10 @@ fn check_address(argument: &'static str, a: &Address) -> Result<(), InvalidArgum
     if !ok {
         return Err(invalid(argument, format!("{e:?} is not an email address")));
     }
-    if a.name.as_deref().is_some_and(|n| n.chars().any(char::is_control)) {
+    if a.name
+        .as_deref()
+        .is_some_and(|n| n.chars().any(char::is_control))
+    {
         return Err(invalid(argument, "a name must be one line"));
     }
     Ok(())

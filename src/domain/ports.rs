@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::{
+    approval::DraftSnapshot,
     auth::{
         client::{ClientId, OAuthClient},
         pkce::CodeChallenge,
@@ -12,11 +13,13 @@ use super::{
         token::{IssuedToken, TokenPair},
     },
     changes::{ChangeReport, Keyword},
+    compose::{CreatedDraft, Identity, NewDraft},
     grant::{AccessToken, CapabilitySet, GrantId, UpstreamCredential},
     ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
     query::{EmailQuery, PageSize},
     secret::SecretString,
+    submission::{Submission, SubmissionStatus},
 };
 
 /// Why the mail server could not answer.
@@ -59,6 +62,9 @@ pub enum MailStoreError {
     /// The server answered something that is not valid JMAP.
     #[error("the mail server sent an invalid response ({0})")]
     Protocol(String),
+    /// The server refused to send, or to change a draft or submission.
+    #[error("{0}")]
+    Refused(super::submission::Refusal),
 }
 
 fn retry_hint(after: Option<Duration>) -> String {
@@ -159,6 +165,53 @@ pub trait MailStore: Sync + 'static {
         ids: &[EmailId],
         to: &str,
     ) -> Result<MoveResult, MailStoreError>;
+
+    /// The account's sender identities.
+    async fn identities(&self, cred: &UpstreamCredential) -> Result<Vec<Identity>, MailStoreError>;
+
+    /// Creates `draft` in the Drafts mailbox (destroying the draft it replaces in the same
+    /// request); attachments by blob id, never uploaded again.
+    async fn create_draft(
+        &self,
+        cred: &UpstreamCredential,
+        draft: &NewDraft,
+    ) -> Result<CreatedDraft, MailStoreError>;
+
+    /// A draft as it would be sent, read in full (bodies the server had to cut are flagged).
+    async fn draft(
+        &self,
+        cred: &UpstreamCredential,
+        id: &EmailId,
+    ) -> Result<DraftSnapshot, MailStoreError>;
+
+    /// Destroys `id` if it is in Drafts with `$draft` (checked and destroyed atomically),
+    /// else [`Refusal::NotADraft`](super::submission::Refusal::NotADraft).
+    async fn delete_draft(
+        &self,
+        cred: &UpstreamCredential,
+        id: &EmailId,
+    ) -> Result<(), MailStoreError>;
+
+    /// Submits a draft; once accepted it moves to Sent without `$draft`.
+    async fn submit(
+        &self,
+        cred: &UpstreamCredential,
+        submission: &Submission,
+    ) -> Result<SubmissionStatus, MailStoreError>;
+
+    /// Cancels a held submission and puts its email back in Drafts as a draft.
+    async fn cancel_submission(
+        &self,
+        cred: &UpstreamCredential,
+        id: &str,
+    ) -> Result<EmailId, MailStoreError>;
+
+    /// A submission's state.
+    async fn submission(
+        &self,
+        cred: &UpstreamCredential,
+        id: &str,
+    ) -> Result<SubmissionStatus, MailStoreError>;
 
     /// An attachment of `email`, refused without download when over `max_bytes`.
     async fn attachment(

@@ -4,6 +4,7 @@
 //! (`Email/query` → `Email/get`), and the mailbox list rides along for names.
 
 mod changes;
+mod compose;
 mod convert;
 mod retry;
 mod session;
@@ -23,7 +24,9 @@ use self::{
     wire::{AddressWire, EmailWire, GetResponse, MailboxWire, QueryResponse, ThreadWire},
 };
 use crate::domain::{
+    approval::DraftSnapshot,
     changes::{ChangeReport, Keyword},
+    compose::{CreatedDraft, Identity, NewDraft},
     grant::UpstreamCredential,
     ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
@@ -31,6 +34,7 @@ use crate::domain::{
     ports::{MailStore, MailStoreError, MoveResult, PageStart, SearchPage},
     query::{EmailQuery, PageSize},
     search_syntax::{Expr, Term},
+    submission::{Refusal, Submission, SubmissionStatus},
 };
 
 /// Most emails one search request fetches (a page plus those skipped at its boundary).
@@ -333,7 +337,317 @@ impl JmapMailStore {
     }
 }
 
+impl JmapMailStore {
+    /// The Drafts and Sent mailbox ids (by role), from the cached list or a fresh one.
+    async fn drafts_and_sent(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+    ) -> Result<(String, Option<String>), MailStoreError> {
+        let find = |list: &[Mailbox], role: &str| {
+            list.iter()
+                .find(|m| m.role.as_ref().is_some_and(|r| r.as_str() == role))
+                .map(|m| m.id.as_str().to_owned())
+        };
+        let list = match self.cached_mailboxes(session) {
+            Some(list) if find(&list, "drafts").is_some() => list.to_vec(),
+            _ => self.call_with_mailboxes(cred, session, Vec::new()).await?.1,
+        };
+        let drafts = find(&list, "drafts").ok_or_else(|| {
+            MailStoreError::NotFound(
+                "the mailbox has no Drafts folder (no mailbox with the drafts role)".into(),
+            )
+        })?;
+        Ok((drafts, find(&list, "sent")))
+    }
+
+    /// Destroys an email, logging (not failing) when the server won't: used to tidy up.
+    async fn destroy_quietly(&self, cred: &UpstreamCredential, session: &Session, id: &str) {
+        let calls =
+            vec![json!(["Email/set", {"accountId": session.account_id, "destroy": [id]}, "tidy"])];
+        let outcome = match self
+            .transport
+            .call(cred, session, &[CORE, MAIL], calls)
+            .await
+        {
+            Ok(mut responses) => take(&mut responses, "Email/set")
+                .and_then(|raw| decode::<compose::SetResponse<Value>>("Email/set", &raw))
+                .and_then(|mut set| set.destroyed(id)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "could not remove an email left over from sending");
+        }
+    }
+
+    /// The longest the server holds a submission (`maxDelayedSend`), if it says.
+    fn max_delayed_send(session: &Session) -> Option<u64> {
+        session
+            .wire
+            .accounts
+            .get(&session.account_id)
+            .and_then(|a| a.account_capabilities.get(SUBMISSION))
+            .and_then(|c| c.get("maxDelayedSend"))
+            .and_then(Value::as_u64)
+    }
+}
+
 impl MailStore for JmapMailStore {
+    async fn identities(&self, cred: &UpstreamCredential) -> Result<Vec<Identity>, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        if !session.wire.capabilities.contains_key(SUBMISSION) {
+            return Ok(Vec::new());
+        }
+        let calls = vec![json!(["Identity/get", {"accountId": session.account_id}, "identities"])];
+        let mut responses = self
+            .transport
+            .call(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
+            .await?;
+        Ok(decode::<GetResponse<compose::IdentityWire>>(
+            "Identity/get",
+            &take(&mut responses, "Identity/get")?,
+        )?
+        .list
+        .into_iter()
+        .map(compose::identity)
+        .collect())
+    }
+
+    async fn create_draft(
+        &self,
+        cred: &UpstreamCredential,
+        draft: &NewDraft,
+    ) -> Result<CreatedDraft, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let (drafts, _) = self.drafts_and_sent(cred, &session).await?;
+        let calls = vec![compose::create_call(&session.account_id, &drafts, draft)];
+        let mut responses = self
+            .transport
+            .call(cred, &session, &[CORE, MAIL], calls)
+            .await?;
+        let mut set: compose::SetResponse<compose::CreatedWire> =
+            decode("Email/set", &take(&mut responses, "Email/set")?)?;
+        let created = set.created("draft")?;
+        if let Some(old) = &draft.replaces
+            && let Err(e) = set.destroyed(old.as_str())
+        {
+            tracing::warn!(error = %e, "the replaced draft was not destroyed");
+        }
+        Ok(CreatedDraft {
+            id: EmailId::parse(created.id).map_err(|e| MailStoreError::Protocol(e.to_string()))?,
+            thread_id: ThreadId::parse(created.thread_id.unwrap_or_default())
+                .map_err(|e| MailStoreError::Protocol(e.to_string()))?,
+        })
+    }
+
+    async fn draft(
+        &self,
+        cred: &UpstreamCredential,
+        id: &EmailId,
+    ) -> Result<DraftSnapshot, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let calls = vec![json!(["Email/get", {
+            "accountId": session.account_id,
+            "ids": [id.as_str()],
+            "properties": compose::DRAFT_PROPERTIES,
+            "fetchAllBodyValues": true,
+            "maxBodyValueBytes": MAX_BODY_VALUE_BYTES,
+        }, "draft"])];
+        let (mut responses, mailboxes) = self.call_with_mailboxes(cred, &session, calls).await?;
+        let drafts = mailboxes
+            .iter()
+            .find(|m| m.role.as_ref().is_some_and(|r| r.as_str() == "drafts"))
+            .map(|m| m.id.as_str().to_owned());
+        let wire = decode::<GetResponse<wire::EmailWire>>(
+            "Email/get",
+            &take(&mut responses, "Email/get")?,
+        )?
+        .list
+        .into_iter()
+        .next()
+        .ok_or_else(|| MailStoreError::NotFound(format!("there is no email with id {id}")))?;
+        compose::snapshot(wire, drafts.as_deref())
+    }
+
+    async fn delete_draft(
+        &self,
+        cred: &UpstreamCredential,
+        id: &EmailId,
+    ) -> Result<(), MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let (drafts, _) = self.drafts_and_sent(cred, &session).await?;
+        let calls = vec![json!(["Email/get", {
+            "accountId": session.account_id, "ids": [id.as_str()],
+            "properties": ["id", "mailboxIds", "keywords"],
+        }, "check"])];
+        let mut responses = self
+            .transport
+            .call(cred, &session, &[CORE, MAIL], calls)
+            .await?;
+        let checked = decode::<GetResponse<wire::EmailWire>>(
+            "Email/get",
+            &take(&mut responses, "Email/get")?,
+        )?;
+        let state = checked.state;
+        let found =
+            checked.list.into_iter().next().ok_or_else(|| {
+                MailStoreError::NotFound(format!("there is no email with id {id}"))
+            })?;
+        if found.mailbox_ids.get(&drafts) != Some(&true)
+            || found.keywords.get("$draft") != Some(&true)
+        {
+            return Err(MailStoreError::Refused(Refusal::NotADraft));
+        }
+        // Destroyed only if nothing changed since the check (ifInState).
+        let calls = vec![json!(["Email/set", {
+            "accountId": session.account_id, "ifInState": state, "destroy": [id.as_str()],
+        }, "destroy"])];
+        let mut responses = self
+            .transport
+            .call(cred, &session, &[CORE, MAIL], calls)
+            .await
+            .map_err(|e| match e {
+                MailStoreError::Rejected { kind, .. } if kind == "stateMismatch" => {
+                    MailStoreError::Rejected {
+                        kind,
+                        description: Some("the mailbox changed meanwhile; try again".into()),
+                    }
+                }
+                other => other,
+            })?;
+        decode::<compose::SetResponse<Value>>("Email/set", &take(&mut responses, "Email/set")?)?
+            .destroyed(id.as_str())
+    }
+
+    async fn submit(
+        &self,
+        cred: &UpstreamCredential,
+        submission: &Submission,
+    ) -> Result<SubmissionStatus, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        if let (Some(hold), Some(max)) = (submission.hold_secs, Self::max_delayed_send(&session))
+            && hold > max
+        {
+            return Err(MailStoreError::Refused(Refusal::DelayTooLong(Some(max))));
+        }
+        let (drafts, sent) = self.drafts_and_sent(cred, &session).await?;
+        let account = session.account_id.clone();
+        // A throttled submission sent nothing: the one retry path tries it again.
+        let status = retry::with_retries(|| async {
+            let mut calls = Vec::new();
+            let email = match &submission.without_bcc {
+                Some(draft) => {
+                    calls.push(compose::copy_call(&account, &drafts, draft));
+                    "#copy".to_owned()
+                }
+                None => submission.email.as_str().to_owned(),
+            };
+            calls.push(compose::submit_call(
+                &account,
+                submission,
+                &email,
+                &drafts,
+                sent.as_deref(),
+            ));
+            let mut responses = self
+                .transport
+                .call(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
+                .await?;
+            let copy = match submission.without_bcc {
+                Some(_) => {
+                    let mut set: compose::SetResponse<compose::CreatedWire> =
+                        decode("Email/set", &take(&mut responses, "Email/set")?)?;
+                    Some(set.created("copy")?.id)
+                }
+                None => None,
+            };
+            let mut set: compose::SetResponse<compose::SubmissionWire> = decode(
+                "EmailSubmission/set",
+                &take(&mut responses, "EmailSubmission/set")?,
+            )?;
+            match set.created("send") {
+                Ok(sent) => Ok((sent, copy)),
+                Err(e) => {
+                    if let Some(copy) = copy {
+                        self.destroy_quietly(cred, &session, &copy).await;
+                    }
+                    Err(e)
+                }
+            }
+        })
+        .await;
+        let (sent, copy) = status?;
+        let sent_email = match copy {
+            // The copy went; the draft with the Bcc header is no longer needed.
+            Some(copy) => {
+                self.destroy_quietly(cred, &session, submission.email.as_str())
+                    .await;
+                EmailId::parse(copy).ok()
+            }
+            None => Some(submission.email.clone()),
+        };
+        Ok(compose::submission(sent, sent_email.as_ref()))
+    }
+
+    async fn cancel_submission(
+        &self,
+        cred: &UpstreamCredential,
+        id: &str,
+    ) -> Result<EmailId, MailStoreError> {
+        let status = self.submission(cred, id).await?;
+        let session = self.transport.session(cred).await?;
+        let email = status.email.clone().ok_or_else(|| {
+            MailStoreError::Protocol("the submission does not name its email".into())
+        })?;
+        if status.undo_status != crate::domain::submission::UndoStatus::Pending {
+            return Err(MailStoreError::Refused(Refusal::CannotUnsend));
+        }
+        let (drafts, sent) = self.drafts_and_sent(cred, &session).await?;
+        let calls = vec![json!(["EmailSubmission/set", {
+            "accountId": session.account_id,
+            "update": {id: {"undoStatus": "canceled"}},
+            "onSuccessUpdateEmail": {id: compose::back_to_drafts(&drafts, sent.as_deref())},
+        }, "cancel"])];
+        let mut responses = self
+            .transport
+            .call(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
+            .await?;
+        decode::<compose::SetResponse<Value>>(
+            "EmailSubmission/set",
+            &take(&mut responses, "EmailSubmission/set")?,
+        )?
+        .updated(id)?;
+        Ok(email)
+    }
+
+    async fn submission(
+        &self,
+        cred: &UpstreamCredential,
+        id: &str,
+    ) -> Result<SubmissionStatus, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let calls = vec![
+            json!(["EmailSubmission/get", {"accountId": session.account_id, "ids": [id]}, "status"]),
+        ];
+        let mut responses = self
+            .transport
+            .call(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
+            .await?;
+        decode::<GetResponse<compose::SubmissionWire>>(
+            "EmailSubmission/get",
+            &take(&mut responses, "EmailSubmission/get")?,
+        )?
+        .list
+        .into_iter()
+        .next()
+        .map(|w| compose::submission(w, None))
+        .ok_or_else(|| {
+            MailStoreError::NotFound(format!(
+                "there is no pending or recent submission {id} (cancelled submissions are gone)"
+            ))
+        })
+    }
+
     async fn account(&self, cred: &UpstreamCredential) -> Result<AccountInfo, MailStoreError> {
         let session = self.transport.session(cred).await?;
         let identities = if session.wire.capabilities.contains_key(SUBMISSION) {

@@ -35,7 +35,7 @@ use crate::support::{RawMcp, spawn_app_with, testbed, text};
 
 /// What the proxy does to one JMAP API request instead of relaying it as is.
 #[derive(Debug, Clone)]
-enum Fault {
+pub(crate) enum Fault {
     /// Answers with this status (429, 503…) and optionally `Retry-After` seconds.
     Status(u16, Option<u64>),
     /// Never answers within any sane timeout.
@@ -48,19 +48,21 @@ enum Fault {
 }
 
 #[derive(Default)]
-struct Script {
+pub(crate) struct Script {
     faults: Mutex<VecDeque<Fault>>,
+    /// Every request relayed: method and path.
+    requests: Mutex<Vec<(String, String)>>,
     api_calls: AtomicUsize,
     email_sets: AtomicUsize,
 }
 
-struct Proxy {
+pub(crate) struct Proxy {
     addr: SocketAddr,
     script: Arc<Script>,
 }
 
 impl Proxy {
-    async fn start(faults: impl IntoIterator<Item = Fault>) -> Self {
+    pub(crate) async fn start(faults: impl IntoIterator<Item = Fault>) -> Self {
         let script = Arc::new(Script::default());
         script.faults.lock().unwrap().extend(faults);
         let acceptor = TcpListener::bind("127.0.0.1:0")
@@ -83,7 +85,7 @@ impl Proxy {
         Self { addr, script }
     }
 
-    fn session_url(&self) -> String {
+    pub(crate) fn session_url(&self) -> String {
         format!("http://{}/jmap/", self.addr)
     }
 
@@ -93,6 +95,11 @@ impl Proxy {
 
     fn email_sets(&self) -> usize {
         self.script.email_sets.load(Ordering::SeqCst)
+    }
+
+    /// Every request relayed so far: method and path.
+    pub(crate) fn requests(&self) -> Vec<(String, String)> {
+        self.script.requests.lock().unwrap().clone()
     }
 }
 
@@ -110,6 +117,11 @@ async fn relay(
     script: Data<&Arc<Script>>,
     up: Data<&Upstream>,
 ) -> Response {
+    script
+        .requests
+        .lock()
+        .unwrap()
+        .push((req.method().to_string(), req.uri().path().to_owned()));
     let is_api = req.method() == Method::POST && req.uri().path() == "/jmap/";
     let mut body = body;
     let mut throttled = Vec::new();

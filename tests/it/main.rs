@@ -8,6 +8,7 @@ mod browser_settings;
 mod checklist_discovery_registration_consent;
 mod checklist_resource_upstream;
 mod checklist_tokens;
+mod compose;
 mod conformance;
 mod contract;
 mod control;

@@ -47,6 +47,8 @@ fn snapshot() -> DraftSnapshot {
     }
 }
 
+type Edit = Box<dyn Fn(&mut DraftSnapshot)>;
+
 const NOW: Schedule = Schedule::Now { undo_secs: 0 };
 
 #[test]
@@ -59,8 +61,11 @@ fn the_digest_ignores_order_and_sees_every_field() {
     reordered.to[0].email = reordered.to[0].email.to_uppercase();
     assert_eq!(DraftDigest::of(&reordered, "I1", &NOW), d);
 
-    let changes: Vec<(&str, Box<dyn Fn(&mut DraftSnapshot)>)> = vec![
-        ("blob", Box::new(|s| s.blob_id = BlobId::parse("G2").unwrap())),
+    let changes: Vec<(&str, Edit)> = vec![
+        (
+            "blob",
+            Box::new(|s| s.blob_id = BlobId::parse("G2").unwrap()),
+        ),
         ("from", Box::new(|s| s.from[0].email = "ceo@x.org".into())),
         ("to", Box::new(|s| s.to.push(addr("eve@x.org")))),
         ("cc moved", Box::new(|s| s.cc.push(s.to.pop().unwrap()))),
@@ -72,7 +77,10 @@ fn the_digest_ignores_order_and_sees_every_field() {
         ("html", Box::new(|s| s.html = Some(String::new()))),
         ("attachment", Box::new(|s| s.attachments[0].size += 1)),
         ("dropped", Box::new(|s| drop(s.attachments.pop()))),
-        ("in_reply_to", Box::new(|s| s.in_reply_to.push("x@y".into()))),
+        (
+            "in_reply_to",
+            Box::new(|s| s.in_reply_to.push("x@y".into())),
+        ),
         ("references", Box::new(|s| s.references.push("x@y".into()))),
     ];
     for (what, change) in changes {
@@ -93,7 +101,10 @@ fn the_digest_ignores_order_and_sees_every_field() {
     let mut b = base.clone();
     b.subject = "Hi".into();
     b.text = "\u{0}ello".into();
-    assert_ne!(DraftDigest::of(&a, "I1", &NOW), DraftDigest::of(&b, "I1", &NOW));
+    assert_ne!(
+        DraftDigest::of(&a, "I1", &NOW),
+        DraftDigest::of(&b, "I1", &NOW)
+    );
 }
 
 /// An in-memory store with the same compare-and-swap semantics as the vault's.
@@ -169,7 +180,10 @@ fn an_approval_is_claimed_once_and_never_after_a_decline_or_expiry() {
     let pending = asked(&store, 1000);
     let approved = pending.clone().approve(&store, 1001).unwrap();
     // The same pending approval can't be decided twice.
-    assert_eq!(pending.decline(&store).unwrap_err(), ApprovalError::Conflict);
+    assert_eq!(
+        pending.decline(&store).unwrap_err(),
+        ApprovalError::Conflict
+    );
     let claimed = approved.clone().claim(&store, 1002).unwrap();
     assert_eq!(
         approved.claim(&store, 1002).unwrap_err(),
@@ -229,7 +243,11 @@ fn the_review_copy_opens_only_with_the_links_key() {
         .unwrap();
     assert_eq!(opened, b"the draft");
     let other = Aes256Gcm::new_from_slice(&[7u8; 32]).unwrap();
-    assert!(other.decrypt(aes_gcm::Nonce::from_slice(nonce), body).is_err());
+    assert!(
+        other
+            .decrypt(aes_gcm::Nonce::from_slice(nonce), body)
+            .is_err()
+    );
     assert!(!sealed.windows(9).any(|w| w == b"the draft"));
 }
 
@@ -242,5 +260,8 @@ fn schedules_hold_for_the_right_time() {
         Schedule::At(now + chrono::Duration::seconds(90)).hold_secs(now),
         Some(90)
     );
-    assert_eq!(Schedule::At(now - chrono::Duration::seconds(5)).hold_secs(now), None);
+    assert_eq!(
+        Schedule::At(now - chrono::Duration::seconds(5)).hold_secs(now),
+        None
+    );
 }

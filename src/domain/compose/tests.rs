@@ -110,14 +110,20 @@ fn a_reply_goes_to_the_sender_threads_and_quotes() {
         d.text,
         "Thanks!\n\nOn Fri, 1 Mar 2024 at 09:00 UTC, Bob <bob@example.com> wrote:\n> Numbers attached.\n>\n> Bob\n"
     );
-    assert_eq!(d.from.email, "alice@example.test", "the identity it was sent to");
+    assert_eq!(
+        d.from.email, "alice@example.test",
+        "the identity it was sent to"
+    );
     assert!(d.attachments.is_empty());
 }
 
 #[test]
 fn reply_all_drops_the_persons_own_addresses_and_duplicates() {
     let mut r = request(ComposeMode::ReplyAll);
-    r.cc = vec![addr(None, "Carol@example.org"), addr(None, "erin@example.org")];
+    r.cc = vec![
+        addr(None, "Carol@example.org"),
+        addr(None, "erin@example.org"),
+    ];
     let d = planned(&r);
     assert_eq!(emails(&d.to), ["bob@example.com", "carol@example.org"]);
     assert_eq!(emails(&d.cc), ["dave@example.net", "erin@example.org"]);
@@ -152,7 +158,13 @@ fn prefixes_are_idempotent() {
         email: &email,
         text: "",
     };
-    let d = plan(&request(ComposeMode::Reply), Some(&o), &identities(), vec![]).unwrap();
+    let d = plan(
+        &request(ComposeMode::Reply),
+        Some(&o),
+        &identities(),
+        vec![],
+    )
+    .unwrap();
     assert_eq!(d.subject, "Re: Quarterly report");
 }
 
@@ -168,7 +180,10 @@ fn a_forward_reuses_the_attachments_and_carries_the_header_block() {
     assert!(d.text.starts_with(
         "Thanks!\n\n---------- Forwarded message ----------\nFrom: Bob <bob@example.com>\n"
     ));
-    assert!(d.text.contains("Cc: dave@example.net, ALICE@example.test\n\nNumbers attached."));
+    assert!(
+        d.text
+            .contains("Cc: dave@example.net, ALICE@example.test\n\nNumbers attached.")
+    );
     r.forward_attachments = false;
     r.quote_original = false;
     let d = planned(&r);
@@ -185,8 +200,17 @@ fn identities_exact_wildcard_and_asked() {
         email: &email,
         text: "",
     };
-    let d = plan(&request(ComposeMode::Reply), Some(&o), &identities(), vec![]).unwrap();
-    assert_eq!((d.identity.id.as_str(), d.from.email.as_str()), ("I2", "shop@alias.example"));
+    let d = plan(
+        &request(ComposeMode::Reply),
+        Some(&o),
+        &identities(),
+        vec![],
+    )
+    .unwrap();
+    assert_eq!(
+        (d.identity.id.as_str(), d.from.email.as_str()),
+        ("I2", "shop@alias.example")
+    );
 
     let mut r = request(ComposeMode::New);
     r.to = vec![addr(None, "x@example.org")];
@@ -197,36 +221,63 @@ fn identities_exact_wildcard_and_asked() {
     r.identity = None;
     let d = plan(&r, None, &identities(), vec![]).unwrap();
     assert_eq!(d.from, addr(Some("Alice"), "alice@example.test"));
-    assert!(plan(&r, None, &[], vec![]).is_err(), "no identity, no draft");
-    assert!(Identity {
-        id: "x".into(),
-        email: "*@alias.example".into(),
-        name: None
-    }
-    .covers("a@ALIAS.example"));
+    assert!(
+        plan(&r, None, &[], vec![]).is_err(),
+        "no identity, no draft"
+    );
+    assert!(
+        Identity {
+            id: "x".into(),
+            email: "*@alias.example".into(),
+            name: None
+        }
+        .covers("a@ALIAS.example")
+    );
 }
 
 #[test]
 fn bad_input_names_the_argument() {
     let mut r = request(ComposeMode::New);
     r.to = vec![addr(None, "not an address")];
-    assert_eq!(plan(&r, None, &identities(), vec![]).unwrap_err().argument, "to");
+    assert_eq!(
+        plan(&r, None, &identities(), vec![]).unwrap_err().argument,
+        "to"
+    );
     r.to = vec![addr(None, "a@b.c>\r\nBcc: evil@x.y")];
-    assert_eq!(plan(&r, None, &identities(), vec![]).unwrap_err().argument, "to");
+    assert_eq!(
+        plan(&r, None, &identities(), vec![]).unwrap_err().argument,
+        "to"
+    );
     r.to = vec![addr(Some("A\nB"), "a@b.c")];
-    assert_eq!(plan(&r, None, &identities(), vec![]).unwrap_err().argument, "to");
+    assert_eq!(
+        plan(&r, None, &identities(), vec![]).unwrap_err().argument,
+        "to"
+    );
     r.to = vec![addr(None, "a@b.c")];
     r.subject = Some("two\nlines".into());
-    assert_eq!(plan(&r, None, &identities(), vec![]).unwrap_err().argument, "subject");
+    assert_eq!(
+        plan(&r, None, &identities(), vec![]).unwrap_err().argument,
+        "subject"
+    );
     r.subject = None;
     r.body_text = "x".repeat(MAX_BODY_CHARS + 1);
-    assert_eq!(plan(&r, None, &identities(), vec![]).unwrap_err().argument, "body_text");
+    assert_eq!(
+        plan(&r, None, &identities(), vec![]).unwrap_err().argument,
+        "body_text"
+    );
     r.body_text = "ok".into();
-    r.bcc = (0..MAX_RECIPIENTS).map(|i| addr(None, &format!("p{i}@x.org"))).collect();
-    assert_eq!(plan(&r, None, &identities(), vec![]).unwrap_err().argument, "to");
+    r.bcc = (0..MAX_RECIPIENTS)
+        .map(|i| addr(None, &format!("p{i}@x.org")))
+        .collect();
+    assert_eq!(
+        plan(&r, None, &identities(), vec![]).unwrap_err().argument,
+        "to"
+    );
     let reply = request(ComposeMode::Reply);
     assert_eq!(
-        plan(&reply, None, &identities(), vec![]).unwrap_err().argument,
+        plan(&reply, None, &identities(), vec![])
+            .unwrap_err()
+            .argument,
         "source_email_id"
     );
 }

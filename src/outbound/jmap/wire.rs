@@ -69,6 +69,8 @@ pub struct MethodErrorWire {
 pub struct GetResponse<T> {
     #[serde(default = "Vec::new")]
     pub list: Vec<T>,
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +114,8 @@ pub struct AddressWire {
 #[serde(rename_all = "camelCase")]
 pub struct EmailWire {
     pub id: String,
+    #[serde(default)]
+    pub blob_id: Option<String>,
     #[serde(default)]
     pub thread_id: Option<String>,
     #[serde(default)]
@@ -178,6 +182,8 @@ pub struct BodyPartWire {
 pub struct BodyValueWire {
     #[serde(default)]
     pub value: String,
+    #[serde(default)]
+    pub is_truncated: bool,
 }
 
 #[derive(Debug, Deserialize)]
