@@ -19,7 +19,7 @@ use crate::{
         },
         grant::{AccessToken, CapabilitySet, GrantId},
         ports::{AuditLog, ClientStore as _},
-        service::{MailService, ServiceLimits},
+        service::{MailService, SendSettings, ServiceLimits},
     },
     inbound::{
         http::{self, Surfaces},
@@ -186,7 +186,8 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
             },
         )
         .with_oauth(refresher.clone(), audience.resource().to_owned())
-        .with_documents(Arc::new(PdfText)),
+        .with_documents(Arc::new(PdfText))
+        .with_approvals(Arc::new(vault.clone()), SendSettings::default()),
     );
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
     let clients = Arc::new(ClientDirectory::new(

@@ -73,6 +73,10 @@ pub enum Capability {
     Read,
     /// Change mail state: move, archive, mark read/unread, flag.
     Organize,
+    /// Write drafts (new, replies, forwards), list and delete them; never send.
+    Draft,
+    /// Send drafts, each only after the person approved that exact draft. Implies `Draft`.
+    Send,
 }
 
 impl Capability {
@@ -82,6 +86,8 @@ impl Capability {
         match self {
             Self::Read => "read",
             Self::Organize => "organize",
+            Self::Draft => "draft",
+            Self::Send => "send",
         }
     }
 
@@ -91,6 +97,8 @@ impl Capability {
         match name {
             "read" => Some(Self::Read),
             "organize" => Some(Self::Organize),
+            "draft" => Some(Self::Draft),
+            "send" => Some(Self::Send),
             _ => None,
         }
     }
@@ -107,11 +115,14 @@ impl CapabilitySet {
         Self(BTreeSet::from([Capability::Read]))
     }
 
-    /// `Read` plus the given capabilities.
+    /// `Read` plus the given capabilities (`Send` brings `Draft`: what is sent is a draft).
     #[must_use]
     pub fn with(extra: impl IntoIterator<Item = Capability>) -> Self {
         let mut set = Self::read_only();
         set.0.extend(extra);
+        if set.0.contains(&Capability::Send) {
+            set.0.insert(Capability::Draft);
+        }
         set
     }
 
@@ -132,6 +143,9 @@ impl CapabilitySet {
 pub struct Caller {
     /// The grant.
     pub grant: GrantId,
+    /// SHA-256 (hex) of the upstream account's identity (to match the person on the review
+    /// page); `None` for a self-hosted grant.
+    pub account: Option<String>,
     /// The grant's upstream credential, opened for this request only.
     pub credential: UpstreamCredential,
     /// What the grant may do.

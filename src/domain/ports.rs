@@ -246,6 +246,8 @@ pub struct UpstreamRefresh {
 pub struct OpenedGrant {
     /// The grant.
     pub grant: GrantId,
+    /// SHA-256 (hex) of the upstream account's identity; `None` for a self-hosted grant.
+    pub account: Option<String>,
     /// Its upstream credential, decrypted for this request.
     pub credential: UpstreamCredential,
     /// The upstream refresh token, when the upstream credential came from OAuth.

@@ -4,7 +4,11 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+mod sending;
+
+pub use self::sending::{ApprovalAsk, DraftView, SendOutcome, SendRefusal, SendSettings};
 use super::{
+    approval::ApprovalStore,
     auth::upstream_refresh::{RefreshError, UpstreamRefresher, needs_refresh},
     body::{self, BodyPage},
     changes::{self, ChangeReport, Keyword},
@@ -69,6 +73,9 @@ pub enum ServiceError {
     /// The policy store failed.
     #[error("{0}")]
     Policy(#[from] PolicyError),
+    /// Not sent (or not changed) for a reason of the approval rules.
+    #[error("{0}")]
+    Send(#[from] SendRefusal),
 }
 
 /// Who the caller reads mail for.
@@ -187,6 +194,8 @@ pub struct MailService<M, V, P> {
     renewal: Option<Arc<dyn RenewCredential>>,
     resource: Option<String>,
     documents: Option<Arc<dyn DocumentText>>,
+    approvals: Option<Arc<dyn ApprovalStore>>,
+    sending: SendSettings,
 }
 
 impl<M, V, P> std::fmt::Debug for MailService<M, V, P> {
@@ -208,7 +217,17 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             renewal: None,
             resource: None,
             documents: None,
+            approvals: None,
+            sending: SendSettings::default(),
         }
+    }
+
+    /// Sends only with approvals kept in `store` (without one, `send_draft` is refused).
+    #[must_use]
+    pub fn with_approvals(mut self, store: Arc<dyn ApprovalStore>, settings: SendSettings) -> Self {
+        self.approvals = Some(store);
+        self.sending = settings;
+        self
     }
 
     /// Extracts text from document attachments (PDF) with `reader`.
@@ -264,6 +283,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         }
         let capabilities = self.policy.capabilities(&opened.grant).await?;
         Ok(Caller {
+            account: opened.account,
             grant: opened.grant,
             credential,
             capabilities,
@@ -626,6 +646,7 @@ mod tests {
 
     fn caller() -> Caller {
         Caller {
+            account: None,
             grant: GrantId::new("g1"),
             credential: UpstreamCredential::Bearer(SecretString::new("t")),
             capabilities: CapabilitySet::read_only(),
@@ -846,6 +867,7 @@ mod tests {
             Box::pin(async move {
                 if ok {
                     Ok(OpenedGrant {
+                        account: None,
                         grant: GrantId::new("g1"),
                         credential: UpstreamCredential::Bearer(SecretString::new("u")),
                         upstream_refresh: None,

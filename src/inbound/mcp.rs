@@ -668,6 +668,7 @@ mod tests {
                     Arc::default(),
                 );
                 let caller = Caller {
+                    account: None,
                     grant: GrantId::new("g1"),
                     credential: UpstreamCredential::Bearer(SecretString::new("t")),
                     capabilities: capabilities.clone(),

@@ -35,11 +35,23 @@ pub const SIGN_IN_COOKIE: &str = "mc_signin";
 pub const SESSION_MAX_AGE: u32 = 30 * 60;
 
 /// The capabilities a person can toggle, with the words the page uses.
-const TOGGLES: &[(Capability, &str, &str)] = &[(
-    Capability::Organize,
-    "Organize mail",
-    "move and archive mail, mark it read or unread, flag it",
-)];
+const TOGGLES: &[(Capability, &str, &str)] = &[
+    (
+        Capability::Organize,
+        "Organize mail",
+        "move and archive mail, mark it read or unread, flag it",
+    ),
+    (
+        Capability::Draft,
+        "Write drafts",
+        "write new mail, replies and forwards as drafts in your Drafts folder, list and delete them; nothing is sent",
+    ),
+    (
+        Capability::Send,
+        "Send drafts after you approve them",
+        "send a draft only after you approve that exact draft (includes writing drafts); assistants that cached their tool list, like Poke, need reconnecting to see the new tools",
+    ),
+];
 
 /// The settings pages.
 pub struct Settings<V, C, U, M> {

@@ -13,6 +13,7 @@
 //! token's expiry); every write through this vault purges the grant's entries, and redb has one
 //! owning process, so a change takes effect on the next request.
 
+mod approvals;
 mod audit;
 mod clients;
 
@@ -459,6 +460,7 @@ impl RedbVault {
         }
         Ok((
             OpenedGrant {
+                account: grant.account_digest.clone(),
                 grant: GrantId::new(grant.id),
                 credential: props.credential,
                 upstream_refresh: props.refresh,

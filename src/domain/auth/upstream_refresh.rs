@@ -157,6 +157,7 @@ mod tests {
 
     fn opened(access: &str) -> OpenedGrant {
         OpenedGrant {
+            account: None,
             grant: GrantId::new("g1"),
             credential: UpstreamCredential::Bearer(SecretString::new(access)),
             upstream_refresh: Some(UpstreamRefresh {
