@@ -218,7 +218,8 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
         config.tool_timeout,
         Arc::clone(&audit),
         Arc::clone(&watchers),
-    );
+    )
+    .with_public_url(config.public_url.as_str());
     let mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(config.allowed_hosts.clone())
         .with_sse_keep_alive(Some(Duration::from_secs(15)))

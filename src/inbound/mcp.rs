@@ -3,6 +3,7 @@
 //! Tool failures the model can act on (bad argument, no such email, over a cap) are tool
 //! results with `isError` and a sentence; only unroutable requests are JSON-RPC errors.
 
+mod compose_args;
 pub mod contract;
 mod render;
 
@@ -30,7 +31,7 @@ use crate::domain::{
     ports::{AuditEvent, AuditKind, AuditLog, MailStore, MailStoreError, Policy, TokenVault},
     query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
     search_syntax,
-    service::{MailService, SearchRequest, ServiceError},
+    service::{ApprovalAsk, MailService, SearchRequest, SendOutcome, ServiceError},
 };
 
 /// What the model reads first; the first 512 characters must stand alone (Codex, ChatGPT).
@@ -46,6 +47,8 @@ pub struct McpHandler<M, V, P> {
     tool_deadline: Duration,
     audit: Arc<dyn AuditLog>,
     watchers: Arc<ToolListWatchers>,
+    /// Our public origin, for review links (`/approve/…`).
+    public_url: Option<String>,
 }
 
 impl<M, V, P> std::fmt::Debug for McpHandler<M, V, P> {
@@ -63,6 +66,7 @@ impl<M, V, P> Clone for McpHandler<M, V, P> {
             tool_deadline: self.tool_deadline,
             audit: Arc::clone(&self.audit),
             watchers: Arc::clone(&self.watchers),
+            public_url: self.public_url.clone(),
         }
     }
 }
@@ -82,7 +86,15 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             tool_deadline,
             audit,
             watchers,
+            public_url: None,
         }
+    }
+
+    /// Review links point at `public_url` (our origin).
+    #[must_use]
+    pub fn with_public_url(mut self, public_url: &str) -> Self {
+        self.public_url = Some(public_url.trim_end_matches('/').to_owned());
+        self
     }
 }
 
@@ -181,6 +193,8 @@ struct Rendered {
     extra: Vec<ContentBlock>,
     /// Emails a write tool changed (for the audit log).
     changed: Option<u64>,
+    /// The audit outcome when it isn't plain "ok" (e.g. an approval was asked for).
+    outcome: Option<&'static str>,
 }
 
 impl Rendered {
@@ -192,6 +206,7 @@ impl Rendered {
             text,
             extra: Vec::new(),
             changed: None,
+            outcome: None,
         })
     }
 }
@@ -235,7 +250,22 @@ impl ToolFailure {
             Self::Service(ServiceError::Store(MailStoreError::Unavailable(_))) => {
                 "upstream_unavailable"
             }
+            Self::Service(ServiceError::Send(refusal)) => refusal.code(),
+            Self::Service(ServiceError::Store(MailStoreError::Refused(refusal))) => refusal.code(),
             Self::Service(_) | Self::Internal(_) => "failed",
+        }
+    }
+
+    /// A stable code the model can branch on, for the refusals of drafting and sending.
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::Service(
+                ServiceError::Send(_) | ServiceError::Store(MailStoreError::Refused(_)),
+            ) => Some(self.outcome()),
+            Self::Service(ServiceError::Store(MailStoreError::RateLimited { .. })) => {
+                Some("rate_limited")
+            }
+            _ => None,
         }
     }
 
@@ -379,10 +409,108 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 )
                 .map(|r| r.changed(done.counts().0))
             }
+            "draft_email" => {
+                let a: input::DraftEmailInput = args(arguments)?;
+                let view = service
+                    .draft_email(caller, &compose_args::draft_request(a)?)
+                    .await?;
+                let (out, text) = render::compose::draft(&view);
+                Rendered::new(out, text)
+            }
+            "list_drafts" => {
+                let a: input::ListDraftsInput = args(arguments)?;
+                let result = service
+                    .list_drafts(
+                        caller,
+                        a.limit.map(std::num::NonZeroU64::get),
+                        a.cursor.map(|c| c.to_string()),
+                    )
+                    .await?;
+                let (out, text) = render::compose::drafts(&result);
+                Rendered::new(out, text)
+            }
+            "delete_draft" => {
+                let a: input::DeleteDraftInput = args(arguments)?;
+                let id = parsed("draft_id", EmailId::parse(a.draft_id.to_string()))?;
+                service.delete_draft(caller, &id).await?;
+                let (out, text) = render::compose::deleted(&id);
+                Rendered::new(out, text)
+            }
+            "send_draft" => {
+                let a: input::SendDraftInput = args(arguments)?;
+                self.send_draft(a, caller).await
+            }
+            "cancel_send" => {
+                let a: input::CancelSendInput = args(arguments)?;
+                let draft = service.cancel_send(caller, &a.submission_id).await?;
+                let (out, text) = render::compose::canceled(&draft);
+                Rendered::new(out, text)
+            }
+            "get_send_status" => {
+                let a: input::GetSendStatusInput = args(arguments)?;
+                let submission = match &a.submission_id {
+                    Some(id) => Some(service.send_status(caller, id).await?),
+                    None => None,
+                };
+                let approval = match &a.draft_id {
+                    Some(id) => {
+                        let id = parsed("draft_id", EmailId::parse(id.to_string()))?;
+                        service.approval_status(caller, &id).await?
+                    }
+                    None => None,
+                };
+                if a.submission_id.is_none() && a.draft_id.is_none() {
+                    return Err(ToolFailure::Arguments(
+                        "give submission_id (from send_draft) or draft_id".into(),
+                    ));
+                }
+                let (out, text) = render::compose::status(submission.as_ref(), approval.as_ref());
+                Rendered::new(out, text)
+            }
             other => Err(ToolFailure::Internal(format!(
                 "tool {other} has no handler"
             ))),
         }
+    }
+}
+
+impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
+    /// `send_draft`: sends an approved draft, or asks for approval with a review link.
+    async fn send_draft(
+        &self,
+        a: input::SendDraftInput,
+        caller: &Caller,
+    ) -> Result<Rendered, ToolFailure> {
+        let id = parsed("draft_id", EmailId::parse(a.draft_id.to_string()))?;
+        let schedule = compose_args::schedule(a.send_at.map(|s| s.to_string()), a.undo_window_s)?;
+        let outcome = self
+            .service
+            .send_draft(caller, &id, schedule, &render::compose::review_copy)
+            .await?;
+        match outcome {
+            SendOutcome::Sent(status) => {
+                let (out, text) = render::compose::sent(&id, &status);
+                Rendered::new(out, text).map(|r| r.changed(1))
+            }
+            SendOutcome::NeedsApproval(ask) => {
+                let url = self.review_link(&ask);
+                let (out, text) = render::compose::needs_approval(&id, &ask, url.as_deref());
+                let mut rendered = Rendered::new(out, text)?;
+                rendered.outcome = Some("needs_approval");
+                Ok(rendered)
+            }
+        }
+    }
+
+    /// The review page's link: the approval's id in the path, the review copy's key in the
+    /// fragment (browsers never send it to any server).
+    fn review_link(&self, ask: &ApprovalAsk) -> Option<String> {
+        let base = self.public_url.as_deref().filter(|_| ask.reviewable)?;
+        let key = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ask.key.as_slice(),
+        );
+        Some(format!("{base}/approve/{}#k={key}", ask.id.as_str()))
     }
 }
 
@@ -538,7 +666,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
         };
         let elapsed_us = started.elapsed().as_micros();
         let (audited, count) = match &outcome {
-            Ok(r) => ("ok", r.changed),
+            Ok(r) => (r.outcome.unwrap_or("ok"), r.changed),
             Err(f) => (f.outcome(), None),
         };
         self.audit.record(AuditEvent {
@@ -562,8 +690,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             Err(failure) => {
                 // Log the kind only: error texts can echo arguments (search words, addresses).
                 tracing::info!(tool = %name, grant = %caller.grant, outcome = failure.outcome(), elapsed_us, "tool call");
+                let code = failure.code().map(|c| format!("{c}: ")).unwrap_or_default();
                 CallToolResult::error(vec![ContentBlock::text(format!(
-                    "{failure}.{}",
+                    "{code}{failure}.{}",
                     failure.advice()
                 ))])
             }
@@ -583,6 +712,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{
+        approval::MockApprovalStore,
         grant::{AccessToken, CapabilitySet, UpstreamCredential},
         ports::{MockAuditLog, MockMailStore, MockPolicy, MockTokenVault},
         secret::SecretString,
@@ -611,6 +741,13 @@ mod tests {
         counted!(expect_attachment, _, _, _, _);
         counted!(expect_set_keyword, _, _, _, _);
         counted!(expect_move_emails, _, _, _);
+        counted!(expect_identities, _);
+        counted!(expect_create_draft, _, _);
+        counted!(expect_draft, _, _);
+        counted!(expect_delete_draft, _, _);
+        counted!(expect_submit, _, _);
+        counted!(expect_cancel_submission, _, _);
+        counted!(expect_submission, _, _);
         store
     }
 
@@ -624,13 +761,18 @@ mod tests {
             "move_email" => json!({"email_ids": ["M1", "M2"], "mailbox": "archive"}),
             "mark_email_read" => json!({"email_ids": ["M1"], "read": false}),
             "flag_email" => json!({"email_ids": ["M1"]}),
+            "draft_email" => json!({"to": ["bob@example.com"], "body_text": "hi"}),
+            "list_drafts" => json!({}),
+            "delete_draft" | "send_draft" => json!({"draft_id": "M1"}),
+            "cancel_send" => json!({"submission_id": "S1"}),
+            "get_send_status" => json!({"submission_id": "S1"}),
             other => panic!("no arguments for {other}: add them here"),
         }
     }
 
     /// Every subset of the capabilities a grant can hold (`read` is always in).
     fn capability_sets() -> Vec<CapabilitySet> {
-        let optional = [Capability::Organize];
+        let optional = [Capability::Organize, Capability::Draft, Capability::Send];
         (0..1u32 << optional.len())
             .map(|mask| {
                 CapabilitySet::with(
@@ -653,12 +795,18 @@ mod tests {
             let needed = Capability::parse(spec.capability).expect("catalogue capabilities parse");
             for capabilities in capability_sets() {
                 let calls = Arc::new(AtomicUsize::new(0));
-                let service = Arc::new(MailService::new(
-                    counting_store(&calls),
-                    MockTokenVault::new(),
-                    MockPolicy::new(),
-                    ServiceLimits::default(),
-                ));
+                let service = Arc::new(
+                    MailService::new(
+                        counting_store(&calls),
+                        MockTokenVault::new(),
+                        MockPolicy::new(),
+                        ServiceLimits::default(),
+                    )
+                    .with_approvals(
+                        Arc::new(MockApprovalStore::new()),
+                        crate::domain::service::SendSettings::default(),
+                    ),
+                );
                 let mut audit = MockAuditLog::new();
                 audit.expect_record().return_const(());
                 let handler = McpHandler::new(

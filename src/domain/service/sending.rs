@@ -43,10 +43,14 @@ impl Default for SendSettings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendRefusal {
     /// The draft differs from the one the person approved (or its send time does).
-    #[error("the draft or its send time changed after the person approved it, so it was not sent; call send_draft again to ask for approval of the draft as it is now")]
+    #[error(
+        "the draft or its send time changed after the person approved it, so it was not sent; call send_draft again to ask for approval of the draft as it is now"
+    )]
     DraftChanged,
     /// The approval lapsed before the send.
-    #[error("the approval expired before the draft was sent, so it was not sent; call send_draft again to ask the person again")]
+    #[error(
+        "the approval expired before the draft was sent, so it was not sent; call send_draft again to ask the person again"
+    )]
     ApprovalExpired,
     /// The person declined.
     #[error("the person declined sending this draft; it was not sent and is still in Drafts")]
@@ -58,16 +62,22 @@ pub enum SendRefusal {
     #[error("no such approval for this connection")]
     UnknownApproval,
     /// The From address is not one of the account's identities.
-    #[error("the draft's From address {0} is not one of this account's sending identities (get_identity lists them)")]
+    #[error(
+        "the draft's From address {0} is not one of this account's sending identities (get_identity lists them)"
+    )]
     FromNotAnIdentity(String),
     /// A body was too large to read back whole, so it can't be reviewed.
     #[error("the draft is too large to review safely, so it can't be sent from here")]
     TooLargeToReview,
     /// This server has no way to ask the person.
-    #[error("sending needs the person's approval, and this connection has no way to ask for it (no review page without a Fastmail sign-in)")]
+    #[error(
+        "sending needs the person's approval, and this connection has no way to ask for it (no review page without a Fastmail sign-in)"
+    )]
     NoWayToApprove,
     /// The outcome is unknown: the submission may or may not have been accepted.
-    #[error("the mail server did not confirm the send ({0}); it may or may not have been sent: check get_send_status or the Sent folder before trying again")]
+    #[error(
+        "the mail server did not confirm the send ({0}); it may or may not have been sent: check get_send_status or the Sent folder before trying again"
+    )]
     Unconfirmed(String),
 }
 
@@ -166,13 +176,19 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     ) -> Result<DraftView, ServiceError> {
         require(caller, Capability::Draft, "write drafts")?;
         let identities = self
-            .with_credential(caller, |cred| async move { self.store.identities(&cred).await })
+            .with_credential(
+                caller,
+                |cred| async move { self.store.identities(&cred).await },
+            )
             .await?;
         let original = match &request.source {
             Some(id) => Some(
-                self.with_credential(caller, |cred| async move { self.store.email(&cred, id).await })
-                    .await?
-                    .0,
+                self.with_credential(
+                    caller,
+                    |cred| async move { self.store.email(&cred, id).await },
+                )
+                .await?
+                .0,
             ),
             None => None,
         };
@@ -198,13 +214,15 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         }
         if let Some(old) = &request.replaces {
             let snapshot = self
-                .with_credential(caller, |cred| async move { self.store.draft(&cred, old).await })
+                .with_credential(
+                    caller,
+                    |cred| async move { self.store.draft(&cred, old).await },
+                )
                 .await?;
             if !(snapshot.in_drafts && snapshot.is_draft) {
-                return Err(MailStoreError::Refused(
-                    crate::domain::submission::Refusal::NotADraft,
-                )
-                .into());
+                return Err(
+                    MailStoreError::Refused(crate::domain::submission::Refusal::NotADraft).into(),
+                );
             }
         }
         let text = original
@@ -224,14 +242,38 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         Ok(DraftView { created, draft })
     }
 
+    /// `list_drafts`: the Drafts mailbox, newest first, paged like a search.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotPermitted`] without `draft`; search errors.
+    pub async fn list_drafts(
+        &self,
+        caller: &Caller,
+        limit: Option<u64>,
+        cursor: Option<String>,
+    ) -> Result<super::SearchResult, ServiceError> {
+        require(caller, Capability::Draft, "list drafts")?;
+        let request = super::SearchRequest {
+            query: crate::domain::query::EmailQuery {
+                mailbox: Some("drafts".into()),
+                ..crate::domain::query::EmailQuery::default()
+            },
+            limit,
+            cursor,
+        };
+        self.search(caller, &request).await
+    }
+
     /// `delete_draft`: destroys an email only if it is in Drafts with `$draft`.
     ///
     /// # Errors
     /// [`ServiceError::NotPermitted`] without `draft`; `not_a_draft` for anything else.
     pub async fn delete_draft(&self, caller: &Caller, id: &EmailId) -> Result<(), ServiceError> {
         require(caller, Capability::Draft, "delete drafts")?;
-        self.with_credential(caller, |cred| async move { self.store.delete_draft(&cred, id).await })
-            .await
+        self.with_credential(caller, |cred| async move {
+            self.store.delete_draft(&cred, id).await
+        })
+        .await
     }
 
     /// The identity a snapshot is sent from: the one covering its single From address.
@@ -278,10 +320,15 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             undo_secs: self.sending.default_undo_secs,
         });
         let snapshot = self
-            .with_credential(caller, |cred| async move { self.store.draft(&cred, id).await })
+            .with_credential(
+                caller,
+                |cred| async move { self.store.draft(&cred, id).await },
+            )
             .await?;
         if !(snapshot.in_drafts && snapshot.is_draft) {
-            return Err(MailStoreError::Refused(crate::domain::submission::Refusal::NotADraft).into());
+            return Err(
+                MailStoreError::Refused(crate::domain::submission::Refusal::NotADraft).into(),
+            );
         }
         if snapshot.truncated {
             return Err(SendRefusal::TooLargeToReview.into());
@@ -292,7 +339,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             );
         }
         let identities = self
-            .with_credential(caller, |cred| async move { self.store.identities(&cred).await })
+            .with_credential(
+                caller,
+                |cred| async move { self.store.identities(&cred).await },
+            )
             .await?;
         let identity = Self::sending_identity(&snapshot, &identities)?;
         let digest = DraftDigest::of(&snapshot, &identity.id, &schedule);
@@ -312,7 +362,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                     return Err(SendRefusal::DraftChanged.into());
                 }
                 return self
-                    .send_approved(caller, &approvals, approved, &snapshot, &identity, &schedule)
+                    .send_approved(
+                        caller, &approvals, approved, &snapshot, &identity, &schedule,
+                    )
                     .await
                     .map(SendOutcome::Sent);
             }
@@ -394,7 +446,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         // One attempt here: the store already retried throttling, and a renewal retry after
         // an unauthorized answer is safe (nothing was sent).
         let outcome = self
-            .with_credential(caller, |cred| async move { self.store.submit(&cred, submission).await })
+            .with_credential(caller, |cred| async move {
+                self.store.submit(&cred, submission).await
+            })
             .await;
         match outcome {
             Ok(status) => {
@@ -450,7 +504,11 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     ///
     /// # Errors
     /// [`ServiceError::NotPermitted`] without `send`; `cannot_unsend` once it left.
-    pub async fn cancel_send(&self, caller: &Caller, submission: &str) -> Result<EmailId, ServiceError> {
+    pub async fn cancel_send(
+        &self,
+        caller: &Caller,
+        submission: &str,
+    ) -> Result<EmailId, ServiceError> {
         require(caller, Capability::Send, "cancel sending")?;
         self.with_credential(caller, |cred| async move {
             self.store.cancel_submission(&cred, submission).await

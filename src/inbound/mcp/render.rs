@@ -1,6 +1,8 @@
 //! Domain results to the wire: the generated output types (→ `structuredContent`) and a compact
 //! text rendering with the same information (→ `content`), for clients that read only one.
 
+pub mod compose;
+
 use std::fmt::Write as _;
 
 use super::contract::types as out;

@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{RedbVault, db_err, records};
 use crate::domain::{
-    approval::{
-        ApprovalError, ApprovalId, ApprovalRecord, ApprovalStore, DraftDigest, Status,
-    },
+    approval::{ApprovalError, ApprovalId, ApprovalRecord, ApprovalStore, DraftDigest, Status},
     grant::GrantId,
     ids::EmailId,
 };
