@@ -19,7 +19,7 @@ use crate::{
         },
         grant::{AccessToken, CapabilitySet, GrantId},
         ports::{AuditLog, ClientStore as _},
-        service::{MailService, SendSettings, ServiceLimits},
+        service::{MailService, ServiceLimits},
     },
     inbound::{
         http::{self, Surfaces},
@@ -187,7 +187,7 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
         )
         .with_oauth(refresher.clone(), audience.resource().to_owned())
         .with_documents(Arc::new(PdfText))
-        .with_approvals(Arc::new(vault.clone()), SendSettings::default()),
+        .with_approvals(Arc::new(vault.clone()), config.sending),
     );
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
     let clients = Arc::new(ClientDirectory::new(
@@ -235,6 +235,8 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
         allowed_origins: config.allowed_origins.clone(),
         secure_cookies: config.public_url.scheme() == "https",
         watchers,
+        approvals: Arc::new(vault.clone()),
+        audit: Arc::clone(&audit),
     });
     Ok(App {
         vault,

@@ -174,6 +174,13 @@ pub struct Cli {
     /// Audit events kept per connection [default: 500].
     #[arg(long, env = "MAILCONNECT_AUDIT_MAX_EVENTS", global = true)]
     pub audit_max_events: Option<usize>,
+    /// How long a person has to approve sending a draft, in seconds [default: 600].
+    #[arg(long, env = "MAILCONNECT_SEND_APPROVAL_TTL_SECS", global = true)]
+    pub send_approval_ttl_secs: Option<u64>,
+    /// Seconds a sent message is held so it can still be cancelled, when the assistant asks
+    /// for no undo window [default: 0, sent at once].
+    #[arg(long, env = "MAILCONNECT_SEND_UNDO_WINDOW_SECS", global = true)]
+    pub send_undo_window_secs: Option<u32>,
     /// TESTS ONLY: fetch client metadata documents from http://127.0.0.1 too (real ones are
     /// https on public addresses). Never set this on a server others can reach.
     #[arg(long, global = true, hide = true)]
@@ -223,6 +230,8 @@ struct FileConfig {
     code_ttl_secs: Option<u64>,
     audit_retention_days: Option<u64>,
     audit_max_events: Option<usize>,
+    send_approval_ttl_secs: Option<u64>,
+    send_undo_window_secs: Option<u32>,
     /// Clients registered by the operator (exact redirect URIs, optional secret).
     #[serde(default)]
     clients: Vec<ConfiguredClient>,
@@ -324,6 +333,8 @@ pub struct Config {
     pub audit_retention_days: u64,
     /// Audit log retention: events per connection.
     pub audit_max_events: usize,
+    /// Sending: approval lifetime and default undo window.
+    pub sending: crate::domain::service::SendSettings,
     /// Operator-configured clients.
     pub clients: Vec<ConfiguredClient>,
     /// Tests only: client metadata documents over loopback http.
@@ -587,6 +598,24 @@ impl Config {
                 "audit_max_events must be between 1 and 100000 (got {audit_max_events})"
             ));
         }
+        let approval_ttl = cli
+            .send_approval_ttl_secs
+            .or(file.send_approval_ttl_secs)
+            .unwrap_or(600);
+        if !(1..=86_400).contains(&approval_ttl) {
+            problems.push(format!(
+                "send_approval_ttl_secs must be between 1 and 86400 (got {approval_ttl})"
+            ));
+        }
+        let undo = cli
+            .send_undo_window_secs
+            .or(file.send_undo_window_secs)
+            .unwrap_or(0);
+        if undo > 600 {
+            problems.push(format!(
+                "send_undo_window_secs must be at most 600 (got {undo})"
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -613,6 +642,10 @@ impl Config {
             code_ttl,
             audit_retention_days,
             audit_max_events,
+            sending: crate::domain::service::SendSettings {
+                approval_ttl_secs: i64::try_from(approval_ttl).unwrap_or(600),
+                default_undo_secs: undo,
+            },
             clients: file.clients,
             allow_loopback_client_metadata: cli.test_allow_loopback_client_metadata,
         })

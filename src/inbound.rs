@@ -1,5 +1,6 @@
 //! Driving adapters: the HTTP surface (poem) and the MCP endpoint (rmcp) mounted in it.
 
+pub mod approve;
 pub mod http;
 pub mod listener;
 pub mod mcp;

@@ -47,6 +47,8 @@ Test control (JSON, loopback peers only):
   GET  /_control/stats    counters, the last 20 authorize queries, live refresh
                           tokens, revoked families, pending faults
   POST /_control/reset    clears faults and counters; clients and tokens stay
+  POST /_control/subject  {"subject": "bob@example.test"}: tokens minted from now on
+                          (new sign-ins and refreshes) are for this Cyrus user
 
 scripts/testbed.d/standin-upstream-selftest.py exercises all of it against the
 running testbed.
@@ -759,6 +761,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _stats(self, query, body):
         return json_response(200, self.standin.stats())
 
+    def _subject(self, query, body):
+        subject = parse_json(body).get("subject")
+        if not isinstance(subject, str) or not subject:
+            raise OAuthError(400, "invalid_request", "subject must be a non-empty string")
+        self.standin.subject = subject
+        return json_response(200, {"subject": subject})
+
     def _reset(self, query, body):
         self.standin.reset()
         return json_response(200, {"reset": True})
@@ -774,6 +783,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         "/_control/expired_access_tokens": {"POST": _expired},
         "/_control/stats": {"GET": _stats},
         "/_control/reset": {"POST": _reset},
+        "/_control/subject": {"POST": _subject},
     }
 
     # ---- plumbing

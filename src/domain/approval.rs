@@ -327,6 +327,16 @@ pub trait ApprovalStore: Send + Sync + 'static {
         draft: &EmailId,
     ) -> Result<Option<ApprovalRecord>, ApprovalError>;
 
+    /// The approval of `grant` whose send became `submission`.
+    ///
+    /// # Errors
+    /// [`ApprovalError::Store`].
+    fn by_submission(
+        &self,
+        grant: &GrantId,
+        submission: &str,
+    ) -> Result<Option<ApprovalRecord>, ApprovalError>;
+
     /// Moves `id` from `from` to `to` (recording `submission` when given), atomically.
     ///
     /// # Errors
@@ -516,6 +526,80 @@ impl Approval<Claimed> {
     pub fn release(self, store: &dyn ApprovalStore) -> Result<Approval<Approved>, ApprovalError> {
         self.step(store, Status::Claimed, Status::Approved, None)
     }
+}
+
+/// Why the review page could not record a decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    /// No such approval (never asked, replaced, or swept).
+    #[error("this approval link is unknown or was replaced by a newer one")]
+    Unknown,
+    /// The signed-in person's mailbox is not the one the draft is in.
+    #[error("this email belongs to another mailbox: sign in with the mailbox it was written in")]
+    OtherAccount,
+    /// It lapsed.
+    #[error("this approval expired; ask your assistant to send the draft again for a new link")]
+    Expired,
+    /// It was decided already.
+    #[error("this email was already {}", .0.as_str())]
+    Decided(Status),
+    /// The store failed.
+    #[error("the approval store failed: {0}")]
+    Store(String),
+}
+
+/// The record behind a review link, if `account` (the signed-in person's account digest) may
+/// see it: the same mailbox, compared in constant time.
+///
+/// # Errors
+/// `Unknown`, `OtherAccount`, `Store`.
+pub fn for_account(
+    store: &dyn ApprovalStore,
+    id: &ApprovalId,
+    account: &str,
+) -> Result<ApprovalRecord, DecisionError> {
+    let record = store
+        .get(id)
+        .map_err(|e| DecisionError::Store(e.to_string()))?
+        .ok_or(DecisionError::Unknown)?;
+    let same = !record.account.is_empty()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            record.account.as_bytes(),
+            account.as_bytes(),
+        ));
+    if same {
+        Ok(record)
+    } else {
+        Err(DecisionError::OtherAccount)
+    }
+}
+
+/// The person's decision on the review page: only theirs, only while pending and in time.
+///
+/// # Errors
+/// See [`DecisionError`].
+pub fn decide(
+    store: &dyn ApprovalStore,
+    id: &ApprovalId,
+    account: &str,
+    approve: bool,
+    now: i64,
+) -> Result<ApprovalRecord, DecisionError> {
+    let record = for_account(store, id, account)?;
+    if record.expired(now) {
+        return Err(DecisionError::Expired);
+    }
+    let decided = match record.typed() {
+        Typed::Pending(p) if approve => p.approve(store, now).map(|a| a.record().clone()),
+        Typed::Pending(p) => p.decline(store),
+        Typed::Approved(a) => return Err(DecisionError::Decided(a.record().status)),
+        Typed::Settled(r) => return Err(DecisionError::Decided(r.status)),
+    };
+    decided.map_err(|e| match e {
+        ApprovalError::Expired => DecisionError::Expired,
+        ApprovalError::Conflict => DecisionError::Decided(Status::Claimed),
+        ApprovalError::Store(m) => DecisionError::Store(m),
+    })
 }
 
 /// The review page's copy of the draft, sealed with AES-256-GCM under a fresh key that goes

@@ -471,6 +471,14 @@ pub enum AuditKind {
     /// The grant ended (revoked by the person or the client, a reused token, or the upstream
     /// ended it); its tokens and sealed credentials are gone.
     Revoked,
+    /// The person approved or declined sending a draft (`approved`, `declined`), where
+    /// (`review_page`, `client_dialog`). No content.
+    SendDecision {
+        /// What they decided.
+        decision: String,
+        /// Where.
+        via: String,
+    },
 }
 
 /// Where audit events go. Recording never fails the operation it records (a lost event is

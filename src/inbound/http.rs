@@ -297,6 +297,10 @@ pub struct Surfaces<M, V, P, C, U> {
     pub secure_cookies: bool,
     /// Legacy sessions to tell when a grant's tool list changes.
     pub watchers: Arc<super::mcp::ToolListWatchers>,
+    /// Send approvals, for the review page.
+    pub approvals: Arc<dyn crate::domain::approval::ApprovalStore>,
+    /// Where the review page records decisions.
+    pub audit: Arc<dyn crate::domain::ports::AuditLog>,
 }
 
 /// The routes: `/mcp` (authenticated), the OAuth API and pages, `/healthz`, `/openapi.json`.
@@ -313,6 +317,8 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
         allowed_origins,
         secure_cookies,
         watchers,
+        approvals,
+        audit,
     } = s;
     let resource_metadata = auth
         .audience()
@@ -411,51 +417,57 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
         watchers,
         secure_cookies,
     ));
+    let review = Arc::new(super::approve::ReviewPage::new(
+        Arc::clone(&auth),
+        approvals,
+        audit,
+        secure_cookies,
+    ));
     let pages = Arc::new(Pages::new(auth, secure_cookies));
-    let authorize = {
-        let pages = Arc::clone(&pages);
-        make(move |req| {
-            let pages = Arc::clone(&pages);
-            async move { Ok::<_, poem::Error>(pages.authorize(req).await) }
-        })
-    };
-    let decision = {
-        let pages = Arc::clone(&pages);
-        make(move |req| {
-            let pages = Arc::clone(&pages);
-            async move { Ok::<_, poem::Error>(pages.decide(req).await) }
-        })
-    };
-    let callback = make(move |req| {
-        let pages = Arc::clone(&pages);
-        async move { Ok::<_, poem::Error>(pages.callback(req).await) }
-    });
-    macro_rules! settings_page {
-        ($method:ident) => {{
-            let settings = Arc::clone(&settings);
+    // One endpoint per page method: `served!(pages, authorize)` calls `pages.authorize(req)`.
+    macro_rules! served {
+        ($owner:ident, $method:ident) => {{
+            let owner = Arc::clone(&$owner);
             make(move |req| {
-                let settings = Arc::clone(&settings);
-                async move { Ok::<_, poem::Error>(settings.$method(req).await) }
+                let owner = Arc::clone(&owner);
+                async move { Ok::<_, poem::Error>(owner.$method(req).await) }
             })
         }};
     }
+    let script = make(|_req| async {
+        Ok::<_, poem::Error>(
+            Response::builder()
+                .content_type("text/javascript; charset=utf-8")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+                .body(super::approve::SCRIPT),
+        )
+    });
     Route::new()
-        .at("/settings", poem::get(settings_page!(show)))
-        .at("/settings/sign-in", poem::post(settings_page!(sign_in)))
-        .at("/settings/sign-out", poem::post(settings_page!(sign_out)))
+        .at("/settings", poem::get(served!(settings, show)))
+        .at("/settings/sign-in", poem::post(served!(settings, sign_in)))
+        .at(
+            "/settings/sign-out",
+            poem::post(served!(settings, sign_out)),
+        )
         .at(
             "/settings/connections/:grant/capabilities",
-            poem::post(settings_page!(capabilities)),
+            poem::post(served!(settings, capabilities)),
         )
         .at(
             "/settings/connections/:grant/revoke",
-            poem::post(settings_page!(revoke)),
+            poem::post(served!(settings, revoke)),
         )
+        .at(
+            "/approve/:id",
+            poem::get(served!(review, show)).post(served!(review, decide)),
+        )
+        .at("/approve.js", poem::get(script))
         .at("/mcp", mcp_at(&guarded))
         .at("/mcp/", mcp_at(&guarded))
         .at("/openapi.json", spec)
-        .at("/authorize", poem::get(authorize))
-        .at("/authorize/decision", poem::post(decision))
-        .at("/auth/callback", poem::get(callback))
+        .at("/authorize", poem::get(served!(pages, authorize)))
+        .at("/authorize/decision", poem::post(served!(pages, decide)))
+        .at("/auth/callback", poem::get(served!(pages, callback)))
         .nest("/", api)
 }

@@ -360,7 +360,9 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
         {
             Ok(None) => {}
             Ok(Some(ticket)) => {
-                let mut resp = see_other("/settings");
+                let next = cookie_value(&req, &self.cookie_name(super::settings::NEXT_COOKIE))
+                    .and_then(|n| super::settings::return_path(&n).map(str::to_owned));
+                let mut resp = see_other(next.as_deref().unwrap_or("/settings"));
                 for cookie in [
                     self.set_cookie(
                         super::settings::SESSION_COOKIE,
@@ -368,6 +370,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
                         super::settings::SESSION_MAX_AGE,
                     ),
                     self.set_cookie(super::settings::SIGN_IN_COOKIE, "", 0),
+                    self.set_cookie(super::settings::NEXT_COOKIE, "", 0),
                 ] {
                     if let Ok(v) = cookie.parse() {
                         resp.headers_mut().append(header::SET_COOKIE, v);

@@ -31,6 +31,16 @@ use crate::domain::{
 pub const SESSION_COOKIE: &str = "mc_settings";
 /// Binds a settings sign-in to the browser that started it.
 pub const SIGN_IN_COOKIE: &str = "mc_signin";
+/// Where to go after signing in, when it isn't the settings page (a review link).
+pub const NEXT_COOKIE: &str = "mc_next";
+
+/// A page a sign-in may return to: only a review page of ours (never another origin).
+pub fn return_path(next: &str) -> Option<&str> {
+    next.strip_prefix("/approve/")
+        .and_then(crate::domain::approval::ApprovalId::parse)
+        .map(|_| next)
+}
+
 /// The session cookie's lifetime (the session itself lasts as long).
 pub const SESSION_MAX_AGE: u32 = 30 * 60;
 
@@ -83,6 +93,14 @@ fn event_text(kind: &AuditKind) -> String {
             format!("you set its capabilities to: {}", capabilities.join(", "))
         }
         AuditKind::Revoked => "disconnected: its access and stored credentials were deleted".into(),
+        AuditKind::SendDecision { decision, via } => {
+            let via = if via == "review_page" {
+                "on the review page"
+            } else {
+                "in the assistant's dialog"
+            };
+            format!("you {decision} sending a draft {via}")
+        }
     }
 }
 
@@ -222,14 +240,26 @@ mailbox, choose what each may do, and disconnect them.</p>\
         page(StatusCode::OK, layout("Settings", &html))
     }
 
-    /// `POST /settings/sign-in`.
-    pub async fn sign_in(&self, _req: Request) -> Response {
+    /// `POST /settings/sign-in` (`next`: a review page to return to).
+    pub async fn sign_in(&self, mut req: Request) -> Response {
+        let form = Self::form(&mut req).await.unwrap_or_default();
+        let next = form.get("next").and_then(|n| return_path(n)).unwrap_or("");
         let binding = random_value();
         match self.auth.begin_sign_in(&binding).await {
             Ok(url) => {
                 let mut resp = see_other(&url);
-                if let Ok(v) = set_cookie(self.secure, SIGN_IN_COOKIE, &binding, 600).parse() {
-                    resp.headers_mut().append(header::SET_COOKIE, v);
+                for cookie in [
+                    set_cookie(self.secure, SIGN_IN_COOKIE, &binding, 600),
+                    set_cookie(
+                        self.secure,
+                        NEXT_COOKIE,
+                        next,
+                        if next.is_empty() { 0 } else { 600 },
+                    ),
+                ] {
+                    if let Ok(v) = cookie.parse() {
+                        resp.headers_mut().append(header::SET_COOKIE, v);
+                    }
                 }
                 resp
             }

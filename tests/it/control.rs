@@ -33,7 +33,7 @@ pub(crate) async fn writer_app() -> (Standin, TestApp) {
 }
 
 /// Signs in to the settings page: the browser goes to the stand-in and back.
-async fn sign_in(app: &TestApp) -> (Browser, Page) {
+pub(crate) async fn sign_in(app: &TestApp) -> (Browser, Page) {
     let mut browser = Browser::default();
     let start = browser.get(&format!("{}/settings", app.base())).await;
     assert!(

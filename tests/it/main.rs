@@ -9,6 +9,7 @@ mod checklist_discovery_registration_consent;
 mod checklist_resource_upstream;
 mod checklist_tokens;
 mod compose;
+mod compose_flow;
 mod conformance;
 mod contract;
 mod control;

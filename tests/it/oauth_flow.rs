@@ -65,6 +65,18 @@ impl Standin {
         }
     }
 
+    /// Tokens minted from now on are for `subject` (another Cyrus user signs in).
+    pub async fn sign_in_as(&self, subject: &str) {
+        let r = self
+            .http
+            .post(format!("{}/_control/subject", self.url))
+            .json(&json!({ "subject": subject }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
     /// Queues a fault (see the stand-in's docstring).
     pub async fn fault(&self, spec: Value) {
         let r = self

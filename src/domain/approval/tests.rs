@@ -135,6 +135,19 @@ impl ApprovalStore for Memory {
             .find(|r| r.grant == *grant && r.draft == *draft)
             .cloned())
     }
+    fn by_submission(
+        &self,
+        grant: &GrantId,
+        submission: &str,
+    ) -> Result<Option<ApprovalRecord>, ApprovalError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .values()
+            .find(|r| r.grant == *grant && r.submission.as_deref() == Some(submission))
+            .cloned())
+    }
     fn transition(
         &self,
         id: &ApprovalId,
@@ -263,5 +276,48 @@ fn schedules_hold_for_the_right_time() {
     assert_eq!(
         Schedule::At(now - chrono::Duration::seconds(5)).hold_secs(now),
         None
+    );
+}
+
+#[test]
+fn only_the_same_mailbox_decides_and_only_once() {
+    let store = Memory::default();
+    let a = asked(&store, 1000);
+    let id = a.record().id.clone();
+    assert_eq!(
+        decide(&store, &id, "someone-else", true, 1001).unwrap_err(),
+        DecisionError::OtherAccount
+    );
+    assert_eq!(
+        decide(&store, &ApprovalId::generate(), "acct", true, 1001).unwrap_err(),
+        DecisionError::Unknown
+    );
+    assert_eq!(
+        decide(&store, &id, "acct", true, 1001).unwrap().status,
+        Status::Approved
+    );
+    assert_eq!(
+        decide(&store, &id, "acct", false, 1002).unwrap_err(),
+        DecisionError::Decided(Status::Approved)
+    );
+    let late = asked(&store, 1000);
+    assert_eq!(
+        decide(
+            &store,
+            &late.record().id,
+            "acct",
+            true,
+            1000 + DEFAULT_TTL_SECS
+        )
+        .unwrap_err(),
+        DecisionError::Expired
+    );
+    // A grant without an account (self-hosted) can't be decided on the page at all.
+    let mut blank = asked(&store, 1000).record().clone();
+    blank.account = String::new();
+    store.insert(&blank).unwrap();
+    assert_eq!(
+        decide(&store, &blank.id, "", true, 1001).unwrap_err(),
+        DecisionError::OtherAccount
     );
 }

@@ -526,10 +526,30 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         submission: &str,
     ) -> Result<SubmissionStatus, ServiceError> {
         require(caller, Capability::Send, "see sending status")?;
-        self.with_credential(caller, |cred| async move {
-            self.store.submission(&cred, submission).await
-        })
-        .await
+        let found = self
+            .with_credential(caller, |cred| async move {
+                self.store.submission(&cred, submission).await
+            })
+            .await;
+        match found {
+            // Servers may forget a submission once it left (Cyrus keeps only held ones): ours
+            // still knows it went.
+            Err(ServiceError::Store(MailStoreError::NotFound(why))) => {
+                let approvals = Arc::clone(self.approvals()?);
+                let (grant, id) = (caller.grant.clone(), submission.to_owned());
+                let sent = blocking(&approvals, move |s| s.by_submission(&grant, &id)).await?;
+                sent.filter(|r| r.status == Status::Sent)
+                    .map(|r| SubmissionStatus {
+                        id: submission.to_owned(),
+                        email: Some(r.draft),
+                        undo_status: crate::domain::submission::UndoStatus::Final,
+                        send_at: None,
+                        delivery: Vec::new(),
+                    })
+                    .ok_or_else(|| MailStoreError::NotFound(why).into())
+            }
+            other => other,
+        }
     }
 
     /// `get_send_status` for a draft: where its approval is, if it has one.

@@ -155,6 +155,17 @@ impl ApprovalStore for RedbVault {
             .max_by_key(|r| r.created_at))
     }
 
+    fn by_submission(
+        &self,
+        grant: &GrantId,
+        submission: &str,
+    ) -> Result<Option<ApprovalRecord>, ApprovalError> {
+        Ok(self
+            .approvals_all()?
+            .into_iter()
+            .find(|r| r.grant == *grant && r.submission.as_deref() == Some(submission)))
+    }
+
     fn transition(
         &self,
         id: &ApprovalId,

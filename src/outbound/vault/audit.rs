@@ -48,6 +48,10 @@ enum KindRecord {
         capabilities: Vec<String>,
     },
     Revoked,
+    SendDecision {
+        decision: String,
+        via: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -76,6 +80,10 @@ fn to_record(e: &AuditEvent) -> EventRecord {
                 capabilities: capabilities.clone(),
             },
             AuditKind::Revoked => KindRecord::Revoked,
+            AuditKind::SendDecision { decision, via } => KindRecord::SendDecision {
+                decision: decision.clone(),
+                via: via.clone(),
+            },
         },
     }
 }
@@ -98,6 +106,7 @@ fn from_record(grant: &str, r: EventRecord) -> AuditEvent {
             },
             KindRecord::PolicyChanged { capabilities } => AuditKind::PolicyChanged { capabilities },
             KindRecord::Revoked => AuditKind::Revoked,
+            KindRecord::SendDecision { decision, via } => AuditKind::SendDecision { decision, via },
         },
     }
 }

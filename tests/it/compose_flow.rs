@@ -1,0 +1,365 @@
+//! Drafting and sending end to end: a real OAuth client, the settings page enabling draft and
+//! send, the review page approving, the real Cyrus submitting to the recording sendmail.
+//! The writer user's mailbox, one test at a time (.config/nextest.toml).
+
+use serde_json::{Value, json};
+
+use crate::{
+    compose::sent_with,
+    control::{grant_of, sign_in, writer_app},
+    oauth_flow::{Browser, Client, Standin, call_tool, call_tool_at},
+    support::{TestApp, spawn_configured, tempdir, testbed},
+};
+
+fn text(result: &Value) -> String {
+    result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn structured(result: &Value) -> &Value {
+    &result["result"]["structuredContent"]
+}
+
+fn is_error(result: &Value) -> bool {
+    result["result"]["isError"] == true
+}
+
+/// A connected client of the writer with `capabilities` enabled on the settings page.
+async fn connected(app: &TestApp, capabilities: &[&str]) -> (String, Browser, String) {
+    let tokens = Client::register(app, "http://127.0.0.1:41999/cb")
+        .await
+        .connect()
+        .await;
+    let grant = grant_of(&tokens);
+    let (mut browser, page) = sign_in(app).await;
+    let csrf = page.field("csrf_token");
+    let mut form = vec![("csrf_token", csrf.as_str())];
+    form.extend(capabilities.iter().map(|c| (*c, "on")));
+    let saved = browser
+        .post_form(
+            &format!("{}/settings/connections/{grant}/capabilities", app.base()),
+            &form,
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    (tokens.access, browser, csrf)
+}
+
+fn marker() -> String {
+    format!("mcflow-{:016x}", rand::random::<u64>())
+}
+
+async fn draft(app: &TestApp, token: &str, mark: &str) -> String {
+    let (_, r) = call_tool(
+        app,
+        token,
+        "draft_email",
+        json!({"to": ["Carol <carol@example.org>"], "subject": format!("Plan {mark}"),
+               "body_text": format!("See you at noon. {mark}")}),
+    )
+    .await;
+    assert!(!is_error(&r), "{r}");
+    structured(&r)["draft_id"].as_str().unwrap().to_owned()
+}
+
+/// The review page's approval id from a `send_draft` result's link (the fragment is dropped:
+/// this client has no script to read it).
+fn approval_path(result: &Value) -> String {
+    let url = structured(result)["approval_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no approval_url: {result}"));
+    let (path, fragment) = url.split_once('#').unwrap();
+    assert!(fragment.starts_with("k=") && fragment.len() > 40, "{url}");
+    path.to_owned()
+}
+
+async fn decide(browser: &mut Browser, url: &str, decision: &str) -> crate::oauth_flow::Page {
+    let page = browser.get(url).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("data-sealed=\""), "{}", page.body);
+    let csrf = page.field("csrf_token");
+    browser
+        .post_form(url, &[("csrf_token", &csrf), ("decision", decision)])
+        .await
+}
+
+#[tokio::test]
+async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
+    let (_standin, app) = writer_app().await;
+    let (token, mut browser, _) = connected(&app, &["send"]).await;
+    let tools = crate::control::tool_names(&app, &token).await;
+    for t in [
+        "draft_email",
+        "list_drafts",
+        "delete_draft",
+        "send_draft",
+        "cancel_send",
+        "get_send_status",
+    ] {
+        assert!(tools.contains(&t.to_owned()), "{t} in {tools:?}");
+    }
+    let mark = marker();
+    let id = draft(&app, &token, &mark).await;
+    let (_, listed) = call_tool(&app, &token, "list_drafts", json!({})).await;
+    assert!(listed.to_string().contains(&id), "{listed}");
+
+    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    assert!(!is_error(&asked), "{asked}");
+    assert_eq!(structured(&asked)["status"], "needs_approval");
+    assert_eq!(
+        structured(&asked)["draft"]["to"][0]["email"],
+        "carol@example.org"
+    );
+    assert!(sent_with(&mark).is_empty(), "nothing before approval");
+
+    // Asking again before the person decided sends nothing either.
+    let (_, again) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    assert_eq!(structured(&again)["status"], "needs_approval");
+    let url = format!(
+        "{}{}",
+        app.base(),
+        approval_path(&again).trim_start_matches(&app.base())
+    );
+
+    let decided = decide(&mut browser, &url, "approve").await;
+    assert_eq!(decided.status, 200, "{}", decided.body);
+    assert!(decided.body.contains("Approved"), "{}", decided.body);
+    // The page can't decide twice.
+    let twice = browser.get(&url).await;
+    assert_eq!(twice.status, 409, "{}", twice.body);
+
+    // Two concurrent sends after one approval: exactly one message leaves.
+    let base = app.base();
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (base, token, id) = (base.clone(), token.clone(), id.clone());
+            tokio::spawn(async move {
+                call_tool_at(&base, &token, "send_draft", json!({"draft_id": id}))
+                    .await
+                    .1
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for c in calls {
+        results.push(c.await.unwrap());
+    }
+    let sent: Vec<&Value> = results
+        .iter()
+        .filter(|r| structured(r)["status"] == "sent")
+        .collect();
+    assert_eq!(sent.len(), 1, "{results:?}");
+    assert_eq!(
+        sent_with(&mark).len(),
+        1,
+        "exactly one message in the outbox"
+    );
+    let loser = results
+        .iter()
+        .find(|r| structured(r)["status"] != "sent")
+        .unwrap();
+    assert!(is_error(loser), "{loser}");
+
+    // Status by submission and by draft; and a later send of the same draft is refused.
+    let submission = sent[0]["result"]["structuredContent"]["submission_id"]
+        .as_str()
+        .unwrap();
+    let (_, status) = call_tool(
+        &app,
+        &token,
+        "get_send_status",
+        json!({"submission_id": submission}),
+    )
+    .await;
+    assert!(!is_error(&status), "{status}");
+    assert_eq!(
+        structured(&status)["submission"]["undo_status"],
+        "final",
+        "{status}"
+    );
+    let (_, status) = call_tool(&app, &token, "get_send_status", json!({"draft_id": id})).await;
+    assert_eq!(
+        structured(&status)["approval"]["status"],
+        "sent",
+        "{status}"
+    );
+    let (_, late) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    assert!(
+        is_error(&late) && text(&late).starts_with("not_a_draft:"),
+        "{late}"
+    );
+    assert_eq!(sent_with(&mark).len(), 1);
+}
+
+#[tokio::test]
+async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothing() {
+    let (standin, app) = writer_app_with(&["--send-approval-ttl-secs", "3"]).await;
+    let (token, mut browser, _) = connected(&app, &["send"]).await;
+
+    // Declined: nothing sent, the draft intact, and the next call says so.
+    let mark = marker();
+    let id = draft(&app, &token, &mark).await;
+    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let url = format!(
+        "{}{}",
+        app.base(),
+        approval_path(&asked).trim_start_matches(&app.base())
+    );
+    let declined = decide(&mut browser, &url, "decline").await;
+    assert!(declined.body.contains("Declined"), "{}", declined.body);
+    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    assert!(text(&r).starts_with("approval_declined:"), "{r}");
+    assert!(sent_with(&mark).is_empty());
+    let (_, listed) = call_tool(&app, &token, "list_drafts", json!({})).await;
+    assert!(listed.to_string().contains(&id), "the draft is intact");
+
+    // Approved, then the send asked for is not the one approved (another schedule).
+    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let url = format!(
+        "{}{}",
+        app.base(),
+        approval_path(&asked).trim_start_matches(&app.base())
+    );
+    decide(&mut browser, &url, "approve").await;
+    let (_, r) = call_tool(
+        &app,
+        &token,
+        "send_draft",
+        json!({"draft_id": id, "undo_window_s": 30}),
+    )
+    .await;
+    assert!(text(&r).starts_with("draft_changed:"), "{r}");
+    assert!(sent_with(&mark).is_empty());
+
+    // An approval for another draft doesn't send this one.
+    let other = draft(&app, &token, &marker()).await;
+    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": other})).await;
+    let url = format!(
+        "{}{}",
+        app.base(),
+        approval_path(&asked).trim_start_matches(&app.base())
+    );
+    decide(&mut browser, &url, "approve").await;
+    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
+    assert!(sent_with(&mark).is_empty());
+
+    // Expired before the person decided: the page says so, and so does the next send.
+    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let url = format!(
+        "{}{}",
+        app.base(),
+        approval_path(&asked).trim_start_matches(&app.base())
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let page = browser.get(&url).await;
+    assert_eq!(page.status, 410, "{}", page.body);
+    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    assert!(text(&r).starts_with("approval_expired:"), "{r}");
+    assert!(sent_with(&mark).is_empty());
+
+    // Someone else's mailbox can't open or decide it; a form without the token is refused.
+    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let url = format!(
+        "{}{}",
+        app.base(),
+        approval_path(&asked).trim_start_matches(&app.base())
+    );
+    let no_csrf = browser.post_form(&url, &[("decision", "approve")]).await;
+    assert_eq!(no_csrf.status, 403, "{}", no_csrf.body);
+    let mut stranger = Browser::default();
+    let page = stranger.get(&url).await;
+    assert!(
+        page.body.contains("action=\"/settings/sign-in\""),
+        "signed out: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("name=\"next\" value=\"/approve/"),
+        "{}",
+        page.body
+    );
+    // Signing in returns to the review page, and alice's mailbox is not bob's.
+    standin.sign_in_as(testbed().get("JMAP_USERNAME")).await;
+    let path = url.trim_start_matches(&app.base()).to_owned();
+    let go = stranger
+        .post_form(
+            &format!("{}/settings/sign-in", app.base()),
+            &[("sign_in", "1"), ("next", &path)],
+        )
+        .await;
+    let upstream = stranger.get(&go.location()).await;
+    let back = stranger.get(&upstream.location()).await;
+    standin
+        .sign_in_as(testbed().get("JMAP_WRITER_USERNAME"))
+        .await;
+    assert_eq!(
+        (back.status, back.location()),
+        (303, path.clone()),
+        "{}",
+        back.body
+    );
+    let page = stranger.get(&url).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("another mailbox"), "{}", page.body);
+    let csrf = {
+        let settings = stranger.get(&format!("{}/settings", app.base())).await;
+        settings.field("csrf_token")
+    };
+    let forged = stranger
+        .post_form(&url, &[("csrf_token", &csrf), ("decision", "approve")])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    // A `next` that isn't one of our review pages is ignored.
+    let go = stranger
+        .post_form(
+            &format!("{}/settings/sign-in", app.base()),
+            &[("sign_in", "1"), ("next", "https://evil.example/")],
+        )
+        .await;
+    let upstream = stranger.get(&go.location()).await;
+    let back = stranger.get(&upstream.location()).await;
+    assert_eq!(back.location(), "/settings");
+    assert!(sent_with(&mark).is_empty());
+}
+
+/// The writer app with extra flags.
+async fn writer_app_with(extra: &[&str]) -> (Standin, TestApp) {
+    let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
+    let mut args = vec![
+        "--jmap-session-url".to_owned(),
+        testbed().get("JMAP_SESSION_URL").into(),
+        "--upstream-issuer".into(),
+        standin.url.clone(),
+        "--upstream-client-id".into(),
+        crate::oauth_flow::UPSTREAM_CLIENT.into(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let app = spawn_configured(tempdir::Dir::new("compose"), &args).await;
+    (standin, app)
+}
+
+#[tokio::test]
+async fn compose_flow_without_send_no_tool_reaches_submission() {
+    let (_standin, app) = writer_app().await;
+    let (token, _, _) = connected(&app, &["draft"]).await;
+    let tools = crate::control::tool_names(&app, &token).await;
+    assert!(tools.contains(&"draft_email".to_owned()));
+    assert!(
+        !tools
+            .iter()
+            .any(|t| t == "send_draft" || t == "cancel_send")
+    );
+    let mark = marker();
+    let id = draft(&app, &token, &mark).await;
+    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    assert!(
+        is_error(&r) && text(&r).contains("\"send\" capability is off"),
+        "{r}"
+    );
+    let (_, r) = call_tool(&app, &token, "delete_draft", json!({"draft_id": id})).await;
+    assert!(!is_error(&r), "{r}");
+    assert!(sent_with(&mark).is_empty());
+}
