@@ -180,9 +180,21 @@ mod tests {
 
     #[test]
     fn capability_names_round_trip() {
-        for c in [Capability::Read, Capability::Organize] {
+        for c in [
+            Capability::Read,
+            Capability::Organize,
+            Capability::Draft,
+            Capability::Send,
+        ] {
             assert_eq!(Capability::parse(c.as_str()), Some(c));
         }
-        assert_eq!(Capability::parse("send"), None);
+        assert_eq!(Capability::parse("notify"), None);
+    }
+
+    #[test]
+    fn send_brings_draft() {
+        let s = CapabilitySet::with([Capability::Send]);
+        assert!(s.allows(Capability::Draft) && s.allows(Capability::Send));
+        assert!(!CapabilitySet::with([Capability::Draft]).allows(Capability::Send));
     }
 }

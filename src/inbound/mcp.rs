@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use self::contract::{CATALOG, types as input};
 use crate::domain::{
+    approval::ApprovalId,
     body,
     changes::Keyword,
     grant::{Caller, Capability, GrantId},
@@ -31,7 +32,7 @@ use crate::domain::{
     ports::{AuditEvent, AuditKind, AuditLog, MailStore, MailStoreError, Policy, TokenVault},
     query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
     search_syntax,
-    service::{ApprovalAsk, MailService, SearchRequest, SendOutcome, ServiceError},
+    service::{ApprovalAsk, MailService, SearchRequest, SendOutcome, SendRefusal, ServiceError},
 };
 
 /// What the model reads first; the first 512 characters must stand alone (Codex, ChatGPT).
@@ -49,6 +50,9 @@ pub struct McpHandler<M, V, P> {
     watchers: Arc<ToolListWatchers>,
     /// Our public origin, for review links (`/approve/…`).
     public_url: Option<String>,
+    /// Seals 2026-07-28 request states (HMAC under a per-process key: a state outlives
+    /// neither its approval nor a restart).
+    states: Arc<rmcp::model::RequestStateCodec>,
 }
 
 impl<M, V, P> std::fmt::Debug for McpHandler<M, V, P> {
@@ -67,6 +71,7 @@ impl<M, V, P> Clone for McpHandler<M, V, P> {
             audit: Arc::clone(&self.audit),
             watchers: Arc::clone(&self.watchers),
             public_url: self.public_url.clone(),
+            states: Arc::clone(&self.states),
         }
     }
 }
@@ -87,6 +92,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             audit,
             watchers,
             public_url: None,
+            states: Arc::new(
+                rmcp::model::RequestStateCodec::try_new(rand::random::<[u8; 32]>().to_vec())
+                    .expect("a 32-byte key is long enough"),
+            ),
         }
     }
 
@@ -256,13 +265,16 @@ impl ToolFailure {
         }
     }
 
-    /// A stable code the model can branch on, for the refusals of drafting and sending.
-    fn code(&self) -> Option<&'static str> {
+    /// A stable code the model can branch on, for the refusals of drafting and sending (and
+    /// throttling of the send tools, which the model should retry later, not rephrase).
+    fn code(&self, tool: &str) -> Option<&'static str> {
         match self {
             Self::Service(
                 ServiceError::Send(_) | ServiceError::Store(MailStoreError::Refused(_)),
             ) => Some(self.outcome()),
-            Self::Service(ServiceError::Store(MailStoreError::RateLimited { .. })) => {
+            Self::Service(ServiceError::Store(MailStoreError::RateLimited { .. }))
+                if matches!(tool, "send_draft" | "cancel_send" | "draft_email") =>
+            {
                 Some("rate_limited")
             }
             _ => None,
@@ -300,15 +312,26 @@ fn parsed<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, Too
     r.map_err(|e| ToolFailure::Arguments(format!("{what}: {e}")))
 }
 
+/// How this request can ask the person to confirm a send: the request's context (legacy
+/// sessions can send `elicitation/create`; 2026-07-28 clients answer an input-required result)
+/// and, on a 2026-07-28 retry, the answers and our sealed request state.
+#[derive(Default)]
+pub(crate) struct Confirm<'a> {
+    ctx: Option<&'a RequestContext<RoleServer>>,
+    input_responses: Option<rmcp::model::InputResponses>,
+    request_state: Option<String>,
+}
+
 impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
     async fn dispatch(
         &self,
         name: &str,
         arguments: Value,
         caller: &Caller,
-    ) -> Result<Rendered, ToolFailure> {
+        confirm: &Confirm<'_>,
+    ) -> Result<Reply, ToolFailure> {
         let service = &self.service;
-        match name {
+        let rendered = match name {
             "get_identity" => {
                 let _: input::GetIdentityInput = args(arguments)?;
                 let (out, text) = render::identity(&service.identity(caller).await?);
@@ -438,7 +461,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             }
             "send_draft" => {
                 let a: input::SendDraftInput = args(arguments)?;
-                self.send_draft(a, caller).await
+                return self.send_draft(a, caller, confirm).await;
             }
             "cancel_send" => {
                 let a: input::CancelSendInput = args(arguments)?;
@@ -470,36 +493,169 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             other => Err(ToolFailure::Internal(format!(
                 "tool {other} has no handler"
             ))),
-        }
+        };
+        rendered.map(Reply::Done)
     }
 }
 
 impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
-    /// `send_draft`: sends an approved draft, or asks for approval with a review link.
+    /// `send_draft`: sends an approved draft; otherwise asks the person, in order: the
+    /// client's form (2026-07-28 input-required result, or `elicitation/create` on a legacy
+    /// session), else a review link in the result.
     async fn send_draft(
         &self,
         a: input::SendDraftInput,
         caller: &Caller,
-    ) -> Result<Rendered, ToolFailure> {
+        confirm: &Confirm<'_>,
+    ) -> Result<Reply, ToolFailure> {
         let id = parsed("draft_id", EmailId::parse(a.draft_id.to_string()))?;
         let schedule = compose_args::schedule(a.send_at.map(|s| s.to_string()), a.undo_window_s)?;
+        if let Some(state) = &confirm.request_state {
+            // A 2026-07-28 retry with the person's answer to our form.
+            let approval = self.open_state(state, caller, &id)?;
+            let accepted = confirm
+                .input_responses
+                .as_ref()
+                .and_then(|r| r.get(CONFIRM_KEY))
+                .is_some_and(accepted);
+            self.client_decided(caller, &approval, accepted).await?;
+        }
         let outcome = self
             .service
             .send_draft(caller, &id, schedule, &render::compose::review_copy)
             .await?;
-        match outcome {
+        let ask = match outcome {
             SendOutcome::Sent(status) => {
                 let (out, text) = render::compose::sent(&id, &status);
-                Rendered::new(out, text).map(|r| r.changed(1))
+                return Rendered::new(out, text).map(|r| Reply::Done(r.changed(1)));
             }
-            SendOutcome::NeedsApproval(ask) => {
-                let url = self.review_link(&ask);
-                let (out, text) = render::compose::needs_approval(&id, &ask, url.as_deref());
-                let mut rendered = Rendered::new(out, text)?;
-                rendered.outcome = Some("needs_approval");
-                Ok(rendered)
+            SendOutcome::NeedsApproval(ask) => ask,
+        };
+        let url = self.review_link(&ask);
+        let message = render::compose::confirmation(&ask.draft, &ask.schedule, url.as_deref());
+        match Dialog::of(confirm.ctx) {
+            Dialog::InputRequired => {
+                let state = self.seal_state(&ask, caller, &id)?;
+                let form = rmcp::model::ElicitRequest::new(
+                    rmcp::model::ElicitRequestParams::FormElicitationParams {
+                        meta: None,
+                        message,
+                        requested_schema: confirm_schema()?,
+                    },
+                );
+                let mut requests = rmcp::model::InputRequests::new();
+                requests.insert(
+                    CONFIRM_KEY.into(),
+                    rmcp::model::InputRequest::Elicitation(form),
+                );
+                return Ok(Reply::InputRequired(rmcp::model::InputRequiredResult::new(
+                    Some(requests),
+                    Some(state),
+                )));
             }
+            Dialog::Legacy(peer) => {
+                let params = rmcp::model::ElicitRequestParams::FormElicitationParams {
+                    meta: None,
+                    message,
+                    requested_schema: confirm_schema()?,
+                };
+                let wait = Duration::from_secs(
+                    u64::try_from(ask.expires_at - chrono::Utc::now().timestamp()).unwrap_or(0),
+                )
+                .min(LEGACY_DIALOG_WAIT);
+                match peer
+                    .create_elicitation_with_timeout(params, Some(wait))
+                    .await
+                {
+                    Ok(answer) => {
+                        let accepted = serde_json::to_value(&answer).is_ok_and(|v| accepted(&v));
+                        self.client_decided(caller, &ask.id, accepted).await?;
+                        let outcome = self
+                            .service
+                            .send_draft(caller, &id, schedule, &render::compose::review_copy)
+                            .await?;
+                        if let SendOutcome::Sent(status) = outcome {
+                            let (out, text) = render::compose::sent(&id, &status);
+                            return Rendered::new(out, text).map(|r| Reply::Done(r.changed(1)));
+                        }
+                        // Approved but the draft changed meanwhile: asked again by link below.
+                    }
+                    Err(e) => {
+                        // No dialog after all (or no answer in time): the link still works.
+                        tracing::info!(error = %e, "confirmation dialog unavailable; review link");
+                    }
+                }
+            }
+            Dialog::None => {}
         }
+        let (out, text) = render::compose::needs_approval(&id, &ask, url.as_deref());
+        let mut rendered = Rendered::new(out, text)?;
+        rendered.outcome = Some("needs_approval");
+        Ok(Reply::Done(rendered))
+    }
+
+    /// Records the person's answer in the client's dialog, and audits it.
+    async fn client_decided(
+        &self,
+        caller: &Caller,
+        approval: &ApprovalId,
+        accepted: bool,
+    ) -> Result<(), ToolFailure> {
+        self.service
+            .decide_by_client(caller, approval, accepted)
+            .await?;
+        self.audit.record(AuditEvent {
+            grant: caller.grant.clone(),
+            at: chrono::Utc::now().timestamp(),
+            kind: AuditKind::SendDecision {
+                decision: if accepted { "approved" } else { "declined" }.into(),
+                via: "client_dialog".into(),
+            },
+        });
+        if accepted {
+            Ok(())
+        } else {
+            Err(ServiceError::Send(SendRefusal::ApprovalDeclined).into())
+        }
+    }
+
+    /// What binds a form's request state: the grant, the tool and the draft.
+    fn state_binding(caller: &Caller, draft: &EmailId) -> Vec<u8> {
+        format!("{}\u{0}tools/call:send_draft\u{0}{draft}", caller.grant).into_bytes()
+    }
+
+    fn seal_state(
+        &self,
+        ask: &ApprovalAsk,
+        caller: &Caller,
+        draft: &EmailId,
+    ) -> Result<String, ToolFailure> {
+        let ttl = u64::try_from(ask.expires_at - chrono::Utc::now().timestamp()).unwrap_or(1);
+        let binding = Self::state_binding(caller, draft);
+        let options = rmcp::model::SealOptions::new()
+            .associated_data(&binding)
+            .ttl(Duration::from_secs(ttl.max(1)));
+        Ok(self.states.seal_with(ask.id.as_str().as_bytes(), &options))
+    }
+
+    /// The approval a retry's request state names, if it is ours, for this grant and draft,
+    /// and in time. Every failure is the same error (the state is the client's to tamper with).
+    fn open_state(
+        &self,
+        state: &str,
+        caller: &Caller,
+        draft: &EmailId,
+    ) -> Result<ApprovalId, ToolFailure> {
+        self.states
+            .open_with(state, &Self::state_binding(caller, draft))
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|id| ApprovalId::parse(&id))
+            .ok_or_else(|| {
+                ToolFailure::Arguments(
+                    "the confirmation's request state is not valid for this draft or has expired; call send_draft again without it".into(),
+                )
+            })
     }
 
     /// The review page's link: the approval's id in the path, the review copy's key in the
@@ -512,6 +668,69 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
         );
         Some(format!("{base}/approve/{}#k={key}", ask.id.as_str()))
     }
+}
+
+/// The key of our one input request in a 2026-07-28 form round trip.
+const CONFIRM_KEY: &str = "confirm_send";
+/// Longest a legacy `send_draft` waits for the person's answer in the client's dialog.
+const LEGACY_DIALOG_WAIT: Duration = Duration::from_secs(300);
+
+/// A tool's reply: a result, or (2026-07-28) a request for the person's input first.
+enum Reply {
+    Done(Rendered),
+    InputRequired(rmcp::model::InputRequiredResult),
+}
+
+/// Which confirmation dialog the client declared for this request.
+enum Dialog {
+    /// 2026-07-28 with form elicitation: an input-required result.
+    InputRequired,
+    /// A legacy session with form elicitation: `elicitation/create` on this request's stream.
+    Legacy(Peer<RoleServer>),
+    /// None: the review link.
+    None,
+}
+
+impl Dialog {
+    fn of(ctx: Option<&RequestContext<RoleServer>>) -> Self {
+        let Some(ctx) = ctx else {
+            return Self::None;
+        };
+        // An empty `elicitation: {}` means form (the spec's default); decided on what the
+        // client declared, never on a cancel.
+        let form = ctx
+            .client_capabilities()
+            .and_then(|c| c.elicitation)
+            .is_some_and(|e| e.form.is_some() || e.url.is_none());
+        if !form {
+            return Self::None;
+        }
+        match ctx.protocol_version() {
+            Some(v) if v >= ProtocolVersion::V_2026_07_28 => Self::InputRequired,
+            Some(_)
+                if ctx
+                    .peer
+                    .peer_info()
+                    .is_some_and(|i| i.capabilities.elicitation.is_some()) =>
+            {
+                Self::Legacy(ctx.peer.clone())
+            }
+            _ => Self::None,
+        }
+    }
+}
+
+/// Whether an elicitation answer approves: accepted, with `send: true`.
+fn accepted(answer: &Value) -> bool {
+    answer["action"] == "accept" && answer["content"]["send"] == true
+}
+
+/// The form: one checkbox.
+fn confirm_schema() -> Result<rmcp::model::ElicitationSchema, ToolFailure> {
+    rmcp::model::ElicitationSchema::builder()
+        .required_bool_with("send", |b| b.title("Send this email now"))
+        .build()
+        .map_err(|e| ToolFailure::Internal(e.to_owned()))
 }
 
 fn search_request(a: input::SearchEmailInput) -> Result<SearchRequest, ToolFailure> {
@@ -649,10 +868,21 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             ));
         }
         let arguments = Value::Object(request.arguments.unwrap_or_default());
+        let confirm = Confirm {
+            ctx: Some(&ctx),
+            input_responses: request.input_responses,
+            request_state: request.request_state,
+        };
+        // A send may wait for the person's answer in the client's dialog.
+        let deadline = if name == "send_draft" {
+            self.tool_deadline + LEGACY_DIALOG_WAIT
+        } else {
+            self.tool_deadline
+        };
         let started = std::time::Instant::now();
         let outcome = match tokio::time::timeout(
-            self.tool_deadline,
-            self.dispatch(&name, arguments, &caller),
+            deadline,
+            self.dispatch(&name, arguments, &caller, &confirm),
         )
         .await
         {
@@ -660,13 +890,14 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             Err(_) => Err(ToolFailure::Service(ServiceError::Store(
                 MailStoreError::Unavailable(format!(
                     "the tool took longer than {} s",
-                    self.tool_deadline.as_secs()
+                    deadline.as_secs()
                 )),
             ))),
         };
         let elapsed_us = started.elapsed().as_micros();
         let (audited, count) = match &outcome {
-            Ok(r) => (r.outcome.unwrap_or("ok"), r.changed),
+            Ok(Reply::Done(r)) => (r.outcome.unwrap_or("ok"), r.changed),
+            Ok(Reply::InputRequired(_)) => ("needs_approval", None),
             Err(f) => (f.outcome(), None),
         };
         self.audit.record(AuditEvent {
@@ -679,7 +910,11 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             },
         });
         let result = match outcome {
-            Ok(rendered) => {
+            Ok(Reply::InputRequired(asked)) => {
+                tracing::info!(tool = %name, grant = %caller.grant, outcome = "input_required", elapsed_us, "tool call");
+                return Ok(asked.into());
+            }
+            Ok(Reply::Done(rendered)) => {
                 tracing::info!(tool = %name, grant = %caller.grant, outcome = "ok", elapsed_us, "tool call");
                 let mut content = vec![ContentBlock::text(rendered.text)];
                 content.extend(rendered.extra);
@@ -690,7 +925,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             Err(failure) => {
                 // Log the kind only: error texts can echo arguments (search words, addresses).
                 tracing::info!(tool = %name, grant = %caller.grant, outcome = failure.outcome(), elapsed_us, "tool call");
-                let code = failure.code().map(|c| format!("{c}: ")).unwrap_or_default();
+                let code = failure
+                    .code(&name)
+                    .map(|c| format!("{c}: "))
+                    .unwrap_or_default();
                 CallToolResult::error(vec![ContentBlock::text(format!(
                     "{code}{failure}.{}",
                     failure.advice()
@@ -824,7 +1062,12 @@ mod tests {
                     renewable: false,
                 };
                 let outcome = handler
-                    .dispatch(spec.name, arguments(spec.name), &caller)
+                    .dispatch(
+                        spec.name,
+                        arguments(spec.name),
+                        &caller,
+                        &Confirm::default(),
+                    )
                     .await;
                 let allowed = capabilities.allows(needed);
                 let ran = calls.load(Ordering::SeqCst) > 0;

@@ -363,3 +363,175 @@ async fn compose_flow_without_send_no_tool_reaches_submission() {
     assert!(!is_error(&r), "{r}");
     assert!(sent_with(&mark).is_empty());
 }
+
+/// `tools/call send_draft` on 2026-07-28 from a client that declares form elicitation, with
+/// `extra` params (a retry's `inputResponses` and `requestState`).
+async fn send_with_form(app: &TestApp, token: &str, draft: &str, extra: Value) -> Value {
+    let mut params = json!({"name": "send_draft", "arguments": {"draft_id": draft},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
+                  "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        params[k] = v.clone();
+    }
+    reqwest::Client::new()
+        .post(format!("{}/mcp", app.base()))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "send_draft")
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn compose_flow_a_2026_client_confirms_in_its_own_form_once() {
+    let (_standin, app) = writer_app().await;
+    let (token, _, _) = connected(&app, &["send"]).await;
+    let mark = marker();
+    let id = draft(&app, &token, &mark).await;
+
+    let asked = send_with_form(&app, &token, &id, json!({})).await;
+    let result = &asked["result"];
+    assert_eq!(result["resultType"], "input_required", "{asked}");
+    let form = &result["inputRequests"]["confirm_send"];
+    assert_eq!(form["method"], "elicitation/create", "{asked}");
+    let message = form["params"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("carol@example.org") && message.contains(&mark),
+        "{message}"
+    );
+    assert_eq!(
+        form["params"]["requestedSchema"]["properties"]["send"]["type"],
+        "boolean"
+    );
+    let state = result["requestState"].as_str().unwrap().to_owned();
+    assert!(sent_with(&mark).is_empty());
+
+    // A tampered state, or one for another draft, is refused without sending.
+    let other = draft(&app, &token, &marker()).await;
+    let accept = json!({"confirm_send": {"action": "accept", "content": {"send": true}}});
+    let r = send_with_form(
+        &app,
+        &token,
+        &other,
+        json!({"inputResponses": accept, "requestState": state}),
+    )
+    .await;
+    assert!(is_error(&r) && text(&r).contains("request state"), "{r}");
+    let mut forged = state.clone();
+    forged.replace_range(forged.len() - 3.., "AAA");
+    let r = send_with_form(
+        &app,
+        &token,
+        &id,
+        json!({"inputResponses": accept, "requestState": forged}),
+    )
+    .await;
+    assert!(is_error(&r), "{r}");
+    assert!(sent_with(&mark).is_empty());
+
+    // The person accepts: sent once; the same answer replayed sends nothing more.
+    let r = send_with_form(
+        &app,
+        &token,
+        &id,
+        json!({"inputResponses": accept, "requestState": state}),
+    )
+    .await;
+    assert_eq!(structured(&r)["status"], "sent", "{r}");
+    let r = send_with_form(
+        &app,
+        &token,
+        &id,
+        json!({"inputResponses": accept, "requestState": state}),
+    )
+    .await;
+    assert!(is_error(&r), "{r}");
+    assert_eq!(sent_with(&mark).len(), 1);
+
+    // Declined (or unticked): not sent, the draft intact.
+    let mark = marker();
+    let id = draft(&app, &token, &mark).await;
+    let asked = send_with_form(&app, &token, &id, json!({})).await;
+    let state = asked["result"]["requestState"].as_str().unwrap().to_owned();
+    let decline = json!({"confirm_send": {"action": "decline"}});
+    let r = send_with_form(
+        &app,
+        &token,
+        &id,
+        json!({"inputResponses": decline, "requestState": state}),
+    )
+    .await;
+    assert!(text(&r).starts_with("approval_declined:"), "{r}");
+    let asked = send_with_form(&app, &token, &id, json!({})).await;
+    let state = asked["result"]["requestState"].as_str().unwrap().to_owned();
+    let unticked = json!({"confirm_send": {"action": "accept", "content": {"send": false}}});
+    let r = send_with_form(
+        &app,
+        &token,
+        &id,
+        json!({"inputResponses": unticked, "requestState": state}),
+    )
+    .await;
+    assert!(text(&r).starts_with("approval_declined:"), "{r}");
+    assert!(sent_with(&mark).is_empty());
+    let (_, listed) = call_tool(&app, &token, "list_drafts", json!({})).await;
+    assert!(listed.to_string().contains(&id));
+}
+
+/// `send_draft` through the TypeScript SDK answering the form as told (run without blocking:
+/// the server under test shares this runtime).
+async fn ts_elicit(app: &TestApp, token: &str, draft: &str, answer: &str) -> Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/e2e/ts-elicit.mjs"))
+        .args([draft, answer])
+        .env("MCP_URL", app.mcp_url())
+        .env("MCP_TOKEN", token)
+        .env("TIMEOUT_MS", "20000")
+        .output()
+        .await
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn compose_flow_the_typescript_sdk_confirms_in_its_dialog_on_a_legacy_session() {
+    let (_standin, app) = writer_app().await;
+    let (token, _, _) = connected(&app, &["send"]).await;
+    let mark = marker();
+    let id = draft(&app, &token, &mark).await;
+    let out = ts_elicit(&app, &token, &id, "accept").await;
+    let message = out["asked"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("carol@example.org"), "{out}");
+    assert_eq!(
+        out["result"]["structuredContent"]["status"], "sent",
+        "{out}"
+    );
+    assert_eq!(sent_with(&mark).len(), 1);
+
+    for answer in ["decline", "cancel"] {
+        let mark = marker();
+        let id = draft(&app, &token, &mark).await;
+        let out = ts_elicit(&app, &token, &id, answer).await;
+        assert_eq!(out["result"]["isError"], true, "{out}");
+        let said = out["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(said.starts_with("approval_declined:"), "{out}");
+        assert!(sent_with(&mark).is_empty());
+    }
+}

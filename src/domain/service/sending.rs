@@ -129,7 +129,7 @@ pub struct ApprovalAsk {
 #[derive(Debug, Clone)]
 pub enum SendOutcome {
     /// The person must approve first.
-    NeedsApproval(ApprovalAsk),
+    NeedsApproval(Box<ApprovalAsk>),
     /// Submitted.
     Sent(SubmissionStatus),
 }
@@ -397,14 +397,14 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         let record = ask.record().clone();
         let stored = record.clone();
         blocking(&approvals, move |s| s.insert(&stored)).await?;
-        Ok(SendOutcome::NeedsApproval(ApprovalAsk {
+        Ok(SendOutcome::NeedsApproval(Box::new(ApprovalAsk {
             id: record.id,
             key,
             expires_at: record.expires_at,
             draft: snapshot,
             schedule,
             reviewable: caller.account.is_some(),
-        }))
+        })))
     }
 
     async fn forget(
@@ -493,7 +493,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 .map_err(|_| ApprovalError::Conflict)?;
             match record.typed() {
                 Typed::Pending(p) if approve => p.approve(s, now()).map(drop),
-                Typed::Pending(p) => p.decline(s).map(drop),
+                // The client's caller hears "declined" now; the next send_draft asks afresh.
+                Typed::Pending(p) => p.decline(s).and_then(|r| s.remove(&r.id)),
                 _ => Err(ApprovalError::Conflict),
             }
         })
