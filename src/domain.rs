@@ -14,6 +14,7 @@ pub mod mail;
 pub mod mailboxes;
 pub mod ports;
 pub mod query;
+pub mod recipients;
 pub mod search_syntax;
 pub mod secret;
 pub mod service;

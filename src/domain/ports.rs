@@ -206,6 +206,13 @@ pub trait MailStore: Sync + 'static {
         id: &str,
     ) -> Result<EmailId, MailStoreError>;
 
+    /// Which of `addresses` the person has sent mail to (To, Cc or Bcc of their Sent mail).
+    async fn written_to(
+        &self,
+        cred: &UpstreamCredential,
+        addresses: &[String],
+    ) -> Result<Vec<String>, MailStoreError>;
+
     /// A submission's state.
     async fn submission(
         &self,
@@ -407,6 +414,13 @@ pub trait TokenVault: Sync + 'static {
         capabilities: CapabilitySet,
     ) -> Result<(), VaultError>;
 
+    /// Replaces who a grant may send to; effective on its next request.
+    async fn set_recipients(
+        &self,
+        grant: &GrantId,
+        rule: super::recipients::RecipientRule,
+    ) -> Result<(), VaultError>;
+
     /// Grants of the account that ended, kept (without any secret) for their audit log.
     async fn revoked_of(&self, account_digest: &str) -> Result<Vec<GrantSummary>, VaultError>;
 
@@ -433,6 +447,8 @@ pub struct GrantSummary {
     pub last_used_at: Option<i64>,
     /// What it may do.
     pub capabilities: CapabilitySet,
+    /// Who it may send to.
+    pub recipients: super::recipients::RecipientRule,
 }
 
 /// Something a grant did or had done to it, for the person's audit log. Never mail content,
@@ -551,4 +567,10 @@ pub struct PolicyError(pub String);
 pub trait Policy: Sync + 'static {
     /// The grant's capabilities now (a change applies from the next request on).
     async fn capabilities(&self, grant: &GrantId) -> Result<CapabilitySet, PolicyError>;
+
+    /// Who the grant may send to now.
+    async fn recipients(
+        &self,
+        grant: &GrantId,
+    ) -> Result<super::recipients::RecipientRule, PolicyError>;
 }

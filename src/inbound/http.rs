@@ -459,6 +459,10 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
             poem::post(served!(settings, revoke)),
         )
         .at(
+            "/settings/connections/:grant/recipients",
+            poem::post(served!(settings, recipients)),
+        )
+        .at(
             "/approve/:id",
             poem::get(served!(review, show)).post(served!(review, decide)),
         )

@@ -25,6 +25,7 @@ use crate::domain::{
     },
     grant::{Capability, CapabilitySet, GrantId},
     ports::{AuditKind, ClientStore, MailStore, TokenVault, UpstreamAuth},
+    recipients::{self, RecipientRule},
 };
 
 /// The settings session cookie.
@@ -121,6 +122,34 @@ fn activity_html(events: &[crate::domain::ports::AuditEvent]) -> String {
     html
 }
 
+/// Who the connection may send to: only when it may send.
+fn recipients_html(g: &crate::domain::ports::GrantSummary, csrf: &str) -> String {
+    if !g.capabilities.allows(Capability::Send) {
+        return String::new();
+    }
+    let id = escape(g.grant.as_str());
+    let checked = |on: bool| if on { " checked" } else { "" };
+    let list = match &g.recipients {
+        RecipientRule::Only(entries) => entries.join("\n"),
+        _ => String::new(),
+    };
+    format!(
+        "<form method=\"post\" action=\"/settings/connections/{id}/recipients\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
+<fieldset><legend>It may send to: <strong>{}</strong></legend>\
+<p><label><input type=\"radio\" name=\"recipients\" value=\"anyone\"{}> anyone</label></p>\
+<p><label><input type=\"radio\" name=\"recipients\" value=\"written_to\"{}> only people you have written to</label></p>\
+<p><label><input type=\"radio\" name=\"recipients\" value=\"only\"{}> only these addresses and domains (e.g. <code>ana@example.com</code>, <code>@example.com</code>, <code>*.example.com</code>):</label><br>\
+<textarea name=\"only_list\" rows=\"3\" cols=\"40\">{}</textarea></p>\
+<button type=\"submit\">Save recipients</button></fieldset></form>",
+        escape(csrf),
+        escape(&g.recipients.describe()),
+        checked(g.recipients == RecipientRule::Anyone),
+        checked(g.recipients == RecipientRule::WrittenTo),
+        checked(matches!(g.recipients, RecipientRule::Only(_))),
+        escape(&list),
+    )
+}
+
 fn connection_html(c: &Connection, csrf: &str) -> String {
     let g = &c.summary;
     let id = escape(g.grant.as_str());
@@ -151,9 +180,10 @@ fn connection_html(c: &Connection, csrf: &str) -> String {
     }
     let _ = write!(
         html,
-        "<button type=\"submit\">Save</button></form>\
+        "<button type=\"submit\">Save</button></form>{}\
 <form class=\"revoke\" method=\"post\" action=\"/settings/connections/{id}/revoke\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
 <button type=\"submit\" class=\"danger\">Revoke (disconnect now)</button></form>",
+        recipients_html(g, csrf),
         escape(csrf)
     );
     html.push_str(&activity_html(&c.events));
@@ -336,6 +366,37 @@ mailbox, choose what each may do, and disconnect them.</p>\
                 self.watchers.notify(&grant).await;
                 see_other("/settings?done=saved")
             }
+            Err(e) => Self::refused(&e),
+        }
+    }
+
+    /// `POST /settings/connections/:grant/recipients`.
+    pub async fn recipients(&self, req: Request) -> Response {
+        let (session, grant, form) = match self.connection_form(req).await {
+            Ok(parts) => parts,
+            Err(resp) => return resp,
+        };
+        let csrf = form
+            .get("csrf_token")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let rule = match form.get("recipients").map(String::as_str) {
+            Some("anyone") => RecipientRule::Anyone,
+            Some("written_to") => RecipientRule::WrittenTo,
+            Some("only") => {
+                match recipients::parse_entries(form.get("only_list").map_or("", String::as_str)) {
+                    Ok(entries) => RecipientRule::Only(entries),
+                    Err(why) => return error_page(StatusCode::BAD_REQUEST, &why),
+                }
+            }
+            _ => return error_page(StatusCode::BAD_REQUEST, "Choose who it may send to."),
+        };
+        match self
+            .auth
+            .change_recipients(&session, csrf, &grant, rule)
+            .await
+        {
+            Ok(()) => see_other("/settings?done=saved"),
             Err(e) => Self::refused(&e),
         }
     }

@@ -620,6 +620,52 @@ impl MailStore for JmapMailStore {
         Ok(email)
     }
 
+    async fn written_to(
+        &self,
+        cred: &UpstreamCredential,
+        addresses: &[String],
+    ) -> Result<Vec<String>, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        let (_, sent) = self.drafts_and_sent(cred, &session).await?;
+        let Some(sent) = sent else {
+            return Ok(Vec::new());
+        };
+        // One request: an `Email/query` (limit 1) per address in the Sent mailbox.
+        let calls: Vec<Value> = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                json!(["Email/query", {
+                    "accountId": session.account_id,
+                    "filter": {"operator": "AND", "conditions": [
+                        {"inMailbox": sent},
+                        {"operator": "OR", "conditions": [{"to": a}, {"cc": a}, {"bcc": a}]},
+                    ]},
+                    "limit": 1,
+                }, format!("w{i}")])
+            })
+            .collect();
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let responses = self
+            .transport
+            .call(cred, &session, &[CORE, MAIL], calls)
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Ids {
+            #[serde(default)]
+            ids: Vec<String>,
+        }
+        let mut found = Vec::new();
+        for ((_, args), address) in responses.iter().zip(addresses) {
+            if !decode::<Ids>("Email/query", args)?.ids.is_empty() {
+                found.push(address.clone());
+            }
+        }
+        Ok(found)
+    }
+
     async fn submission(
         &self,
         cred: &UpstreamCredential,

@@ -52,6 +52,7 @@ use crate::domain::{
         AuditEvent, AuditKind, CodeBinding, GrantDraft, GrantSummary, OpenedGrant, Policy,
         PolicyError, Redemption, RefreshBinding, TokenVault, UpstreamTokens, VaultError,
     },
+    recipients::RecipientRule,
 };
 
 /// Storage schema version (docs/storage-schema.md).
@@ -950,6 +951,13 @@ impl TokenVault for RedbVault {
         blocking(move || Ok(vault.grants_of_blocking(&digest)?)).await
     }
 
+    async fn set_recipients(&self, grant: &GrantId, rule: RecipientRule) -> Result<(), VaultError> {
+        let vault = self.clone();
+        let id = grant.clone();
+        let found = blocking(move || Ok(vault.set_recipients_blocking(&id, &rule)?)).await?;
+        found.then_some(()).ok_or(VaultError::InvalidToken)
+    }
+
     async fn set_capabilities(
         &self,
         grant: &GrantId,
@@ -1005,6 +1013,11 @@ impl RedbVault {
                 capabilities: CapabilitySet::with(
                     g.capabilities.iter().filter_map(|c| Capability::parse(c)),
                 ),
+                recipients: g
+                    .recipients
+                    .as_deref()
+                    .map(RecipientRule::from_stored)
+                    .unwrap_or_default(),
             });
         }
         out.sort_by_key(|g| std::cmp::Reverse(g.created_at));
@@ -1031,6 +1044,7 @@ impl RedbVault {
                 created_at: t.created_at,
                 last_used_at: Some(t.revoked_at),
                 capabilities: CapabilitySet::read_only(),
+                recipients: RecipientRule::default(),
             });
         }
         out.sort_by_key(|g| std::cmp::Reverse(g.last_used_at));
@@ -1058,6 +1072,38 @@ impl RedbVault {
         })
     }
 
+    fn set_recipients_blocking(
+        &self,
+        grant: &GrantId,
+        rule: &RecipientRule,
+    ) -> Result<bool, VaultStoreError> {
+        self.write(|w| {
+            let Some(mut record) = w.grant(grant.as_str())? else {
+                return Ok(false);
+            };
+            record.recipients = Some(rule.to_stored());
+            w.put_grant(&record)?;
+            Ok(true)
+        })
+    }
+
+    fn recipients_blocking(&self, grant: &GrantId) -> Result<RecipientRule, PolicyError> {
+        let err = |e: redb::Error| PolicyError(e.to_string());
+        let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let grants = tx.open_table(GRANTS).map_err(|e| err(e.into()))?;
+        let raw = grants
+            .get(grant.as_str())
+            .map_err(|e| err(e.into()))?
+            .ok_or_else(|| PolicyError(format!("grant {grant} does not exist")))?;
+        let record: GrantRecord =
+            records::decode(raw.value()).map_err(|e| PolicyError(e.to_string()))?;
+        Ok(record
+            .recipients
+            .as_deref()
+            .map(RecipientRule::from_stored)
+            .unwrap_or_default())
+    }
+
     fn set_capabilities_blocking(
         &self,
         grant: &GrantId,
@@ -1075,6 +1121,15 @@ impl RedbVault {
 }
 
 impl Policy for RedbVault {
+    async fn recipients(&self, grant: &GrantId) -> Result<RecipientRule, PolicyError> {
+        // Read fresh each time: sending is rare, and a tightened rule must apply at once.
+        let vault = self.clone();
+        let id = grant.clone();
+        tokio::task::spawn_blocking(move || vault.recipients_blocking(&id))
+            .await
+            .unwrap_or_else(|_| Err(PolicyError("policy task failed".into())))
+    }
+
     async fn capabilities(&self, grant: &GrantId) -> Result<CapabilitySet, PolicyError> {
         if let Some(cached) = self.cache().policies.get(grant) {
             return Ok(cached.clone());

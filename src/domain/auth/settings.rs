@@ -317,6 +317,23 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         Ok(())
     }
 
+    /// Replaces who a connection may send to.
+    ///
+    /// # Errors
+    /// [`SettingsError`]: a forged form, someone else's grant.
+    pub async fn change_recipients(
+        &self,
+        session: &SettingsSession,
+        csrf: &str,
+        grant: &GrantId,
+        rule: crate::domain::recipients::RecipientRule,
+    ) -> Result<(), SettingsError> {
+        self.owned(session, csrf, grant).await?;
+        self.vault().set_recipients(grant, rule).await?;
+        tracing::info!(grant = %grant, "recipient rule changed in settings");
+        Ok(())
+    }
+
     /// Revokes a connection: the grant, its tokens and wrapped keys are deleted.
     ///
     /// # Errors

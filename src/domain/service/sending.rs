@@ -18,6 +18,7 @@ use crate::domain::{
     mail::Attachment,
     ports::{MailStore, MailStoreError, Policy, TokenVault},
     query::InvalidArgument,
+    recipients,
     submission::{Submission, SubmissionStatus},
 };
 
@@ -66,6 +67,11 @@ pub enum SendRefusal {
         "the draft's From address {0} is not one of this account's sending identities (get_identity lists them)"
     )]
     FromNotAnIdentity(String),
+    /// A recipient outside the connection's rule (set by the person in settings).
+    #[error(
+        "{0} is not among the recipients this assistant may send to (the person sets that in mailconnect's settings); nothing was sent and no approval was asked for"
+    )]
+    RecipientNotAllowed(String),
     /// A body was too large to read back whole, so it can't be reviewed.
     #[error("the draft is too large to review safely, so it can't be sent from here")]
     TooLargeToReview,
@@ -92,6 +98,7 @@ impl SendRefusal {
             Self::ApprovalUsed => "approval_used",
             Self::UnknownApproval => "unknown_approval",
             Self::FromNotAnIdentity(_) => "forbidden_from",
+            Self::RecipientNotAllowed(_) => "recipient_not_allowed",
             Self::TooLargeToReview => "too_large_to_review",
             Self::NoWayToApprove => "no_way_to_approve",
             Self::Unconfirmed(_) => "send_unconfirmed",
@@ -345,6 +352,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             )
             .await?;
         let identity = Self::sending_identity(&snapshot, &identities)?;
+        self.check_recipients(caller, &snapshot, &identities)
+            .await?;
         let digest = DraftDigest::of(&snapshot, &identity.id, &schedule);
         let (grant, draft) = (caller.grant.clone(), id.clone());
         let existing = blocking(&approvals, move |s| s.find(&grant, &draft)).await?;
@@ -405,6 +414,39 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             schedule,
             reviewable: caller.account.is_some(),
         })))
+    }
+
+    /// The connection's recipient rule, on every recipient (To, Cc, Bcc), before anything is
+    /// asked or sent.
+    async fn check_recipients(
+        &self,
+        caller: &Caller,
+        snapshot: &DraftSnapshot,
+        identities: &[Identity],
+    ) -> Result<(), ServiceError> {
+        let rule = self.policy.recipients(&caller.grant).await?;
+        let all: Vec<&str> = snapshot.recipients().map(|a| a.email.as_str()).collect();
+        let to_check: Vec<String> = recipients::unchecked(&rule, &all, identities)
+            .map_err(SendRefusal::RecipientNotAllowed)?
+            .into_iter()
+            .map(str::to_lowercase)
+            .collect();
+        if to_check.is_empty() {
+            return Ok(());
+        }
+        let to_check = &to_check;
+        let known = self
+            .with_credential(caller, |cred| async move {
+                self.store.written_to(&cred, to_check).await
+            })
+            .await?;
+        match to_check
+            .iter()
+            .find(|a| !known.iter().any(|k| k.eq_ignore_ascii_case(a)))
+        {
+            Some(stranger) => Err(SendRefusal::RecipientNotAllowed(stranger.clone()).into()),
+            None => Ok(()),
+        }
     }
 
     async fn forget(

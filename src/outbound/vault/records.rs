@@ -82,6 +82,9 @@ pub struct GrantRecord {
     /// The upstream secrets, age-encrypted to `recipient` (base64).
     pub sealed_props: String,
     pub capabilities: Vec<String>,
+    /// Who it may send to (`RecipientRule` stored form); absent: anyone.
+    #[serde(default)]
+    pub recipients: Option<String>,
     #[serde(default)]
     pub client_id: Option<String>,
     #[serde(default)]
@@ -121,6 +124,7 @@ impl GrantRecord {
             recipient: recipient.to_string(),
             sealed_props,
             capabilities: vec!["read".into()],
+            recipients: None,
             client_id: None,
             redirect_uri: None,
             resource: None,
