@@ -524,6 +524,10 @@ impl MailStore for JmapMailStore {
         cred: &UpstreamCredential,
         submission: &Submission,
     ) -> Result<SubmissionStatus, MailStoreError> {
+        if submission.rcpt_to.is_empty() {
+            // Servers answer an empty envelope with invalidProperties: it is this.
+            return Err(MailStoreError::Refused(Refusal::NoRecipients));
+        }
         let session = self.transport.session(cred).await?;
         if let (Some(hold), Some(max)) = (submission.hold_secs, Self::max_delayed_send(&session))
             && hold > max

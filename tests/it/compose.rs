@@ -433,6 +433,20 @@ async fn compose_every_refusal_maps_to_its_code() {
         }
         other => panic!("{other:?}"),
     }
+    // A draft without recipients.
+    let nobody = request(ComposeMode::New, None, "to nobody");
+    let (planned_nobody, created_nobody) = create(&s, &nobody, None).await;
+    match s
+        .submit(
+            &writer(),
+            &submission(&planned_nobody, &created_nobody.id, None),
+        )
+        .await
+    {
+        Err(MailStoreError::Refused(r)) => assert_eq!(r.code(), "no_recipients"),
+        other => panic!("no recipients: {other:?}"),
+    }
+    s.delete_draft(&writer(), &created_nobody.id).await.unwrap();
     // The draft is intact after every refusal, and can be deleted; a non-draft can't.
     assert_eq!(
         mailbox_roles(&s, &created.id).await,

@@ -11,23 +11,23 @@ use crate::{
     support::{TestApp, spawn_configured, tempdir, testbed},
 };
 
-fn text(result: &Value) -> String {
+pub(crate) fn text(result: &Value) -> String {
     result["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
 }
 
-fn structured(result: &Value) -> &Value {
+pub(crate) fn structured(result: &Value) -> &Value {
     &result["result"]["structuredContent"]
 }
 
-fn is_error(result: &Value) -> bool {
+pub(crate) fn is_error(result: &Value) -> bool {
     result["result"]["isError"] == true
 }
 
 /// A connected client of the writer with `capabilities` enabled on the settings page.
-async fn connected(app: &TestApp, capabilities: &[&str]) -> (String, Browser, String) {
+pub(crate) async fn connected(app: &TestApp, capabilities: &[&str]) -> (String, Browser, String) {
     let tokens = Client::register(app, "http://127.0.0.1:41999/cb")
         .await
         .connect()
@@ -47,11 +47,11 @@ async fn connected(app: &TestApp, capabilities: &[&str]) -> (String, Browser, St
     (tokens.access, browser, csrf)
 }
 
-fn marker() -> String {
+pub(crate) fn marker() -> String {
     format!("mcflow-{:016x}", rand::random::<u64>())
 }
 
-async fn draft(app: &TestApp, token: &str, mark: &str) -> String {
+pub(crate) async fn draft(app: &TestApp, token: &str, mark: &str) -> String {
     let (_, r) = call_tool(
         app,
         token,
@@ -66,7 +66,7 @@ async fn draft(app: &TestApp, token: &str, mark: &str) -> String {
 
 /// The review page's approval id from a `send_draft` result's link (the fragment is dropped:
 /// this client has no script to read it).
-fn approval_path(result: &Value) -> String {
+pub(crate) fn approval_path(result: &Value) -> String {
     let url = structured(result)["approval_url"]
         .as_str()
         .unwrap_or_else(|| panic!("no approval_url: {result}"));
@@ -326,7 +326,7 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
 }
 
 /// The writer app with extra flags.
-async fn writer_app_with(extra: &[&str]) -> (Standin, TestApp) {
+pub(crate) async fn writer_app_with(extra: &[&str]) -> (Standin, TestApp) {
     let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
     let mut args = vec![
         "--jmap-session-url".to_owned(),
@@ -534,4 +534,116 @@ async fn compose_flow_the_typescript_sdk_confirms_in_its_dialog_on_a_legacy_sess
         assert!(said.starts_with("approval_declined:"), "{out}");
         assert!(sent_with(&mark).is_empty());
     }
+}
+
+#[tokio::test]
+async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_widen_them() {
+    let (_standin, app) = writer_app().await;
+    let tokens = Client::register(&app, "http://127.0.0.1:41999/cb")
+        .await
+        .connect()
+        .await;
+    let (token, grant) = (tokens.access.clone(), grant_of(&tokens));
+    let (mut browser, page) = sign_in(&app).await;
+    let csrf = page.field("csrf_token");
+    let caps = format!("{}/settings/connections/{grant}/capabilities", app.base());
+    browser
+        .post_form(&caps, &[("csrf_token", &csrf), ("send", "on")])
+        .await;
+    let rules = format!("{}/settings/connections/{grant}/recipients", app.base());
+    let draft_to = |to: String| {
+        let (app, token) = (&app, &token);
+        async move {
+            let (_, r) = call_tool(
+                app,
+                token,
+                "draft_email",
+                json!({"to": [to], "subject": "rules", "body_text": "hello"}),
+            )
+            .await;
+            structured(&r)["draft_id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // Only listed addresses and domains.
+    let saved = browser
+        .post_form(
+            &rules,
+            &[
+                ("csrf_token", &csrf),
+                ("recipients", "only"),
+                ("only_list", "@example.org\nana@example.net"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(
+        settings.body.contains("only @example.org, ana@example.net"),
+        "{}",
+        settings.body
+    );
+    let stranger = draft_to("eve@evil.example".into()).await;
+    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": stranger})).await;
+    assert!(
+        text(&r).starts_with("recipient_not_allowed:") && text(&r).contains("eve@evil.example"),
+        "{r}"
+    );
+    let (_, status) = call_tool(
+        &app,
+        &token,
+        "get_send_status",
+        json!({"draft_id": stranger}),
+    )
+    .await;
+    assert_eq!(
+        structured(&status)["approval"],
+        Value::Null,
+        "no approval was asked for"
+    );
+    // Listed, and never written to (a fresh address).
+    let fresh = format!("new-{:x}@example.org", rand::random::<u64>());
+    let listed = draft_to(fresh).await;
+    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": listed})).await;
+    assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
+
+    // Only people written to: the seed's Sent mail went to bob@example.com.
+    browser
+        .post_form(
+            &rules,
+            &[("csrf_token", &csrf), ("recipients", "written_to")],
+        )
+        .await;
+    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": listed})).await;
+    assert!(text(&r).starts_with("recipient_not_allowed:"), "{r}");
+    let known = draft_to("bob@example.com".into()).await;
+    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": known})).await;
+    assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
+
+    // Bad lists and forged forms change nothing; no tool takes a recipient rule.
+    let bad = browser
+        .post_form(
+            &rules,
+            &[
+                ("csrf_token", &csrf),
+                ("recipients", "only"),
+                ("only_list", "not an address"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let forged = browser
+        .post_form(&rules, &[("csrf_token", "nope"), ("recipients", "anyone")])
+        .await;
+    assert_eq!(forged.status, 403);
+    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": listed})).await;
+    assert!(text(&r).starts_with("recipient_not_allowed:"), "{r}");
+    let (_, r) = call_tool(
+        &app,
+        &token,
+        "send_draft",
+        json!({"draft_id": listed, "recipients": "anyone"}),
+    )
+    .await;
+    assert!(is_error(&r) && text(&r).contains("recipients"), "{r}");
 }
