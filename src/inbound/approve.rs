@@ -10,14 +10,11 @@
 
 use std::sync::Arc;
 
-use poem::{
-    Body, Request, Response,
-    http::{StatusCode, header},
-};
+use poem::{Request, Response, http::StatusCode};
 
 use super::{
     pages::{MAX_FORM_BYTES, cookie_name, cookie_value, error_page, escape, form_fields, layout},
-    settings::SESSION_COOKIE,
+    settings::{SESSION_COOKIE, csrf_matches},
 };
 use crate::domain::{
     approval::{self, ApprovalId, ApprovalRecord, ApprovalStore, DecisionError, Status},
@@ -36,21 +33,14 @@ pub struct ReviewPage<V, C, U, M> {
     secure: bool,
 }
 
-/// A review page: like every page (never framed or cached, no referrer), plus our one script.
+/// A review page: like every page (never framed or cached, no referrer), plus our one script
+/// and forms posted only to us.
 fn page(status: StatusCode, body: String) -> Response {
-    Response::builder()
-        .status(status)
-        .content_type("text/html; charset=utf-8")
-        .header(
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        )
-        .header(header::X_FRAME_OPTIONS, "DENY")
-        .header(header::CACHE_CONTROL, "no-store")
-        .header(header::PRAGMA, "no-cache")
-        .header(header::REFERRER_POLICY, "no-referrer")
-        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
-        .body(Body::from_string(body))
+    super::pages::page_with_policy(
+        status,
+        body,
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    )
 }
 
 fn refused(e: &DecisionError) -> Response {
@@ -200,14 +190,7 @@ Sign in with your mail provider to see it and decide.</p><div id=\"review\" data
             return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
         };
         let form = form_fields(&body);
-        let csrf = form
-            .get("csrf_token")
-            .map(String::as_str)
-            .unwrap_or_default();
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            csrf.as_bytes(),
-            session.csrf.expose_secret().as_bytes(),
-        )) {
+        if !csrf_matches(&form, &session) {
             return error_page(
                 StatusCode::FORBIDDEN,
                 "This form did not come from your review page.",

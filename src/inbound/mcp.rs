@@ -989,7 +989,7 @@ mod tests {
         store
     }
 
-    fn arguments(tool: &str) -> Value {
+    pub(super) fn arguments(tool: &str) -> Value {
         match tool {
             "get_identity" | "list_mailboxes" => json!({}),
             "search_email" => json!({"text": "x"}),
@@ -1009,7 +1009,7 @@ mod tests {
     }
 
     /// Every subset of the capabilities a grant can hold (`read` is always in).
-    fn capability_sets() -> Vec<CapabilitySet> {
+    pub(super) fn capability_sets() -> Vec<CapabilitySet> {
         let optional = [Capability::Organize, Capability::Draft, Capability::Send];
         (0..1u32 << optional.len())
             .map(|mask| {
@@ -1109,7 +1109,7 @@ mod no_send_without_the_capability {
             ApprovalRecord, DraftDigest, DraftSnapshot, MockApprovalStore, Schedule, Status,
         },
         compose::{CreatedDraft, Identity},
-        grant::{AccessToken, CapabilitySet, UpstreamCredential},
+        grant::{AccessToken, UpstreamCredential},
         ids::{BlobId, ThreadId},
         mail::Address,
         ports::{MockAuditLog, MockMailStore, MockPolicy, MockTokenVault, SearchPage},
@@ -1249,36 +1249,11 @@ mod no_send_without_the_capability {
         a
     }
 
-    fn arguments(tool: &str) -> Value {
-        match tool {
-            "get_identity" | "list_mailboxes" | "list_drafts" => json!({}),
-            "search_email" => json!({"text": "x"}),
-            "get_email" => json!({"email_id": "M1"}),
-            "get_thread" => json!({"thread_id": "T1"}),
-            "get_attachment" => json!({"email_id": "M1", "blob_id": "B1"}),
-            "move_email" => json!({"email_ids": ["M1"], "mailbox": "archive"}),
-            "mark_email_read" => json!({"email_ids": ["M1"], "read": true}),
-            "flag_email" => json!({"email_ids": ["M1"]}),
-            "draft_email" => json!({"to": ["you@example.org"], "body_text": "hi"}),
-            "delete_draft" | "send_draft" => json!({"draft_id": "M1"}),
-            "cancel_send" | "get_send_status" => json!({"submission_id": "S1"}),
-            other => panic!("no arguments for {other}: add them here"),
-        }
-    }
-
-    use serde_json::json;
+    use super::tests::{arguments, capability_sets};
 
     #[tokio::test]
     async fn only_send_draft_with_send_submits() {
-        let optional = [Capability::Organize, Capability::Draft, Capability::Send];
-        for mask in 0..1u32 << optional.len() {
-            let capabilities = CapabilitySet::with(
-                optional
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| mask & (1 << i) != 0)
-                    .map(|(_, c)| *c),
-            );
+        for capabilities in capability_sets() {
             for (spec, _) in CATALOG.iter() {
                 let submissions = Arc::new(AtomicUsize::new(0));
                 let mut policy = MockPolicy::new();

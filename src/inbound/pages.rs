@@ -54,13 +54,19 @@ pub fn escape(text: &str) -> String {
 /// scripts. No `form-action`: browsers apply it to the redirects that follow the form's post
 /// too, and ours go on to the upstream and back to the client, both other origins.
 pub(super) fn page(status: StatusCode, body: String) -> Response {
+    page_with_policy(
+        status,
+        body,
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+    )
+}
+
+/// A page with its own content security policy (the review page runs one script of ours).
+pub(super) fn page_with_policy(status: StatusCode, body: String, policy: &str) -> Response {
     Response::builder()
         .status(status)
         .content_type("text/html; charset=utf-8")
-        .header(
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-        )
+        .header(header::CONTENT_SECURITY_POLICY, policy)
         .header(header::X_FRAME_OPTIONS, "DENY")
         .header(header::CACHE_CONTROL, "no-store")
         .header(header::PRAGMA, "no-cache")

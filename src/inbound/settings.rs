@@ -45,6 +45,18 @@ pub fn return_path(next: &str) -> Option<&str> {
 /// The session cookie's lifetime (the session itself lasts as long).
 pub const SESSION_MAX_AGE: u32 = 30 * 60;
 
+/// A posted form's fields.
+type Form = std::collections::HashMap<String, String>;
+
+/// Whether a form carries its settings session's CSRF token (compared in constant time).
+pub(super) fn csrf_matches(form: &Form, session: &SettingsSession) -> bool {
+    let sent = form.get("csrf_token").map_or("", String::as_str);
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        sent.as_bytes(),
+        session.csrf.expose_secret().as_bytes(),
+    ))
+}
+
 /// The capabilities a person can toggle, with the words the page uses.
 const TOGGLES: &[(Capability, &str, &str)] = &[
     (
@@ -319,18 +331,12 @@ mailbox, choose what each may do, and disconnect them.</p>\
         error_page(status, &e.to_string())
     }
 
-    /// What a connection form names: the signed-in session, the grant in the path, the form.
+    /// What a connection form names: the signed-in session, the grant in the path, the form
+    /// and its CSRF token.
     async fn connection_form(
         &self,
         mut req: Request,
-    ) -> Result<
-        (
-            SettingsSession,
-            GrantId,
-            std::collections::HashMap<String, String>,
-        ),
-        Response,
-    > {
+    ) -> Result<(SettingsSession, GrantId, Form, String), Response> {
         let Some((_, session)) = self.session(&req) else {
             return Err(Self::refused(&SettingsError::SignedOut));
         };
@@ -338,19 +344,17 @@ mailbox, choose what each may do, and disconnect them.</p>\
         let form = Self::form(&mut req)
             .await
             .ok_or_else(|| error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."))?;
-        Ok((session, grant, form))
+        let csrf = form.get("csrf_token").cloned().unwrap_or_default();
+        Ok((session, grant, form, csrf))
     }
 
     /// `POST /settings/connections/:grant/capabilities`.
     pub async fn capabilities(&self, req: Request) -> Response {
-        let (session, grant, form) = match self.connection_form(req).await {
+        let (session, grant, form, csrf) = match self.connection_form(req).await {
             Ok(parts) => parts,
             Err(resp) => return resp,
         };
-        let csrf = form
-            .get("csrf_token")
-            .map(String::as_str)
-            .unwrap_or_default();
+        let csrf = csrf.as_str();
         let chosen = CapabilitySet::with(
             TOGGLES
                 .iter()
@@ -372,14 +376,11 @@ mailbox, choose what each may do, and disconnect them.</p>\
 
     /// `POST /settings/connections/:grant/recipients`.
     pub async fn recipients(&self, req: Request) -> Response {
-        let (session, grant, form) = match self.connection_form(req).await {
+        let (session, grant, form, csrf) = match self.connection_form(req).await {
             Ok(parts) => parts,
             Err(resp) => return resp,
         };
-        let csrf = form
-            .get("csrf_token")
-            .map(String::as_str)
-            .unwrap_or_default();
+        let csrf = csrf.as_str();
         let rule = match form.get("recipients").map(String::as_str) {
             Some("anyone") => RecipientRule::Anyone,
             Some("written_to") => RecipientRule::WrittenTo,
@@ -403,14 +404,11 @@ mailbox, choose what each may do, and disconnect them.</p>\
 
     /// `POST /settings/connections/:grant/revoke`.
     pub async fn revoke(&self, req: Request) -> Response {
-        let (session, grant, form) = match self.connection_form(req).await {
+        let (session, grant, _, csrf) = match self.connection_form(req).await {
             Ok(parts) => parts,
             Err(resp) => return resp,
         };
-        let csrf = form
-            .get("csrf_token")
-            .map(String::as_str)
-            .unwrap_or_default();
+        let csrf = csrf.as_str();
         match self.auth.revoke_connection(&session, csrf, &grant).await {
             Ok(()) => see_other("/settings?done=revoked"),
             Err(e) => Self::refused(&e),
@@ -423,14 +421,7 @@ mailbox, choose what each may do, and disconnect them.</p>\
             return see_other("/settings");
         };
         let form = Self::form(&mut req).await.unwrap_or_default();
-        let csrf = form
-            .get("csrf_token")
-            .map(String::as_str)
-            .unwrap_or_default();
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            csrf.as_bytes(),
-            session.csrf.expose_secret().as_bytes(),
-        )) {
+        if !csrf_matches(&form, &session) {
             return Self::refused(&SettingsError::Forged);
         }
         self.auth.sign_out(&cookie);

@@ -489,7 +489,8 @@ impl RedbVault {
         Ok(())
     }
 
-    fn capabilities_blocking(&self, grant: &GrantId) -> Result<CapabilitySet, PolicyError> {
+    /// A grant's record, for its policy.
+    fn policy_record_blocking(&self, grant: &GrantId) -> Result<GrantRecord, PolicyError> {
         let err = |e: redb::Error| PolicyError(e.to_string());
         let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
         let grants = tx.open_table(GRANTS).map_err(|e| err(e.into()))?;
@@ -497,10 +498,12 @@ impl RedbVault {
             .get(grant.as_str())
             .map_err(|e| err(e.into()))?
             .ok_or_else(|| PolicyError(format!("grant {grant} does not exist")))?;
-        let record: GrantRecord =
-            records::decode(raw.value()).map_err(|e| PolicyError(e.to_string()))?;
+        records::decode(raw.value()).map_err(|e| PolicyError(e.to_string()))
+    }
+
+    fn capabilities_blocking(&self, grant: &GrantId) -> Result<CapabilitySet, PolicyError> {
         Ok(CapabilitySet::with(
-            record
+            self.policy_record_blocking(grant)?
                 .capabilities
                 .iter()
                 .filter_map(|c| Capability::parse(c)),
@@ -1088,16 +1091,8 @@ impl RedbVault {
     }
 
     fn recipients_blocking(&self, grant: &GrantId) -> Result<RecipientRule, PolicyError> {
-        let err = |e: redb::Error| PolicyError(e.to_string());
-        let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
-        let grants = tx.open_table(GRANTS).map_err(|e| err(e.into()))?;
-        let raw = grants
-            .get(grant.as_str())
-            .map_err(|e| err(e.into()))?
-            .ok_or_else(|| PolicyError(format!("grant {grant} does not exist")))?;
-        let record: GrantRecord =
-            records::decode(raw.value()).map_err(|e| PolicyError(e.to_string()))?;
-        Ok(record
+        Ok(self
+            .policy_record_blocking(grant)?
             .recipients
             .as_deref()
             .map(RecipientRule::from_stored)
