@@ -175,7 +175,9 @@ mod tests {
         for bad in ["not-an-address", "@", "*.", "a@b", "@x..y", "a b@c.d"] {
             assert!(parse_entries(bad).is_err(), "{bad}");
         }
-        assert!(parse_entries(&"a@b.cd ".repeat(1)).is_ok());
+        let many: Vec<String> = (0..=MAX_ENTRIES).map(|i| format!("p{i}@x.org")).collect();
+        assert!(parse_entries(&many.join(" ")).is_err());
+        assert!(parse_entries(&many[1..].join(" ")).is_ok());
     }
 
     #[test]
