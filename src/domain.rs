@@ -12,6 +12,7 @@ pub mod grant;
 pub mod ids;
 pub mod mail;
 pub mod mailboxes;
+pub mod notify;
 pub mod ports;
 pub mod query;
 pub mod recipients;
