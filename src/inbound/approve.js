@@ -4,13 +4,13 @@
 // from the address bar.
 (() => {
   "use strict";
-  const root = document.getElementById("review");
-  if (!root) return;
-  const slot = "mc-approve-" + root.dataset.id;
   let key = new URLSearchParams(location.hash.slice(1)).get("k");
+  if (key) history.replaceState(null, "", location.pathname);
+  const root = document.getElementById("review");
+  if (!root) return; // a refusal page: the key only leaves the address bar
+  const slot = "mc-approve-" + root.dataset.id;
   if (key) {
     sessionStorage.setItem(slot, key);
-    history.replaceState(null, "", location.pathname);
   } else {
     key = sessionStorage.getItem(slot);
   }

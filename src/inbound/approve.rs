@@ -13,7 +13,7 @@ use std::sync::Arc;
 use poem::{Request, Response, http::StatusCode};
 
 use super::{
-    pages::{MAX_FORM_BYTES, cookie_name, cookie_value, error_page, escape, form_fields, layout},
+    pages::{MAX_FORM_BYTES, cookie_name, cookie_value, escape, form_fields, layout},
     settings::{SESSION_COOKIE, csrf_matches},
 };
 use crate::domain::{
@@ -33,13 +33,29 @@ pub struct ReviewPage<V, C, U, M> {
     secure: bool,
 }
 
-/// A review page: like every page (never framed or cached, no referrer), plus our one script
-/// and forms posted only to us.
+/// A review page: like every page (never framed or cached, no referrer), plus our one script.
+/// No `form-action`: the signed-out page's form goes on to the mail provider's sign-in, and
+/// browsers apply `form-action` to the redirects that follow a post.
 fn page(status: StatusCode, body: String) -> Response {
     super::pages::page_with_policy(
         status,
         body,
-        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+    )
+}
+
+/// A refusal in the review page's words; its script still takes the key out of the address
+/// bar.
+fn problem(status: StatusCode, message: &str) -> Response {
+    page(
+        status,
+        layout(
+            "Review an email",
+            &format!(
+                "<h1>This email can't be approved here</h1><p id=\"outcome\">{}</p><script src=\"/approve.js\"></script>",
+                escape(message)
+            ),
+        ),
     )
 }
 
@@ -51,16 +67,7 @@ fn refused(e: &DecisionError) -> Response {
         DecisionError::Decided(_) => StatusCode::CONFLICT,
         DecisionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
-    page(
-        status,
-        layout(
-            "Review an email",
-            &format!(
-                "<h1>This email can't be approved here</h1><p id=\"outcome\">{}</p>",
-                escape(&e.to_string())
-            ),
-        ),
-    )
+    problem(status, &e.to_string())
 }
 
 /// What the page shows of the draft: filled in by the script from the sealed copy.
@@ -181,17 +188,17 @@ Sign in with your mail provider to see it and decide.</p><div id=\"review\" data
             return refused(&DecisionError::Unknown);
         };
         let Some(session) = self.session(&req) else {
-            return error_page(
+            return problem(
                 StatusCode::UNAUTHORIZED,
                 "Your sign-in expired: open the link again and sign in.",
             );
         };
         let Ok(body) = req.take_body().into_bytes_limit(MAX_FORM_BYTES).await else {
-            return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+            return problem(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
         };
         let form = form_fields(&body);
         if !csrf_matches(&form, &session) {
-            return error_page(
+            return problem(
                 StatusCode::FORBIDDEN,
                 "This form did not come from your review page.",
             );
@@ -199,7 +206,7 @@ Sign in with your mail provider to see it and decide.</p><div id=\"review\" data
         let approve = match form.get("decision").map(String::as_str) {
             Some("approve") => true,
             Some("decline") => false,
-            _ => return error_page(StatusCode::BAD_REQUEST, "Choose approve or don't send."),
+            _ => return problem(StatusCode::BAD_REQUEST, "Choose approve or don't send."),
         };
         let account = session.account_digest.clone();
         let now = chrono::Utc::now().timestamp();

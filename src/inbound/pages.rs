@@ -91,7 +91,7 @@ h1{font-size:1.5rem}h2{font-size:1.2rem}h3{font-size:1.05rem}h1,h2,h3,strong{ove
 .notice{background:#e8f4ea;border:1px solid #8bc79a;border-radius:.5rem;padding:.5rem 1rem}.when{white-space:nowrap}\
 .ended{color:#555}form.revoke{margin-top:1.5rem;padding-top:.75rem;border-top:1px dashed #ccd}\
 button{font-size:1rem;padding:.6rem 1.2rem;margin:.25rem .5rem .25rem 0;border-radius:.4rem;border:1px solid #888}\
-button[value=approve]{background:#1d5bd6;color:#fff;border-color:#1d5bd6}button.danger{background:#fff;color:#b3261e;border-color:#b3261e}\
+button[value=approve]{background:#1d5bd6;color:#fff;border-color:#1d5bd6}button:disabled{opacity:.45;cursor:not-allowed}button.danger{background:#fff;color:#b3261e;border-color:#b3261e}\
 code{word-break:break-all}";
 
 pub(super) fn layout(title: &str, content: &str) -> String {

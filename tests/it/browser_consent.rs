@@ -4,87 +4,30 @@
 //! `<script>alert(1)</script> Evil` with a loopback redirect URI the script listens on.
 //! The script reports what the browser saw; the checks are here.
 
-use std::{
-    path::PathBuf,
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use serde_json::Value;
-use tokio::process::Command;
 
 use crate::{
+    browser::{CHROMIUM, Script},
     oauth_flow::{Standin, spawn_oauth_app},
     support::tempdir,
 };
 
 const EVIL_NAME: &str = "<script>alert(1)</script> Evil";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn node() -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("node"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/node"))
-}
 
 /// Runs `consent.mjs <scenario>` against a fresh app; returns its observations.
 async fn observe(scenario: &str) -> Value {
-    let playwright = root().join("tests/browser/node_modules/playwright-core/package.json");
-    for path in [&playwright, &PathBuf::from(CHROMIUM)] {
-        assert!(
-            path.exists(),
-            "{} is missing: run tests/browser/setup.sh (scripts/test does it)",
-            path.display()
-        );
-    }
     let standin = Standin::start();
     let app = spawn_oauth_app(&standin, &[]).await;
     let shots = tempdir::Dir::new("browser-consent");
-    let mut cmd = Command::new(node());
-    cmd.arg(root().join("tests/browser/consent.mjs"))
-        .arg(scenario)
+    let seen = Script::new("consent.mjs")
+        .scenario(scenario)
         .args(["--issuer", &app.base(), "--chromium", CHROMIUM])
         .arg("--out")
         .arg(&shots.0)
-        .env_remove("NODE_OPTIONS")
-        .env_remove("DISPLAY")
-        .env("HOME", &shots.0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let started = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("consent.mjs finished within 120 s")
-        .expect("node runs consent.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let seen: Value = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("consent.mjs {scenario}: no JSON line:\n{stdout}\n{stderr}"));
-    assert!(
-        out.status.success(),
-        "consent.mjs {scenario} failed (exit {}): {}\n{seen:#}\n{stderr}",
-        out.status,
-        seen["error"]
-    );
-    eprintln!(
-        "consent.mjs {scenario}: {:?} (Chromium {}, playwright-core {}, launch {} ms)",
-        started.elapsed(),
-        seen["chromium"],
-        seen["playwright_core"],
-        seen["launch_ms"]
-    );
+        .observe(Duration::from_secs(120))
+        .await;
     assert_eq!(seen["issuer"], app.base());
     // The stand-in stays up until here: the browser went through it.
     drop(standin);

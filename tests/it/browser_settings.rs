@@ -7,21 +7,18 @@
 //! Changes the writer's mailbox (and restores it): in the `writer-mailbox` nextest group.
 
 use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
+    path::Path,
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
-use tokio::process::Command;
 
 use crate::{
+    browser::{CHROMIUM, Script, assert_screenshot, screenshots},
     control::{EMAIL, email_state, grant_of, tool_names, writer_app},
     oauth_flow::{Client, call_tool, pkce},
-    support::tempdir,
 };
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// Names with every character HTML escapes, and a long one that must wrap on a phone.
 const NAME_A: &str = "Ada's \"Mail\" Helper <b>&</b>";
 const NAME_B: &str = "Assistant B, a rather long client name that has to wrap on a phone screen";
@@ -41,73 +38,15 @@ const SHOTS: &[(&str, u32)] = &[
     ("consent-desktop", 1280),
 ];
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn node() -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("node"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/node"))
-}
-
-/// Where the screenshots are kept (the test's artifacts; `target/` is not in git).
-fn screenshots() -> PathBuf {
-    root().join("target/screenshots")
-}
-
 /// Runs `settings.mjs`; returns its observations.
 async fn observe(base: &str, grant_a: &str, grant_b: &str, consent_url: &str, out: &Path) -> Value {
-    let playwright = root().join("tests/browser/node_modules/playwright-core/package.json");
-    for path in [&playwright, &PathBuf::from(CHROMIUM)] {
-        assert!(
-            path.exists(),
-            "{} is missing: run tests/browser/setup.sh (scripts/test does it)",
-            path.display()
-        );
-    }
-    let home = tempdir::Dir::new("browser-settings");
-    let mut cmd = Command::new(node());
-    cmd.arg(root().join("tests/browser/settings.mjs"))
+    let seen = Script::new("settings.mjs")
         .args(["--base", base, "--grant-a", grant_a, "--grant-b", grant_b])
         .args(["--consent", consent_url, "--chromium", CHROMIUM])
         .arg("--out")
         .arg(out)
-        .env_remove("NODE_OPTIONS")
-        .env_remove("DISPLAY")
-        .env("HOME", &home.0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let started = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(100), cmd.output())
-        .await
-        .expect("settings.mjs finished within 100 s")
-        .expect("node runs settings.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let seen: Value = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("settings.mjs: no JSON line:\n{stdout}\n{stderr}"));
-    assert!(
-        out.status.success(),
-        "settings.mjs failed (exit {}): {}\n{seen:#}\n{stderr}",
-        out.status,
-        seen["error"]
-    );
-    eprintln!(
-        "settings.mjs: {:?} (Chromium {}, playwright-core {}, launch {} ms)",
-        started.elapsed(),
-        seen["chromium"],
-        seen["playwright_core"],
-        seen["launch_ms"]
-    );
+        .observe(Duration::from_secs(100))
+        .await;
     assert_eq!(seen["base"], base);
     seen
 }
@@ -128,27 +67,6 @@ fn chain_of(step: &Value) -> Vec<&str> {
         .iter()
         .map(|u| u.as_str().unwrap())
         .collect()
-}
-
-/// A PNG at least `width` CSS pixels wide (device scale 1) that is more than a blank page.
-fn assert_screenshot(path: &Path, width: u32) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(
-        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && &bytes[12..16] == b"IHDR",
-        "{} is not a PNG",
-        path.display()
-    );
-    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
-    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
-    // Full-page: a page wider than a phone's screen makes a wider picture.
-    assert!(w >= width, "{}: {w}x{h}", path.display());
-    assert!(h >= 400, "{}: {w}x{h}", path.display());
-    assert!(
-        bytes.len() > 8 * 1024,
-        "{} is {} bytes: a blank page?",
-        path.display(),
-        bytes.len()
-    );
 }
 
 /// The person signs in to settings in Chromium, turns "Organize mail" on for A and revokes B,

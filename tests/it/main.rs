@@ -3,13 +3,16 @@
 #![allow(clippy::unwrap_used)]
 
 mod bodies;
+mod browser;
 mod browser_consent;
+mod browser_review;
 mod browser_settings;
 mod checklist_discovery_registration_consent;
 mod checklist_resource_upstream;
 mod checklist_tokens;
 mod compose;
 mod compose_flow;
+mod compose_undo;
 mod conformance;
 mod contract;
 mod control;

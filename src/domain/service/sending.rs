@@ -389,6 +389,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                     self.forget(&approvals, &record).await?;
                     return Err(SendRefusal::ApprovalDeclined.into());
                 }
+                // Sent before, and a draft in Drafts again (its send was cancelled): a new
+                // send, asked afresh.
+                Status::Sent => self.forget(&approvals, &record).await?,
                 _ => return Err(SendRefusal::ApprovalUsed.into()),
             },
             None => {}
@@ -553,10 +556,21 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         submission: &str,
     ) -> Result<EmailId, ServiceError> {
         require(caller, Capability::Send, "cancel sending")?;
-        self.with_credential(caller, |cred| async move {
-            self.store.cancel_submission(&cred, submission).await
-        })
-        .await
+        let draft = self
+            .with_credential(caller, |cred| async move {
+                self.store.cancel_submission(&cred, submission).await
+            })
+            .await?;
+        // The approval was used up by that send; sending the draft again asks again.
+        if let Some(approvals) = self.approvals.as_ref().map(Arc::clone) {
+            let (grant, id) = (caller.grant.clone(), submission.to_owned());
+            if let Some(record) =
+                blocking(&approvals, move |s| s.by_submission(&grant, &id)).await?
+            {
+                self.forget(&approvals, &record).await?;
+            }
+        }
+        Ok(draft)
     }
 
     /// `get_send_status`: a submission's state.

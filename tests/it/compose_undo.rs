@@ -1,0 +1,176 @@
+//! Sending later and taking it back, end to end over MCP against Cyrus: an undo window and a
+//! scheduled send hold the message (`HOLDFOR`), `cancel_send` puts it back in Drafts, time
+//! travel releases it; a revised draft replaces the old one; the settings page shows what was
+//! approved. The writer's mailbox, one test at a time.
+
+use serde_json::json;
+
+use crate::{
+    compose::sent_with,
+    compose_flow::{connected, draft, is_error, marker, structured, text},
+    control::writer_app,
+    oauth_flow::{Browser, call_tool},
+    support::TestApp,
+};
+
+/// Approves the draft's pending send on the review page (the browser is signed in).
+async fn approve(app: &TestApp, browser: &mut Browser, asked: &serde_json::Value) {
+    let url = structured(asked)["approval_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no approval link: {asked}"));
+    let path = url
+        .split('#')
+        .next()
+        .unwrap()
+        .trim_start_matches(&app.base());
+    let url = format!("{}{path}", app.base());
+    let page = browser.get(&url).await;
+    let csrf = page.field("csrf_token");
+    let done = browser
+        .post_form(&url, &[("csrf_token", &csrf), ("decision", "approve")])
+        .await;
+    assert!(done.body.contains("Approved"), "{}", done.body);
+}
+
+fn release(epoch: i64) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join("scripts/testbed"))
+        .args(["release", &epoch.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn compose_undo_window_cancel_and_scheduled_release_over_mcp() {
+    let (_standin, app) = writer_app().await;
+    let (token, mut browser, _) = connected(&app, &["send"]).await;
+
+    // A revised draft replaces the old one in one step.
+    let mark = marker();
+    let first = draft(&app, &token, &mark).await;
+    let (_, revised) = call_tool(
+        &app,
+        &token,
+        "draft_email",
+        json!({"to": ["carol@example.org"], "subject": format!("Plan v2 {mark}"),
+               "body_text": format!("Noon works. {mark}"), "replaces_draft_id": first}),
+    )
+    .await;
+    assert_eq!(
+        structured(&revised)["replaced_draft_id"],
+        first.as_str(),
+        "{revised}"
+    );
+    let id = structured(&revised)["draft_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, gone) = call_tool(&app, &token, "delete_draft", json!({"draft_id": first})).await;
+    assert!(is_error(&gone), "the replaced draft is gone: {gone}");
+
+    // An undo window: approved, held, cancelled → back in Drafts, nothing left.
+    let args = json!({"draft_id": id, "undo_window_s": 600});
+    let (_, asked) = call_tool(&app, &token, "send_draft", args.clone()).await;
+    approve(&app, &mut browser, &asked).await;
+    let (_, held) = call_tool(&app, &token, "send_draft", args).await;
+    assert_eq!(structured(&held)["status"], "scheduled", "{held}");
+    let submission = structured(&held)["submission_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, status) = call_tool(
+        &app,
+        &token,
+        "get_send_status",
+        json!({"submission_id": submission}),
+    )
+    .await;
+    assert_eq!(
+        structured(&status)["submission"]["undo_status"],
+        "pending",
+        "{status}"
+    );
+    let (_, cancelled) = call_tool(
+        &app,
+        &token,
+        "cancel_send",
+        json!({"submission_id": submission}),
+    )
+    .await;
+    assert_eq!(
+        structured(&cancelled)["draft_id"],
+        id.as_str(),
+        "{cancelled}"
+    );
+    release(chrono::Utc::now().timestamp() + 3_600);
+    assert!(sent_with(&mark).is_empty(), "a cancelled send never leaves");
+    let (_, listed) = call_tool(&app, &token, "list_drafts", json!({})).await;
+    assert!(listed.to_string().contains(&id), "back in Drafts: {listed}");
+    let (_, again) = call_tool(
+        &app,
+        &token,
+        "cancel_send",
+        json!({"submission_id": submission}),
+    )
+    .await;
+    assert!(is_error(&again), "{again}");
+
+    // A scheduled send: held until its time, released once by time travel; too late to cancel.
+    let at = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+    let args = json!({"draft_id": id, "send_at": at});
+    let (_, asked) = call_tool(&app, &token, "send_draft", args.clone()).await;
+    approve(&app, &mut browser, &asked).await;
+    let (_, held) = call_tool(&app, &token, "send_draft", args).await;
+    assert_eq!(structured(&held)["status"], "scheduled", "{held}");
+    let submission = structured(&held)["submission_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(sent_with(&mark).is_empty());
+    release(chrono::Utc::now().timestamp() + 600);
+    let mut sent = Vec::new();
+    for _ in 0..50 {
+        sent = sent_with(&mark);
+        if !sent.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(sent.len(), 1, "released exactly once");
+    let (_, late) = call_tool(
+        &app,
+        &token,
+        "cancel_send",
+        json!({"submission_id": submission}),
+    )
+    .await;
+    assert!(is_error(&late), "{late}");
+
+    // A send time past what the server holds is refused with its code.
+    let far = (chrono::Utc::now() + chrono::Duration::days(1_000)).to_rfc3339();
+    let other = draft(&app, &token, &marker()).await;
+    let args = json!({"draft_id": other, "send_at": far});
+    let (_, asked) = call_tool(&app, &token, "send_draft", args.clone()).await;
+    approve(&app, &mut browser, &asked).await;
+    let (_, r) = call_tool(&app, &token, "send_draft", args).await;
+    assert!(text(&r).starts_with("delay_exceeds_max:"), "{r}");
+
+    // The person's settings page lists the decisions (no content).
+    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(
+        settings
+            .body
+            .contains("you approved sending a draft on the review page"),
+        "{}",
+        settings.body
+    );
+    assert!(
+        !settings.body.contains(&mark),
+        "no mail content in the activity log"
+    );
+}
