@@ -77,6 +77,8 @@ pub enum Capability {
     Draft,
     /// Send drafts, each only after the person approved that exact draft. Implies `Draft`.
     Send,
+    /// Hear about new mail: `check_new_mail`.
+    Notify,
 }
 
 impl Capability {
@@ -88,6 +90,7 @@ impl Capability {
             Self::Organize => "organize",
             Self::Draft => "draft",
             Self::Send => "send",
+            Self::Notify => "notify",
         }
     }
 
@@ -99,6 +102,7 @@ impl Capability {
             "organize" => Some(Self::Organize),
             "draft" => Some(Self::Draft),
             "send" => Some(Self::Send),
+            "notify" => Some(Self::Notify),
             _ => None,
         }
     }
@@ -185,10 +189,11 @@ mod tests {
             Capability::Organize,
             Capability::Draft,
             Capability::Send,
+            Capability::Notify,
         ] {
             assert_eq!(Capability::parse(c.as_str()), Some(c));
         }
-        assert_eq!(Capability::parse("notify"), None);
+        assert_eq!(Capability::parse("admin"), None);
     }
 
     #[test]

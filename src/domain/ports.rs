@@ -206,6 +206,16 @@ pub trait MailStore: Sync + 'static {
         id: &str,
     ) -> Result<EmailId, MailStoreError>;
 
+    /// What was created since `state` (one request: changes, the created emails, mailboxes and
+    /// identities); without a state, or when the server no longer knows it, the mail received
+    /// since `since` instead (`reset`).
+    async fn changes_since(
+        &self,
+        cred: &UpstreamCredential,
+        state: Option<String>,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<super::notify::ChangeFeed, MailStoreError>;
+
     /// Which of `addresses` the person has sent mail to (To, Cc or Bcc of their Sent mail).
     async fn written_to(
         &self,

@@ -32,7 +32,10 @@ use crate::domain::{
     ports::{AuditEvent, AuditKind, AuditLog, MailStore, MailStoreError, Policy, TokenVault},
     query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
     search_syntax,
-    service::{ApprovalAsk, MailService, SearchRequest, SendOutcome, SendRefusal, ServiceError},
+    service::{
+        ApprovalAsk, MailService, NewMailRequest, SearchRequest, SendOutcome, SendRefusal,
+        ServiceError,
+    },
 };
 
 /// What the model reads first; the first 512 characters must stand alone (Codex, ChatGPT).
@@ -431,6 +434,17 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                     text,
                 )
                 .map(|r| r.changed(done.counts().0))
+            }
+            "check_new_mail" => {
+                let a: input::CheckNewMailInput = args(arguments)?;
+                let request = NewMailRequest {
+                    cursor: a.cursor.map(|c| c.to_string()),
+                    limit: a.limit.map(std::num::NonZeroU64::get),
+                    include_seen: a.include_seen,
+                };
+                let (out, text) =
+                    render::new_mail(&service.check_new_mail(caller, &request).await?);
+                Rendered::new(out, text)
             }
             "draft_email" => {
                 let a: input::DraftEmailInput = args(arguments)?;
@@ -986,6 +1000,7 @@ mod tests {
         counted!(expect_submit, _, _);
         counted!(expect_cancel_submission, _, _);
         counted!(expect_submission, _, _);
+        counted!(expect_changes_since, _, _, _);
         store
     }
 
@@ -1004,13 +1019,19 @@ mod tests {
             "delete_draft" | "send_draft" => json!({"draft_id": "M1"}),
             "cancel_send" => json!({"submission_id": "S1"}),
             "get_send_status" => json!({"submission_id": "S1"}),
+            "check_new_mail" => json!({}),
             other => panic!("no arguments for {other}: add them here"),
         }
     }
 
     /// Every subset of the capabilities a grant can hold (`read` is always in).
     pub(super) fn capability_sets() -> Vec<CapabilitySet> {
-        let optional = [Capability::Organize, Capability::Draft, Capability::Send];
+        let optional = [
+            Capability::Organize,
+            Capability::Draft,
+            Capability::Send,
+            Capability::Notify,
+        ];
         (0..1u32 << optional.len())
             .map(|mask| {
                 CapabilitySet::with(
@@ -1218,6 +1239,8 @@ mod no_send_without_the_capability {
         s.expect_set_keyword()
             .returning(move |_, _, _, _| Box::pin(async move { Err(fail()) }));
         s.expect_move_emails()
+            .returning(move |_, _, _| Box::pin(async move { Err(fail()) }));
+        s.expect_changes_since()
             .returning(move |_, _, _| Box::pin(async move { Err(fail()) }));
         s
     }

@@ -70,6 +70,11 @@ const TOGGLES: &[(Capability, &str, &str)] = &[
         "write new mail, replies and forwards as drafts in your Drafts folder, list and delete them; nothing is sent",
     ),
     (
+        Capability::Notify,
+        "Hear about new mail",
+        "check what arrived since it last looked (subjects, senders and previews of new mail in your Inbox)",
+    ),
+    (
         Capability::Send,
         "Send drafts after you approve them",
         "send a draft only after you approve that exact draft (includes writing drafts); assistants that cached their tool list, like Poke, need reconnecting to see the new tools",

@@ -22,6 +22,7 @@ mod jmap_store;
 mod log_hygiene;
 mod mcp_protocol;
 mod mcp_tools;
+mod new_mail;
 mod oauth_connect;
 mod oauth_flow;
 mod oauth_snapshots;

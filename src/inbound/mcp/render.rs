@@ -12,7 +12,9 @@ use crate::domain::{
     mail::{Address, EmailSummary},
     mailboxes::MailboxDirectory,
     query::MAX_PAGE_SIZE,
-    service::{AttachmentView, EmailView, IdentityView, MoveView, SearchResult, ThreadView},
+    service::{
+        AttachmentView, EmailView, IdentityView, MoveView, NewMail, SearchResult, ThreadView,
+    },
 };
 
 /// Opening and closing marks around text written by a sender. The closing mark carries a
@@ -131,6 +133,56 @@ fn summary_text(n: usize, s: &out::EmailSummary, text: &mut String) {
         boxes.join(", "),
         s.preview,
     );
+}
+
+/// `check_new_mail`.
+pub fn new_mail(result: &NewMail) -> (out::CheckNewMailOutput, String) {
+    let emails: Vec<out::EmailSummary> = result
+        .items
+        .iter()
+        .map(|s| summary(s, &result.directory))
+        .collect();
+    let mut text = if emails.is_empty() {
+        "No new mail.".to_owned()
+    } else {
+        format!("{} new email(s), oldest first:\n", emails.len())
+    };
+    if result.reset {
+        text.push_str(
+            " (A fresh look at the last day: the cursor was missing, unreadable or too old.)",
+        );
+    }
+    let nonce = nonce();
+    let mut listing = String::new();
+    for (i, s) in emails.iter().enumerate() {
+        summary_text(i + 1, s, &mut listing);
+    }
+    if !listing.is_empty() {
+        let _ = write!(
+            text,
+            "\n{}",
+            untrusted_block("new mail summaries", listing.trim_end(), &nonce)
+        );
+    }
+    if result.not_shown > 0 {
+        let _ = write!(text, "\n{} more not listed.", result.not_shown);
+    }
+    if result.more {
+        text.push_str(
+            "\nThe mail server has more changes: call check_new_mail again with the cursor.",
+        );
+    }
+    let _ = write!(text, "\nNext cursor: {}", result.cursor);
+    (
+        out::CheckNewMailOutput {
+            cursor: result.cursor.clone(),
+            emails,
+            not_shown: result.not_shown as u64,
+            more: result.more,
+            reset: result.reset,
+        },
+        text,
+    )
 }
 
 /// `get_identity`.

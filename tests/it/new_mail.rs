@@ -1,0 +1,197 @@
+//! `check_new_mail` against the real Cyrus: mail delivered over LMTP is new mail; a move into
+//! the Inbox, mail read before the look and the person's own copies are not; unreadable and
+//! stale cursors recover without a flood. The writer's mailbox, one test at a time.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+
+use mailconnect::domain::notify::cursor::NewMailCursor;
+use serde_json::{Value, json};
+
+use crate::{
+    compose_flow::{connected, is_error, structured},
+    control::{email_state, writer_app},
+    oauth_flow::call_tool,
+    support::{TestApp, testbed},
+};
+
+/// Delivers a message to the writer's Inbox over Cyrus LMTP (loopback, no auth).
+fn deliver(from: &str, subject: &str) {
+    let port: u16 = testbed().get("LMTP_PORT").parse().unwrap();
+    let rcpt = testbed().get("JMAP_WRITER_USERNAME");
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    // The last line of a (possibly multi-line) reply.
+    let mut reply = || loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line;
+        }
+    };
+    assert!(reply().starts_with("220"));
+    for cmd in [
+        "LHLO it".to_owned(),
+        format!("MAIL FROM:<{from}>"),
+        format!("RCPT TO:<{rcpt}>"),
+        "DATA".to_owned(),
+    ] {
+        writer.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let r = reply();
+        assert!(r.starts_with('2') || r.starts_with('3'), "{cmd}: {r}");
+    }
+    let date = chrono::Utc::now().to_rfc2822();
+    let id = format!("<{:x}@it.example>", rand::random::<u64>());
+    let message = format!(
+        "From: <{from}>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {id}\r\n\r\nHello.\r\n.\r\n"
+    );
+    writer.write_all(message.as_bytes()).unwrap();
+    let r = reply();
+    assert!(r.starts_with("250"), "DATA: {r}");
+    writer.write_all(b"QUIT\r\n").unwrap();
+}
+
+async fn check(app: &TestApp, token: &str, args: Value) -> Value {
+    let (_, r) = call_tool(app, token, "check_new_mail", args).await;
+    assert!(!is_error(&r), "{r}");
+    structured(&r).clone()
+}
+
+fn subjects(result: &Value) -> Vec<String> {
+    result["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn mark(what: &str) -> String {
+    format!("{what} {:x}", rand::random::<u32>())
+}
+
+/// The writer's email with `subject`, by a search through the app.
+async fn find(app: &TestApp, token: &str, subject: &str) -> String {
+    let (_, r) = call_tool(app, token, "search_email", json!({"subject": subject})).await;
+    structured(&r)["emails"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn new_mail_only_real_arrivals_and_cursors_that_recover_without_a_flood() {
+    let (_standin, app) = writer_app().await;
+    let (token, _, _) = connected(&app, &["notify", "organize"]).await;
+
+    let first = check(&app, &token, json!({})).await;
+    let cursor = first["cursor"].as_str().unwrap().to_owned();
+
+    // A delivery is new mail; the cursor moves past it.
+    let arrived = mark("Arrived");
+    deliver("carol@example.org", &arrived);
+    let r = check(&app, &token, json!({"cursor": cursor})).await;
+    assert_eq!(subjects(&r), std::slice::from_ref(&arrived), "{r}");
+    assert_eq!(r["reset"], false);
+    let cursor = r["cursor"].as_str().unwrap().to_owned();
+    let r = check(&app, &token, json!({"cursor": cursor})).await;
+    assert!(subjects(&r).is_empty(), "told once: {r}");
+    let cursor = r["cursor"].as_str().unwrap().to_owned();
+
+    // Not new: the person's own copy, mail read before the look, an old email moved back in.
+    deliver(testbed().get("JMAP_WRITER_USERNAME"), &mark("Own copy"));
+    let read = mark("Read elsewhere");
+    deliver("dave@example.org", &read);
+    let read_id = find(&app, &token, &read).await;
+    let (_, r) = call_tool(
+        &app,
+        &token,
+        "mark_email_read",
+        json!({"email_ids": [read_id], "read": true}),
+    )
+    .await;
+    assert!(!is_error(&r), "{r}");
+    let old = crate::control::EMAIL;
+    let before = email_state(old).await;
+    for to in ["archive", "inbox"] {
+        let (_, r) = call_tool(
+            &app,
+            &token,
+            "move_email",
+            json!({"email_ids": [old], "mailbox": to}),
+        )
+        .await;
+        assert!(!is_error(&r), "{r}");
+    }
+    let r = check(&app, &token, json!({"cursor": cursor})).await;
+    assert!(subjects(&r).is_empty(), "{r}");
+    // ... but read mail counts when asked for.
+    let with_seen = check(
+        &app,
+        &token,
+        json!({"cursor": cursor, "include_seen": true}),
+    )
+    .await;
+    assert_eq!(
+        subjects(&with_seen),
+        std::slice::from_ref(&read),
+        "{with_seen}"
+    );
+    assert_eq!(email_state(old).await["mailboxIds"], before["mailboxIds"]);
+
+    // A garbage cursor: a fresh look at the last day (unread arrivals), flagged as a reset.
+    let r = check(&app, &token, json!({"cursor": "not-a-cursor"})).await;
+    assert_eq!(r["reset"], true);
+    assert!(subjects(&r).contains(&arrived), "{r}");
+    assert!(!subjects(&r).iter().any(|s| s.starts_with("Own copy")));
+
+    // A stale cursor (a state from long ago): the server replays every change since, but
+    // nothing older than a day comes back — no flood of the seeded 2024 mail.
+    let stale = NewMailCursor {
+        watermark: chrono::Utc::now() - chrono::Duration::days(400),
+        state: "1".into(),
+    }
+    .encode();
+    let r = check(&app, &token, json!({"cursor": stale})).await;
+    let listed = subjects(&r);
+    assert!(listed.len() <= 20, "{r}");
+    assert!(
+        listed.iter().all(|s| !s.contains("Quarterly report")),
+        "{r}"
+    );
+
+    // Following `more` walks the replay to the end, still without old mail.
+    let mut r = r;
+    for _ in 0..10 {
+        if r["more"] != true {
+            break;
+        }
+        let cursor = r["cursor"].as_str().unwrap().to_owned();
+        r = check(&app, &token, json!({"cursor": cursor})).await;
+        assert!(
+            subjects(&r).iter().all(|s| !s.contains("Quarterly report")),
+            "{r}"
+        );
+    }
+    assert_eq!(r["more"], false, "{r}");
+
+    // The limit lists the oldest and counts the rest.
+    let cursor = r["cursor"].as_str().unwrap().to_owned();
+    let burst: Vec<String> = (0..3).map(|i| mark(&format!("Burst {i}"))).collect();
+    for s in &burst {
+        deliver("erin@example.org", s);
+    }
+    let r = check(&app, &token, json!({"cursor": cursor, "limit": 2})).await;
+    assert_eq!(subjects(&r).len(), 2, "{r}");
+    assert_eq!(r["not_shown"], 1);
+}
+
+#[tokio::test]
+async fn new_mail_needs_the_notify_capability() {
+    let (_standin, app) = writer_app().await;
+    let (token, _, _) = connected(&app, &["organize"]).await;
+    let tools = crate::control::tool_names(&app, &token).await;
+    assert!(!tools.contains(&"check_new_mail".to_owned()), "{tools:?}");
+    let (_, r) = call_tool(&app, &token, "check_new_mail", json!({})).await;
+    assert!(is_error(&r), "{r}");
+}
