@@ -292,6 +292,11 @@ class Standin:
         if self.expired_pending > 0:
             self.expired_pending -= 1
             iat -= self.expired_backdate
+        else:
+            # A second in the past: a token minted at the turn of a second must not look
+            # issued in the future to a server that read its clock a moment earlier (Cyrus
+            # refused such tokens now and then under load).
+            iat -= 1
         at = mint_jwt(self.key, self.subject, iat)
         # Every JWT starts with the same header bytes, so a prefix of one says nothing: log iat.
         log(f"issued access token (iat {iat}) and refresh {redact(rt)} in family {fam_id}")

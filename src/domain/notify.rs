@@ -6,6 +6,7 @@ pub mod arrival;
 pub mod cursor;
 pub mod quiet;
 pub mod rules;
+pub mod settings;
 
 use chrono::{DateTime, Utc};
 

@@ -424,6 +424,13 @@ pub trait TokenVault: Sync + 'static {
         capabilities: CapabilitySet,
     ) -> Result<(), VaultError>;
 
+    /// Replaces a grant's new-mail rules (the settings page; the model only adds mutes).
+    async fn set_notify_settings(
+        &self,
+        grant: &GrantId,
+        settings: super::notify::settings::NotifySettings,
+    ) -> Result<(), VaultError>;
+
     /// Replaces who a grant may send to; effective on its next request.
     async fn set_recipients(
         &self,
@@ -459,6 +466,8 @@ pub struct GrantSummary {
     pub capabilities: CapabilitySet,
     /// Who it may send to.
     pub recipients: super::recipients::RecipientRule,
+    /// Its new-mail rules.
+    pub notify: super::notify::settings::NotifySettings,
 }
 
 /// Something a grant did or had done to it, for the person's audit log. Never mail content,
@@ -577,6 +586,12 @@ pub struct PolicyError(pub String);
 pub trait Policy: Sync + 'static {
     /// The grant's capabilities now (a change applies from the next request on).
     async fn capabilities(&self, grant: &GrantId) -> Result<CapabilitySet, PolicyError>;
+
+    /// The grant's new-mail rules now.
+    async fn notify_settings(
+        &self,
+        grant: &GrantId,
+    ) -> Result<super::notify::settings::NotifySettings, PolicyError>;
 
     /// Who the grant may send to now.
     async fn recipients(

@@ -7,7 +7,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 mod new_mail;
 mod sending;
 
-pub use self::new_mail::{NewMail, NewMailRequest};
+pub use self::new_mail::{NewMail, NewMailRequest, Suppressed};
 pub use self::sending::{ApprovalAsk, DraftView, SendOutcome, SendRefusal, SendSettings};
 use super::{
     approval::ApprovalStore,

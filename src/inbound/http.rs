@@ -463,6 +463,10 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
             poem::post(served!(settings, recipients)),
         )
         .at(
+            "/settings/connections/:grant/notify",
+            poem::post(served!(settings, notify)),
+        )
+        .at(
             "/approve/:id",
             poem::get(served!(review, show)).post(served!(review, decide)),
         )

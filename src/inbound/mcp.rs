@@ -29,6 +29,7 @@ use crate::domain::{
     changes::Keyword,
     grant::{Caller, Capability, GrantId},
     ids::{BlobId, EmailId, ThreadId},
+    notify::settings::{MuteRequest, parse_duration},
     ports::{AuditEvent, AuditKind, AuditLog, MailStore, MailStoreError, Policy, TokenVault},
     query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
     search_syntax,
@@ -445,6 +446,41 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 let (out, text) =
                     render::new_mail(&service.check_new_mail(caller, &request).await?);
                 Rendered::new(out, text)
+            }
+            "mute_notifications" => {
+                let a: input::MuteNotificationsInput = args(arguments)?;
+                let request = MuteRequest {
+                    sender: a.sender.map(|s| s.to_string()),
+                    thread: a
+                        .thread_id
+                        .map(|t| parsed("thread_id", ThreadId::parse(t.to_string())))
+                        .transpose()?,
+                    duration: parsed("for", parse_duration(&a.for_.to_string()))?,
+                };
+                let settings = service.mute_notifications(caller, &request).await?;
+                let (settings, text) = render::notify_settings(&settings);
+                Rendered::new(
+                    input::MuteNotificationsOutput { settings },
+                    format!("Muted. The rules now:\n{text}"),
+                )
+            }
+            "get_notify_settings" => {
+                let _: input::GetNotifySettingsInput = args(arguments)?;
+                let (settings, text) =
+                    render::notify_settings(&service.notify_settings(caller).await?);
+                Rendered::new(
+                    input::GetNotifySettingsOutput {
+                        settings,
+                        channels: input::GetNotifySettingsOutputChannels {
+                            check_new_mail: true,
+                            live_stream: false,
+                            background: false,
+                        },
+                    },
+                    format!(
+                        "{text}\nNew mail reaches you through check_new_mail (no live stream or background delivery yet)."
+                    ),
+                )
             }
             "draft_email" => {
                 let a: input::DraftEmailInput = args(arguments)?;
@@ -1019,9 +1055,26 @@ mod tests {
             "delete_draft" | "send_draft" => json!({"draft_id": "M1"}),
             "cancel_send" => json!({"submission_id": "S1"}),
             "get_send_status" => json!({"submission_id": "S1"}),
-            "check_new_mail" => json!({}),
+            "check_new_mail" | "get_notify_settings" => json!({}),
+            "mute_notifications" => json!({"sender": "@news.example", "for": "8h"}),
             other => panic!("no arguments for {other}: add them here"),
         }
+    }
+
+    /// A policy whose per-grant rules count as "the tool ran" (the notification settings
+    /// tools read and write rules, not mail).
+    fn reaching_policy(calls: &Arc<AtomicUsize>) -> MockPolicy {
+        let mut policy = MockPolicy::new();
+        let calls = Arc::clone(calls);
+        policy.expect_notify_settings().returning(move |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                Err(crate::domain::ports::PolicyError(
+                    "reached the policy".into(),
+                ))
+            })
+        });
+        policy
     }
 
     /// Every subset of the capabilities a grant can hold (`read` is always in).
@@ -1058,7 +1111,7 @@ mod tests {
                     MailService::new(
                         counting_store(&calls),
                         MockTokenVault::new(),
-                        MockPolicy::new(),
+                        reaching_policy(&calls),
                         ServiceLimits::default(),
                     )
                     .with_approvals(
@@ -1104,9 +1157,10 @@ mod tests {
                         assert!(!allowed);
                         assert_eq!(capability, needed);
                     }
-                    Err(ToolFailure::Service(ServiceError::Store(
-                        MailStoreError::Unavailable(_),
-                    ))) => assert!(allowed),
+                    Err(ToolFailure::Service(
+                        ServiceError::Store(MailStoreError::Unavailable(_))
+                        | ServiceError::Policy(_),
+                    )) => assert!(allowed),
                     other => panic!("{}: unexpected {:?}", spec.name, other.err()),
                 }
             }
@@ -1283,10 +1337,17 @@ mod no_send_without_the_capability {
                 policy
                     .expect_recipients()
                     .returning(|_| Box::pin(async { Ok(RecipientRule::Anyone) }));
+                policy
+                    .expect_notify_settings()
+                    .returning(|_| Box::pin(async { Ok(Default::default()) }));
+                let mut vault = MockTokenVault::new();
+                vault
+                    .expect_set_notify_settings()
+                    .returning(|_, _| Box::pin(async { Ok(()) }));
                 let service = Arc::new(
                     MailService::new(
                         willing_store(&submissions),
-                        MockTokenVault::new(),
+                        vault,
                         policy,
                         ServiceLimits::default(),
                     )

@@ -24,6 +24,7 @@ use crate::domain::{
         token::random_value,
     },
     grant::{Capability, CapabilitySet, GrantId},
+    notify::settings::{NotifySettings, QuietSpec},
     ports::{AuditKind, ClientStore, MailStore, TokenVault, UpstreamAuth},
     recipients::{self, RecipientRule},
 };
@@ -167,6 +168,112 @@ fn recipients_html(g: &crate::domain::ports::GrantSummary, csrf: &str) -> String
     )
 }
 
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+fn clock(minutes: u16) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// New-mail rules: only when the connection may hear about new mail.
+fn notify_html(g: &crate::domain::ports::GrantSummary, csrf: &str) -> String {
+    if !g.capabilities.allows(Capability::Notify) {
+        return String::new();
+    }
+    let n = &g.notify;
+    let id = escape(g.grant.as_str());
+    let checked = |on: bool| if on { " checked" } else { "" };
+    let window = n.quiet.first();
+    let days: String = DAYS
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let on = window.is_some_and(|w| w.days.contains(&(i as u8 + 1)));
+            format!(
+                "<label><input type=\"checkbox\" name=\"quiet_day\" value=\"{}\"{}> {d}</label> ",
+                i + 1,
+                checked(on)
+            )
+        })
+        .collect();
+    let mutes: String = n
+        .mutes
+        .iter()
+        .map(|m| {
+            format!(
+                "<li>{} until {}</li>",
+                escape(m.sender.as_deref().unwrap_or("a conversation")),
+                m.until.format("%Y-%m-%d %H:%M UTC")
+            )
+        })
+        .collect();
+    format!(
+        "<form method=\"post\" action=\"/settings/connections/{id}/notify\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
+<fieldset><legend>New mail</legend>\
+<p><label>Never from (addresses, @domain, *.domain):<br><textarea name=\"deny\" rows=\"2\" cols=\"40\">{}</textarea></label></p>\
+<p><label>VIPs:<br><textarea name=\"vips\" rows=\"2\" cols=\"40\">{}</textarea></label></p>\
+<p><label><input type=\"checkbox\" name=\"only_vips\" value=\"on\"{}> only VIPs</label> \
+<label><input type=\"checkbox\" name=\"vips_break_quiet\" value=\"on\"{}> VIPs even in quiet hours</label></p>\
+<p>Quiet hours: {days}<br><label>from <input type=\"time\" name=\"quiet_start\" value=\"{}\"></label> \
+<label>to <input type=\"time\" name=\"quiet_end\" value=\"{}\"></label> \
+<label>time zone <input name=\"zone\" value=\"{}\" placeholder=\"Europe/Berlin\" size=\"18\"></label></p>\
+{}<button type=\"submit\">Save new-mail rules</button></fieldset></form>",
+        escape(csrf),
+        escape(&n.deny.join("\n")),
+        escape(&n.allow.join("\n")),
+        checked(n.only_allowed),
+        checked(n.vip_breaks_quiet),
+        window.map(|w| clock(w.start)).unwrap_or_default(),
+        window.map(|w| clock(w.end)).unwrap_or_default(),
+        escape(&n.zone),
+        if mutes.is_empty() {
+            String::new()
+        } else {
+            format!("<p>Muted by you or your assistant:</p><ul>{mutes}</ul>")
+        },
+    )
+}
+
+/// `HH:MM` → minutes after midnight.
+fn minutes(raw: &str) -> Option<u16> {
+    let (h, m) = raw.split_once(':')?;
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+/// The new-mail rules a form describes.
+fn notify_form(form: &str) -> Result<NotifySettings, String> {
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(form.as_bytes())
+        .into_owned()
+        .collect();
+    let one = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let days: Vec<u8> = fields
+        .iter()
+        .filter(|(n, _)| n == "quiet_day")
+        .filter_map(|(_, v)| v.parse().ok())
+        .filter(|d| (1..=7).contains(d))
+        .collect();
+    let quiet = match (minutes(one("quiet_start")), minutes(one("quiet_end"))) {
+        (Some(start), Some(end)) if !days.is_empty() => vec![QuietSpec { days, start, end }],
+        _ => Vec::new(),
+    };
+    let settings = NotifySettings {
+        deny: recipients::parse_entries(one("deny"))?,
+        allow: recipients::parse_entries(one("vips"))?,
+        only_allowed: one("only_vips") == "on",
+        vip_breaks_quiet: one("vips_break_quiet") == "on",
+        zone: one("zone").trim().to_owned(),
+        quiet,
+        mutes: Vec::new(),
+    };
+    settings.rules().map_err(|e| e.to_string())?;
+    Ok(settings)
+}
+
 fn connection_html(c: &Connection, csrf: &str) -> String {
     let g = &c.summary;
     let id = escape(g.grant.as_str());
@@ -200,7 +307,7 @@ fn connection_html(c: &Connection, csrf: &str) -> String {
         "<button type=\"submit\">Save</button></form>{}\
 <form class=\"revoke\" method=\"post\" action=\"/settings/connections/{id}/revoke\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
 <button type=\"submit\" class=\"danger\">Revoke (disconnect now)</button></form>",
-        recipients_html(g, csrf),
+        recipients_html(g, csrf) + &notify_html(g, csrf),
         escape(csrf)
     );
     html.push_str(&activity_html(&c.events));
@@ -400,6 +507,32 @@ mailbox, choose what each may do, and disconnect them.</p>\
         match self
             .auth
             .change_recipients(&session, csrf, &grant, rule)
+            .await
+        {
+            Ok(()) => see_other("/settings?done=saved"),
+            Err(e) => Self::refused(&e),
+        }
+    }
+
+    /// `POST /settings/connections/:grant/notify`.
+    pub async fn notify(&self, mut req: Request) -> Response {
+        let Some((_, session)) = self.session(&req) else {
+            return Self::refused(&SettingsError::SignedOut);
+        };
+        let grant = GrantId::new(req.raw_path_param("grant").unwrap_or_default());
+        let Ok(body) = req.take_body().into_bytes_limit(MAX_FORM_BYTES).await else {
+            return error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+        };
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let form = form_fields(body.as_bytes());
+        let csrf = form.get("csrf_token").map_or("", String::as_str);
+        let rules = match notify_form(&body) {
+            Ok(rules) => rules,
+            Err(why) => return error_page(StatusCode::BAD_REQUEST, &why),
+        };
+        match self
+            .auth
+            .change_notify_rules(&session, csrf, &grant, rules)
             .await
         {
             Ok(()) => see_other("/settings?done=saved"),

@@ -48,6 +48,7 @@ use crate::domain::{
         token::{IssuedToken, TokenPair},
     },
     grant::{AccessToken, Capability, CapabilitySet, GrantId, UpstreamCredential},
+    notify::settings::NotifySettings,
     ports::{
         AuditEvent, AuditKind, CodeBinding, GrantDraft, GrantSummary, OpenedGrant, Policy,
         PolicyError, Redemption, RefreshBinding, TokenVault, UpstreamTokens, VaultError,
@@ -954,11 +955,19 @@ impl TokenVault for RedbVault {
         blocking(move || Ok(vault.grants_of_blocking(&digest)?)).await
     }
 
+    async fn set_notify_settings(
+        &self,
+        grant: &GrantId,
+        settings: NotifySettings,
+    ) -> Result<(), VaultError> {
+        let record = records::NotifyRecord::from_settings(&settings);
+        self.update_policy(grant, move |g| g.notify = Some(record))
+            .await
+    }
+
     async fn set_recipients(&self, grant: &GrantId, rule: RecipientRule) -> Result<(), VaultError> {
-        let vault = self.clone();
-        let id = grant.clone();
-        let found = blocking(move || Ok(vault.set_recipients_blocking(&id, &rule)?)).await?;
-        found.then_some(()).ok_or(VaultError::InvalidToken)
+        self.update_policy(grant, move |g| g.recipients = Some(rule.to_stored()))
+            .await
     }
 
     async fn set_capabilities(
@@ -966,12 +975,11 @@ impl TokenVault for RedbVault {
         grant: &GrantId,
         capabilities: CapabilitySet,
     ) -> Result<(), VaultError> {
-        let vault = self.clone();
-        let id = grant.clone();
-        let found =
-            blocking(move || Ok(vault.set_capabilities_blocking(&id, &capabilities)?)).await?;
+        let names = capabilities.iter().map(|c| c.as_str().to_owned()).collect();
+        self.update_policy(grant, move |g| g.capabilities = names)
+            .await?;
         self.cache().forget_grant(grant);
-        found.then_some(()).ok_or(VaultError::InvalidToken)
+        Ok(())
     }
 
     async fn revoked_of(&self, account_digest: &str) -> Result<Vec<GrantSummary>, VaultError> {
@@ -1021,6 +1029,11 @@ impl RedbVault {
                     .as_deref()
                     .map(RecipientRule::from_stored)
                     .unwrap_or_default(),
+                notify: g
+                    .notify
+                    .clone()
+                    .map(records::NotifyRecord::into_settings)
+                    .unwrap_or_default(),
             });
         }
         out.sort_by_key(|g| std::cmp::Reverse(g.created_at));
@@ -1048,6 +1061,7 @@ impl RedbVault {
                 last_used_at: Some(t.revoked_at),
                 capabilities: CapabilitySet::read_only(),
                 recipients: RecipientRule::default(),
+                notify: NotifySettings::default(),
             });
         }
         out.sort_by_key(|g| std::cmp::Reverse(g.last_used_at));
@@ -1075,21 +1089,6 @@ impl RedbVault {
         })
     }
 
-    fn set_recipients_blocking(
-        &self,
-        grant: &GrantId,
-        rule: &RecipientRule,
-    ) -> Result<bool, VaultStoreError> {
-        self.write(|w| {
-            let Some(mut record) = w.grant(grant.as_str())? else {
-                return Ok(false);
-            };
-            record.recipients = Some(rule.to_stored());
-            w.put_grant(&record)?;
-            Ok(true)
-        })
-    }
-
     fn recipients_blocking(&self, grant: &GrantId) -> Result<RecipientRule, PolicyError> {
         Ok(self
             .policy_record_blocking(grant)?
@@ -1099,23 +1098,45 @@ impl RedbVault {
             .unwrap_or_default())
     }
 
-    fn set_capabilities_blocking(
+    /// Changes one part of a grant's policy in its record; an unknown grant is an invalid
+    /// token (it ended).
+    async fn update_policy(
         &self,
         grant: &GrantId,
-        capabilities: &CapabilitySet,
-    ) -> Result<bool, VaultStoreError> {
-        self.write(|w| {
-            let Some(mut record) = w.grant(grant.as_str())? else {
-                return Ok(false);
-            };
-            record.capabilities = capabilities.iter().map(|c| c.as_str().to_owned()).collect();
-            w.put_grant(&record)?;
-            Ok(true)
+        change: impl FnOnce(&mut GrantRecord) + Send + 'static,
+    ) -> Result<(), VaultError> {
+        let vault = self.clone();
+        let id = grant.clone();
+        let found = blocking(move || {
+            Ok(vault.write(|w| {
+                let Some(mut record) = w.grant(id.as_str())? else {
+                    return Ok(false);
+                };
+                change(&mut record);
+                w.put_grant(&record)?;
+                Ok(true)
+            })?)
         })
+        .await?;
+        found.then_some(()).ok_or(VaultError::InvalidToken)
     }
 }
 
 impl Policy for RedbVault {
+    async fn notify_settings(&self, grant: &GrantId) -> Result<NotifySettings, PolicyError> {
+        let vault = self.clone();
+        let id = grant.clone();
+        tokio::task::spawn_blocking(move || {
+            Ok(vault
+                .policy_record_blocking(&id)?
+                .notify
+                .map(records::NotifyRecord::into_settings)
+                .unwrap_or_default())
+        })
+        .await
+        .unwrap_or_else(|_| Err(PolicyError("policy task failed".into())))
+    }
+
     async fn recipients(&self, grant: &GrantId) -> Result<RecipientRule, PolicyError> {
         // Read fresh each time: sending is rare, and a tightened rule must apply at once.
         let vault = self.clone();

@@ -70,13 +70,17 @@ fn mark(what: &str) -> String {
     format!("{what} {:x}", rand::random::<u32>())
 }
 
-/// The writer's email with `subject`, by a search through the app.
+/// The writer's email with `subject`, by a search through the app (the search index takes a
+/// moment to see a delivery).
 async fn find(app: &TestApp, token: &str, subject: &str) -> String {
-    let (_, r) = call_tool(app, token, "search_email", json!({"subject": subject})).await;
-    structured(&r)["emails"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    for _ in 0..40 {
+        let (_, r) = call_tool(app, token, "search_email", json!({"subject": subject})).await;
+        if let Some(id) = structured(&r)["emails"][0]["id"].as_str() {
+            return id.to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{subject:?} was not found");
 }
 
 #[tokio::test]
@@ -194,4 +198,105 @@ async fn new_mail_needs_the_notify_capability() {
     assert!(!tools.contains(&"check_new_mail".to_owned()), "{tools:?}");
     let (_, r) = call_tool(&app, &token, "check_new_mail", json!({})).await;
     assert!(is_error(&r), "{r}");
+}
+
+#[tokio::test]
+async fn new_mail_rules_from_settings_and_mutes_from_the_assistant() {
+    let (_standin, app) = writer_app().await;
+    let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
+    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let grant = {
+        let marker = "/settings/connections/";
+        let start = settings.body.find(marker).unwrap() + marker.len();
+        settings.body[start..].split('/').next().unwrap().to_owned()
+    };
+    let rules_url = format!("{}/settings/connections/{grant}/notify", app.base());
+    let bad = browser
+        .post_form(
+            &rules_url,
+            &[
+                ("csrf_token", &csrf),
+                ("zone", "Mars/Olympus"),
+                ("quiet_day", "1"),
+                ("quiet_start", "22:00"),
+                ("quiet_end", "07:00"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    // Quiet all day, every day: a look the assistant asks for is not held back by it.
+    let mut form = vec![
+        ("csrf_token", csrf.as_str()),
+        ("deny", "@spam.example"),
+        ("vips", "boss@corp.example"),
+        ("zone", "Europe/Berlin"),
+        ("quiet_start", "00:00"),
+        ("quiet_end", "23:59"),
+    ];
+    for d in ["1", "2", "3", "4", "5", "6", "7"] {
+        form.push(("quiet_day", d));
+    }
+    let saved = browser.post_form(&rules_url, &form).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+
+    let cursor = check(&app, &token, json!({})).await["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, muted) = call_tool(
+        &app,
+        &token,
+        "mute_notifications",
+        json!({"sender": "@news.example", "for": "8h"}),
+    )
+    .await;
+    assert!(!is_error(&muted), "{muted}");
+    assert_eq!(
+        structured(&muted)["settings"]["mutes"][0]["sender"],
+        "@news.example"
+    );
+    let wanted = mark("Wanted");
+    deliver("spammer@spam.example", &mark("Spam"));
+    deliver("digest@news.example", &mark("News"));
+    deliver("ana@example.org", &wanted);
+    let r = check(&app, &token, json!({"cursor": cursor})).await;
+    assert_eq!(subjects(&r), std::slice::from_ref(&wanted), "{r}");
+    assert_eq!(
+        r["suppressed"],
+        json!({"denied": 1, "not_vip": 0, "muted": 1})
+    );
+
+    let (_, shown) = call_tool(&app, &token, "get_notify_settings", json!({})).await;
+    let s = &structured(&shown)["settings"];
+    assert_eq!(s["deny"], json!(["@spam.example"]));
+    assert_eq!(s["vips"], json!(["boss@corp.example"]));
+    assert_eq!(s["time_zone"], "Europe/Berlin");
+    assert_eq!(s["quiet_hours"][0]["start"], "00:00");
+    assert_eq!(s["mutes"].as_array().unwrap().len(), 1);
+    // The assistant can't undo or widen anything: bad mutes are refused, no tool unmutes.
+    for bad in [
+        json!({"for": "8h"}),
+        json!({"sender": "@x.org", "for": "99d"}),
+        json!({"sender": "not an address", "for": "1h"}),
+    ] {
+        let (_, r) = call_tool(&app, &token, "mute_notifications", bad.clone()).await;
+        assert!(is_error(&r), "{bad}: {r}");
+    }
+    // The page shows the mute, and saving the rules keeps it.
+    let page = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(
+        page.body.contains("Muted by you or your assistant"),
+        "{}",
+        page.body
+    );
+    let saved = browser.post_form(&rules_url, &form).await;
+    assert_eq!(saved.status, 303);
+    let (_, shown) = call_tool(&app, &token, "get_notify_settings", json!({})).await;
+    assert_eq!(
+        structured(&shown)["settings"]["mutes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -317,6 +317,32 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         Ok(())
     }
 
+    /// Replaces a connection's new-mail rules, keeping the mutes in force.
+    ///
+    /// # Errors
+    /// [`SettingsError`]: a forged form, someone else's grant.
+    pub async fn change_notify_rules(
+        &self,
+        session: &SettingsSession,
+        csrf: &str,
+        grant: &GrantId,
+        mut rules: crate::domain::notify::settings::NotifySettings,
+    ) -> Result<(), SettingsError> {
+        self.owned(session, csrf, grant).await?;
+        let current = self
+            .vault()
+            .grants_of(&session.account_digest)
+            .await?
+            .into_iter()
+            .find(|g| &g.grant == grant)
+            .map(|g| g.notify)
+            .unwrap_or_default();
+        rules.mutes = current.mutes;
+        self.vault().set_notify_settings(grant, rules).await?;
+        tracing::info!(grant = %grant, "new-mail rules changed in settings");
+        Ok(())
+    }
+
     /// Replaces who a connection may send to.
     ///
     /// # Errors

@@ -12,9 +12,11 @@ use crate::domain::{
         arrival::{self, Account, Created, Verdict},
         cursor::NewMailCursor,
         fresh_watermark,
+        rules::Decision,
+        settings::{MuteRequest, NotifySettings},
     },
     ports::{MailStore, Policy, TokenVault},
-    query::PageSize,
+    query::{InvalidArgument, PageSize},
 };
 
 /// What the client asked.
@@ -31,9 +33,9 @@ pub struct NewMailRequest {
 /// New mail.
 #[derive(Debug, Clone)]
 pub struct NewMail {
-    /// The arrivals, oldest first.
+    /// The arrivals, oldest first (the newest ones when there were more than the limit).
     pub items: Vec<EmailSummary>,
-    /// More arrivals than listed (the rest are counted, not repeated).
+    /// Older arrivals beyond the limit (counted, not repeated).
     pub not_shown: usize,
     /// For the next call.
     pub cursor: String,
@@ -45,6 +47,20 @@ pub struct NewMail {
     pub directory: MailboxDirectory,
     /// The page size used.
     pub size: PageSize,
+    /// Arrivals the person's rules held back: denied senders, non-VIPs when only VIPs
+    /// count, mutes.
+    pub suppressed: Suppressed,
+}
+
+/// Arrivals held back, by rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Suppressed {
+    /// From a denied sender.
+    pub denied: usize,
+    /// Not a VIP while only VIPs count.
+    pub not_vip: usize,
+    /// Muted (by the person or the assistant).
+    pub muted: usize,
 }
 
 impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
@@ -107,10 +123,28 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             })
             .cloned()
             .collect();
+        // The person's rules; quiet hours are for mail pushed at them, not for a look they
+        // (or their assistant) asked for.
+        let settings = self.policy.notify_settings(&caller.grant).await?;
+        let rules = settings
+            .rules()
+            .map_err(|e| InvalidArgument::new("notify settings", e.to_string()))?;
+        let mut suppressed = Suppressed::default();
+        items.retain(|e| {
+            let sender = e.from.first().map_or("", |a| a.email.as_str());
+            match rules.decide(sender, &e.thread_id, now) {
+                Decision::Denied => suppressed.denied += 1,
+                Decision::NotAllowed => suppressed.not_vip += 1,
+                Decision::Muted => suppressed.muted += 1,
+                Decision::Notify { .. } | Decision::HoldUntil(_) => return true,
+            }
+            false
+        });
         items.sort_by_key(|e| e.received_at);
         let latest: Option<DateTime<Utc>> = items.last().map(|e| e.received_at);
+        // Over the limit: the newest are listed (oldest first), the older ones counted.
         let not_shown = items.len().saturating_sub(size.size as usize);
-        items.truncate(size.size as usize);
+        items.drain(..not_shown);
         let cursor = NewMailCursor {
             watermark: latest.map_or(watermark, |l| l.max(watermark)),
             state: feed.state.clone(),
@@ -123,6 +157,43 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             reset: unreadable || feed.reset,
             directory: MailboxDirectory::new(feed.mailboxes),
             size,
+            suppressed,
         })
+    }
+
+    /// `mute_notifications`: adds a mute — the only change to the rules the model can make,
+    /// and it can only narrow them. Returns the settings now in force.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotPermitted`] without `notify`; a bad mute as an argument error.
+    pub async fn mute_notifications(
+        &self,
+        caller: &Caller,
+        request: &MuteRequest,
+    ) -> Result<NotifySettings, ServiceError> {
+        require(caller, Capability::Notify, "mute notifications")?;
+        let now = Utc::now();
+        let mute = request
+            .mute(now)
+            .map_err(|e| InvalidArgument::new("mute", e.to_string()))?;
+        let mut settings = self.policy.notify_settings(&caller.grant).await?;
+        settings.add_mute(mute, now);
+        self.vault
+            .set_notify_settings(&caller.grant, settings.clone())
+            .await
+            .map_err(ServiceError::Unauthenticated)?;
+        Ok(settings)
+    }
+
+    /// `get_notify_settings`.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotPermitted`] without `notify`.
+    pub async fn notify_settings(&self, caller: &Caller) -> Result<NotifySettings, ServiceError> {
+        require(caller, Capability::Notify, "see notification settings")?;
+        let mut settings = self.policy.notify_settings(&caller.grant).await?;
+        let now = Utc::now();
+        settings.mutes.retain(|m| m.until > now);
+        Ok(settings)
     }
 }

@@ -11,6 +11,7 @@ use crate::domain::{
     changes::{ChangeOutcome, ChangeReport, Keyword},
     mail::{Address, EmailSummary},
     mailboxes::MailboxDirectory,
+    notify::settings::NotifySettings,
     query::MAX_PAGE_SIZE,
     service::{
         AttachmentView, EmailView, IdentityView, MoveView, NewMail, SearchResult, ThreadView,
@@ -180,6 +181,92 @@ pub fn new_mail(result: &NewMail) -> (out::CheckNewMailOutput, String) {
             not_shown: result.not_shown as u64,
             more: result.more,
             reset: result.reset,
+            suppressed: out::CheckNewMailOutputSuppressed {
+                denied: result.suppressed.denied as u64,
+                not_vip: result.suppressed.not_vip as u64,
+                muted: result.suppressed.muted as u64,
+            },
+        },
+        text,
+    )
+}
+
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+fn clock(minutes: u16) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// A connection's new-mail rules, and their text.
+pub fn notify_settings(s: &NotifySettings) -> (out::NotifySettings, String) {
+    let quiet: Vec<out::NotifySettingsQuietHoursItem> = s
+        .quiet
+        .iter()
+        .map(|q| out::NotifySettingsQuietHoursItem {
+            days: q
+                .days
+                .iter()
+                .filter_map(|d| WEEKDAYS.get(usize::from(*d).wrapping_sub(1)))
+                .map(|d| (*d).to_owned())
+                .collect(),
+            start: clock(q.start),
+            end: clock(q.end),
+        })
+        .collect();
+    let mutes: Vec<out::NotifySettingsMutesItem> = s
+        .mutes
+        .iter()
+        .map(|m| out::NotifySettingsMutesItem {
+            sender: m.sender.clone(),
+            thread_id: m.thread.as_ref().map(ToString::to_string),
+            until: m.until,
+        })
+        .collect();
+    let list = |l: &[String]| {
+        if l.is_empty() {
+            "—".to_owned()
+        } else {
+            l.join(", ")
+        }
+    };
+    let mut text = format!(
+        "Never new mail from: {}\nVIPs: {}{}\nQuiet hours ({}): ",
+        list(&s.deny),
+        list(&s.allow),
+        if s.only_allowed {
+            " (only VIPs count)"
+        } else {
+            ""
+        },
+        if s.zone.is_empty() { "UTC" } else { &s.zone },
+    );
+    if quiet.is_empty() {
+        text.push('—');
+    }
+    for q in &quiet {
+        let _ = write!(text, "{} {}–{}; ", q.days.join(","), q.start, q.end);
+    }
+    for m in &mutes {
+        let what = m
+            .sender
+            .clone()
+            .or_else(|| m.thread_id.as_ref().map(|t| format!("thread {t}")))
+            .unwrap_or_default();
+        let _ = write!(text, "\nMuted until {}: {what}", m.until.to_rfc3339());
+    }
+    (
+        out::NotifySettings {
+            deny: s.deny.clone(),
+            vips: s.allow.clone(),
+            only_vips: s.only_allowed,
+            vips_break_quiet_hours: s.vip_breaks_quiet,
+            time_zone: if s.zone.is_empty() {
+                "UTC".into()
+            } else {
+                s.zone.clone()
+            },
+            quiet_hours: quiet,
+            mutes,
         },
         text,
     )

@@ -10,6 +10,11 @@ use crate::domain::{
         token::{IssuedToken, TokenPair},
     },
     grant::AccessToken,
+    ids::ThreadId,
+    notify::{
+        rules::Mute,
+        settings::{NotifySettings, QuietSpec},
+    },
 };
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, VaultStoreError> {
@@ -85,6 +90,9 @@ pub struct GrantRecord {
     /// Who it may send to (`RecipientRule` stored form); absent: anyone.
     #[serde(default)]
     pub recipients: Option<String>,
+    /// New-mail rules; absent: the defaults.
+    #[serde(default)]
+    pub notify: Option<NotifyRecord>,
     #[serde(default)]
     pub client_id: Option<String>,
     #[serde(default)]
@@ -125,6 +133,7 @@ impl GrantRecord {
             sealed_props,
             capabilities: vec!["read".into()],
             recipients: None,
+            notify: None,
             client_id: None,
             redirect_uri: None,
             resource: None,
@@ -222,4 +231,79 @@ pub struct Tombstone {
     pub redirect_uri: String,
     pub created_at: i64,
     pub revoked_at: i64,
+}
+
+/// `GrantRecord.notify`: the new-mail rules (docs/storage-schema.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NotifyRecord {
+    #[serde(default)]
+    pub deny: Vec<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub only_allowed: bool,
+    #[serde(default)]
+    pub vip_breaks_quiet: bool,
+    #[serde(default)]
+    pub zone: String,
+    /// `[iso weekdays, start minute, end minute]`.
+    #[serde(default)]
+    pub quiet: Vec<(Vec<u8>, u16, u16)>,
+    /// `[sender, thread, until (unix seconds)]`.
+    #[serde(default)]
+    pub mutes: Vec<(Option<String>, Option<String>, i64)>,
+}
+
+impl NotifyRecord {
+    pub fn from_settings(s: &NotifySettings) -> Self {
+        Self {
+            deny: s.deny.clone(),
+            allow: s.allow.clone(),
+            only_allowed: s.only_allowed,
+            vip_breaks_quiet: s.vip_breaks_quiet,
+            zone: s.zone.clone(),
+            quiet: s
+                .quiet
+                .iter()
+                .map(|q| (q.days.clone(), q.start, q.end))
+                .collect(),
+            mutes: s
+                .mutes
+                .iter()
+                .map(|m| {
+                    (
+                        m.sender.clone(),
+                        m.thread.as_ref().map(ToString::to_string),
+                        m.until.timestamp(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn into_settings(self) -> NotifySettings {
+        NotifySettings {
+            deny: self.deny,
+            allow: self.allow,
+            only_allowed: self.only_allowed,
+            vip_breaks_quiet: self.vip_breaks_quiet,
+            zone: self.zone,
+            quiet: self
+                .quiet
+                .into_iter()
+                .map(|(days, start, end)| QuietSpec { days, start, end })
+                .collect(),
+            mutes: self
+                .mutes
+                .into_iter()
+                .filter_map(|(sender, thread, until)| {
+                    Some(Mute {
+                        sender,
+                        thread: thread.and_then(|t| ThreadId::parse(t).ok()),
+                        until: chrono::DateTime::from_timestamp(until, 0)?,
+                    })
+                })
+                .collect(),
+        }
+    }
 }
