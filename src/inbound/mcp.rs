@@ -1077,6 +1077,32 @@ mod tests {
         policy
     }
 
+    /// The handler over `service`, auditing into a mock.
+    pub(super) fn handler_for(
+        service: Arc<MailService<MockMailStore, MockTokenVault, MockPolicy>>,
+    ) -> McpHandler<MockMailStore, MockTokenVault, MockPolicy> {
+        let mut audit = MockAuditLog::new();
+        audit.expect_record().return_const(());
+        McpHandler::new(
+            service,
+            Duration::from_secs(5),
+            Arc::new(audit),
+            Arc::default(),
+        )
+    }
+
+    /// A caller of grant `g1` holding `capabilities`.
+    pub(super) fn caller_with(capabilities: &CapabilitySet, account: Option<&str>) -> Caller {
+        Caller {
+            account: account.map(str::to_owned),
+            grant: GrantId::new("g1"),
+            credential: UpstreamCredential::Bearer(SecretString::new("t")),
+            capabilities: capabilities.clone(),
+            token: AccessToken::new("g1.t"),
+            renewable: false,
+        }
+    }
+
     /// Every subset of the capabilities a grant can hold (`read` is always in).
     pub(super) fn capability_sets() -> Vec<CapabilitySet> {
         let optional = [
@@ -1119,22 +1145,8 @@ mod tests {
                         crate::domain::service::SendSettings::default(),
                     ),
                 );
-                let mut audit = MockAuditLog::new();
-                audit.expect_record().return_const(());
-                let handler = McpHandler::new(
-                    service,
-                    Duration::from_secs(5),
-                    Arc::new(audit),
-                    Arc::default(),
-                );
-                let caller = Caller {
-                    account: None,
-                    grant: GrantId::new("g1"),
-                    credential: UpstreamCredential::Bearer(SecretString::new("t")),
-                    capabilities: capabilities.clone(),
-                    token: AccessToken::new("g1.t"),
-                    renewable: false,
-                };
+                let handler = handler_for(service);
+                let caller = caller_with(&capabilities, None);
                 let outcome = handler
                     .dispatch(
                         spec.name,
@@ -1184,12 +1196,10 @@ mod no_send_without_the_capability {
             ApprovalRecord, DraftDigest, DraftSnapshot, MockApprovalStore, Schedule, Status,
         },
         compose::{CreatedDraft, Identity},
-        grant::{AccessToken, UpstreamCredential},
         ids::{BlobId, ThreadId},
         mail::Address,
-        ports::{MockAuditLog, MockMailStore, MockPolicy, MockTokenVault, SearchPage},
+        ports::{MockMailStore, MockPolicy, MockTokenVault, SearchPage},
         recipients::RecipientRule,
-        secret::SecretString,
         service::{SendSettings, ServiceLimits},
         submission::{SubmissionStatus, UndoStatus},
     };
@@ -1326,7 +1336,7 @@ mod no_send_without_the_capability {
         a
     }
 
-    use super::tests::{arguments, capability_sets};
+    use super::tests::{arguments, caller_with, capability_sets, handler_for};
 
     #[tokio::test]
     async fn only_send_draft_with_send_submits() {
@@ -1353,22 +1363,8 @@ mod no_send_without_the_capability {
                     )
                     .with_approvals(Arc::new(approved_store()), SendSettings::default()),
                 );
-                let mut audit = MockAuditLog::new();
-                audit.expect_record().return_const(());
-                let handler = McpHandler::new(
-                    service,
-                    Duration::from_secs(5),
-                    Arc::new(audit),
-                    Arc::default(),
-                );
-                let caller = Caller {
-                    account: Some("a".into()),
-                    grant: GrantId::new("g1"),
-                    credential: UpstreamCredential::Bearer(SecretString::new("t")),
-                    capabilities: capabilities.clone(),
-                    token: AccessToken::new("g1.t"),
-                    renewable: false,
-                };
+                let handler = handler_for(service);
+                let caller = caller_with(&capabilities, Some("a"));
                 let _ = handler
                     .dispatch(
                         spec.name,

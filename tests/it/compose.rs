@@ -371,7 +371,7 @@ async fn compose_undo_restores_the_draft_and_a_held_message_leaves_on_release() 
 }
 
 /// Releases held submissions due by `epoch` (calalarmd -t, as root).
-fn release(epoch: i64) {
+pub(crate) fn release(epoch: i64) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(root.join("scripts/testbed"))
         .args(["release", &epoch.to_string()])

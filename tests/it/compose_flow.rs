@@ -64,8 +64,8 @@ pub(crate) async fn draft(app: &TestApp, token: &str, mark: &str) -> String {
     structured(&r)["draft_id"].as_str().unwrap().to_owned()
 }
 
-/// The review page's approval id from a `send_draft` result's link (the fragment is dropped:
-/// this client has no script to read it).
+/// The review page's URL from a `send_draft` result's link, without the fragment (this client
+/// has no script to read it).
 pub(crate) fn approval_path(result: &Value) -> String {
     let url = structured(result)["approval_url"]
         .as_str()
@@ -75,7 +75,12 @@ pub(crate) fn approval_path(result: &Value) -> String {
     path.to_owned()
 }
 
-async fn decide(browser: &mut Browser, url: &str, decision: &str) -> crate::oauth_flow::Page {
+/// Opens the review page at `url` (signed in) and posts `decision` with its CSRF token.
+pub(crate) async fn decide(
+    browser: &mut Browser,
+    url: &str,
+    decision: &str,
+) -> crate::oauth_flow::Page {
     let page = browser.get(url).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("data-sealed=\""), "{}", page.body);
@@ -117,11 +122,7 @@ async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
     // Asking again before the person decided sends nothing either.
     let (_, again) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
     assert_eq!(structured(&again)["status"], "needs_approval");
-    let url = format!(
-        "{}{}",
-        app.base(),
-        approval_path(&again).trim_start_matches(&app.base())
-    );
+    let url = approval_path(&again);
 
     let decided = decide(&mut browser, &url, "approve").await;
     assert_eq!(decided.status, 200, "{}", decided.body);
@@ -202,11 +203,7 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
     let mark = marker();
     let id = draft(&app, &token, &mark).await;
     let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
-    let url = format!(
-        "{}{}",
-        app.base(),
-        approval_path(&asked).trim_start_matches(&app.base())
-    );
+    let url = approval_path(&asked);
     let declined = decide(&mut browser, &url, "decline").await;
     assert!(declined.body.contains("Declined"), "{}", declined.body);
     let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
@@ -217,11 +214,7 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
 
     // Approved, then the send asked for is not the one approved (another schedule).
     let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
-    let url = format!(
-        "{}{}",
-        app.base(),
-        approval_path(&asked).trim_start_matches(&app.base())
-    );
+    let url = approval_path(&asked);
     decide(&mut browser, &url, "approve").await;
     let (_, r) = call_tool(
         &app,
@@ -236,11 +229,7 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
     // An approval for another draft doesn't send this one.
     let other = draft(&app, &token, &marker()).await;
     let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": other})).await;
-    let url = format!(
-        "{}{}",
-        app.base(),
-        approval_path(&asked).trim_start_matches(&app.base())
-    );
+    let url = approval_path(&asked);
     decide(&mut browser, &url, "approve").await;
     let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
     assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
@@ -248,11 +237,7 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
 
     // Expired before the person decided: the page says so, and so does the next send.
     let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
-    let url = format!(
-        "{}{}",
-        app.base(),
-        approval_path(&asked).trim_start_matches(&app.base())
-    );
+    let url = approval_path(&asked);
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     let page = browser.get(&url).await;
     assert_eq!(page.status, 410, "{}", page.body);
@@ -262,11 +247,7 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
 
     // Someone else's mailbox can't open or decide it; a form without the token is refused.
     let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
-    let url = format!(
-        "{}{}",
-        app.base(),
-        approval_path(&asked).trim_start_matches(&app.base())
-    );
+    let url = approval_path(&asked);
     let no_csrf = browser.post_form(&url, &[("decision", "approve")]).await;
     assert_eq!(no_csrf.status, 403, "{}", no_csrf.body);
     let mut stranger = Browser::default();

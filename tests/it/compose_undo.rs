@@ -6,43 +6,16 @@
 use serde_json::json;
 
 use crate::{
-    compose::sent_with,
-    compose_flow::{connected, draft, is_error, marker, structured, text},
+    compose::{release, sent_with},
+    compose_flow::{approval_path, connected, decide, draft, is_error, marker, structured, text},
     control::writer_app,
     oauth_flow::{Browser, call_tool},
-    support::TestApp,
 };
 
 /// Approves the draft's pending send on the review page (the browser is signed in).
-async fn approve(app: &TestApp, browser: &mut Browser, asked: &serde_json::Value) {
-    let url = structured(asked)["approval_url"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no approval link: {asked}"));
-    let path = url
-        .split('#')
-        .next()
-        .unwrap()
-        .trim_start_matches(&app.base());
-    let url = format!("{}{path}", app.base());
-    let page = browser.get(&url).await;
-    let csrf = page.field("csrf_token");
-    let done = browser
-        .post_form(&url, &[("csrf_token", &csrf), ("decision", "approve")])
-        .await;
+async fn approve(browser: &mut Browser, asked: &serde_json::Value) {
+    let done = decide(browser, &approval_path(asked), "approve").await;
     assert!(done.body.contains("Approved"), "{}", done.body);
-}
-
-fn release(epoch: i64) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(root.join("scripts/testbed"))
-        .args(["release", &epoch.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]
@@ -76,7 +49,7 @@ async fn compose_undo_window_cancel_and_scheduled_release_over_mcp() {
     // An undo window: approved, held, cancelled → back in Drafts, nothing left.
     let args = json!({"draft_id": id, "undo_window_s": 600});
     let (_, asked) = call_tool(&app, &token, "send_draft", args.clone()).await;
-    approve(&app, &mut browser, &asked).await;
+    approve(&mut browser, &asked).await;
     let (_, held) = call_tool(&app, &token, "send_draft", args).await;
     assert_eq!(structured(&held)["status"], "scheduled", "{held}");
     let submission = structured(&held)["submission_id"]
@@ -124,7 +97,7 @@ async fn compose_undo_window_cancel_and_scheduled_release_over_mcp() {
     let at = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
     let args = json!({"draft_id": id, "send_at": at});
     let (_, asked) = call_tool(&app, &token, "send_draft", args.clone()).await;
-    approve(&app, &mut browser, &asked).await;
+    approve(&mut browser, &asked).await;
     let (_, held) = call_tool(&app, &token, "send_draft", args).await;
     assert_eq!(structured(&held)["status"], "scheduled", "{held}");
     let submission = structured(&held)["submission_id"]
@@ -156,7 +129,7 @@ async fn compose_undo_window_cancel_and_scheduled_release_over_mcp() {
     let other = draft(&app, &token, &marker()).await;
     let args = json!({"draft_id": other, "send_at": far});
     let (_, asked) = call_tool(&app, &token, "send_draft", args.clone()).await;
-    approve(&app, &mut browser, &asked).await;
+    approve(&mut browser, &asked).await;
     let (_, r) = call_tool(&app, &token, "send_draft", args).await;
     assert!(text(&r).starts_with("delay_exceeds_max:"), "{r}");
 
