@@ -219,7 +219,8 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
         Arc::clone(&audit),
         Arc::clone(&watchers),
     )
-    .with_public_url(config.public_url.as_str());
+    .with_public_url(config.public_url.as_str())
+    .with_poll_interval(config.notify_poll);
     let mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(config.allowed_hosts.clone())
         .with_sse_keep_alive(Some(Duration::from_secs(15)))

@@ -174,6 +174,9 @@ pub struct Cli {
     /// Audit events kept per connection [default: 500].
     #[arg(long, env = "MAILCONNECT_AUDIT_MAX_EVENTS", global = true)]
     pub audit_max_events: Option<usize>,
+    /// Seconds between looks at the mailbox of a client listening for new mail [default: 60].
+    #[arg(long, env = "MAILCONNECT_NOTIFY_POLL_SECS", global = true)]
+    pub notify_poll_secs: Option<u64>,
     /// How long a person has to approve sending a draft, in seconds [default: 600].
     #[arg(long, env = "MAILCONNECT_SEND_APPROVAL_TTL_SECS", global = true)]
     pub send_approval_ttl_secs: Option<u64>,
@@ -232,6 +235,7 @@ struct FileConfig {
     audit_max_events: Option<usize>,
     send_approval_ttl_secs: Option<u64>,
     send_undo_window_secs: Option<u32>,
+    notify_poll_secs: Option<u64>,
     /// Clients registered by the operator (exact redirect URIs, optional secret).
     #[serde(default)]
     clients: Vec<ConfiguredClient>,
@@ -335,6 +339,8 @@ pub struct Config {
     pub audit_max_events: usize,
     /// Sending: approval lifetime and default undo window.
     pub sending: crate::domain::service::SendSettings,
+    /// Between looks at a listening client's mailbox.
+    pub notify_poll: Duration,
     /// Operator-configured clients.
     pub clients: Vec<ConfiguredClient>,
     /// Tests only: client metadata documents over loopback http.
@@ -616,6 +622,12 @@ impl Config {
                 "send_undo_window_secs must be at most 600 (got {undo})"
             ));
         }
+        let notify_poll = cli.notify_poll_secs.or(file.notify_poll_secs).unwrap_or(60);
+        if !(1..=3600).contains(&notify_poll) {
+            problems.push(format!(
+                "notify_poll_secs must be between 1 and 3600 (got {notify_poll})"
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -642,6 +654,7 @@ impl Config {
             code_ttl,
             audit_retention_days,
             audit_max_events,
+            notify_poll: Duration::from_secs(notify_poll),
             sending: crate::domain::service::SendSettings {
                 approval_ttl_secs: i64::try_from(approval_ttl).unwrap_or(600),
                 default_undo_secs: undo,

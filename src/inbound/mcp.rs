@@ -54,6 +54,8 @@ pub struct McpHandler<M, V, P> {
     watchers: Arc<ToolListWatchers>,
     /// Our public origin, for review links (`/approve/…`).
     public_url: Option<String>,
+    /// How often a listening client's mailbox is looked at.
+    poll_interval: Duration,
     /// Seals 2026-07-28 request states (HMAC under a per-process key: a state outlives
     /// neither its approval nor a restart).
     states: Arc<rmcp::model::RequestStateCodec>,
@@ -75,6 +77,7 @@ impl<M, V, P> Clone for McpHandler<M, V, P> {
             audit: Arc::clone(&self.audit),
             watchers: Arc::clone(&self.watchers),
             public_url: self.public_url.clone(),
+            poll_interval: self.poll_interval,
             states: Arc::clone(&self.states),
         }
     }
@@ -96,11 +99,19 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             audit,
             watchers,
             public_url: None,
+            poll_interval: Duration::from_secs(60),
             states: Arc::new(
                 rmcp::model::RequestStateCodec::try_new(rand::random::<[u8; 32]>().to_vec())
                     .expect("a 32-byte key is long enough"),
             ),
         }
+    }
+
+    /// Listening clients' mailboxes are looked at every `interval` (jittered).
+    #[must_use]
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_secs(1));
+        self
     }
 
     /// Review links point at `public_url` (our origin).
@@ -473,12 +484,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                         settings,
                         channels: input::GetNotifySettingsOutputChannels {
                             check_new_mail: true,
-                            live_stream: false,
+                            live_stream: true,
                             background: false,
                         },
                     },
                     format!(
-                        "{text}\nNew mail reaches you through check_new_mail (no live stream or background delivery yet)."
+                        "{text}\nNew mail reaches you through check_new_mail, and as resources/updated for mail://new on a subscriptions/listen stream (no background delivery yet)."
                     ),
                 )
             }
@@ -720,6 +731,55 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
     }
 }
 
+/// The resource that says "new mail arrived".
+const NEW_MAIL_URI: &str = "mail://new";
+
+impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
+    /// Watches the caller's mailbox while its listen stream is open: a look every poll
+    /// interval (jittered), and `resources/updated mail://new` when real new mail arrived —
+    /// at most once a look. Returns when the grant ends, its token expires, or it may no
+    /// longer hear about new mail (the stream then ends gracefully).
+    async fn watch_new_mail(&self, mut caller: Caller, sink: &SubscriptionSink) {
+        let mut cursor: Option<String> = None;
+        let mut failures: u32 = 0;
+        loop {
+            if cursor.is_some() {
+                let base = self.poll_interval.as_millis() as u64;
+                let jitter = rand::random_range(0..=base / 10);
+                let backoff = base.saturating_mul(1 << failures.min(4));
+                tokio::time::sleep(Duration::from_millis(backoff + jitter)).await;
+            }
+            match self.service.authenticate(&caller.token).await {
+                Ok(fresh) if fresh.capabilities.allows(Capability::Notify) => caller = fresh,
+                Ok(_) | Err(ServiceError::Unauthenticated(_)) => return,
+                Err(_) => {
+                    failures += 1;
+                    continue;
+                }
+            }
+            let request = NewMailRequest {
+                cursor: cursor.clone(),
+                ..NewMailRequest::default()
+            };
+            match self.service.check_new_mail(&caller, &request).await {
+                Ok(found) => {
+                    failures = 0;
+                    // The first look only sets the cursor: the backlog is not news.
+                    let news = cursor.is_some() && !found.items.is_empty();
+                    cursor = Some(found.cursor);
+                    if news && sink.notify_resource_updated(NEW_MAIL_URI).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::info!(grant = %caller.grant, error = %e, "new-mail look failed");
+                }
+            }
+        }
+    }
+}
+
 /// The key of our one input request in a 2026-07-28 form round trip.
 const CONFIRM_KEY: &str = "confirm_send";
 /// Longest a legacy `send_draft` waits for the person's answer in the client's dialog.
@@ -840,6 +900,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_resources()
+                .enable_resources_subscribe()
                 .build(),
         )
         .with_server_info(info)
@@ -861,9 +923,15 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        // Tool list changes are the only notifications this server sends.
+        // Tool list changes, and new mail; the SDK would accept any URI, we serve one.
         let mut accepted = SubscriptionFilter::default();
         accepted.tools_list_changed = requested.tools_list_changed.filter(|on| *on);
+        accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
+            uris.iter()
+                .filter(|u| *u == NEW_MAIL_URI)
+                .cloned()
+                .collect()
+        });
         Some(accepted)
     }
 
@@ -873,10 +941,71 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             caller.grant.clone(),
             Listener::Subscription(context.sink().clone()),
         );
-        context.cancelled().await;
+        let wants_mail = context
+            .accepted()
+            .resource_subscriptions
+            .as_ref()
+            .is_some_and(|uris| uris.iter().any(|u| u == NEW_MAIL_URI))
+            && caller.capabilities.allows(Capability::Notify);
+        if wants_mail {
+            // Ends when the client goes, or when the grant can no longer hear about new mail.
+            tokio::select! {
+                () = context.cancelled() => {}
+                () = self.watch_new_mail(caller.clone(), context.sink()) => {}
+            }
+        } else {
+            context.cancelled().await;
+        }
         self.watchers
             .remove_subscription(&caller.grant, context.sink().id());
         Ok(())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        let caller = caller(&ctx)?;
+        let resources = if caller.capabilities.allows(Capability::Notify) {
+            vec![
+                rmcp::model::Resource::new(NEW_MAIL_URI, "new-mail")
+                    .with_title("New mail")
+                    .with_description(
+                        "Unread mail that arrived in the Inbox in the last 24 hours, as check_new_mail lists it. Subscribe to hear when more arrives.",
+                    )
+                    .with_mime_type("application/json"),
+            ]
+        } else {
+            Vec::new()
+        };
+        Ok(rmcp::model::ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        let caller = caller(&ctx)?;
+        if request.uri != NEW_MAIL_URI || !caller.capabilities.allows(Capability::Notify) {
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {:?}", request.uri),
+                Some(serde_json::json!({ "uri": request.uri })),
+            ));
+        }
+        let found = self
+            .service
+            .check_new_mail(&caller, &NewMailRequest::default())
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let (out, _) = render::new_mail(&found);
+        let json = serde_json::to_string(&out)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(rmcp::model::ReadResourceResult::new(vec![
+            ResourceContents::text(json, NEW_MAIL_URI).with_mime_type("application/json"),
+        ])
+        .into())
     }
 
     async fn list_tools(

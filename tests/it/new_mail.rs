@@ -300,3 +300,115 @@ async fn new_mail_rules_from_settings_and_mutes_from_the_assistant() {
         1
     );
 }
+
+/// Opens `subscriptions/listen` (2026-07-28) for `uris`; returns the open response stream.
+async fn listen(app: &TestApp, token: &str, uris: &[&str]) -> reqwest::Response {
+    let r = reqwest::Client::new()
+        .post(format!("{}/mcp", app.base()))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 9, "method": "subscriptions/listen", "params": {
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
+                      "io.modelcontextprotocol/clientCapabilities": {}},
+            "notifications": {"toolsListChanged": true, "resourceSubscriptions": uris}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r
+}
+
+/// Reads the stream until `wanted` shows up (or the stream ends, or `secs` pass).
+async fn read_until(
+    stream: &mut reqwest::Response,
+    seen: &mut String,
+    wanted: &str,
+    secs: u64,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !seen.contains(wanted) {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn new_mail_a_listening_client_hears_of_an_arrival_and_the_stream_ends_with_the_grant() {
+    let (_standin, app) = crate::compose_flow::writer_app_with(&["--notify-poll-secs", "1"]).await;
+    let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
+
+    // The resource is listed and readable (what check_new_mail gives without a cursor).
+    let r = reqwest::Client::new()
+        .post(format!("{}/mcp", app.base()))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "resources/read")
+        .header("mcp-name", "mail://new")
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": "mail://new",
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
+                      "io.modelcontextprotocol/clientCapabilities": {}}}}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        r.contains("mail://new") && r.contains("\\\"emails\\\""),
+        "{r}"
+    );
+
+    let mut stream = listen(&app, &token, &["mail://new", "mail://other"]).await;
+    let mut seen = String::new();
+    assert!(
+        read_until(
+            &mut stream,
+            &mut seen,
+            "notifications/subscriptions/acknowledged",
+            5
+        )
+        .await,
+        "{seen}"
+    );
+    assert!(
+        seen.contains("mail://new") && !seen.contains("mail://other"),
+        "only our URI: {seen}"
+    );
+    // Let the first look set the cursor, then deliver.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    deliver("carol@example.org", &mark("Live"));
+    assert!(
+        read_until(&mut stream, &mut seen, "notifications/resources/updated", 6).await,
+        "no resources/updated after an arrival: {seen}"
+    );
+    assert!(seen.contains("\"uri\":\"mail://new\""), "{seen}");
+
+    // Revoking the connection ends the stream gracefully.
+    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let grant = {
+        let marker = "/settings/connections/";
+        let start = settings.body.find(marker).unwrap() + marker.len();
+        settings.body[start..].split('/').next().unwrap().to_owned()
+    };
+    let revoked = browser
+        .post_form(
+            &format!("{}/settings/connections/{grant}/revoke", app.base()),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(revoked.status, 303);
+    assert!(
+        read_until(&mut stream, &mut seen, "\"resultType\":\"complete\"", 8).await,
+        "the stream did not end after revocation: {seen}"
+    );
+}
