@@ -29,7 +29,10 @@ use crate::domain::{
     changes::Keyword,
     grant::{Caller, Capability, GrantId},
     ids::{BlobId, EmailId, ThreadId},
-    notify::settings::{MuteRequest, parse_duration},
+    notify::{
+        rules::Announcer,
+        settings::{MuteRequest, parse_duration},
+    },
     ports::{AuditEvent, AuditKind, AuditLog, MailStore, MailStoreError, Policy, TokenVault},
     query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
     search_syntax,
@@ -56,6 +59,8 @@ pub struct McpHandler<M, V, P> {
     public_url: Option<String>,
     /// How often a listening client's mailbox is looked at.
     poll_interval: Duration,
+    /// Legacy `resources/subscribe` watchers.
+    legacy: Arc<LegacyWatchers>,
     /// Seals 2026-07-28 request states (HMAC under a per-process key: a state outlives
     /// neither its approval nor a restart).
     states: Arc<rmcp::model::RequestStateCodec>,
@@ -78,6 +83,7 @@ impl<M, V, P> Clone for McpHandler<M, V, P> {
             watchers: Arc::clone(&self.watchers),
             public_url: self.public_url.clone(),
             poll_interval: self.poll_interval,
+            legacy: Arc::clone(&self.legacy),
             states: Arc::clone(&self.states),
         }
     }
@@ -100,6 +106,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             watchers,
             public_url: None,
             poll_interval: Duration::from_secs(60),
+            legacy: Arc::default(),
             states: Arc::new(
                 rmcp::model::RequestStateCodec::try_new(rand::random::<[u8; 32]>().to_vec())
                     .expect("a 32-byte key is long enough"),
@@ -734,14 +741,63 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
 /// The resource that says "new mail arrived".
 const NEW_MAIL_URI: &str = "mail://new";
 
+/// Where a watcher says "new mail": a 2026-07-28 listen stream, or a legacy session that
+/// subscribed with `resources/subscribe`.
+enum Announce {
+    Listen(SubscriptionSink),
+    Session(Peer<RoleServer>),
+}
+
+impl Announce {
+    /// Sends `resources/updated mail://new`; false once the client is gone.
+    async fn send(&self) -> bool {
+        match self {
+            Self::Listen(sink) => sink.notify_resource_updated(NEW_MAIL_URI).await.is_ok(),
+            Self::Session(peer) => peer
+                .notify_resource_updated(rmcp::model::ResourceUpdatedNotificationParam::new(
+                    NEW_MAIL_URI,
+                ))
+                .await
+                .is_ok(),
+        }
+    }
+}
+
+/// Legacy sessions' `resources/subscribe` watchers, by MCP session id.
+#[derive(Debug, Default)]
+pub struct LegacyWatchers(
+    std::sync::Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
+);
+
+impl LegacyWatchers {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, tokio::task::AbortHandle>>
+    {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The MCP session a legacy request belongs to.
+fn session_id(ctx: &RequestContext<RoleServer>) -> Option<String> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.headers.get("mcp-session-id"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
     /// Watches the caller's mailbox while its listen stream is open: a look every poll
     /// interval (jittered), and `resources/updated mail://new` when real new mail arrived —
     /// at most once a look. Returns when the grant ends, its token expires, or it may no
     /// longer hear about new mail (the stream then ends gracefully).
-    async fn watch_new_mail(&self, mut caller: Caller, sink: &SubscriptionSink) {
+    async fn watch_new_mail(&self, mut caller: Caller, to: &Announce) {
         let mut cursor: Option<String> = None;
         let mut failures: u32 = 0;
+        let mut announcer = Announcer::default();
         loop {
             if cursor.is_some() {
                 let base = self.poll_interval.as_millis() as u64;
@@ -764,10 +820,14 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             match self.service.check_new_mail(&caller, &request).await {
                 Ok(found) => {
                     failures = 0;
+                    let now = chrono::Utc::now();
                     // The first look only sets the cursor: the backlog is not news.
-                    let news = cursor.is_some() && !found.items.is_empty();
+                    if cursor.is_some() && !found.items.is_empty() {
+                        announcer.arrived(found.due_now, found.held_until, now);
+                    }
                     cursor = Some(found.cursor);
-                    if news && sink.notify_resource_updated(NEW_MAIL_URI).await.is_err() {
+                    // Quiet hours and the rate cap decide when, never whether.
+                    if announcer.due(now) && !to.send().await {
                         return;
                     }
                 }
@@ -949,15 +1009,53 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             && caller.capabilities.allows(Capability::Notify);
         if wants_mail {
             // Ends when the client goes, or when the grant can no longer hear about new mail.
+            let to = Announce::Listen(context.sink().clone());
             tokio::select! {
                 () = context.cancelled() => {}
-                () = self.watch_new_mail(caller.clone(), context.sink()) => {}
+                () = self.watch_new_mail(caller.clone(), &to) => {}
             }
         } else {
             context.cancelled().await;
         }
         self.watchers
             .remove_subscription(&caller.grant, context.sink().id());
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let caller = caller(&ctx)?;
+        if request.uri != NEW_MAIL_URI || !caller.capabilities.allows(Capability::Notify) {
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {:?}", request.uri),
+                Some(serde_json::json!({ "uri": request.uri })),
+            ));
+        }
+        let session = session_id(&ctx).ok_or_else(|| {
+            ErrorData::invalid_request("resources/subscribe needs a session", None)
+        })?;
+        let handler = self.clone();
+        let to = Announce::Session(ctx.peer.clone());
+        let task = tokio::spawn(async move { handler.watch_new_mail(caller, &to).await });
+        if let Some(old) = self.legacy.map().insert(session, task.abort_handle()) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        _request: rmcp::model::UnsubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if let Some(task) = session_id(&ctx).and_then(|s| self.legacy.map().remove(&s)) {
+            task.abort();
+        }
         Ok(())
     }
 

@@ -412,3 +412,133 @@ async fn new_mail_a_listening_client_hears_of_an_arrival_and_the_stream_ends_wit
         "the stream did not end after revocation: {seen}"
     );
 }
+
+#[tokio::test]
+async fn new_mail_quiet_hours_hold_the_stream_but_a_vip_may_break_them() {
+    let (_standin, app) = crate::compose_flow::writer_app_with(&["--notify-poll-secs", "1"]).await;
+    let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
+    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let grant = {
+        let marker = "/settings/connections/";
+        let start = settings.body.find(marker).unwrap() + marker.len();
+        settings.body[start..].split('/').next().unwrap().to_owned()
+    };
+    // Quiet all day, every day; VIPs may break it.
+    let mut form = vec![
+        ("csrf_token", csrf.as_str()),
+        ("vips", "boss@corp.example"),
+        ("vips_break_quiet", "on"),
+        ("zone", "UTC"),
+        ("quiet_start", "00:00"),
+        ("quiet_end", "23:59"),
+    ];
+    for d in ["1", "2", "3", "4", "5", "6", "7"] {
+        form.push(("quiet_day", d));
+    }
+    let saved = browser
+        .post_form(
+            &format!("{}/settings/connections/{grant}/notify", app.base()),
+            &form,
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+
+    let mut stream = listen(&app, &token, &["mail://new"]).await;
+    let mut seen = String::new();
+    assert!(
+        read_until(&mut stream, &mut seen, "acknowledged", 5).await,
+        "{seen}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    deliver("carol@example.org", &mark("Quiet"));
+    assert!(
+        !read_until(&mut stream, &mut seen, "notifications/resources/updated", 4).await,
+        "announced during quiet hours: {seen}"
+    );
+    // ... though check_new_mail, which the person asks for, still lists it.
+    deliver("boss@corp.example", &mark("From the boss"));
+    assert!(
+        read_until(&mut stream, &mut seen, "notifications/resources/updated", 6).await,
+        "a VIP who may break quiet hours was not announced: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn new_mail_a_legacy_session_subscribes_and_hears_on_its_stream() {
+    let (_standin, app) = crate::compose_flow::writer_app_with(&["--notify-poll-secs", "1"]).await;
+    let (token, _, _) = connected(&app, &["notify"]).await;
+    let http = reqwest::Client::new();
+    let post = |body: Value, session: Option<&str>| {
+        let mut r = http
+            .post(format!("{}/mcp", app.base()))
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json");
+        if let Some(s) = session {
+            r = r
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        r.json(&body).send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+            "capabilities": {}, "clientInfo": {"name": "it", "version": "0"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let info = init.text().await.unwrap();
+    assert!(
+        info.contains("\"subscribe\":true"),
+        "resources.subscribe advertised: {info}"
+    );
+    post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    let mut stream = http
+        .get(format!("{}/mcp", app.base()))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let other = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": "mail://other"}}),
+        Some(&session),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(other.contains("\"error\""), "{other}");
+    let ok = post(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": {"uri": "mail://new"}}),
+        Some(&session),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(ok.contains("\"result\""), "{ok}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    deliver("carol@example.org", &mark("Legacy"));
+    let mut seen = String::new();
+    assert!(
+        read_until(&mut stream, &mut seen, "notifications/resources/updated", 6).await,
+        "nothing on the session's stream: {seen}"
+    );
+    assert!(seen.contains("mail://new"), "{seen}");
+}

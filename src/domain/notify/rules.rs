@@ -266,3 +266,77 @@ mod tests {
         assert!(!cap.admit("Eve", t0 + Duration::minutes(10)));
     }
 }
+
+/// When a listening stream says "new mail": at once for arrivals the rules let through (within
+/// the rate cap), at the end of quiet hours for those they held, and never more often than the
+/// cap allows — an announcement the cap refused is owed, not lost.
+#[derive(Debug, Clone)]
+pub struct Announcer {
+    cap: RateCap,
+    owed: Option<DateTime<Utc>>,
+}
+
+impl Default for Announcer {
+    fn default() -> Self {
+        Self {
+            cap: RateCap::new(3, 10),
+            owed: None,
+        }
+    }
+}
+
+impl Announcer {
+    /// Records a look: arrivals due now (`now_due`) and the earliest end of quiet hours that
+    /// held others.
+    pub fn arrived(
+        &mut self,
+        now_due: bool,
+        held_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
+        let at = if now_due { Some(now) } else { held_until };
+        if let Some(at) = at {
+            self.owed = Some(self.owed.map_or(at, |o| o.min(at)));
+        }
+    }
+
+    /// Whether to announce at `now` (then nothing is owed until the next arrival).
+    pub fn due(&mut self, now: DateTime<Utc>) -> bool {
+        match self.owed {
+            Some(at) if at <= now && self.cap.admit("stream", now) => {
+                self.owed = None;
+                let _ = self.cap.take_digest();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod announcer_tests {
+    use chrono::{Duration, TimeZone as _};
+
+    use super::*;
+
+    #[test]
+    fn quiet_hours_defer_and_the_cap_spaces_without_losing_news() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        let mut a = Announcer::default();
+        assert!(!a.due(t0), "nothing arrived");
+        a.arrived(false, Some(t0 + Duration::hours(2)), t0);
+        assert!(!a.due(t0 + Duration::hours(1)), "held by quiet hours");
+        assert!(a.due(t0 + Duration::hours(2)), "announced when they end");
+        assert!(!a.due(t0 + Duration::hours(2)), "once");
+        // Three at once pass the burst; the fourth is owed until the bucket refills (6 min).
+        let t1 = t0 + Duration::hours(3);
+        for i in 0..3 {
+            a.arrived(true, None, t1 + Duration::seconds(i));
+            assert!(a.due(t1 + Duration::seconds(i)));
+        }
+        a.arrived(true, None, t1 + Duration::seconds(3));
+        assert!(!a.due(t1 + Duration::seconds(3)));
+        assert!(!a.due(t1 + Duration::minutes(5)));
+        assert!(a.due(t1 + Duration::minutes(7)), "owed, not lost");
+    }
+}

@@ -50,6 +50,11 @@ pub struct NewMail {
     /// Arrivals the person's rules held back: denied senders, non-VIPs when only VIPs
     /// count, mutes.
     pub suppressed: Suppressed,
+    /// Some listed arrival may be announced now (outside quiet hours, or a VIP who may break
+    /// them).
+    pub due_now: bool,
+    /// The earliest end of the quiet hours that hold the other listed arrivals.
+    pub held_until: Option<DateTime<Utc>>,
 }
 
 /// Arrivals held back, by rule.
@@ -130,13 +135,21 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             .rules()
             .map_err(|e| InvalidArgument::new("notify settings", e.to_string()))?;
         let mut suppressed = Suppressed::default();
+        let (mut due_now, mut held_until) = (false, None::<DateTime<Utc>>);
         items.retain(|e| {
             let sender = e.from.first().map_or("", |a| a.email.as_str());
             match rules.decide(sender, &e.thread_id, now) {
                 Decision::Denied => suppressed.denied += 1,
                 Decision::NotAllowed => suppressed.not_vip += 1,
                 Decision::Muted => suppressed.muted += 1,
-                Decision::Notify { .. } | Decision::HoldUntil(_) => return true,
+                Decision::Notify { .. } => {
+                    due_now = true;
+                    return true;
+                }
+                Decision::HoldUntil(end) => {
+                    held_until = Some(held_until.map_or(end, |h| h.min(end)));
+                    return true;
+                }
             }
             false
         });
@@ -158,6 +171,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             directory: MailboxDirectory::new(feed.mailboxes),
             size,
             suppressed,
+            due_now,
+            held_until,
         })
     }
 
