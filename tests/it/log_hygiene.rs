@@ -136,3 +136,131 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
         assert!(!log.contains(&value), "the log holds the {what}:\n{log}");
     }
 }
+
+/// The writer's mail flows through the real binary at debug level — drafting, new mail, a
+/// mute, a live stream — and the log holds no subject, address or body of any of it.
+#[tokio::test]
+async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
+    let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let data = crate::support::tempdir::Dir::new("log-hygiene-writer");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_mailconnect"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--public-url",
+            &base,
+            "--data-dir",
+        ])
+        .arg(&data.0)
+        .args(["--jmap-session-url", testbed().get("JMAP_SESSION_URL")])
+        .args([
+            "--upstream-issuer",
+            &standin.url,
+            "--upstream-client-id",
+            UPSTREAM_CLIENT,
+        ])
+        .args(["--notify-poll-secs", "1"])
+        .env("MAILCONNECT_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = Client::register_at(&base, "http://127.0.0.1:41999/cb").await;
+    let mut browser = Browser::default();
+    let returned = client.authorize(&mut browser).await;
+    let t = client.exchange(&returned).await;
+    let grant = t.access.split('.').next().unwrap().to_owned();
+
+    // Sign in to settings and turn on notify and draft.
+    let go = browser
+        .post_form(&format!("{base}/settings/sign-in"), &[("sign_in", "1")])
+        .await;
+    let upstream = browser.get(&go.location()).await;
+    browser.get(&upstream.location()).await;
+    let page = browser.get(&format!("{base}/settings")).await;
+    let csrf = page.field("csrf_token");
+    let saved = browser
+        .post_form(
+            &format!("{base}/settings/connections/{grant}/capabilities"),
+            &[("csrf_token", &csrf), ("notify", "on"), ("draft", "on")],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+
+    let n: u64 = rand::random();
+    let subject = format!("Logcheck subject {n:x}");
+    let sender = format!("logcheck-{n:x}@example.org");
+    let body = format!("Logcheck body {n:x}");
+    let recipient = format!("draftee-{n:x}@example.net");
+    let (_, first) = call_tool_at(&base, &t.access, "check_new_mail", json!({})).await;
+    let cursor = first["result"]["structuredContent"]["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    crate::new_mail::deliver(&sender, &subject);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, news) = call_tool_at(
+        &base,
+        &t.access,
+        "check_new_mail",
+        json!({"cursor": cursor}),
+    )
+    .await;
+    assert!(news.to_string().contains(&subject), "{news}");
+    let (_, drafted) = call_tool_at(
+        &base,
+        &t.access,
+        "draft_email",
+        json!({"to": [recipient], "subject": subject, "body_text": body}),
+    )
+    .await;
+    assert_eq!(drafted["result"]["isError"], false, "{drafted}");
+    let draft = drafted["result"]["structuredContent"]["draft_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, muted) = call_tool_at(
+        &base,
+        &t.access,
+        "mute_notifications",
+        json!({"sender": sender, "for": "1h"}),
+    )
+    .await;
+    assert_eq!(muted["result"]["isError"], false, "{muted}");
+    let _ = call_tool_at(&base, &t.access, "delete_draft", json!({"draft_id": draft})).await;
+
+    let _ = server.kill();
+    let mut log = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let _ = server.wait();
+    assert!(
+        log.contains("tool call"),
+        "the log is missing the calls:\n{log}"
+    );
+    for (what, value) in [
+        ("subject", subject.as_str()),
+        ("sender address", sender.as_str()),
+        ("recipient address", recipient.as_str()),
+        ("body", body.as_str()),
+        ("access token", t.access.split('.').nth(1).unwrap()),
+    ] {
+        assert!(!log.contains(value), "the log holds the {what}:\n{log}");
+    }
+}

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Delivers a message to the writer's Inbox over Cyrus LMTP (loopback, no auth).
-fn deliver(from: &str, subject: &str) {
+pub(crate) fn deliver(from: &str, subject: &str) {
     let port: u16 = testbed().get("LMTP_PORT").parse().unwrap();
     let rcpt = testbed().get("JMAP_WRITER_USERNAME");
     let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
