@@ -15,9 +15,12 @@ use crate::{
     support::testbed,
 };
 
-#[tokio::test]
-async fn the_log_holds_no_token_code_secret_or_mail_content() {
-    let standin = Standin::start();
+/// The real binary on a free port, against Cyrus and `standin`, logging at debug level to a
+/// pipe; with its base URL and data directory.
+async fn spawn_binary(
+    standin: &Standin,
+    extra: &[&str],
+) -> (std::process::Child, String, crate::support::tempdir::Dir) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -25,7 +28,7 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
         .port();
     let base = format!("http://127.0.0.1:{port}");
     let data = crate::support::tempdir::Dir::new("log-hygiene");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_mailconnect"))
+    let server = Command::new(env!("CARGO_BIN_EXE_mailconnect"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -34,13 +37,14 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
             "--data-dir",
         ])
         .arg(&data.0)
+        .args(["--jmap-session-url", testbed().get("JMAP_SESSION_URL")])
         .args([
-            "--jmap-session-url",
-            testbed().get("JMAP_SESSION_URL"),
             "--upstream-issuer",
             &standin.url,
+            "--upstream-client-id",
+            UPSTREAM_CLIENT,
         ])
-        .args(["--upstream-client-id", UPSTREAM_CLIENT])
+        .args(extra)
         .env("MAILCONNECT_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -55,6 +59,13 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(up, "the server did not start");
+    (server, base, data)
+}
+
+#[tokio::test]
+async fn the_log_holds_no_token_code_secret_or_mail_content() {
+    let standin = Standin::start();
+    let (mut server, base, _data) = spawn_binary(&standin, &[]).await;
 
     let client = Client::register_at(&base, "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
@@ -142,41 +153,7 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
 #[tokio::test]
 async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
     let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let data = crate::support::tempdir::Dir::new("log-hygiene-writer");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_mailconnect"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--public-url",
-            &base,
-            "--data-dir",
-        ])
-        .arg(&data.0)
-        .args(["--jmap-session-url", testbed().get("JMAP_SESSION_URL")])
-        .args([
-            "--upstream-issuer",
-            &standin.url,
-            "--upstream-client-id",
-            UPSTREAM_CLIENT,
-        ])
-        .args(["--notify-poll-secs", "1"])
-        .env("MAILCONNECT_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (mut server, base, _data) = spawn_binary(&standin, &["--notify-poll-secs", "1"]).await;
     let client = Client::register_at(&base, "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
     let returned = client.authorize(&mut browser).await;

@@ -205,11 +205,7 @@ async fn new_mail_rules_from_settings_and_mutes_from_the_assistant() {
     let (_standin, app) = writer_app().await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
     let settings = browser.get(&format!("{}/settings", app.base())).await;
-    let grant = {
-        let marker = "/settings/connections/";
-        let start = settings.body.find(marker).unwrap() + marker.len();
-        settings.body[start..].split('/').next().unwrap().to_owned()
-    };
+    let grant = grant_on(&settings.body);
     let rules_url = format!("{}/settings/connections/{grant}/notify", app.base());
     let bad = browser
         .post_form(
@@ -299,6 +295,13 @@ async fn new_mail_rules_from_settings_and_mutes_from_the_assistant() {
             .len(),
         1
     );
+}
+
+/// The grant of the (one) connection the settings page shows.
+fn grant_on(page: &str) -> String {
+    let marker = "/settings/connections/";
+    let start = page.find(marker).unwrap() + marker.len();
+    page[start..].split('/').next().unwrap().to_owned()
 }
 
 /// Opens `subscriptions/listen` (2026-07-28) for `uris`; returns the open response stream.
@@ -395,11 +398,7 @@ async fn new_mail_a_listening_client_hears_of_an_arrival_and_the_stream_ends_wit
 
     // Revoking the connection ends the stream gracefully.
     let settings = browser.get(&format!("{}/settings", app.base())).await;
-    let grant = {
-        let marker = "/settings/connections/";
-        let start = settings.body.find(marker).unwrap() + marker.len();
-        settings.body[start..].split('/').next().unwrap().to_owned()
-    };
+    let grant = grant_on(&settings.body);
     let revoked = browser
         .post_form(
             &format!("{}/settings/connections/{grant}/revoke", app.base()),
@@ -418,11 +417,7 @@ async fn new_mail_quiet_hours_hold_the_stream_but_a_vip_may_break_them() {
     let (_standin, app) = crate::compose_flow::writer_app_with(&["--notify-poll-secs", "1"]).await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
     let settings = browser.get(&format!("{}/settings", app.base())).await;
-    let grant = {
-        let marker = "/settings/connections/";
-        let start = settings.body.find(marker).unwrap() + marker.len();
-        settings.body[start..].split('/').next().unwrap().to_owned()
-    };
+    let grant = grant_on(&settings.body);
     // Quiet all day, every day; VIPs may break it.
     let mut form = vec![
         ("csrf_token", csrf.as_str()),
