@@ -592,16 +592,22 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             .service
             .send_draft(caller, &id, schedule, &render::compose::review_copy)
             .await?;
-        let ask = match outcome {
+        let mut ask = match outcome {
             SendOutcome::Sent(status) => {
                 let (out, text) = render::compose::sent(&id, &status);
                 return Rendered::new(out, text).map(|r| Reply::Done(r.changed(1)));
             }
             SendOutcome::NeedsApproval(ask) => ask,
         };
-        let url = self.review_link(&ask);
+        let mut url = self.review_link(&ask);
         let message = render::compose::confirmation(&ask.draft, &ask.schedule, url.as_deref());
-        match Dialog::of(confirm.ctx) {
+        // A dialog shows the text up to a preview; what it can't show whole needs the link.
+        let dialog = if render::compose::fits_a_dialog(&ask.draft) || url.is_some() {
+            Dialog::of(confirm.ctx)
+        } else {
+            Dialog::None
+        };
+        match dialog {
             Dialog::InputRequired => {
                 let state = self.seal_state(&ask, caller, &id)?;
                 let form = rmcp::model::ElicitRequest::new(
@@ -642,11 +648,17 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                             .service
                             .send_draft(caller, &id, schedule, &render::compose::review_copy)
                             .await?;
-                        if let SendOutcome::Sent(status) = outcome {
-                            let (out, text) = render::compose::sent(&id, &status);
-                            return Rendered::new(out, text).map(|r| Reply::Done(r.changed(1)));
+                        match outcome {
+                            SendOutcome::Sent(status) => {
+                                let (out, text) = render::compose::sent(&id, &status);
+                                return Rendered::new(out, text).map(|r| Reply::Done(r.changed(1)));
+                            }
+                            // Asked afresh meanwhile: the link of the new request.
+                            SendOutcome::NeedsApproval(newer) => {
+                                url = self.review_link(&newer);
+                                ask = newer;
+                            }
                         }
-                        // Approved but the draft changed meanwhile: asked again by link below.
                     }
                     Err(e) => {
                         // No dialog after all (or no answer in time): the link still works.
@@ -1288,6 +1300,28 @@ mod tests {
         }
     }
 
+    /// Approvals where every submission asked about is one this grant sent (so cancel_send
+    /// goes on to the mail store).
+    fn sent_by_this_grant() -> MockApprovalStore {
+        let mut approvals = MockApprovalStore::new();
+        approvals.expect_by_submission().returning(|grant, id| {
+            Ok(Some(crate::domain::approval::ApprovalRecord {
+                id: crate::domain::approval::ApprovalId::generate(),
+                grant: grant.clone(),
+                account: String::new(),
+                draft: EmailId::parse("M1").unwrap(),
+                digest: crate::domain::approval::DraftDigest([0; 32]),
+                status: crate::domain::approval::Status::Sent,
+                created_at: 0,
+                expires_at: 0,
+                review: vec![],
+                submission: Some(id.to_owned()),
+            }))
+        });
+        approvals.expect_remove().returning(|_| Ok(()));
+        approvals
+    }
+
     /// A policy whose per-grant rules count as "the tool ran" (the notification settings
     /// tools read and write rules, not mail).
     fn reaching_policy(calls: &Arc<AtomicUsize>) -> MockPolicy {
@@ -1368,7 +1402,7 @@ mod tests {
                         ServiceLimits::default(),
                     )
                     .with_approvals(
-                        Arc::new(MockApprovalStore::new()),
+                        Arc::new(sent_by_this_grant()),
                         crate::domain::service::SendSettings::default(),
                     ),
                 );

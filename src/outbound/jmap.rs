@@ -593,8 +593,8 @@ impl MailStore for JmapMailStore {
         }
         let (drafts, sent) = self.drafts_and_sent(cred, &session).await?;
         let account = session.account_id.clone();
-        // A throttled submission sent nothing: the one retry path tries it again.
-        let status = retry::with_retries(|| async {
+        let mut waited = std::time::Duration::ZERO;
+        for attempt in 1..=retry::ATTEMPTS {
             let mut calls = Vec::new();
             let email = match &submission.without_bcc {
                 Some(draft) => {
@@ -610,44 +610,78 @@ impl MailStore for JmapMailStore {
                 &drafts,
                 sent.as_deref(),
             ));
-            let mut responses = self
+            // Exactly once: a 5xx or a lost answer may come after the server sent, so it is an
+            // unknown outcome, never a retry.
+            let responses = self
                 .transport
-                .call(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
-                .await?;
-            let copy = match submission.without_bcc {
-                Some(_) => {
-                    let mut set: compose::SetResponse<compose::CreatedWire> =
-                        decode("Email/set", &take(&mut responses, "Email/set")?)?;
-                    Some(set.created("copy")?.id)
+                .call_exactly_once(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
+                .await
+                .map_err(|e| match e {
+                    e @ (MailStoreError::Unauthorized
+                    | MailStoreError::NotFound(_)
+                    | MailStoreError::Rejected { .. }) => e,
+                    other => MailStoreError::Unavailable(format!(
+                        "{other}; whether it was sent is unknown"
+                    )),
+                })?;
+            let by_id = |id: &str| responses.iter().find(|(_, _, call)| call == id);
+            let copy = match by_id("copy") {
+                Some((name, args, _)) if name == "Email/set" => {
+                    decode::<compose::SetResponse<compose::CreatedWire>>("Email/set", args)?
+                        .created("copy")
+                        .ok()
+                        .map(|c| c.id)
                 }
-                None => None,
+                _ => None,
             };
-            let mut set: compose::SetResponse<compose::SubmissionWire> = decode(
-                "EmailSubmission/set",
-                &take(&mut responses, "EmailSubmission/set")?,
-            )?;
-            match set.created("send") {
-                Ok(sent) => Ok((sent, copy)),
+            // The submission's own answer decides, whatever the calls around it said (the
+            // implicit Email/set of onSuccessUpdateEmail may fail after the message left).
+            let outcome = match by_id("submit") {
+                Some((name, args, _)) if name == "EmailSubmission/set" => {
+                    decode::<compose::SetResponse<compose::SubmissionWire>>(
+                        "EmailSubmission/set",
+                        args,
+                    )?
+                    .created("send")
+                }
+                Some((name, args, _)) if name == "error" => Err(session::method_error_of(args)),
+                _ => Err(MailStoreError::Unavailable(
+                    "the mail server did not answer the submission; whether it was sent is unknown"
+                        .into(),
+                )),
+            };
+            match outcome {
+                Ok(sent) => {
+                    let sent_email = match copy {
+                        // The copy went; the draft with the Bcc header is no longer needed.
+                        Some(copy) => {
+                            self.destroy_quietly(cred, &session, submission.email.as_str())
+                                .await;
+                            EmailId::parse(copy).ok()
+                        }
+                        None => Some(submission.email.clone()),
+                    };
+                    return Ok(compose::submission(sent, sent_email.as_ref()));
+                }
                 Err(e) => {
-                    if let Some(copy) = copy {
-                        self.destroy_quietly(cred, &session, &copy).await;
+                    if let Some(copy) = &copy {
+                        self.destroy_quietly(cred, &session, copy).await;
                     }
-                    Err(e)
+                    // Only a rateLimit SetError says for sure that nothing was sent: retried.
+                    let pause = retry::delay(attempt, None);
+                    match e {
+                        MailStoreError::RateLimited { .. }
+                            if attempt < retry::ATTEMPTS && waited + pause <= retry::MAX_WAIT =>
+                        {
+                            tokio::time::sleep(pause).await;
+                            waited += pause;
+                        }
+                        other => return Err(other),
+                    }
                 }
             }
-        })
-        .await;
-        let (sent, copy) = status?;
-        let sent_email = match copy {
-            // The copy went; the draft with the Bcc header is no longer needed.
-            Some(copy) => {
-                self.destroy_quietly(cred, &session, submission.email.as_str())
-                    .await;
-                EmailId::parse(copy).ok()
-            }
-            None => Some(submission.email.clone()),
-        };
-        Ok(compose::submission(sent, sent_email.as_ref()))
+        }
+        Err(MailStoreError::RateLimited { retry_after: None })
     }
 
     async fn cancel_submission(
@@ -745,36 +779,62 @@ impl MailStore for JmapMailStore {
         let Some(sent) = sent else {
             return Ok(Vec::new());
         };
-        // One request: an `Email/query` (limit 1) per address in the Sent mailbox.
-        let calls: Vec<Value> = addresses
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                json!(["Email/query", {
-                    "accountId": session.account_id,
-                    "filter": {"operator": "AND", "conditions": [
-                        {"inMailbox": sent},
-                        {"operator": "OR", "conditions": [{"to": a}, {"cc": a}, {"bcc": a}]},
-                    ]},
-                    "limit": 1,
-                }, format!("w{i}")])
-            })
-            .collect();
-        if calls.is_empty() {
+        // One request: per address, the Sent mail whose To/Cc/Bcc text matches it (a search
+        // matches words, so the hits are checked exactly below), with the identities.
+        let mut calls: Vec<Value> =
+            vec![json!(["Identity/get", {"accountId": session.account_id}, "identities"])];
+        for (i, a) in addresses.iter().enumerate() {
+            calls.push(json!(["Email/query", {
+                "accountId": session.account_id,
+                "filter": {"operator": "AND", "conditions": [
+                    {"inMailbox": sent},
+                    {"operator": "OR", "conditions": [{"to": a}, {"cc": a}, {"bcc": a}]},
+                ]},
+                "limit": 25,
+            }, format!("q{i}")]));
+            calls.push(json!(["Email/get", {
+                "accountId": session.account_id,
+                "#ids": {"resultOf": format!("q{i}"), "name": "Email/query", "path": "/ids"},
+                "properties": ["id", "keywords", "from", "to", "cc", "bcc"],
+            }, format!("g{i}")]));
+        }
+        if addresses.is_empty() {
             return Ok(Vec::new());
         }
-        let responses = self
+        let mut responses = self
             .transport
-            .call(cred, &session, &[CORE, MAIL], calls)
+            .call(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
             .await?;
-        #[derive(serde::Deserialize)]
-        struct Ids {
-            #[serde(default)]
-            ids: Vec<String>,
-        }
+        let identities: Vec<Identity> = decode::<GetResponse<compose::IdentityWire>>(
+            "Identity/get",
+            &take(&mut responses, "Identity/get")?,
+        )?
+        .list
+        .into_iter()
+        .map(compose::identity)
+        .collect();
+        let gets = responses.iter().filter(|(name, _)| name == "Email/get");
         let mut found = Vec::new();
-        for ((_, args), address) in responses.iter().zip(addresses) {
-            if !decode::<Ids>("Email/query", args)?.ids.is_empty() {
+        for ((_, args), address) in gets.zip(addresses) {
+            let hits = decode::<GetResponse<EmailWire>>("Email/get", args)?.list;
+            // Mail the person sent: from one of their identities, not a draft, and addressed
+            // to exactly this address (a word match like john.smith@ for smith@ doesn't count).
+            let wrote = hits.into_iter().any(|e| {
+                let sent_by_them = e
+                    .from
+                    .iter()
+                    .flatten()
+                    .filter_map(|a| a.email.as_deref())
+                    .any(|f| identities.iter().any(|i| i.covers(f)));
+                let to_them = [&e.to, &e.cc, &e.bcc]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|a| a.email.as_deref())
+                    .any(|r| r.eq_ignore_ascii_case(address));
+                sent_by_them && to_them && e.keywords.get("$draft") != Some(&true)
+            });
+            if wrote {
                 found.push(address.clone());
             }
         }

@@ -123,6 +123,15 @@ async fn compose_undo_window_cancel_and_scheduled_release_over_mcp() {
     )
     .await;
     assert!(is_error(&late), "{late}");
+    // A submission this connection didn't make can't be cancelled (the person's own, say).
+    let (_, foreign) = call_tool(
+        &app,
+        &token,
+        "cancel_send",
+        json!({"submission_id": "S99999"}),
+    )
+    .await;
+    assert!(text(&foreign).starts_with("not_our_send:"), "{foreign}");
 
     // A send time past what the server holds is refused with its code.
     let far = (chrono::Utc::now() + chrono::Duration::days(1_000)).to_rfc3339();

@@ -42,6 +42,8 @@ pub(crate) enum Fault {
     Hang,
     /// Answers 200 with a body that is not JSON.
     InvalidJson,
+    /// Relays the request to Cyrus, then loses the answer (502): the server did the work.
+    LoseAnswer,
     /// Relays the request without the first `n` updates of its `Email/set` (all when `None`)
     /// and reports those as `rateLimit` SetErrors, the way a throttling server does.
     RateLimitSet(Option<usize>),
@@ -125,6 +127,7 @@ async fn relay(
     let is_api = req.method() == Method::POST && req.uri().path() == "/jmap/";
     let mut body = body;
     let mut throttled = Vec::new();
+    let mut lose = false;
     if is_api {
         script.api_calls.fetch_add(1, Ordering::SeqCst);
         let is_set = String::from_utf8_lossy(&body).contains("\"Email/set\"");
@@ -159,6 +162,7 @@ async fn relay(
                     .body("{\"methodResponses\": [[\"Mailbox/get\", {\"li");
             }
             Some(Fault::RateLimitSet(n)) => (body, throttled) = hold_back_updates(&body, n),
+            Some(Fault::LoseAnswer) => lose = true,
             None => {}
         }
     }
@@ -173,6 +177,11 @@ async fn relay(
         }
     }
     let resp = forward.send().await.expect("Cyrus answers");
+    if lose {
+        return Response::builder()
+            .status(StatusCode::BAD_GATEWAY)
+            .body("lost");
+    }
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()
@@ -456,4 +465,78 @@ async fn the_store_retries_a_503_and_types_a_garbled_answer() {
         s.mailboxes(&alice).await.unwrap_err()
     };
     assert!(matches!(err, MailStoreError::Protocol(_)), "{err:?}");
+}
+
+/// Runs in the writer-mailbox group: it sends the writer's mail.
+#[tokio::test]
+async fn writer_a_submission_is_never_sent_twice_on_an_unknown_outcome() {
+    use mailconnect::domain::{compose, mail::Address, submission::Submission};
+
+    let proxy = Proxy::start([]).await;
+    let s = store(&proxy);
+    let identities = s.identities(&writer()).await.unwrap();
+    let mark = format!("once-{:x}", rand::random::<u64>());
+    let request = compose::DraftRequest {
+        mode: compose::ComposeMode::New,
+        source: None,
+        to: vec![Address {
+            name: None,
+            email: "carol@example.org".into(),
+        }],
+        cc: vec![],
+        bcc: vec![],
+        subject: Some(mark.clone()),
+        body_text: mark.clone(),
+        quote_original: false,
+        forward_attachments: false,
+        attach: vec![],
+        identity: None,
+        replaces: None,
+    };
+    let planned = compose::plan(&request, None, &identities, vec![]).unwrap();
+    let created = s.create_draft(&writer(), &planned).await.unwrap();
+    let submission = Submission {
+        email: created.id.clone(),
+        identity: planned.identity.id.clone(),
+        mail_from: planned.from.email.clone(),
+        rcpt_to: vec!["carol@example.org".into()],
+        hold_secs: None,
+        without_bcc: None,
+    };
+
+    // A 503 before the server saw it: an unknown outcome to the caller, and never retried.
+    proxy
+        .script
+        .faults
+        .lock()
+        .unwrap()
+        .push_back(Fault::Status(503, Some(1)));
+    let calls = proxy.api_calls();
+    let err = s.submit(&writer(), &submission).await.unwrap_err();
+    assert!(
+        matches!(err, MailStoreError::Unavailable(ref m) if m.contains("unknown")),
+        "{err:?}"
+    );
+    assert_eq!(proxy.api_calls() - calls, 1, "not retried");
+    assert!(crate::compose::sent_with(&mark).is_empty());
+
+    // The server sent it and the answer was lost: reported unknown, and sent exactly once.
+    proxy
+        .script
+        .faults
+        .lock()
+        .unwrap()
+        .push_back(Fault::LoseAnswer);
+    let calls = proxy.api_calls();
+    let err = s.submit(&writer(), &submission).await.unwrap_err();
+    assert!(
+        matches!(err, MailStoreError::Unavailable(ref m) if m.contains("unknown")),
+        "{err:?}"
+    );
+    assert_eq!(proxy.api_calls() - calls, 1, "not retried");
+    assert_eq!(
+        crate::compose::sent_with(&mark).len(),
+        1,
+        "sent once, not twice"
+    );
 }

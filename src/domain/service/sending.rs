@@ -62,6 +62,9 @@ pub enum SendRefusal {
     /// The approval is not this grant's, or unknown.
     #[error("no such approval for this connection")]
     UnknownApproval,
+    /// A submission this connection didn't make.
+    #[error("this connection did not send that message, so it can't cancel it")]
+    NotOurs,
     /// The From address is not one of the account's identities.
     #[error(
         "the draft's From address {0} is not one of this account's sending identities (get_identity lists them)"
@@ -97,6 +100,7 @@ impl SendRefusal {
             Self::ApprovalDeclined => "approval_declined",
             Self::ApprovalUsed => "approval_used",
             Self::UnknownApproval => "unknown_approval",
+            Self::NotOurs => "not_our_send",
             Self::FromNotAnIdentity(_) => "forbidden_from",
             Self::RecipientNotAllowed(_) => "recipient_not_allowed",
             Self::TooLargeToReview => "too_large_to_review",
@@ -540,6 +544,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 Typed::Pending(p) if approve => p.approve(s, now()).map(drop),
                 // The client's caller hears "declined" now; the next send_draft asks afresh.
                 Typed::Pending(p) => p.decline(s).and_then(|r| s.remove(&r.id)),
+                // A "no" after a "yes" (page, then dialog) wins while nothing was sent yet.
+                Typed::Approved(a) if !approve => {
+                    let id = a.record().id.clone();
+                    s.transition(&id, Status::Approved, Status::Declined, None)
+                        .and_then(|()| s.remove(&id))
+                }
                 _ => Err(ApprovalError::Conflict),
             }
         })
@@ -556,20 +566,20 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         submission: &str,
     ) -> Result<EmailId, ServiceError> {
         require(caller, Capability::Send, "cancel sending")?;
+        // Only a send this connection made: never the person's own (or another assistant's).
+        let approvals = Arc::clone(self.approvals()?);
+        let (grant, id) = (caller.grant.clone(), submission.to_owned());
+        let record = blocking(&approvals, move |s| s.by_submission(&grant, &id))
+            .await?
+            .filter(|r| r.status == Status::Sent)
+            .ok_or(SendRefusal::NotOurs)?;
         let draft = self
             .with_credential(caller, |cred| async move {
                 self.store.cancel_submission(&cred, submission).await
             })
             .await?;
         // The approval was used up by that send; sending the draft again asks again.
-        if let Some(approvals) = self.approvals.as_ref().map(Arc::clone) {
-            let (grant, id) = (caller.grant.clone(), submission.to_owned());
-            if let Some(record) =
-                blocking(&approvals, move |s| s.by_submission(&grant, &id)).await?
-            {
-                self.forget(&approvals, &record).await?;
-            }
-        }
+        self.forget(&approvals, &record).await?;
         Ok(draft)
     }
 

@@ -217,6 +217,26 @@ impl Transport {
         super::retry::with_retries(|| self.call_once(cred, session, &request)).await
     }
 
+    /// Sends `calls` exactly once — no retry on throttling or a 5xx, whose outcome is unknown
+    /// — and returns every method response by its call id, method errors included (as
+    /// `"error"`): for a request that must never run twice (a submission), judged call by call.
+    ///
+    /// # Errors
+    /// A transport, HTTP or protocol failure: then the outcome is unknown.
+    pub async fn call_exactly_once(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        using: &[&str],
+        calls: Vec<Value>,
+    ) -> Result<Vec<(String, Box<serde_json::value::RawValue>, String)>, MailStoreError> {
+        let request = json!({ "using": using, "methodCalls": calls });
+        Ok(self
+            .post_once(cred, session, &request)
+            .await?
+            .method_responses)
+    }
+
     /// One attempt of [`Transport::call`].
     async fn call_once(
         &self,
@@ -224,6 +244,28 @@ impl Transport {
         session: &Session,
         request: &Value,
     ) -> Result<Vec<MethodResponse>, MailStoreError> {
+        let wire = self.post_once(cred, session, request).await?;
+        wire.method_responses
+            .into_iter()
+            .map(|(name, args, _call_id)| {
+                if name == "error" {
+                    let err: MethodErrorWire = serde_json::from_str(args.get())
+                        .map_err(|e| MailStoreError::Protocol(format!("method error: {e}")))?;
+                    Err(method_error(err))
+                } else {
+                    Ok((name, args))
+                }
+            })
+            .collect()
+    }
+
+    /// Posts one JMAP request and decodes the envelope of its answer.
+    async fn post_once(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        request: &Value,
+    ) -> Result<ResponseWire, MailStoreError> {
         self.count();
         let response = self
             .http
@@ -250,18 +292,7 @@ impl Transport {
         {
             self.forget(cred);
         }
-        wire.method_responses
-            .into_iter()
-            .map(|(name, args, _call_id)| {
-                if name == "error" {
-                    let err: MethodErrorWire = serde_json::from_str(args.get())
-                        .map_err(|e| MailStoreError::Protocol(format!("method error: {e}")))?;
-                    Err(method_error(err))
-                } else {
-                    Ok((name, args))
-                }
-            })
-            .collect()
+        Ok(wire)
     }
 
     /// Downloads a blob, refusing more than `max_bytes` while streaming.
@@ -392,6 +423,14 @@ fn short(e: &reqwest::Error) -> String {
         text = text.replace(url.as_str(), "<url>");
     }
     text.chars().take(200).collect()
+}
+
+/// A method error response's arguments as the domain error.
+pub fn method_error_of(args: &serde_json::value::RawValue) -> MailStoreError {
+    match serde_json::from_str::<MethodErrorWire>(args.get()) {
+        Ok(err) => method_error(err),
+        Err(e) => MailStoreError::Protocol(format!("method error: {e}")),
+    }
 }
 
 fn method_error(err: MethodErrorWire) -> MailStoreError {

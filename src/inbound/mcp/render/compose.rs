@@ -329,17 +329,39 @@ pub fn review_copy(d: &DraftSnapshot, schedule: &Schedule) -> Vec<u8> {
     serde_json::to_vec(&copy).unwrap_or_default()
 }
 
+/// Whether a dialog can show all of the draft: a text body up to [`PREVIEW_CHARS`] and no
+/// HTML version (which a dialog can't show).
+#[must_use]
+pub fn fits_a_dialog(d: &DraftSnapshot) -> bool {
+    d.text.chars().count() <= PREVIEW_CHARS && d.html.is_none()
+}
+
 /// The confirmation dialog's words: everything that leaves, the body up to
-/// [`PREVIEW_CHARS`] (the review link has the rest).
+/// [`PREVIEW_CHARS`] (the review link has the rest and the HTML version).
 pub fn confirmation(d: &DraftSnapshot, schedule: &Schedule, url: Option<&str>) -> String {
     let mut text = String::from("Send this email?\n\n");
     summary_text(&snapshot_summary(d), &mut text);
+    if !d.reply_to.is_empty() {
+        let _ = writeln!(
+            text,
+            "Reply-To: {}",
+            show_addresses(&addresses(&d.reply_to))
+        );
+    }
     let _ = writeln!(text, "Sends: {}\n", when(schedule));
     text.push_str(&preview(&d.text));
-    if d.text.chars().count() > PREVIEW_CHARS
+    if !fits_a_dialog(d)
         && let Some(url) = url
     {
-        let _ = write!(text, "\n\nFull text: {url}");
+        let _ = write!(
+            text,
+            "\n\nThis shows only part of it{}. All of it: {url}",
+            if d.html.is_some() {
+                " (it also has an HTML version)"
+            } else {
+                ""
+            }
+        );
     }
     text
 }
