@@ -6,6 +6,11 @@
   "use strict";
   let key = new URLSearchParams(location.hash.slice(1)).get("k");
   if (key) history.replaceState(null, "", location.pathname);
+  const decided = document.getElementById("decided");
+  if (decided) {
+    sessionStorage.removeItem("mc-approve-" + decided.dataset.id);
+    return;
+  }
   const root = document.getElementById("review");
   if (!root) return; // a refusal page: the key only leaves the address bar
   const slot = "mc-approve-" + root.dataset.id;

@@ -224,13 +224,18 @@ Sign in with your mail provider to see it and decide.</p><div id=\"review\" data
                         via: "review_page".into(),
                     },
                 });
-                let body = if approve {
+                let outcome = if approve {
                     "<h1>Approved</h1><p id=\"outcome\">Approved. Tell your assistant you approved it: it sends the email on its next try. \
 If the draft changes before then, it won't be sent.</p>"
                 } else {
                     "<h1>Not sent</h1><p id=\"outcome\">Declined: the email will not be sent. It stays in your Drafts.</p>"
                 };
-                page(StatusCode::OK, layout("Review an email", body))
+                // The script forgets the link's key kept for this approval.
+                let body = format!(
+                    "{outcome}<div id=\"decided\" data-id=\"{}\"></div><script src=\"/approve.js\"></script>",
+                    escape(record.id.as_str())
+                );
+                page(StatusCode::OK, layout("Review an email", &body))
             }
             Err(e) => refused(&e),
         }

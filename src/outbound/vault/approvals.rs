@@ -186,6 +186,10 @@ impl ApprovalStore for RedbVault {
                 return Err(ApprovalError::Conflict);
             };
             record.status = to.as_str().to_owned();
+            // The review copy serves the decision only: gone once it is made.
+            if to != Status::Pending {
+                record.review.clear();
+            }
             if submission.is_some() {
                 record.submission = submission;
             }
@@ -246,6 +250,11 @@ mod tests {
             Some(a.record())
         );
         let approved = a.approve(&v, now).unwrap();
+        let stored = v.get(&approved.record().id).unwrap().unwrap();
+        assert!(
+            stored.review.is_empty(),
+            "the review copy goes with the decision"
+        );
         let v = Arc::new(v);
         let winners: usize = (0..8)
             .map(|_| {
