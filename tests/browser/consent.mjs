@@ -25,19 +25,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const EVIL_NAME = '<script>alert(1)</script> Evil';
-const LAUNCH_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 function log(msg) {
   process.stderr.write(`browser-consent: ${msg}\n`);
@@ -274,12 +264,7 @@ async function main() {
   out.client_id = client.client_id;
   out.registered_name = client.client_name;
   const started = Date.now();
-  const browser = await chromium.launch({
-    executablePath: opts.chromium,
-    headless: true,
-    args: LAUNCH_FLAGS,
-    env: { ...process.env, CHROME_LOG_FILE: '/dev/null' },
-  });
+  const browser = await launch(opts.chromium);
   out.chromium = browser.version();
   out.launch_ms = Date.now() - started;
   try {

@@ -25,20 +25,8 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
+import { launch, DESKTOP, PHONE } from './chromium.mjs';
 
-const LAUNCH_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const DESKTOP = { viewport: { width: 1280, height: 800 } };
-const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, isMobile: true, hasTouch: true };
 
 function log(msg) {
   process.stderr.write(`browser-settings: ${msg}\n`);
@@ -294,12 +282,7 @@ async function run(browser) {
 
 async function main() {
   const started = Date.now();
-  const browser = await chromium.launch({
-    executablePath: opts.chromium,
-    headless: true,
-    args: LAUNCH_FLAGS,
-    env: { ...process.env, CHROME_LOG_FILE: '/dev/null' },
-  });
+  const browser = await launch(opts.chromium);
   out.chromium = browser.version();
   out.launch_ms = Date.now() - started;
   try {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::{
     oauth_flow::{Browser, Client, Page, Standin, Tokens, UPSTREAM_CLIENT, call_tool},
-    support::{TestApp, spawn_configured, tempdir, testbed},
+    support::{RawMcp, TestApp, spawn_configured, tempdir, testbed},
 };
 
 /// The writer's copy of a seed email in the Inbox, read ("Grüße aus München", docs/testbed.md).
@@ -477,48 +477,8 @@ async fn a_policy_change_notifies_the_clients_listening_sessions() {
         .await
         .connect()
         .await;
-    let http = reqwest::Client::new();
-    let post = |body: Value, session: Option<&str>| {
-        let mut r = http
-            .post(format!("{}/mcp", app.base()))
-            .bearer_auth(&a.access)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json");
-        if let Some(s) = session {
-            r = r
-                .header("mcp-session-id", s)
-                .header("mcp-protocol-version", "2025-11-25");
-        }
-        r.json(&body).send()
-    };
-    let init = post(
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
-            "capabilities": {}, "clientInfo": {"name": "it", "version": "0"}}}),
-        None,
-    )
-    .await
-    .unwrap();
-    let session = init.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let _ = init.text().await;
-    post(
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        Some(&session),
-    )
-    .await
-    .unwrap();
-    let mut stream = http
-        .get(format!("{}/mcp", app.base()))
-        .bearer_auth(&a.access)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
+    let mcp = RawMcp::legacy_with(app.mcp_url(), &a.access).await;
+    let mut stream = mcp.stream().await;
 
     let (mut browser, page) = sign_in(&app).await;
     assert_eq!(

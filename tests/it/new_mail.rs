@@ -11,7 +11,7 @@ use crate::{
     compose_flow::{connected, is_error, structured},
     control::{email_state, writer_app},
     oauth_flow::call_tool,
-    support::{TestApp, testbed},
+    support::{RawMcp, TestApp, testbed},
 };
 
 /// Delivers a message to the writer's Inbox over Cyrus LMTP (loopback, no auth).
@@ -221,17 +221,14 @@ async fn new_mail_rules_from_settings_and_mutes_from_the_assistant() {
         .await;
     assert_eq!(bad.status, 400, "{}", bad.body);
     // Quiet all day, every day: a look the assistant asks for is not held back by it.
-    let mut form = vec![
-        ("csrf_token", csrf.as_str()),
-        ("deny", "@spam.example"),
-        ("vips", "boss@corp.example"),
-        ("zone", "Europe/Berlin"),
-        ("quiet_start", "00:00"),
-        ("quiet_end", "23:59"),
-    ];
-    for d in ["1", "2", "3", "4", "5", "6", "7"] {
-        form.push(("quiet_day", d));
-    }
+    let form = quiet_all_day(
+        &csrf,
+        &[
+            ("deny", "@spam.example"),
+            ("vips", "boss@corp.example"),
+            ("zone", "Europe/Berlin"),
+        ],
+    );
     let saved = browser.post_form(&rules_url, &form).await;
     assert_eq!(saved.status, 303, "{}", saved.body);
 
@@ -295,6 +292,18 @@ async fn new_mail_rules_from_settings_and_mutes_from_the_assistant() {
             .len(),
         1
     );
+}
+
+/// A new-mail rules form with quiet hours all day, every day, and `fields`.
+fn quiet_all_day<'a>(csrf: &'a str, fields: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut form = vec![
+        ("csrf_token", csrf),
+        ("quiet_start", "00:00"),
+        ("quiet_end", "23:59"),
+    ];
+    form.extend_from_slice(fields);
+    form.extend(["1", "2", "3", "4", "5", "6", "7"].map(|d| ("quiet_day", d)));
+    form
 }
 
 /// The grant of the (one) connection the settings page shows.
@@ -419,17 +428,14 @@ async fn new_mail_quiet_hours_hold_the_stream_but_a_vip_may_break_them() {
     let settings = browser.get(&format!("{}/settings", app.base())).await;
     let grant = grant_on(&settings.body);
     // Quiet all day, every day; VIPs may break it.
-    let mut form = vec![
-        ("csrf_token", csrf.as_str()),
-        ("vips", "boss@corp.example"),
-        ("vips_break_quiet", "on"),
-        ("zone", "UTC"),
-        ("quiet_start", "00:00"),
-        ("quiet_end", "23:59"),
-    ];
-    for d in ["1", "2", "3", "4", "5", "6", "7"] {
-        form.push(("quiet_day", d));
-    }
+    let form = quiet_all_day(
+        &csrf,
+        &[
+            ("vips", "boss@corp.example"),
+            ("vips_break_quiet", "on"),
+            ("zone", "UTC"),
+        ],
+    );
     let saved = browser
         .post_form(
             &format!("{}/settings/connections/{grant}/notify", app.base()),
@@ -462,72 +468,21 @@ async fn new_mail_quiet_hours_hold_the_stream_but_a_vip_may_break_them() {
 async fn new_mail_a_legacy_session_subscribes_and_hears_on_its_stream() {
     let (_standin, app) = crate::compose_flow::writer_app_with(&["--notify-poll-secs", "1"]).await;
     let (token, _, _) = connected(&app, &["notify"]).await;
-    let http = reqwest::Client::new();
-    let post = |body: Value, session: Option<&str>| {
-        let mut r = http
-            .post(format!("{}/mcp", app.base()))
-            .bearer_auth(&token)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json");
-        if let Some(s) = session {
-            r = r
-                .header("mcp-session-id", s)
-                .header("mcp-protocol-version", "2025-11-25");
-        }
-        r.json(&body).send()
-    };
-    let init = post(
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
-            "capabilities": {}, "clientInfo": {"name": "it", "version": "0"}}}),
-        None,
-    )
-    .await
-    .unwrap();
-    let session = init.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let info = init.text().await.unwrap();
-    assert!(
-        info.contains("\"subscribe\":true"),
+    let mut mcp = RawMcp::legacy_with(app.mcp_url(), &token).await;
+    let info = mcp.initialized.clone().unwrap();
+    assert_eq!(
+        info["capabilities"]["resources"]["subscribe"], true,
         "resources.subscribe advertised: {info}"
     );
-    post(
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        Some(&session),
-    )
-    .await
-    .unwrap();
-    let mut stream = http
-        .get(format!("{}/mcp", app.base()))
-        .bearer_auth(&token)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
-    let other = post(
-        json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": "mail://other"}}),
-        Some(&session),
-    )
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    assert!(other.contains("\"error\""), "{other}");
-    let ok = post(
-        json!({"jsonrpc": "2.0", "id": 3, "method": "resources/subscribe", "params": {"uri": "mail://new"}}),
-        Some(&session),
-    )
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    assert!(ok.contains("\"result\""), "{ok}");
+    let mut stream = mcp.stream().await;
+    let other = mcp
+        .request("resources/subscribe", json!({"uri": "mail://other"}))
+        .await;
+    assert!(other.get("error").is_some(), "{other}");
+    let ok = mcp
+        .request("resources/subscribe", json!({"uri": "mail://new"}))
+        .await;
+    assert!(ok.get("result").is_some(), "{ok}");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     deliver("carol@example.org", &mark("Legacy"));
     let mut seen = String::new();

@@ -205,6 +205,8 @@ pub struct RawMcp {
     pub url: String,
     pub token: String,
     pub session: Option<String>,
+    /// The `initialize` result of a legacy session.
+    pub initialized: Option<Value>,
     next_id: u64,
 }
 
@@ -218,13 +220,20 @@ impl RawMcp {
             url,
             token: TOKEN.into(),
             session: None,
+            initialized: None,
             next_id: 1,
         }
     }
 
     /// A legacy (2025-11-25) session: `initialize` + `notifications/initialized`.
     pub async fn legacy(url: String) -> Self {
+        Self::legacy_with(url, TOKEN).await
+    }
+
+    /// A legacy session opened with `token`.
+    pub async fn legacy_with(url: String, token: &str) -> Self {
         let mut c = Self::new(url);
+        c.token = token.to_owned();
         let init = c
             .post(
                 json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
@@ -238,6 +247,7 @@ impl RawMcp {
             c.session.is_some(),
             "a legacy initialize gets an Mcp-Session-Id"
         );
+        c.initialized = Some(init.json()["result"].clone());
         let note = c
             .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await;
@@ -261,6 +271,25 @@ impl RawMcp {
             .await
             .expect("request sent");
         Reply::read(resp).await
+    }
+
+    /// The session's GET stream (server-initiated messages), open.
+    pub async fn stream(&self) -> reqwest::Response {
+        let r = self
+            .http
+            .get(&self.url)
+            .bearer_auth(&self.token)
+            .header("accept", "text/event-stream")
+            .header(
+                "mcp-session-id",
+                self.session.as_deref().unwrap_or_default(),
+            )
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .expect("the stream opens");
+        assert_eq!(r.status(), 200);
+        r
     }
 
     /// A JSON-RPC request in this client's era; returns the whole response message.
