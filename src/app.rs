@@ -19,7 +19,7 @@ use crate::{
         },
         grant::{AccessToken, CapabilitySet, GrantId},
         ports::{AuditLog, ClientStore as _},
-        service::{MailService, ServiceLimits},
+        service::{MailService, ServiceLimits, WatchTuning},
     },
     inbound::{
         http::{self, Surfaces},
@@ -220,7 +220,11 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
         Arc::clone(&watchers),
     )
     .with_public_url(config.public_url.as_str())
-    .with_poll_interval(config.notify_poll);
+    .with_watch_tuning(WatchTuning {
+        poll: config.notify_poll,
+        ping: config.notify_push_ping,
+        ..WatchTuning::default()
+    });
     let mcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(config.allowed_hosts.clone())
         .with_sse_keep_alive(Some(Duration::from_secs(15)))

@@ -177,6 +177,10 @@ pub struct Cli {
     /// Seconds between looks at the mailbox of a client listening for new mail [default: 60].
     #[arg(long, env = "MAILCONNECT_NOTIFY_POLL_SECS", global = true)]
     pub notify_poll_secs: Option<u64>,
+    /// Seconds between the pings asked of the mail server's push channel; 2.5 pings of
+    /// silence reopen it [default: 30].
+    #[arg(long, env = "MAILCONNECT_NOTIFY_PUSH_PING_SECS", global = true)]
+    pub notify_push_ping_secs: Option<u64>,
     /// How long a person has to approve sending a draft, in seconds [default: 600].
     #[arg(long, env = "MAILCONNECT_SEND_APPROVAL_TTL_SECS", global = true)]
     pub send_approval_ttl_secs: Option<u64>,
@@ -236,6 +240,7 @@ struct FileConfig {
     send_approval_ttl_secs: Option<u64>,
     send_undo_window_secs: Option<u32>,
     notify_poll_secs: Option<u64>,
+    notify_push_ping_secs: Option<u64>,
     /// Clients registered by the operator (exact redirect URIs, optional secret).
     #[serde(default)]
     clients: Vec<ConfiguredClient>,
@@ -341,6 +346,8 @@ pub struct Config {
     pub sending: crate::domain::service::SendSettings,
     /// Between looks at a listening client's mailbox.
     pub notify_poll: Duration,
+    /// Pings asked of the mail server's push channel.
+    pub notify_push_ping: Duration,
     /// Operator-configured clients.
     pub clients: Vec<ConfiguredClient>,
     /// Tests only: client metadata documents over loopback http.
@@ -628,6 +635,15 @@ impl Config {
                 "notify_poll_secs must be between 1 and 3600 (got {notify_poll})"
             ));
         }
+        let push_ping = cli
+            .notify_push_ping_secs
+            .or(file.notify_push_ping_secs)
+            .unwrap_or(30);
+        if !(1..=300).contains(&push_ping) {
+            problems.push(format!(
+                "notify_push_ping_secs must be between 1 and 300 (got {push_ping})"
+            ));
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -655,6 +671,7 @@ impl Config {
             audit_retention_days,
             audit_max_events,
             notify_poll: Duration::from_secs(notify_poll),
+            notify_push_ping: Duration::from_secs(push_ping),
             sending: crate::domain::service::SendSettings {
                 approval_ttl_secs: i64::try_from(approval_ttl).unwrap_or(600),
                 default_undo_secs: undo,

@@ -112,6 +112,18 @@ pub enum PageStart {
     },
 }
 
+/// A wake-up from the mail server's push channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushEvent {
+    /// Something changed: look.
+    Changed,
+    /// Nothing changed; the channel is alive.
+    Ping,
+}
+
+/// An open push channel: wake-ups until the server or the network ends it (then `None`).
+pub type PushChannel = tokio::sync::mpsc::Receiver<PushEvent>;
+
 /// The mailbox of the person behind a credential (JMAP in production).
 ///
 /// Every read is one upstream HTTP request once the session is known.
@@ -215,6 +227,14 @@ pub trait MailStore: Sync + 'static {
         state: Option<String>,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<super::notify::ChangeFeed, MailStoreError>;
+
+    /// Opens the server's push channel for new-mail wake-ups, pinging every `ping`; `None`
+    /// when the server offers none (then the caller polls).
+    async fn open_push(
+        &self,
+        cred: &UpstreamCredential,
+        ping: Duration,
+    ) -> Result<Option<PushChannel>, MailStoreError>;
 
     /// Which of `addresses` the person has sent mail to (To, Cc or Bcc of their Sent mail).
     async fn written_to(

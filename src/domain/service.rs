@@ -6,9 +6,11 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 mod new_mail;
 mod sending;
+mod watch;
 
-pub use self::new_mail::{NewMail, NewMailRequest, Suppressed};
+pub use self::new_mail::{Look, NewMail, NewMailRequest, Sifted, Suppressed};
 pub use self::sending::{ApprovalAsk, DraftView, SendOutcome, SendRefusal, SendSettings};
+pub use self::watch::{NewMailWatchers, Subscription, WatchTuning};
 use super::{
     approval::ApprovalStore,
     auth::upstream_refresh::{RefreshError, UpstreamRefresher, needs_refresh},

@@ -29,16 +29,13 @@ use crate::domain::{
     changes::Keyword,
     grant::{Caller, Capability, GrantId},
     ids::{BlobId, EmailId, ThreadId},
-    notify::{
-        rules::Announcer,
-        settings::{MuteRequest, parse_duration},
-    },
+    notify::settings::{MuteRequest, parse_duration},
     ports::{AuditEvent, AuditKind, AuditLog, MailStore, MailStoreError, Policy, TokenVault},
     query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
     search_syntax,
     service::{
-        ApprovalAsk, MailService, NewMailRequest, SearchRequest, SendOutcome, SendRefusal,
-        ServiceError,
+        ApprovalAsk, MailService, NewMailRequest, NewMailWatchers, SearchRequest, SendOutcome,
+        SendRefusal, ServiceError, WatchTuning,
     },
 };
 
@@ -57,8 +54,8 @@ pub struct McpHandler<M, V, P> {
     watchers: Arc<ToolListWatchers>,
     /// Our public origin, for review links (`/approve/…`).
     public_url: Option<String>,
-    /// How often a listening client's mailbox is looked at.
-    poll_interval: Duration,
+    /// The accounts watched for listening streams.
+    new_mail: Arc<NewMailWatchers<M, V, P>>,
     /// Legacy `resources/subscribe` watchers.
     legacy: Arc<LegacyWatchers>,
     /// Seals 2026-07-28 request states (HMAC under a per-process key: a state outlives
@@ -82,7 +79,7 @@ impl<M, V, P> Clone for McpHandler<M, V, P> {
             audit: Arc::clone(&self.audit),
             watchers: Arc::clone(&self.watchers),
             public_url: self.public_url.clone(),
-            poll_interval: self.poll_interval,
+            new_mail: Arc::clone(&self.new_mail),
             legacy: Arc::clone(&self.legacy),
             states: Arc::clone(&self.states),
         }
@@ -100,12 +97,15 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
         watchers: Arc<ToolListWatchers>,
     ) -> Self {
         Self {
-            service,
+            service: Arc::clone(&service),
             tool_deadline,
             audit,
             watchers,
             public_url: None,
-            poll_interval: Duration::from_secs(60),
+            new_mail: Arc::new(NewMailWatchers::new(
+                Arc::clone(&service),
+                WatchTuning::default(),
+            )),
             legacy: Arc::default(),
             states: Arc::new(
                 rmcp::model::RequestStateCodec::try_new(rand::random::<[u8; 32]>().to_vec())
@@ -114,10 +114,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
         }
     }
 
-    /// Listening clients' mailboxes are looked at every `interval` (jittered).
+    /// Listening clients' mailboxes are watched with `tuning`.
     #[must_use]
-    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval.max(Duration::from_secs(1));
+    pub fn with_watch_tuning(mut self, tuning: WatchTuning) -> Self {
+        self.new_mail = Arc::new(NewMailWatchers::new(Arc::clone(&self.service), tuning));
         self
     }
 
@@ -802,51 +802,15 @@ fn session_id(ctx: &RequestContext<RoleServer>) -> Option<String> {
 }
 
 impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
-    /// Watches the caller's mailbox while its listen stream is open: a look every poll
-    /// interval (jittered), and `resources/updated mail://new` when real new mail arrived —
-    /// at most once a look. Returns when the grant ends, its token expires, or it may no
-    /// longer hear about new mail (the stream then ends gracefully).
-    async fn watch_new_mail(&self, mut caller: Caller, to: &Announce) {
-        let mut cursor: Option<String> = None;
-        let mut failures: u32 = 0;
-        let mut announcer = Announcer::default();
-        loop {
-            if cursor.is_some() {
-                let base = self.poll_interval.as_millis() as u64;
-                let jitter = rand::random_range(0..=base / 10);
-                let backoff = base.saturating_mul(1 << failures.min(4));
-                tokio::time::sleep(Duration::from_millis(backoff + jitter)).await;
-            }
-            match self.service.authenticate(&caller.token).await {
-                Ok(fresh) if fresh.capabilities.allows(Capability::Notify) => caller = fresh,
-                Ok(_) | Err(ServiceError::Unauthenticated(_)) => return,
-                Err(_) => {
-                    failures += 1;
-                    continue;
-                }
-            }
-            let request = NewMailRequest {
-                cursor: cursor.clone(),
-                ..NewMailRequest::default()
-            };
-            match self.service.check_new_mail(&caller, &request).await {
-                Ok(found) => {
-                    failures = 0;
-                    let now = chrono::Utc::now();
-                    // The first look only sets the cursor: the backlog is not news.
-                    if cursor.is_some() && !found.items.is_empty() {
-                        announcer.arrived(found.due_now, found.held_until, now);
-                    }
-                    cursor = Some(found.cursor);
-                    // Quiet hours and the rate cap decide when, never whether.
-                    if announcer.due(now) && !to.send().await {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    tracing::info!(grant = %caller.grant, error = %e, "new-mail look failed");
-                }
+    /// Tells `to` of new mail in the caller's account while the caller may hear of it: each
+    /// announcement of its account's watcher (after its own rules and pacing) becomes
+    /// `resources/updated mail://new`. Returns when the grant ends, its token expires, it may
+    /// no longer hear about new mail, or the client is gone.
+    async fn watch_new_mail(&self, caller: Caller, to: &Announce) {
+        let mut subscription = self.new_mail.subscribe(caller);
+        while subscription.next().await.is_some() {
+            if !to.send().await {
+                return;
             }
         }
     }

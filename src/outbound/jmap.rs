@@ -6,6 +6,7 @@
 mod changes;
 mod compose;
 mod convert;
+mod push;
 mod retry;
 mod session;
 mod wire;
@@ -17,6 +18,7 @@ use std::{
 
 use serde_json::{Map, Value, json};
 
+use self::session::EventSource;
 pub use self::session::TransportConfig;
 use self::{
     convert::{account_info, email, mailbox, summary},
@@ -32,7 +34,7 @@ use crate::domain::{
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
     mailboxes::MailboxDirectory,
     notify::ChangeFeed,
-    ports::{MailStore, MailStoreError, MoveResult, PageStart, SearchPage},
+    ports::{MailStore, MailStoreError, MoveResult, PageStart, PushChannel, SearchPage},
     query::{EmailQuery, PageSize},
     search_syntax::{Expr, Term},
     submission::{Refusal, Submission, SubmissionStatus},
@@ -767,6 +769,28 @@ impl MailStore for JmapMailStore {
             reset: state.is_some(),
             ..feed
         })
+    }
+
+    async fn open_push(
+        &self,
+        cred: &UpstreamCredential,
+        ping: std::time::Duration,
+    ) -> Result<Option<PushChannel>, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        // EmailDelivery changes only when mail is delivered (RFC 8621 §1.5), not on a flag or
+        // a move; a server that doesn't know the type gets Email.
+        for types in ["EmailDelivery", "Email"] {
+            match self
+                .transport
+                .event_source(cred, &session, types, ping)
+                .await?
+            {
+                EventSource::Open(stream) => return Ok(Some(push::pump(stream))),
+                EventSource::Refused => {}
+                EventSource::NotOffered => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     async fn written_to(

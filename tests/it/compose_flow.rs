@@ -308,10 +308,16 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
 
 /// The writer app with extra flags.
 pub(crate) async fn writer_app_with(extra: &[&str]) -> (Standin, TestApp) {
+    writer_app_at(testbed().get("JMAP_SESSION_URL"), extra).await
+}
+
+/// The app over the JMAP session at `session_url` (a proxy in front of Cyrus), signing in as
+/// the writer.
+pub(crate) async fn writer_app_at(session_url: &str, extra: &[&str]) -> (Standin, TestApp) {
     let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
     let mut args = vec![
         "--jmap-session-url".to_owned(),
-        testbed().get("JMAP_SESSION_URL").into(),
+        session_url.into(),
         "--upstream-issuer".into(),
         standin.url.clone(),
         "--upstream-client-id".into(),

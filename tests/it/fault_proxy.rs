@@ -49,8 +49,32 @@ pub(crate) enum Fault {
     RateLimitSet(Option<usize>),
 }
 
+/// How the push stand-in answers one EventSource request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PushAnswer {
+    /// This status, no stream.
+    Status(u16),
+    /// An event stream; `pings` says whether it pings at the interval asked for.
+    Stream { pings: bool },
+}
+
+/// A JMAP push server in place of Cyrus's (which answers 204): streams the tests write
+/// events into, drop, or leave silent.
+#[derive(Default)]
+pub(crate) struct PushStandin {
+    offered: bool,
+    answers: VecDeque<PushAnswer>,
+    /// The open stream's writing end.
+    current: Option<tokio::io::WriteHalf<tokio::io::SimplexStream>>,
+    /// Each EventSource request: its Authorization header and query.
+    connections: Vec<(String, String)>,
+    /// Counts streams, so a pinger knows when its stream was replaced.
+    generation: u64,
+}
+
 #[derive(Default)]
 pub(crate) struct Script {
+    push: tokio::sync::Mutex<PushStandin>,
     faults: Mutex<VecDeque<Fault>>,
     /// Every request relayed: method and path.
     requests: Mutex<Vec<(String, String)>>,
@@ -103,6 +127,95 @@ impl Proxy {
     pub(crate) fn requests(&self) -> Vec<(String, String)> {
         self.script.requests.lock().unwrap().clone()
     }
+
+    /// JMAP API requests so far.
+    pub(crate) fn api_requests(&self) -> usize {
+        self.api_calls()
+    }
+
+    /// Serves EventSource requests from the stand-in, answering them with `answers` in turn
+    /// (then with pinging streams).
+    pub(crate) async fn offer_push(&self, answers: impl IntoIterator<Item = PushAnswer>) {
+        let mut push = self.script.push.lock().await;
+        push.offered = true;
+        push.answers.extend(answers);
+    }
+
+    /// Writes `event` (with `data`) to the open push stream.
+    pub(crate) async fn push(&self, event: &str, data: &str) {
+        use tokio::io::AsyncWriteExt as _;
+        let mut push = self.script.push.lock().await;
+        let stream = push.current.as_mut().expect("an open push stream");
+        stream
+            .write_all(format!("event: {event}\ndata: {data}\n\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// Ends the open push stream, as a network drop would.
+    pub(crate) async fn drop_push(&self) {
+        self.script.push.lock().await.current = None;
+    }
+
+    /// Each EventSource request so far: its Authorization header and query.
+    pub(crate) async fn push_connections(&self) -> Vec<(String, String)> {
+        self.script.push.lock().await.connections.clone()
+    }
+}
+
+/// Answers an EventSource request from the stand-in.
+async fn push_standin(req: &Request, script: &Arc<Script>) -> Response {
+    let mut push = script.push.lock().await;
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    push.connections.push((authorization, query.clone()));
+    match push
+        .answers
+        .pop_front()
+        .unwrap_or(PushAnswer::Stream { pings: true })
+    {
+        PushAnswer::Status(code) => Response::builder()
+            .status(StatusCode::from_u16(code).unwrap())
+            .finish(),
+        PushAnswer::Stream { pings } => {
+            let (read, write) = tokio::io::simplex(64 * 1024);
+            push.current = Some(write);
+            push.generation += 1;
+            if pings {
+                let ping: u64 = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("ping="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(30);
+                let (script, generation) = (Arc::clone(script), push.generation);
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt as _;
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(ping)).await;
+                        let mut push = script.push.lock().await;
+                        if push.generation != generation {
+                            return;
+                        }
+                        let Some(stream) = push.current.as_mut() else {
+                            return;
+                        };
+                        let ping = format!("event: ping\ndata: {{\"interval\":{ping}}}\n\n");
+                        if stream.write_all(ping.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            Response::builder()
+                .content_type("text/event-stream")
+                .body(poem::Body::from_async_read(read))
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -124,6 +237,12 @@ async fn relay(
         .lock()
         .unwrap()
         .push((req.method().to_string(), req.uri().path().to_owned()));
+    if req.method() == Method::GET
+        && req.uri().path().starts_with("/jmap/eventsource")
+        && script.push.lock().await.offered
+    {
+        return push_standin(req, &script).await;
+    }
     let is_api = req.method() == Method::POST && req.uri().path() == "/jmap/";
     let mut body = body;
     let mut throttled = Vec::new();

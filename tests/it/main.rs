@@ -26,6 +26,7 @@ mod new_mail;
 mod oauth_connect;
 mod oauth_flow;
 mod oauth_snapshots;
+mod push;
 mod sdk_clients;
 mod sdk_oauth;
 mod search_syntax;

@@ -66,7 +66,7 @@ fn subjects(result: &Value) -> Vec<String> {
         .collect()
 }
 
-fn mark(what: &str) -> String {
+pub(crate) fn mark(what: &str) -> String {
     format!("{what} {:x}", rand::random::<u32>())
 }
 
@@ -314,7 +314,7 @@ fn grant_on(page: &str) -> String {
 }
 
 /// Opens `subscriptions/listen` (2026-07-28) for `uris`; returns the open response stream.
-async fn listen(app: &TestApp, token: &str, uris: &[&str]) -> reqwest::Response {
+pub(crate) async fn listen(app: &TestApp, token: &str, uris: &[&str]) -> reqwest::Response {
     let r = reqwest::Client::new()
         .post(format!("{}/mcp", app.base()))
         .bearer_auth(token)
@@ -336,7 +336,7 @@ async fn listen(app: &TestApp, token: &str, uris: &[&str]) -> reqwest::Response 
 }
 
 /// Reads the stream until `wanted` shows up (or the stream ends, or `secs` pass).
-async fn read_until(
+pub(crate) async fn read_until(
     stream: &mut reqwest::Response,
     seen: &mut String,
     wanted: &str,
@@ -491,4 +491,27 @@ async fn new_mail_a_legacy_session_subscribes_and_hears_on_its_stream() {
         "nothing on the session's stream: {seen}"
     );
     assert!(seen.contains("mail://new"), "{seen}");
+}
+
+#[tokio::test]
+async fn new_mail_the_stream_ends_when_the_access_token_expires() {
+    let (_standin, app) = crate::compose_flow::writer_app_with(&[
+        "--notify-poll-secs",
+        "1",
+        "--access-token-ttl-secs",
+        "5",
+    ])
+    .await;
+    let (token, _, _) = connected(&app, &["notify"]).await;
+    let mut stream = listen(&app, &token, &["mail://new"]).await;
+    let mut seen = String::new();
+    assert!(
+        read_until(&mut stream, &mut seen, "acknowledged", 3).await,
+        "{seen}"
+    );
+    // Ends gracefully (the client re-listens with a fresh token), within a look of expiry.
+    assert!(
+        read_until(&mut stream, &mut seen, "\"resultType\":\"complete\"", 10).await,
+        "the stream outlived its token: {seen}"
+    );
 }

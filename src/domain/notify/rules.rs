@@ -300,6 +300,12 @@ impl Announcer {
         }
     }
 
+    /// When an announcement is owed from (it may still wait for the rate cap).
+    #[must_use]
+    pub fn owed(&self) -> Option<DateTime<Utc>> {
+        self.owed
+    }
+
     /// Whether to announce at `now` (then nothing is owed until the next arrival).
     pub fn due(&mut self, now: DateTime<Utc>) -> bool {
         match self.owed {

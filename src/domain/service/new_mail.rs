@@ -15,7 +15,7 @@ use crate::domain::{
         rules::Decision,
         settings::{MuteRequest, NotifySettings},
     },
-    ports::{MailStore, Policy, TokenVault},
+    ports::{MailStore, Policy, PushChannel, TokenVault},
     query::{InvalidArgument, PageSize},
 };
 
@@ -68,6 +68,32 @@ pub struct Suppressed {
     pub muted: usize,
 }
 
+/// One look at the account: its real arrivals since a cursor, before anyone's rules.
+#[derive(Debug, Clone)]
+pub struct Look {
+    /// The arrivals, in the order the server reported them.
+    pub arrivals: Vec<EmailSummary>,
+    /// The cursor after this look.
+    pub cursor: NewMailCursor,
+    /// The server has more changes: look again.
+    pub more: bool,
+    /// The state was unknown or too old: a fresh look at the last day.
+    pub reset: bool,
+    /// The account's mailboxes.
+    pub mailboxes: Vec<crate::domain::mail::Mailbox>,
+}
+
+/// What one grant's rules made of a look's arrivals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sifted {
+    /// Arrivals held back, by rule.
+    pub suppressed: Suppressed,
+    /// Some kept arrival may be announced now.
+    pub due_now: bool,
+    /// The earliest end of the quiet hours that hold the other kept arrivals.
+    pub held_until: Option<DateTime<Utc>>,
+}
+
 impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     /// `check_new_mail`.
     ///
@@ -80,15 +106,52 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     ) -> Result<NewMail, ServiceError> {
         require(caller, Capability::Notify, "check for new mail")?;
         let size = PageSize::new(request.limit)?;
-        let now = Utc::now();
         let decoded = request.cursor.as_deref().and_then(NewMailCursor::decode);
         let unreadable = request.cursor.is_some() && decoded.is_none();
-        // Never further back than a day, whatever the cursor says: no flood after downtime.
-        let watermark = decoded
-            .as_ref()
+        let look = self
+            .look_for_arrivals(caller, decoded.as_ref(), request.include_seen)
+            .await?;
+        let mut items = look.arrivals;
+        // Quiet hours are for mail pushed at the person, not for a look they (or their
+        // assistant) asked for: held arrivals are listed too.
+        let sifted = self.sift(caller, &mut items, Utc::now()).await?;
+        items.sort_by_key(|e| e.received_at);
+        // Over the limit: the newest are listed (oldest first), the older ones counted.
+        let not_shown = items.len().saturating_sub(size.size as usize);
+        items.drain(..not_shown);
+        Ok(NewMail {
+            items,
+            not_shown,
+            cursor: look.cursor.encode(),
+            more: look.more,
+            reset: unreadable || look.reset,
+            directory: MailboxDirectory::new(look.mailboxes),
+            size,
+            suppressed: sifted.suppressed,
+            due_now: sifted.due_now,
+            held_until: sifted.held_until,
+        })
+    }
+
+    /// One upstream request: the real arrivals in the account since `cursor` (created, in the
+    /// Inbox, not junk, a draft or the person's own, received after the watermark, unread
+    /// unless `include_seen`). The watermark never reaches back more than a day, whatever the
+    /// cursor says: no flood after downtime.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotPermitted`] without `notify`; store errors.
+    pub async fn look_for_arrivals(
+        &self,
+        caller: &Caller,
+        cursor: Option<&NewMailCursor>,
+        include_seen: bool,
+    ) -> Result<Look, ServiceError> {
+        require(caller, Capability::Notify, "check for new mail")?;
+        let now = Utc::now();
+        let watermark = cursor
             .map_or(fresh_watermark(now), |c| c.watermark)
             .max(fresh_watermark(now));
-        let state = decoded.as_ref().map(|c| c.state.clone());
+        let state = cursor.map(|c| c.state.clone());
         let state = &state;
         let feed = self
             .with_credential(caller, |cred| async move {
@@ -111,9 +174,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             excluded: &excluded,
             own: &feed.identities,
             watermark,
-            include_seen: request.include_seen,
+            include_seen,
         };
-        let mut items: Vec<EmailSummary> = feed
+        let arrivals: Vec<EmailSummary> = feed
             .created
             .iter()
             .filter(|e| {
@@ -128,52 +191,71 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             })
             .cloned()
             .collect();
-        // The person's rules; quiet hours are for mail pushed at them, not for a look they
-        // (or their assistant) asked for.
+        let latest = arrivals.iter().map(|e| e.received_at).max();
+        let cursor = NewMailCursor {
+            watermark: latest.map_or(watermark, |l| l.max(watermark)),
+            state: feed.state.clone(),
+        };
+        Ok(Look {
+            arrivals,
+            cursor,
+            more: feed.more,
+            reset: feed.reset,
+            mailboxes: feed.mailboxes,
+        })
+    }
+
+    /// Applies the caller's rules to `items` at `now`: drops what they hold back (denied
+    /// senders, non-VIPs when only VIPs count, mutes) and says when the rest may be announced.
+    ///
+    /// # Errors
+    /// Policy errors; stored rules that no longer parse, as an argument error.
+    pub async fn sift(
+        &self,
+        caller: &Caller,
+        items: &mut Vec<EmailSummary>,
+        now: DateTime<Utc>,
+    ) -> Result<Sifted, ServiceError> {
         let settings = self.policy.notify_settings(&caller.grant).await?;
         let rules = settings
             .rules()
             .map_err(|e| InvalidArgument::new("notify settings", e.to_string()))?;
-        let mut suppressed = Suppressed::default();
-        let (mut due_now, mut held_until) = (false, None::<DateTime<Utc>>);
+        let mut sifted = Sifted::default();
         items.retain(|e| {
             let sender = e.from.first().map_or("", |a| a.email.as_str());
             match rules.decide(sender, &e.thread_id, now) {
-                Decision::Denied => suppressed.denied += 1,
-                Decision::NotAllowed => suppressed.not_vip += 1,
-                Decision::Muted => suppressed.muted += 1,
+                Decision::Denied => sifted.suppressed.denied += 1,
+                Decision::NotAllowed => sifted.suppressed.not_vip += 1,
+                Decision::Muted => sifted.suppressed.muted += 1,
                 Decision::Notify { .. } => {
-                    due_now = true;
+                    sifted.due_now = true;
                     return true;
                 }
                 Decision::HoldUntil(end) => {
-                    held_until = Some(held_until.map_or(end, |h| h.min(end)));
+                    sifted.held_until = Some(sifted.held_until.map_or(end, |h| h.min(end)));
                     return true;
                 }
             }
             false
         });
-        items.sort_by_key(|e| e.received_at);
-        let latest: Option<DateTime<Utc>> = items.last().map(|e| e.received_at);
-        // Over the limit: the newest are listed (oldest first), the older ones counted.
-        let not_shown = items.len().saturating_sub(size.size as usize);
-        items.drain(..not_shown);
-        let cursor = NewMailCursor {
-            watermark: latest.map_or(watermark, |l| l.max(watermark)),
-            state: feed.state.clone(),
-        };
-        Ok(NewMail {
-            items,
-            not_shown,
-            cursor: cursor.encode(),
-            more: feed.more,
-            reset: unreadable || feed.reset,
-            directory: MailboxDirectory::new(feed.mailboxes),
-            size,
-            suppressed,
-            due_now,
-            held_until,
+        Ok(sifted)
+    }
+
+    /// Opens the account's push channel with the caller's credential (renewed once if the
+    /// server refuses it); `None` when the server offers no push.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotPermitted`] without `notify`; store errors.
+    pub async fn open_push(
+        &self,
+        caller: &Caller,
+        ping: std::time::Duration,
+    ) -> Result<Option<PushChannel>, ServiceError> {
+        require(caller, Capability::Notify, "hear about new mail")?;
+        self.with_credential(caller, |cred| async move {
+            self.store.open_push(&cred, ping).await
         })
+        .await
     }
 
     /// `mute_notifications`: adds a mute — the only change to the rules the model can make,

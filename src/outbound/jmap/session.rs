@@ -33,6 +33,8 @@ pub struct Session {
     pub wire: SessionWire,
     pub api_url: Url,
     pub download_template: String,
+    /// The EventSource URL template, when the server offers push.
+    pub event_source_template: Option<String>,
     pub account_id: String,
 }
 
@@ -40,6 +42,9 @@ pub struct Session {
 type CredKey = [u8; 32];
 
 const SESSION_CACHE_LIMIT: usize = 10_000;
+
+/// Longest one push stream is kept open before it is reopened.
+const PUSH_STREAM_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Transport settings.
 #[derive(Debug, Clone)]
@@ -57,6 +62,17 @@ pub struct Transport {
     config: TransportConfig,
     sessions: Mutex<HashMap<CredKey, Arc<Session>>>,
     requests: AtomicU64,
+}
+
+/// The answer to an EventSource request.
+#[derive(Debug)]
+pub enum EventSource {
+    /// The event stream.
+    Open(reqwest::Response),
+    /// 400: the server refused the arguments (a type it doesn't know).
+    Refused,
+    /// No push here.
+    NotOffered,
 }
 
 /// One method response: `(name, raw arguments)`.
@@ -168,22 +184,12 @@ impl Transport {
         let api_url = base
             .join(&wire.api_url)
             .map_err(|e| MailStoreError::Protocol(format!("session apiUrl: {e}")))?;
-        // The download URL is an RFC 6570 template: resolve it before its braces are expanded,
-        // keeping them literal (url would percent-encode them).
-        let download_template = if wire.download_url.contains("://") {
-            wire.download_url.clone()
-        } else {
-            let origin = base.origin().ascii_serialization();
-            if wire.download_url.starts_with('/') {
-                format!("{origin}{}", wire.download_url)
-            } else {
-                let dir = base
-                    .as_str()
-                    .rsplit_once('/')
-                    .map_or(base.as_str(), |(d, _)| d);
-                format!("{dir}/{}", wire.download_url)
-            }
-        };
+        let download_template = resolve_template(base, &wire.download_url);
+        let event_source_template = wire
+            .event_source_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .map(|u| resolve_template(base, u));
         let account_id = wire.primary_accounts.get(MAIL).cloned().ok_or_else(|| {
             MailStoreError::Protocol("the session has no primary mail account".into())
         })?;
@@ -191,6 +197,7 @@ impl Transport {
             wire,
             api_url,
             download_template,
+            event_source_template,
             account_id,
         })
     }
@@ -293,6 +300,50 @@ impl Transport {
             self.forget(cred);
         }
         Ok(wire)
+    }
+
+    /// Opens the session's EventSource (RFC 8620 §7.3) for `types`, never closing after a
+    /// state, with a ping every `ping`. Without a URL, or with any answer but 200 (Debian's
+    /// Cyrus answers 204), the server offers no push and the caller polls instead.
+    ///
+    /// # Errors
+    /// [`MailStoreError::Unauthorized`] on 401/403; transport failures.
+    pub async fn event_source(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        types: &str,
+        ping: Duration,
+    ) -> Result<EventSource, MailStoreError> {
+        let Some(template) = &session.event_source_template else {
+            return Ok(EventSource::NotOffered);
+        };
+        let url = template
+            .replace("{types}", types)
+            .replace("{closeafter}", "no")
+            .replace("{ping}", &ping.as_secs().max(1).to_string());
+        let url = Url::parse(&url)
+            .map_err(|e| MailStoreError::Protocol(format!("eventSourceUrl: {e}")))?;
+        self.count();
+        let response = self
+            .http
+            .get(url)
+            .header(header::AUTHORIZATION, Self::authorization(cred))
+            .header(header::ACCEPT, "text/event-stream")
+            // The stream outlives the API deadline; an hour, then a reconnect and a catch-up.
+            .timeout(PUSH_STREAM_LIFETIME)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        match response.status() {
+            StatusCode::OK => Ok(EventSource::Open(response)),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                self.forget(cred);
+                Err(MailStoreError::Unauthorized)
+            }
+            StatusCode::BAD_REQUEST => Ok(EventSource::Refused),
+            _ => Ok(EventSource::NotOffered),
+        }
     }
 
     /// Downloads a blob, refusing more than `max_bytes` while streaming.
@@ -454,6 +505,24 @@ fn method_error(err: MethodErrorWire) -> MailStoreError {
 }
 
 /// Expands the RFC 8620 §6.2 download template (level-1 RFC 6570: every value percent-encoded).
+/// Resolves a URL template (RFC 6570) against the session URL before its braces are
+/// expanded, keeping them literal (url would percent-encode them).
+fn resolve_template(base: &Url, raw: &str) -> String {
+    if raw.contains("://") {
+        return raw.to_owned();
+    }
+    let origin = base.origin().ascii_serialization();
+    if raw.starts_with('/') {
+        format!("{origin}{raw}")
+    } else {
+        let dir = base
+            .as_str()
+            .rsplit_once('/')
+            .map_or(base.as_str(), |(d, _)| d);
+        format!("{dir}/{raw}")
+    }
+}
+
 fn expand_download(
     template: &str,
     account: &str,

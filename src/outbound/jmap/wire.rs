@@ -21,6 +21,8 @@ pub struct SessionWire {
     pub api_url: String,
     pub download_url: String,
     #[serde(default)]
+    pub event_source_url: Option<String>,
+    #[serde(default)]
     pub state: String,
 }
 
