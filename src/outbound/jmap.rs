@@ -7,6 +7,7 @@ mod changes;
 mod compose;
 mod convert;
 mod push;
+mod read_only;
 mod retry;
 mod session;
 mod wire;
@@ -18,7 +19,7 @@ use std::{
 
 use serde_json::{Map, Value, json};
 
-use self::session::EventSource;
+pub use self::read_only::{HEADER_PROPERTIES, NotifierMail, ReadCall};
 pub use self::session::TransportConfig;
 use self::{
     convert::{account_info, email, mailbox, summary},
@@ -39,9 +40,6 @@ use crate::domain::{
     search_syntax::{Expr, Term},
     submission::{Refusal, Submission, SubmissionStatus},
 };
-
-/// Most changes (or recent emails) one new-mail look fetches.
-const MAX_CHANGES: u32 = 256;
 
 /// Most emails one search request fetches (a page plus those skipped at its boundary).
 pub const MAX_FETCH: u32 = 500;
@@ -367,59 +365,6 @@ impl JmapMailStore {
         Ok((drafts, find(&list, "sent")))
     }
 
-    /// Runs a change-feed request (`calls` end in an `Email/get` of what was created) with the
-    /// identities and mailboxes riding along; the feed's state is the `Email/get` state.
-    async fn feed(
-        &self,
-        cred: &UpstreamCredential,
-        session: &Session,
-        mut calls: Vec<Value>,
-    ) -> Result<(Vec<MethodResponse>, ChangeFeed), MailStoreError> {
-        let submission = session.wire.capabilities.contains_key(SUBMISSION);
-        if submission {
-            calls.push(json!(["Identity/get", {"accountId": session.account_id}, "identities"]));
-        }
-        calls.push(json!(["Mailbox/get", {"accountId": session.account_id, "properties": MAILBOX_PROPERTIES}, "mailboxes"]));
-        let using: &[&str] = if submission {
-            &[CORE, MAIL, SUBMISSION]
-        } else {
-            &[CORE, MAIL]
-        };
-        let mut responses = self.transport.call(cred, session, using, calls).await?;
-        let mailboxes: Vec<Mailbox> = decode::<GetResponse<MailboxWire>>(
-            "Mailbox/get",
-            &take(&mut responses, "Mailbox/get")?,
-        )?
-        .list
-        .into_iter()
-        .filter_map(mailbox)
-        .collect();
-        self.remember_mailboxes(session, &mailboxes);
-        let identities = if submission {
-            decode::<GetResponse<compose::IdentityWire>>(
-                "Identity/get",
-                &take(&mut responses, "Identity/get")?,
-            )?
-            .list
-            .into_iter()
-            .map(compose::identity)
-            .collect()
-        } else {
-            Vec::new()
-        };
-        let created =
-            decode::<GetResponse<EmailWire>>("Email/get", &take(&mut responses, "Email/get")?)?;
-        let feed = ChangeFeed {
-            state: created.state.clone().unwrap_or_default(),
-            created: created.list.into_iter().filter_map(summary).collect(),
-            more: false,
-            reset: false,
-            mailboxes,
-            identities,
-        };
-        Ok((responses, feed))
-    }
-
     /// Destroys an email, logging (not failing) when the server won't: used to tidy up.
     async fn destroy_quietly(&self, cred: &UpstreamCredential, session: &Session, id: &str) {
         let calls =
@@ -724,51 +669,17 @@ impl MailStore for JmapMailStore {
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<ChangeFeed, MailStoreError> {
         let session = self.transport.session(cred).await?;
-        if let Some(state) = &state {
-            let calls = vec![
-                json!(["Email/changes", {"accountId": session.account_id, "sinceState": state,
-                       "maxChanges": MAX_CHANGES}, "changes"]),
-                json!(["Email/get", {"accountId": session.account_id,
-                       "#ids": {"resultOf": "changes", "name": "Email/changes", "path": "/created"},
-                       "properties": SUMMARY_PROPERTIES}, "created"]),
-            ];
-            match self.feed(cred, &session, calls).await {
-                Ok((mut responses, feed)) => {
-                    #[derive(serde::Deserialize)]
-                    #[serde(rename_all = "camelCase")]
-                    struct Changes {
-                        new_state: String,
-                        #[serde(default)]
-                        has_more_changes: bool,
-                    }
-                    let changes: Changes =
-                        decode("Email/changes", &take(&mut responses, "Email/changes")?)?;
-                    return Ok(ChangeFeed {
-                        state: changes.new_state,
-                        more: changes.has_more_changes,
-                        ..feed
-                    });
-                }
-                // A state the server can't answer from (too old, garbage): a fresh look.
-                Err(MailStoreError::Rejected { kind, .. })
-                    if kind == "cannotCalculateChanges" || kind == "invalidArguments" => {}
-                Err(other) => return Err(other),
-            }
-        }
-        let calls = vec![
-            json!(["Email/query", {"accountId": session.account_id,
-                   "filter": {"after": since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
-                   "sort": [{"property": "receivedAt", "isAscending": false}],
-                   "limit": MAX_CHANGES}, "recent"]),
-            json!(["Email/get", {"accountId": session.account_id,
-                   "#ids": {"resultOf": "recent", "name": "Email/query", "path": "/ids"},
-                   "properties": SUMMARY_PROPERTIES}, "created"]),
-        ];
-        let (_, feed) = self.feed(cred, &session, calls).await?;
-        Ok(ChangeFeed {
-            reset: state.is_some(),
-            ..feed
-        })
+        let feed = read_only::change_feed(
+            &self.transport,
+            cred,
+            &session,
+            state.as_deref(),
+            since,
+            SUMMARY_PROPERTIES,
+        )
+        .await?;
+        self.remember_mailboxes(&session, &feed.mailboxes);
+        Ok(feed)
     }
 
     async fn open_push(
@@ -776,21 +687,7 @@ impl MailStore for JmapMailStore {
         cred: &UpstreamCredential,
         ping: std::time::Duration,
     ) -> Result<Option<PushChannel>, MailStoreError> {
-        let session = self.transport.session(cred).await?;
-        // EmailDelivery changes only when mail is delivered (RFC 8621 §1.5), not on a flag or
-        // a move; a server that doesn't know the type gets Email.
-        for types in ["EmailDelivery", "Email"] {
-            match self
-                .transport
-                .event_source(cred, &session, types, ping)
-                .await?
-            {
-                EventSource::Open(stream) => return Ok(Some(push::pump(stream))),
-                EventSource::Refused => {}
-                EventSource::NotOffered => return Ok(None),
-            }
-        }
-        Ok(None)
+        read_only::open_push(&self.transport, cred, ping).await
     }
 
     async fn written_to(

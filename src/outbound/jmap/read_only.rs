@@ -1,0 +1,389 @@
+//! The change feed of new-mail detection, built only from read calls — and the notifier's
+//! whole view of a mailbox, which can build nothing else.
+//!
+//! The background notifier holds tokens for a connection that Fastmail can't restrict to
+//! reading (it has no read-only scope), so the restriction lives here, in the types:
+//! [`ReadCall`] is the only way [`NotifierMail`] makes a request, its variants are the only
+//! methods it can name, and `Email/get` fetches a fixed list of header properties — never a
+//! body, never a blob.
+//!
+//! ```compile_fail
+//! // The notifier's mailbox is not a mail store: no search, no body, no change, no send.
+//! fn store<T: mailconnect::domain::ports::MailStore>(_: &T) {}
+//! fn check(n: &mailconnect::outbound::jmap::NotifierMail) { store(n) }
+//! ```
+//!
+//! ```compile_fail
+//! // A call can't be made from a method name.
+//! let call = mailconnect::outbound::jmap::ReadCall::Named("Email/set".into());
+//! ```
+//!
+//! ```compile_fail
+//! // Nor is there a submission, or any set, to reach for.
+//! let call = mailconnect::outbound::jmap::ReadCall::EmailSubmissionSet;
+//! ```
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::{
+    MAILBOX_PROPERTIES, compose,
+    convert::{mailbox, summary},
+    decode, push,
+    session::{CORE, EventSource, MAIL, SUBMISSION, Session, Transport, TransportConfig},
+    take,
+    wire::{EmailWire, GetResponse, MailboxWire},
+};
+use crate::domain::{
+    grant::UpstreamCredential,
+    notify::ChangeFeed,
+    ports::{MailStoreError, PushChannel},
+};
+
+/// Most changes one look asks for.
+pub const MAX_CHANGES: u32 = 256;
+
+/// What the notifier may know of an email: enough to say who wrote about what, and when.
+pub const HEADER_PROPERTIES: &[&str] = &[
+    "id",
+    "threadId",
+    "mailboxIds",
+    "keywords",
+    "receivedAt",
+    "from",
+    "subject",
+];
+
+/// One read call: every method the change feed (and so the notifier) can send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadCall {
+    /// `Email/changes` since a state.
+    EmailChanges {
+        /// The state.
+        since: String,
+    },
+    /// `Email/query`: mail received after an instant, newest first.
+    EmailQueryRecent {
+        /// The instant.
+        after: DateTime<Utc>,
+    },
+    /// `Email/get` of the ids the previous call found, with these properties.
+    EmailGetFound {
+        /// The properties (the notifier's: [`HEADER_PROPERTIES`]).
+        properties: &'static [&'static str],
+    },
+    /// `Identity/get`: the person's own addresses.
+    IdentityGet,
+    /// `Mailbox/get`: roles and names.
+    MailboxGet,
+}
+
+impl ReadCall {
+    /// The JMAP method name.
+    #[must_use]
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::EmailChanges { .. } => "Email/changes",
+            Self::EmailQueryRecent { .. } => "Email/query",
+            Self::EmailGetFound { .. } => "Email/get",
+            Self::IdentityGet => "Identity/get",
+            Self::MailboxGet => "Mailbox/get",
+        }
+    }
+
+    /// The invocation, after `previous` (the call whose ids an `Email/get` reads).
+    fn wire(&self, account: &str, previous: Option<&Self>) -> Value {
+        let args = match self {
+            Self::EmailChanges { since } => {
+                json!({"accountId": account, "sinceState": since, "maxChanges": MAX_CHANGES})
+            }
+            Self::EmailQueryRecent { after } => json!({"accountId": account,
+                "filter": {"after": after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
+                "sort": [{"property": "receivedAt", "isAscending": false}],
+                "limit": MAX_CHANGES}),
+            Self::EmailGetFound { properties } => {
+                let (name, path) = match previous {
+                    Some(Self::EmailChanges { .. }) => ("Email/changes", "/created"),
+                    _ => ("Email/query", "/ids"),
+                };
+                json!({"accountId": account, "properties": properties,
+                       "#ids": {"resultOf": "0", "name": name, "path": path}})
+            }
+            Self::IdentityGet => json!({"accountId": account}),
+            Self::MailboxGet => json!({"accountId": account, "properties": MAILBOX_PROPERTIES}),
+        };
+        json!([self.method(), args, ""])
+    }
+}
+
+/// `calls` as a request's method calls, each with its index as call id.
+fn invocations(calls: &[ReadCall], account: &str) -> Vec<Value> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, call)| {
+            let previous = i.checked_sub(1).and_then(|p| calls.get(p));
+            let mut wire = call.wire(account, previous);
+            wire[2] = json!(i.to_string());
+            wire
+        })
+        .collect()
+}
+
+/// What was created since `state` (or received since `since`, on a fresh start or when the
+/// server no longer knows the state), in one request per attempt: the changes, the created
+/// emails with `properties`, the mailboxes and the identities.
+///
+/// # Errors
+/// See [`MailStoreError`].
+pub async fn change_feed(
+    transport: &Transport,
+    cred: &UpstreamCredential,
+    session: &Session,
+    state: Option<&str>,
+    since: DateTime<Utc>,
+    properties: &'static [&'static str],
+) -> Result<ChangeFeed, MailStoreError> {
+    if let Some(state) = state {
+        let calls = [
+            ReadCall::EmailChanges {
+                since: state.to_owned(),
+            },
+            ReadCall::EmailGetFound { properties },
+        ];
+        match feed(transport, cred, session, &calls).await {
+            Ok((mut responses, feed)) => {
+                #[derive(serde::Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Changes {
+                    new_state: String,
+                    #[serde(default)]
+                    has_more_changes: bool,
+                }
+                let changes: Changes =
+                    decode("Email/changes", &take(&mut responses, "Email/changes")?)?;
+                return Ok(ChangeFeed {
+                    state: changes.new_state,
+                    more: changes.has_more_changes,
+                    ..feed
+                });
+            }
+            // A state the server can't answer from (too old, garbage): a fresh look.
+            Err(MailStoreError::Rejected { kind, .. })
+                if kind == "cannotCalculateChanges" || kind == "invalidArguments" => {}
+            Err(other) => return Err(other),
+        }
+    }
+    let calls = [
+        ReadCall::EmailQueryRecent { after: since },
+        ReadCall::EmailGetFound { properties },
+    ];
+    let (_, feed) = feed(transport, cred, session, &calls).await?;
+    Ok(ChangeFeed {
+        reset: state.is_some(),
+        ..feed
+    })
+}
+
+async fn feed(
+    transport: &Transport,
+    cred: &UpstreamCredential,
+    session: &Session,
+    calls: &[ReadCall],
+) -> Result<(Vec<super::session::MethodResponse>, ChangeFeed), MailStoreError> {
+    let submission = session.wire.capabilities.contains_key(SUBMISSION);
+    let mut calls = calls.to_vec();
+    if submission {
+        calls.push(ReadCall::IdentityGet);
+    }
+    calls.push(ReadCall::MailboxGet);
+    let using: &[&str] = if submission {
+        &[CORE, MAIL, SUBMISSION]
+    } else {
+        &[CORE, MAIL]
+    };
+    let mut responses = transport
+        .call(
+            cred,
+            session,
+            using,
+            invocations(&calls, &session.account_id),
+        )
+        .await?;
+    let mailboxes =
+        decode::<GetResponse<MailboxWire>>("Mailbox/get", &take(&mut responses, "Mailbox/get")?)?
+            .list
+            .into_iter()
+            .filter_map(mailbox)
+            .collect();
+    let identities = if submission {
+        decode::<GetResponse<compose::IdentityWire>>(
+            "Identity/get",
+            &take(&mut responses, "Identity/get")?,
+        )?
+        .list
+        .into_iter()
+        .map(compose::identity)
+        .collect()
+    } else {
+        Vec::new()
+    };
+    let created =
+        decode::<GetResponse<EmailWire>>("Email/get", &take(&mut responses, "Email/get")?)?;
+    let feed = ChangeFeed {
+        state: created.state.clone().unwrap_or_default(),
+        created: created.list.into_iter().filter_map(summary).collect(),
+        more: false,
+        reset: false,
+        mailboxes,
+        identities,
+    };
+    Ok((responses, feed))
+}
+
+/// Opens the account's EventSource for delivery wake-ups (`Email` where the server doesn't
+/// know `EmailDelivery`); `None` without push.
+///
+/// # Errors
+/// See [`MailStoreError`].
+pub async fn open_push(
+    transport: &Transport,
+    cred: &UpstreamCredential,
+    ping: std::time::Duration,
+) -> Result<Option<PushChannel>, MailStoreError> {
+    let session = transport.session(cred).await?;
+    // EmailDelivery changes only when mail is delivered (RFC 8621 §1.5), not on a flag or a
+    // move; a server that doesn't know the type gets Email.
+    for types in ["EmailDelivery", "Email"] {
+        match transport.event_source(cred, &session, types, ping).await? {
+            EventSource::Open(stream) => return Ok(Some(push::pump(stream))),
+            EventSource::Refused => {}
+            EventSource::NotOffered => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// The notifier's mailbox: new mail's headers and the push channel, nothing else.
+#[derive(Debug)]
+pub struct NotifierMail {
+    transport: Transport,
+}
+
+impl NotifierMail {
+    /// The notifier's view of the server at `config.session_url`.
+    ///
+    /// # Errors
+    /// [`MailStoreError::Unavailable`] when the HTTP client can't be built.
+    pub fn new(config: TransportConfig) -> Result<Self, MailStoreError> {
+        Ok(Self {
+            transport: Transport::new(config)?,
+        })
+    }
+
+    /// Headers of the mail created since `state` (see [`change_feed`]).
+    ///
+    /// # Errors
+    /// See [`MailStoreError`].
+    pub async fn changes_since(
+        &self,
+        cred: &UpstreamCredential,
+        state: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<ChangeFeed, MailStoreError> {
+        let session = self.transport.session(cred).await?;
+        change_feed(
+            &self.transport,
+            cred,
+            &session,
+            state,
+            since,
+            HEADER_PROPERTIES,
+        )
+        .await
+    }
+
+    /// The push channel (see [`open_push`]).
+    ///
+    /// # Errors
+    /// See [`MailStoreError`].
+    pub async fn open_push(
+        &self,
+        cred: &UpstreamCredential,
+        ping: std::time::Duration,
+    ) -> Result<Option<PushChannel>, MailStoreError> {
+        open_push(&self.transport, cred, ping).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every call the notifier can build, with every argument shape.
+    fn every_call() -> Vec<ReadCall> {
+        vec![
+            ReadCall::EmailChanges { since: "s".into() },
+            ReadCall::EmailQueryRecent { after: Utc::now() },
+            ReadCall::EmailGetFound {
+                properties: HEADER_PROPERTIES,
+            },
+            ReadCall::IdentityGet,
+            ReadCall::MailboxGet,
+        ]
+    }
+
+    #[test]
+    fn the_notifier_can_only_read_and_never_a_body() {
+        let allowed = [
+            "Email/changes",
+            "Email/query",
+            "Email/get",
+            "Identity/get",
+            "Mailbox/get",
+        ];
+        for call in every_call() {
+            let wire = &invocations(std::slice::from_ref(&call), "a")[0];
+            let method = wire[0].as_str().unwrap_or_default();
+            assert!(allowed.contains(&method), "{method}");
+            assert!(!method.ends_with("/set") && !method.starts_with("EmailSubmission"));
+            let properties: Vec<&str> = wire[1]["properties"]
+                .as_array()
+                .map(|p| p.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            for body in [
+                "bodyValues",
+                "textBody",
+                "htmlBody",
+                "bodyStructure",
+                "preview",
+                "attachments",
+                "blobId",
+            ] {
+                assert!(!properties.contains(&body), "{method} fetches {body}");
+            }
+        }
+    }
+
+    #[test]
+    fn email_get_reads_the_ids_of_the_call_before_it() {
+        let calls = [
+            ReadCall::EmailChanges { since: "s".into() },
+            ReadCall::EmailGetFound {
+                properties: HEADER_PROPERTIES,
+            },
+        ];
+        let wire = invocations(&calls, "acc");
+        assert_eq!(
+            wire[1][1]["#ids"],
+            json!({"resultOf": "0", "name": "Email/changes", "path": "/created"})
+        );
+        let calls = [
+            ReadCall::EmailQueryRecent { after: Utc::now() },
+            ReadCall::EmailGetFound {
+                properties: HEADER_PROPERTIES,
+            },
+        ];
+        assert_eq!(invocations(&calls, "acc")[1][1]["#ids"]["path"], "/ids");
+    }
+}
