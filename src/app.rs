@@ -8,7 +8,7 @@ use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use sha2::{Digest as _, Sha256};
 
 use crate::{
-    config::{Config, ConfiguredClient},
+    config::{BackgroundConfig, Config, ConfiguredClient},
     domain::{
         auth::{
             audience::Audience,
@@ -18,8 +18,14 @@ use crate::{
             upstream_refresh::UpstreamRefresher,
         },
         grant::{AccessToken, CapabilitySet, GrantId},
+        notify::{
+            background::{BackgroundStore, NotifierKeyring},
+            delivery::RetrySchedule,
+        },
         ports::{AuditLog, ClientStore as _},
-        service::{MailService, ServiceLimits, WatchTuning},
+        service::{
+            BackgroundSetup, MailService, Notifier, NotifierSettings, ServiceLimits, WatchTuning,
+        },
     },
     inbound::{
         http::{self, Surfaces},
@@ -28,10 +34,15 @@ use crate::{
     },
     outbound::{
         client_directory::ClientDirectory,
+        delivery::{HttpDeliverer, HttpDelivererConfig},
+        jmap::NotifierMail,
         jmap::{JmapMailStore, TransportConfig},
         pdf::PdfText,
-        upstream_oauth::{LazyUpstream, UpstreamSettings},
-        vault::{NewGrant, RedbVault, Retention, SELF_HOST_GRANT},
+        upstream_oauth::{LazyUpstream, MAIN_CLIENT_NAME, NOTIFIER_CLIENT_NAME, UpstreamSettings},
+        vault::{
+            BackgroundVault, NewGrant, NotifierKey, NotifierVault, RedbVault, Retention,
+            SELF_HOST_GRANT,
+        },
     },
 };
 
@@ -132,6 +143,87 @@ fn configured_client(c: &ConfiguredClient) -> Result<OAuthClient, StartError> {
 /// # Errors
 /// [`StartError`] when an adapter can't be built.
 pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartError> {
+    build_app(config, vault, true).await
+}
+
+/// Sets up background delivery: the notifier key (read or created outside the vault
+/// directory), the vault's sealing and opening halves, the notifier's own upstream client,
+/// its read-only mailbox view and the delivery adapter; starts the notifier and returns the
+/// settings page's side.
+fn background_delivery(
+    config: &Config,
+    bg: &BackgroundConfig,
+    vault: &RedbVault,
+    mail: Arc<JmapMailStore>,
+    redirect_uri: url::Url,
+) -> Result<Arc<BackgroundSetup<Upstream, JmapMailStore>>, StartError> {
+    let key = NotifierKey::load_or_create(&bg.key_file).map_err(StartError::Adapter)?;
+    let store: Arc<dyn BackgroundStore> = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
+    let keyring: Arc<dyn NotifierKeyring> = Arc::new(NotifierVault::new(vault.clone(), key));
+    let u = &config.upstream;
+    let upstream = Arc::new(LazyUpstream::new(
+        UpstreamSettings {
+            issuer: u.issuer.clone(),
+            authorization_endpoint: u.authorization_endpoint.clone(),
+            token_endpoint: u.token_endpoint.clone(),
+            registration_endpoint: u.registration_endpoint.clone(),
+            requires_iss: None,
+            client_id: bg.client_id.clone(),
+            client_secret: None,
+            secret_in_body: false,
+            // The notifier never sends: it doesn't ask for submission.
+            scopes: u
+                .scopes
+                .iter()
+                .filter(|s| !s.contains("submission"))
+                .cloned()
+                .collect(),
+            resource: u.resource.clone(),
+            redirect_uri,
+            revocation_endpoint: None,
+            client_name: NOTIFIER_CLIENT_NAME,
+            timeout: config.upstream_timeout,
+        },
+        Arc::new(vault.clone()),
+    ));
+    let notifier_mail = NotifierMail::new(TransportConfig {
+        session_url: config.jmap_session_url.clone(),
+        timeout: config.upstream_timeout,
+    })
+    .map_err(|e| StartError::Adapter(format!("notifier mailbox: {e}")))?;
+    let deliverer = Arc::new(
+        HttpDeliverer::new(HttpDelivererConfig {
+            poke_base: bg.poke_api_base.as_str().trim_end_matches('/').to_owned(),
+            allow_private_targets: bg.allow_private_destinations,
+            extra_root_certificate: bg.extra_root_certificate.clone(),
+            ..HttpDelivererConfig::default()
+        })
+        .map_err(|e| StartError::Adapter(format!("delivery: {e}")))?,
+    );
+    let notifier = Arc::new(Notifier::new(
+        notifier_mail,
+        Arc::clone(&upstream),
+        vault.clone(),
+        deliverer,
+        keyring,
+        Arc::clone(&store),
+        NotifierSettings {
+            poll: config.notify_poll,
+            schedule: RetrySchedule::standard(),
+        },
+    ));
+    tokio::spawn(Arc::clone(&notifier).run());
+    tracing::info!("background notifications offered");
+    Ok(Arc::new(BackgroundSetup::new(
+        upstream, mail, store, notifier,
+    )))
+}
+
+async fn build_app(
+    config: &Config,
+    vault: RedbVault,
+    start_background: bool,
+) -> Result<App, StartError> {
     install_self_host(config, &vault)?;
     if config.self_host.is_none() {
         tracing::info!("no self-host token configured: MCP clients connect through OAuth");
@@ -152,6 +244,16 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
     let audience = Audience::new(&config.public_url);
     let redirect_uri = url::Url::parse(&audience.url("/auth/callback"))
         .map_err(|e| StartError::Adapter(e.to_string()))?;
+    let background = match &config.background {
+        Some(bg) if start_background => Some(background_delivery(
+            config,
+            bg,
+            &vault,
+            Arc::clone(&store),
+            redirect_uri.clone(),
+        )?),
+        _ => None,
+    };
     let u = &config.upstream;
     let upstream = Arc::new(LazyUpstream::new(
         UpstreamSettings {
@@ -166,6 +268,8 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
             scopes: u.scopes.clone(),
             resource: u.resource.clone(),
             redirect_uri,
+            revocation_endpoint: None,
+            client_name: MAIN_CLIENT_NAME,
             timeout: config.upstream_timeout,
         },
         Arc::new(vault.clone()),
@@ -242,6 +346,11 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
         watchers,
         approvals: Arc::new(vault.clone()),
         audit: Arc::clone(&audit),
+        background,
+        allow_insecure_destinations: config
+            .background
+            .as_ref()
+            .is_some_and(|b| b.allow_private_destinations),
     });
     Ok(App {
         vault,
@@ -268,7 +377,10 @@ pub async fn build(config: &Config) -> Result<App, StartError> {
 /// # Errors
 /// [`StartError`] when the app can't be built.
 pub async fn openapi_document(config: &Config) -> Result<String, StartError> {
-    Ok(build_with(config, RedbVault::in_memory()?).await?.openapi)
+    // Without the notifier: printing the document starts no task and writes no key file.
+    Ok(build_app(config, RedbVault::in_memory()?, false)
+        .await?
+        .openapi)
 }
 
 /// Sweeps expired tokens, unused registrations and old audit events now and then.

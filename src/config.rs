@@ -192,6 +192,31 @@ pub struct Cli {
     /// https on public addresses). Never set this on a server others can reach.
     #[arg(long, global = true, hide = true)]
     pub test_allow_loopback_client_metadata: bool,
+    /// Offer background notifications (delivery to a webhook or Poke while no client is
+    /// connected); each person still turns them on per connection, with a second consent at
+    /// the mail provider [default: off]. Needs --notifier-key-file.
+    #[arg(long, env = "MAILCONNECT_NOTIFY_BACKGROUND", global = true)]
+    pub notify_background: bool,
+    /// The notifier's key file (an age identity, created owner-only when missing). It opens
+    /// the notifier's grants and nothing else, and must live outside the data directory, so a
+    /// copy of the vault opens none of them.
+    #[arg(long, env = "MAILCONNECT_NOTIFIER_KEY_FILE", global = true)]
+    pub notifier_key_file: Option<PathBuf>,
+    /// The notifier's OAuth client id at the upstream (a client of its own, e.g. "mailconnect
+    /// notifier") [default: registered on first use].
+    #[arg(long, env = "MAILCONNECT_NOTIFIER_CLIENT_ID", global = true)]
+    pub notifier_client_id: Option<String>,
+    /// Poke's API origin [default: https://poke.com].
+    #[arg(long, env = "MAILCONNECT_POKE_API_BASE", global = true)]
+    pub poke_api_base: Option<Url>,
+    /// TESTS ONLY: deliver background notifications to loopback and private addresses, over
+    /// http too. Never set this on a server others can reach.
+    #[arg(long, global = true, hide = true)]
+    pub test_allow_private_destinations: bool,
+    /// TESTS ONLY: also trust this PEM certificate for background deliveries (a loopback
+    /// HTTPS sink's).
+    #[arg(long, global = true, hide = true)]
+    pub test_delivery_ca_file: Option<PathBuf>,
 }
 
 /// Subcommands.
@@ -241,6 +266,10 @@ struct FileConfig {
     send_undo_window_secs: Option<u32>,
     notify_poll_secs: Option<u64>,
     notify_push_ping_secs: Option<u64>,
+    notify_background: Option<bool>,
+    notifier_key_file: Option<PathBuf>,
+    notifier_client_id: Option<String>,
+    poke_api_base: Option<Url>,
     /// Clients registered by the operator (exact redirect URIs, optional secret).
     #[serde(default)]
     clients: Vec<ConfiguredClient>,
@@ -352,6 +381,43 @@ pub struct Config {
     pub clients: Vec<ConfiguredClient>,
     /// Tests only: client metadata documents over loopback http.
     pub allow_loopback_client_metadata: bool,
+    /// Background notifications, when the operator offers them.
+    pub background: Option<BackgroundConfig>,
+}
+
+/// Background notifications, as the operator set them up.
+#[derive(Debug, Clone)]
+pub struct BackgroundConfig {
+    /// The notifier's key file (outside the data directory).
+    pub key_file: PathBuf,
+    /// The notifier's client id at the upstream, if registered by hand.
+    pub client_id: Option<String>,
+    /// Poke's API origin.
+    pub poke_api_base: Url,
+    /// Tests only: loopback and private destinations, http too.
+    pub allow_private_destinations: bool,
+    /// Tests only: an extra trusted certificate (PEM) for deliveries.
+    pub extra_root_certificate: Option<Vec<u8>>,
+}
+
+/// Whether `inner` lies inside `dir`, after making both absolute (and resolving symlinks of
+/// the parts that exist).
+fn inside(inner: &Path, dir: &Path) -> bool {
+    let absolute = |p: &Path| {
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        };
+        // The file may not exist yet: resolve its directory.
+        match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) if !p.exists() => parent
+                .canonicalize()
+                .map_or_else(|_| p.clone(), |d| d.join(name)),
+            _ => p.canonicalize().unwrap_or(p),
+        }
+    };
+    absolute(inner).starts_with(absolute(dir))
 }
 
 /// Fastmail's authorization server.
@@ -644,16 +710,55 @@ impl Config {
                 "notify_push_ping_secs must be between 1 and 300 (got {push_ping})"
             ));
         }
+        let data_dir = cli
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("mailconnect-data"));
+        let background = if cli.notify_background || file.notify_background == Some(true) {
+            match cli.notifier_key_file.or(file.notifier_key_file) {
+                None => {
+                    problems.push(
+                        "notify_background needs notifier_key_file (outside the data directory)"
+                            .into(),
+                    );
+                    None
+                }
+                Some(key_file) if inside(&key_file, &data_dir) => {
+                    problems.push(format!(
+                        "notifier_key_file {} must be outside the data directory {} (a copy of the vault must not open the notifier's grants)",
+                        key_file.display(),
+                        data_dir.display()
+                    ));
+                    None
+                }
+                Some(key_file) => {
+                    let extra_root_certificate = match &cli.test_delivery_ca_file {
+                        Some(path) => std::fs::read(path)
+                            .map_err(|e| problems.push(format!("{}: {e}", path.display())))
+                            .ok(),
+                        None => None,
+                    };
+                    Some(BackgroundConfig {
+                        key_file,
+                        client_id: cli.notifier_client_id.or(file.notifier_client_id),
+                        poke_api_base: cli.poke_api_base.or(file.poke_api_base).unwrap_or_else(
+                            || Url::parse("https://poke.com").unwrap_or_else(|_| unreachable!()),
+                        ),
+                        allow_private_destinations: cli.test_allow_private_destinations,
+                        extra_root_certificate,
+                    })
+                }
+            }
+        } else {
+            None
+        };
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
         Ok(Self {
             listen,
             public_url,
-            data_dir: cli
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("mailconnect-data")),
+            data_dir,
             jmap_session_url,
             upstream_timeout,
             tool_timeout,
@@ -678,6 +783,7 @@ impl Config {
             },
             clients: file.clients,
             allow_loopback_client_metadata: cli.test_allow_loopback_client_metadata,
+            background,
         })
     }
 
@@ -809,6 +915,44 @@ mod tests {
         assert_eq!((c.listen.port(), c.tool_timeout.as_secs()), (9000, 7));
         std::fs::write(&path, "listne = 1\n").unwrap();
         assert!(Config::resolve(cli(&["--config", path.to_str().unwrap()])).is_err());
+    }
+
+    #[test]
+    fn background_needs_a_key_file_outside_the_data_directory() {
+        let err = Config::resolve(cli(&["--notify-background"])).unwrap_err();
+        assert!(err.to_string().contains("notifier_key_file"), "{err}");
+        let dir = std::env::temp_dir().join(format!("mc-bg-{}", std::process::id()));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        for inner in [
+            data.join("notifier.key"),
+            dir.join("data/../data/sub/notifier.key"),
+        ] {
+            let err = Config::resolve(cli(&[
+                "--notify-background",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--notifier-key-file",
+                inner.to_str().unwrap(),
+            ]))
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("outside the data directory"),
+                "{err}"
+            );
+        }
+        let c = Config::resolve(cli(&[
+            "--notify-background",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--notifier-key-file",
+            dir.join("notifier.key").to_str().unwrap(),
+        ]))
+        .unwrap();
+        let bg = c.background.unwrap();
+        assert_eq!(bg.poke_api_base.as_str(), "https://poke.com/");
+        assert!(!bg.allow_private_destinations);
+        assert!(Config::resolve(cli(&[])).unwrap().background.is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Driven adapters: the mail server (JMAP) and where grants live (vaults).
 
 pub mod client_directory;
+pub mod delivery;
 pub mod jmap;
 pub mod pdf;
 pub mod upstream_oauth;

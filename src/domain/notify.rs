@@ -3,7 +3,9 @@
 //! watcher, the tools and the delivery channels drive it.
 
 pub mod arrival;
+pub mod background;
 pub mod cursor;
+pub mod delivery;
 pub mod quiet;
 pub mod rules;
 pub mod settings;

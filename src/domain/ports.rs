@@ -593,6 +593,9 @@ pub trait UpstreamAuth: Sync + 'static {
 
     /// Refreshes the upstream access token.
     async fn refresh(&self, refresh: &SecretString) -> Result<UpstreamTokens, UpstreamAuthError>;
+
+    /// Revokes a refresh token at the upstream (RFC 7009).
+    async fn revoke(&self, token: &SecretString) -> Result<(), UpstreamAuthError>;
 }
 
 /// Why the policy could not be read.

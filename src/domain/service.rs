@@ -4,11 +4,15 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+mod background;
 mod new_mail;
+mod notifier;
 mod sending;
 mod watch;
 
+pub use self::background::{BackgroundSetup, TurnOn};
 pub use self::new_mail::{Look, NewMail, NewMailRequest, Sifted, Suppressed};
+pub use self::notifier::{Notifier, NotifierSettings};
 pub use self::sending::{ApprovalAsk, DraftView, SendOutcome, SendRefusal, SendSettings};
 pub use self::watch::{NewMailWatchers, Subscription, WatchTuning};
 use super::{

@@ -301,6 +301,10 @@ pub struct Surfaces<M, V, P, C, U> {
     pub approvals: Arc<dyn crate::domain::approval::ApprovalStore>,
     /// Where the review page records decisions.
     pub audit: Arc<dyn crate::domain::ports::AuditLog>,
+    /// Background notifications, when the operator offers them.
+    pub background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
+    /// Tests only: webhook destinations over http and on loopback.
+    pub allow_insecure_destinations: bool,
 }
 
 /// The routes: `/mcp` (authenticated), the OAuth API and pages, `/healthz`, `/openapi.json`.
@@ -319,6 +323,8 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
         watchers,
         approvals,
         audit,
+        background,
+        allow_insecure_destinations,
     } = s;
     let resource_metadata = auth
         .audience()
@@ -412,18 +418,17 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
         ),
         Arc::clone(&allowed),
     );
-    let settings = Arc::new(super::settings::Settings::new(
-        Arc::clone(&auth),
-        watchers,
-        secure_cookies,
-    ));
+    let settings = Arc::new(
+        super::settings::Settings::new(Arc::clone(&auth), watchers, secure_cookies)
+            .with_background(background.clone(), allow_insecure_destinations),
+    );
     let review = Arc::new(super::approve::ReviewPage::new(
         Arc::clone(&auth),
         approvals,
         audit,
         secure_cookies,
     ));
-    let pages = Arc::new(Pages::new(auth, secure_cookies));
+    let pages = Arc::new(Pages::new(auth, secure_cookies, background));
     // One endpoint per page method: `served!(pages, authorize)` calls `pages.authorize(req)`.
     macro_rules! served {
         ($owner:ident, $method:ident) => {{
@@ -465,6 +470,14 @@ pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: Upstrea
         .at(
             "/settings/connections/:grant/notify",
             poem::post(served!(settings, notify)),
+        )
+        .at(
+            "/settings/connections/:grant/background",
+            poem::post(served!(settings, background_on)),
+        )
+        .at(
+            "/settings/connections/:grant/background/off",
+            poem::post(served!(settings, background_off)),
         )
         .at(
             "/approve/:id",

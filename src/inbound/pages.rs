@@ -30,6 +30,8 @@ const UPSTREAM_COOKIE: &str = "mc_upstream";
 pub struct Pages<V, C, U, M> {
     auth: Arc<AuthService<V, C, U, M>>,
     secure_cookies: bool,
+    /// Background notifications: their consent comes back through the same callback.
+    background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
 }
 
 /// Escapes text for HTML element content and quoted attributes.
@@ -223,10 +225,15 @@ pub(super) fn form_fields(body: &[u8]) -> std::collections::HashMap<String, Stri
 impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U, M> {
     /// Serves `auth`; `secure_cookies` when the public URL is https (cookies get `__Host-`
     /// and `Secure`; a loopback http deployment can't use them).
-    pub fn new(auth: Arc<AuthService<V, C, U, M>>, secure_cookies: bool) -> Self {
+    pub fn new(
+        auth: Arc<AuthService<V, C, U, M>>,
+        secure_cookies: bool,
+        background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
+    ) -> Self {
         Self {
             auth,
             secure_cookies,
+            background,
         }
     }
 
@@ -352,6 +359,36 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
                 "The mail provider's answer has no state.",
             );
         };
+        if let Some(setup) = &self.background {
+            let binding = cookie_value(&req, &self.cookie_name(super::settings::NOTIFIER_COOKIE))
+                .unwrap_or_default();
+            let finished = setup
+                .finish(
+                    state,
+                    &binding,
+                    query.get("code").map(String::as_str),
+                    query.get("iss").map(String::as_str),
+                )
+                .await;
+            let mut resp = match finished {
+                Ok(None) => None,
+                Ok(Some(_)) => Some(see_other("/settings?done=background")),
+                Err(why) => Some(error_page(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Background notifications were not turned on: {why}."),
+                )),
+            };
+            if let Some(resp) = resp.as_mut()
+                && let Ok(v) = self
+                    .set_cookie(super::settings::NOTIFIER_COOKIE, "", 0)
+                    .parse()
+            {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            if let Some(resp) = resp {
+                return resp;
+            }
+        }
         let sign_in = cookie_value(&req, &self.cookie_name(super::settings::SIGN_IN_COOKIE))
             .unwrap_or_default();
         match self

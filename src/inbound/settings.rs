@@ -3,6 +3,8 @@
 //! Server-rendered, no JavaScript, every form with the session's CSRF token; the rules (whose
 //! grants, the token check) are in `domain::auth::settings`.
 
+mod background;
+
 use std::{fmt::Write as _, sync::Arc};
 
 use poem::{
@@ -27,6 +29,7 @@ use crate::domain::{
     notify::settings::{NotifySettings, QuietSpec},
     ports::{AuditKind, ClientStore, MailStore, TokenVault, UpstreamAuth},
     recipients::{self, RecipientRule},
+    service::BackgroundSetup,
 };
 
 /// The settings session cookie.
@@ -82,11 +85,17 @@ const TOGGLES: &[(Capability, &str, &str)] = &[
     ),
 ];
 
+pub use self::background::NOTIFIER_COOKIE;
+
 /// The settings pages.
 pub struct Settings<V, C, U, M> {
     auth: Arc<AuthService<V, C, U, M>>,
     watchers: Arc<ToolListWatchers>,
     secure: bool,
+    /// Background notifications, when the operator offers them.
+    background: Option<Arc<BackgroundSetup<U, M>>>,
+    /// Tests only: webhook destinations over http and on loopback.
+    allow_insecure_destinations: bool,
 }
 
 fn time(at: i64) -> String {
@@ -274,7 +283,7 @@ fn notify_form(form: &str) -> Result<NotifySettings, String> {
     Ok(settings)
 }
 
-fn connection_html(c: &Connection, csrf: &str) -> String {
+fn connection_html(c: &Connection, csrf: &str, background: &str) -> String {
     let g = &c.summary;
     let id = escape(g.grant.as_str());
     let mut html = format!(
@@ -307,7 +316,7 @@ fn connection_html(c: &Connection, csrf: &str) -> String {
         "<button type=\"submit\">Save</button></form>{}\
 <form class=\"revoke\" method=\"post\" action=\"/settings/connections/{id}/revoke\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
 <button type=\"submit\" class=\"danger\">Revoke (disconnect now)</button></form>",
-        recipients_html(g, csrf) + &notify_html(g, csrf),
+        recipients_html(g, csrf) + &notify_html(g, csrf) + background,
         escape(csrf)
     );
     html.push_str(&activity_html(&c.events));
@@ -326,7 +335,21 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C
             auth,
             watchers,
             secure,
+            background: None,
+            allow_insecure_destinations: false,
         }
+    }
+
+    /// Offers background notifications through `setup` (`allow_insecure`: tests only).
+    #[must_use]
+    pub fn with_background(
+        mut self,
+        setup: Option<Arc<BackgroundSetup<U, M>>>,
+        allow_insecure: bool,
+    ) -> Self {
+        self.background = setup;
+        self.allow_insecure_destinations = allow_insecure;
+        self
     }
 
     fn session(&self, req: &Request) -> Option<(String, SettingsSession)> {
@@ -360,6 +383,12 @@ mailbox, choose what each may do, and disconnect them.</p>\
             "done=revoked" => {
                 "<p class=\"notice\" role=\"status\">Disconnected: the assistant's access and the stored credentials are deleted.</p>"
             }
+            "done=background" => {
+                "<p class=\"notice\" role=\"status\">Background notifications are on.</p>"
+            }
+            "done=background-off" => {
+                "<p class=\"notice\" role=\"status\">Background notifications are off; without other connections using it, the notifier's access was revoked and deleted.</p>"
+            }
             _ => "",
         };
         let mut html = format!(
@@ -373,7 +402,12 @@ mailbox, choose what each may do, and disconnect them.</p>\
             html.push_str("<p>No assistant is connected to this mailbox.</p>");
         }
         for c in &connections {
-            html.push_str(&connection_html(c, csrf));
+            let background = self
+                .background
+                .as_ref()
+                .map(|setup| background::section(setup, &c.summary, csrf))
+                .unwrap_or_default();
+            html.push_str(&connection_html(c, csrf, &background));
         }
         let ended = self.auth.disconnected(&session).await.unwrap_or_default();
         if !ended.is_empty() {
@@ -548,7 +582,15 @@ mailbox, choose what each may do, and disconnect them.</p>\
         };
         let csrf = csrf.as_str();
         match self.auth.revoke_connection(&session, csrf, &grant).await {
-            Ok(()) => see_other("/settings?done=revoked"),
+            Ok(()) => {
+                // A disconnected assistant's notifications stop too.
+                if let Some(setup) = &self.background
+                    && let Err(why) = setup.turn_off(&grant).await
+                {
+                    tracing::warn!(grant = %grant, error = %why, "background off failed");
+                }
+                see_other("/settings?done=revoked")
+            }
             Err(e) => Self::refused(&e),
         }
     }

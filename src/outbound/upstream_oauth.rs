@@ -40,6 +40,8 @@ pub struct UpstreamOAuthConfig {
     pub resource: Option<String>,
     /// Our callback, `<public>/auth/callback`.
     pub redirect_uri: Url,
+    /// Its revocation endpoint, when it has one.
+    pub revocation_endpoint: Option<Url>,
     /// Whether the upstream promises `iss` on authorization responses.
     pub requires_iss: bool,
     /// Per-request timeout.
@@ -77,6 +79,9 @@ pub struct ProviderMetadata {
     /// `registration_endpoint`.
     #[serde(default)]
     pub registration_endpoint: Option<Url>,
+    /// `revocation_endpoint` (RFC 7009).
+    #[serde(default)]
+    pub revocation_endpoint: Option<Url>,
     /// `code_challenge_methods_supported`.
     #[serde(default)]
     pub code_challenge_methods_supported: Vec<String>,
@@ -158,11 +163,12 @@ struct RegistrationResponse {
 pub async fn register(
     http: &reqwest::Client,
     endpoint: &Url,
+    client_name: &str,
     redirect_uri: &Url,
     scopes: &[String],
 ) -> Result<String, UpstreamConfigError> {
     let body = serde_json::json!({
-        "client_name": "mailconnect",
+        "client_name": client_name,
         "redirect_uris": [redirect_uri.as_str()],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
@@ -339,6 +345,47 @@ impl UpstreamOAuth {
             .map_err(classify)
     }
 
+    /// Revokes a refresh token (RFC 7009; its access tokens go with it at the providers we
+    /// know).
+    async fn revoke(&self, token: &SecretString) -> Result<(), UpstreamAuthError> {
+        let endpoint = self.config.revocation_endpoint.as_ref().ok_or_else(|| {
+            UpstreamAuthError::Misconfigured("the provider offers no revocation endpoint".into())
+        })?;
+        let mut form = vec![
+            ("token", token.expose_secret().to_owned()),
+            ("token_type_hint", "refresh_token".to_owned()),
+        ];
+        let mut request = self.http.post(endpoint.clone());
+        match (&self.config.client_secret, self.config.secret_in_body) {
+            (Some(secret), false) => {
+                request = request.basic_auth(&self.config.client_id, Some(secret.expose_secret()));
+            }
+            (Some(secret), true) => {
+                form.push(("client_id", self.config.client_id.clone()));
+                form.push(("client_secret", secret.expose_secret().to_owned()));
+            }
+            (None, _) => form.push(("client_id", self.config.client_id.clone())),
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+            .finish();
+        let response = request
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| UpstreamAuthError::Unavailable(e.to_string()))?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(UpstreamAuthError::Unavailable(format!(
+                "revocation answered HTTP {s}"
+            ))),
+        }
+    }
+
     async fn refresh(&self, refresh: &SecretString) -> Result<UpstreamTokens, UpstreamAuthError> {
         let token = RefreshToken::new(refresh.expose_secret().to_owned());
         let mut request = self.client.exchange_refresh_token(&token);
@@ -379,6 +426,11 @@ pub struct UpstreamSettings {
     pub resource: Option<String>,
     /// Our callback URL.
     pub redirect_uri: Url,
+    /// Its revocation endpoint (discovered when not set).
+    pub revocation_endpoint: Option<Url>,
+    /// The name we register under, which the person sees at the provider ("mailconnect",
+    /// "mailconnect notifier"); each name is a client of its own.
+    pub client_name: &'static str,
     /// Per-request timeout.
     pub timeout: Duration,
 }
@@ -430,6 +482,7 @@ impl<R: RegistrationMemory> LazyUpstream<R> {
     async fn build(&self) -> Result<UpstreamOAuth, UpstreamConfigError> {
         let s = &self.settings;
         let http = http_client(s.timeout)?;
+        let mut revocation_endpoint = s.revocation_endpoint.clone();
         let (authorization_endpoint, token_endpoint, registration_endpoint, discovered_iss) =
             match (&s.authorization_endpoint, &s.token_endpoint) {
                 (Some(a), Some(t)) => {
@@ -437,6 +490,7 @@ impl<R: RegistrationMemory> LazyUpstream<R> {
                 }
                 _ => {
                     let meta = discover(&http, &s.issuer).await?;
+                    revocation_endpoint = revocation_endpoint.or(meta.revocation_endpoint);
                     (
                         meta.authorization_endpoint,
                         meta.token_endpoint,
@@ -464,6 +518,7 @@ impl<R: RegistrationMemory> LazyUpstream<R> {
             scopes: s.scopes.clone(),
             resource: s.resource.clone(),
             redirect_uri: s.redirect_uri.clone(),
+            revocation_endpoint,
             requires_iss: s.requires_iss.unwrap_or(discovered_iss),
             timeout: s.timeout,
         })
@@ -474,10 +529,18 @@ impl<R: RegistrationMemory> LazyUpstream<R> {
         http: &reqwest::Client,
         endpoint: Option<&Url>,
     ) -> Result<String, UpstreamConfigError> {
-        let key = format!(
-            "upstream-client\0{}\0{}",
-            self.settings.issuer, self.settings.redirect_uri
-        );
+        // The notifier is a client of its own: its name is part of the key (the main
+        // client's key predates names and keeps its form).
+        let key = match self.settings.client_name {
+            MAIN_CLIENT_NAME => format!(
+                "upstream-client\0{}\0{}",
+                self.settings.issuer, self.settings.redirect_uri
+            ),
+            name => format!(
+                "upstream-client\0{}\0{}\0{name}",
+                self.settings.issuer, self.settings.redirect_uri
+            ),
+        };
         let memory = Arc::clone(&self.memory);
         let lookup = key.clone();
         if let Some(id) = tokio::task::spawn_blocking(move || memory.recall(&lookup))
@@ -496,6 +559,7 @@ impl<R: RegistrationMemory> LazyUpstream<R> {
         let id = register(
             http,
             endpoint,
+            self.settings.client_name,
             &self.settings.redirect_uri,
             &self.settings.scopes,
         )
@@ -545,4 +609,14 @@ impl<R: RegistrationMemory> UpstreamAuth for LazyUpstream<R> {
     async fn refresh(&self, refresh: &SecretString) -> Result<UpstreamTokens, UpstreamAuthError> {
         self.client().await?.refresh(refresh).await
     }
+
+    async fn revoke(&self, token: &SecretString) -> Result<(), UpstreamAuthError> {
+        self.client().await?.revoke(token).await
+    }
 }
+
+/// The name the main client registers under.
+pub const MAIN_CLIENT_NAME: &str = "mailconnect";
+/// The name the background notifier registers under: a client of its own, which the person
+/// sees, and can revoke, separately.
+pub const NOTIFIER_CLIENT_NAME: &str = "mailconnect notifier";

@@ -15,9 +15,11 @@
 
 mod approvals;
 mod audit;
+mod background;
 mod clients;
 
 pub use self::audit::Retention;
+pub use self::background::{BackgroundVault, NotifierKey, NotifierSeal, NotifierVault};
 mod crypto;
 mod records;
 

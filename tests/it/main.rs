@@ -2,6 +2,7 @@
 //! SDK clients. Start the testbed first (`scripts/testbed up`; `scripts/test` does it).
 #![allow(clippy::unwrap_used)]
 
+mod background;
 mod bodies;
 mod browser;
 mod browser_consent;
@@ -16,6 +17,7 @@ mod compose_undo;
 mod conformance;
 mod contract;
 mod control;
+mod delivery;
 mod fake_jmap;
 mod fault_proxy;
 mod jmap_store;

@@ -265,12 +265,13 @@ pub struct UpstreamLeg {
     pub verifier: SecretString,
 }
 
+/// A step parked until the browser that started it comes back.
 #[derive(Debug)]
-struct Pending<T> {
-    value: T,
-    browser: [u8; 32],
-    csrf: [u8; 32],
-    until: Instant,
+pub(crate) struct Pending<T> {
+    pub(crate) value: T,
+    pub(crate) browser: [u8; 32],
+    pub(crate) csrf: [u8; 32],
+    pub(crate) until: Instant,
 }
 
 /// Why a pending step could not be taken.
@@ -289,7 +290,7 @@ pub enum PendingError {
     Busy,
 }
 
-fn digest(value: &str) -> [u8; 32] {
+pub(crate) fn digest(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
 }
 
@@ -301,7 +302,7 @@ pub struct PendingFlows {
     sign_ins: Mutex<HashMap<[u8; 32], Pending<SecretString>>>,
 }
 
-fn insert<T>(
+pub(crate) fn insert<T>(
     map: &Mutex<HashMap<[u8; 32], Pending<T>>>,
     key: [u8; 32],
     pending: Pending<T>,
@@ -320,7 +321,7 @@ fn insert<T>(
 
 /// Takes an entry if the browser (and CSRF token, when given) match; a mismatch leaves it for
 /// the real browser, so a forged post can't cancel someone's sign-in.
-fn take<T>(
+pub(crate) fn take<T>(
     map: &Mutex<HashMap<[u8; 32], Pending<T>>>,
     key: &[u8; 32],
     browser: &str,

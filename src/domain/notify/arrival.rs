@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::domain::{
     compose::Identity,
     ids::{EmailId, MailboxId},
-    mail::{Address, Keywords},
+    mail::{Address, EmailSummary, Keywords},
 };
 
 /// How far before the watermark an arrival may have been received (server clocks and
@@ -110,6 +110,46 @@ pub fn classify(
         return Verdict::AlreadyTold;
     }
     Verdict::Arrival
+}
+
+/// The real arrivals in a change feed: created, in the Inbox, not junk, trash, sent or a
+/// draft, not the person's own, received after `watermark`, unread unless `include_seen`.
+#[must_use]
+pub fn arrivals_in(
+    feed: &super::ChangeFeed,
+    watermark: DateTime<Utc>,
+    include_seen: bool,
+) -> Vec<EmailSummary> {
+    let by_role = |roles: &[&str]| -> Vec<MailboxId> {
+        feed.mailboxes
+            .iter()
+            .filter(|m| m.role.as_ref().is_some_and(|r| roles.contains(&r.as_str())))
+            .map(|m| m.id.clone())
+            .collect()
+    };
+    let watched = by_role(&["inbox"]);
+    let excluded = by_role(&["junk", "trash", "sent", "drafts"]);
+    let account = Account {
+        watched: &watched,
+        excluded: &excluded,
+        own: &feed.identities,
+        watermark,
+        include_seen,
+    };
+    feed.created
+        .iter()
+        .filter(|e| {
+            let created = Created {
+                id: e.id.clone(),
+                received_at: e.received_at,
+                mailboxes: e.mailbox_ids.clone(),
+                keywords: e.keywords.clone(),
+                from: e.from.clone(),
+            };
+            classify(&created, &account, |_| false) == Verdict::Arrival
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

@@ -117,8 +117,7 @@ impl RateCap {
         }
     }
 
-    /// Whether one more notification may go at `now`; if not, `sender` joins the digest.
-    pub fn admit(&mut self, sender: &str, now: DateTime<Utc>) -> bool {
+    fn take_slot(&mut self, now: DateTime<Utc>) -> bool {
         if let Some(last) = self.last {
             let hours = (now - last).num_milliseconds().max(0) as f64 / 3_600_000.0;
             self.tokens = (self.tokens + hours * self.per_hour).min(self.burst);
@@ -126,6 +125,20 @@ impl RateCap {
         self.last = Some(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
+            return true;
+        }
+        false
+    }
+
+    /// Whether a digest is owed and may go at `now` (it takes a slot like any notification):
+    /// what went over the cap is told late, never lost.
+    pub fn admit_digest(&mut self, now: DateTime<Utc>) -> bool {
+        !self.overflow.is_empty() && self.take_slot(now)
+    }
+
+    /// Whether one more notification may go at `now`; if not, `sender` joins the digest.
+    pub fn admit(&mut self, sender: &str, now: DateTime<Utc>) -> bool {
+        if self.take_slot(now) {
             return true;
         }
         match self.overflow.iter_mut().find(|(s, _)| s == sender) {

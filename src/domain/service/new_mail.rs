@@ -5,11 +5,10 @@ use chrono::{DateTime, Utc};
 use super::{MailService, ServiceError, require};
 use crate::domain::{
     grant::{Caller, Capability},
-    ids::MailboxId,
     mail::EmailSummary,
     mailboxes::MailboxDirectory,
     notify::{
-        arrival::{self, Account, Created, Verdict},
+        arrival,
         cursor::NewMailCursor,
         fresh_watermark,
         rules::Decision,
@@ -160,37 +159,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                     .await
             })
             .await?;
-        let by_role = |roles: &[&str]| -> Vec<MailboxId> {
-            feed.mailboxes
-                .iter()
-                .filter(|m| m.role.as_ref().is_some_and(|r| roles.contains(&r.as_str())))
-                .map(|m| m.id.clone())
-                .collect()
-        };
-        let watched = by_role(&["inbox"]);
-        let excluded = by_role(&["junk", "trash", "sent", "drafts"]);
-        let account = Account {
-            watched: &watched,
-            excluded: &excluded,
-            own: &feed.identities,
-            watermark,
-            include_seen,
-        };
-        let arrivals: Vec<EmailSummary> = feed
-            .created
-            .iter()
-            .filter(|e| {
-                let created = Created {
-                    id: e.id.clone(),
-                    received_at: e.received_at,
-                    mailboxes: e.mailbox_ids.clone(),
-                    keywords: e.keywords.clone(),
-                    from: e.from.clone(),
-                };
-                arrival::classify(&created, &account, |_| false) == Verdict::Arrival
-            })
-            .cloned()
-            .collect();
+        let arrivals = arrival::arrivals_in(&feed, watermark, include_seen);
         let latest = arrivals.iter().map(|e| e.received_at).max();
         let cursor = NewMailCursor {
             watermark: latest.map_or(watermark, |l| l.max(watermark)),

@@ -36,7 +36,7 @@ use super::{
 };
 use crate::domain::{
     grant::UpstreamCredential,
-    notify::ChangeFeed,
+    notify::{ChangeFeed, background::NotifierMailbox},
     ports::{MailStoreError, PushChannel},
 };
 
@@ -280,15 +280,13 @@ impl NotifierMail {
             transport: Transport::new(config)?,
         })
     }
+}
 
-    /// Headers of the mail created since `state` (see [`change_feed`]).
-    ///
-    /// # Errors
-    /// See [`MailStoreError`].
-    pub async fn changes_since(
+impl NotifierMailbox for NotifierMail {
+    async fn changes_since(
         &self,
         cred: &UpstreamCredential,
-        state: Option<&str>,
+        state: Option<String>,
         since: DateTime<Utc>,
     ) -> Result<ChangeFeed, MailStoreError> {
         let session = self.transport.session(cred).await?;
@@ -296,18 +294,14 @@ impl NotifierMail {
             &self.transport,
             cred,
             &session,
-            state,
+            state.as_deref(),
             since,
             HEADER_PROPERTIES,
         )
         .await
     }
 
-    /// The push channel (see [`open_push`]).
-    ///
-    /// # Errors
-    /// See [`MailStoreError`].
-    pub async fn open_push(
+    async fn open_push(
         &self,
         cred: &UpstreamCredential,
         ping: std::time::Duration,

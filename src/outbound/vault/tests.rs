@@ -402,3 +402,136 @@ fn a_newer_schema_is_refused() {
     let err = RedbVault::open(&p.0).unwrap_err().to_string();
     assert!(err.contains("schema version 99"), "{err}");
 }
+
+mod background {
+    use super::*;
+    use crate::domain::notify::{
+        background::{BackgroundStore as _, LastDelivery, NotifierKeyring as _},
+        delivery::{Destination, WebhookSecret, WebhookUrl},
+    };
+
+    fn key(dir: &std::path::Path) -> NotifierKey {
+        NotifierKey::load_or_create(&dir.join(format!("notifier-{:x}.key", rand::random::<u64>())))
+            .unwrap()
+    }
+
+    fn tokens(secret: &str) -> UpstreamTokens {
+        UpstreamTokens {
+            access: SecretString::new(secret),
+            refresh: Some(SecretString::new(format!("{secret}-refresh"))),
+            expires_at: Some(now() + 3600),
+            issued_at: Some(now()),
+        }
+    }
+
+    fn webhook() -> (Destination, String) {
+        let secret = WebhookSecret::generate();
+        let whsec = secret.to_whsec().expose_secret().to_owned();
+        let url = WebhookUrl::parse("https://hooks.example.net/mail", false).unwrap();
+        (Destination::Webhook { url, secret }, whsec)
+    }
+
+    #[tokio::test]
+    async fn a_stolen_vault_and_config_open_no_grant_and_the_notifier_key_only_notifier_grants() {
+        let (p, vault) = temp_db();
+        let dir = std::env::temp_dir();
+        let notifier_key = key(&dir);
+        let front = BackgroundVault::new(vault.clone(), notifier_key.seal());
+        let (grant, pair) = connected(&vault, "client-upstream-secret").await;
+        front
+            .seal_notifier("acct", &tokens("notifier-upstream-secret"))
+            .unwrap();
+        let (destination, whsec) = webhook();
+        front
+            .seal_destination(&grant, "acct", &destination)
+            .unwrap();
+        drop((front, vault));
+
+        // The file holds none of it in the clear.
+        let bytes = std::fs::read(&p.0).unwrap();
+        let haystack = String::from_utf8_lossy(&bytes);
+        for secret in ["notifier-upstream-secret", whsec.as_str(), "AGE-SECRET-KEY"] {
+            assert!(!haystack.contains(secret), "{secret} readable in the file");
+        }
+
+        // A thief with the file (and any key of their own) opens nothing.
+        let stolen = RedbVault::open(&p.0).unwrap();
+        let thief = NotifierVault::new(stolen.clone(), key(&dir));
+        assert!(thief.open_notifier("acct").is_err());
+        assert!(thief.open_destination(&grant).is_err());
+
+        // The notifier key opens the notifier's grant and destination…
+        let notifier = NotifierVault::new(stolen.clone(), notifier_key);
+        let opened = notifier.open_notifier("acct").unwrap().unwrap();
+        assert_eq!(opened.access.expose_secret(), "notifier-upstream-secret");
+        let Some(Destination::Webhook { secret, .. }) = notifier.open_destination(&grant).unwrap()
+        else {
+            panic!("no webhook");
+        };
+        assert_eq!(secret.to_whsec().expose_secret(), whsec);
+        // … and no client grant: their props are sealed to per-grant keys it doesn't hold.
+        let record = stolen.policy_record_blocking(&grant).unwrap();
+        assert!(
+            super::super::crypto::open_props(&record.sealed_props, notifier.key_for_tests())
+                .is_none()
+        );
+        // The client grant still opens with its own token only.
+        assert_eq!(
+            stolen.open(&pair.access.token).await.unwrap().credential,
+            bearer("client-upstream-secret")
+        );
+    }
+
+    #[test]
+    fn turning_off_removes_the_destination_and_says_whether_the_notifier_is_still_needed() {
+        let (_p, vault) = temp_db();
+        let k = key(&std::env::temp_dir());
+        let front = BackgroundVault::new(vault.clone(), k.seal());
+        let (a, b) = (GrantId::new("ga"), GrantId::new("gb"));
+        for g in [&a, &b] {
+            front.seal_destination(g, "acct", &webhook().0).unwrap();
+        }
+        front
+            .record_delivery(
+                &a,
+                &LastDelivery {
+                    at: chrono::Utc::now(),
+                    delivered: true,
+                    detail: "delivered (HTTP 200) after 1 attempt".into(),
+                },
+            )
+            .unwrap();
+        let shown = front.background(&a).unwrap().unwrap();
+        assert_eq!(
+            (shown.kind.as_str(), shown.target.as_str()),
+            ("webhook", "hooks.example.net")
+        );
+        assert!(shown.last.unwrap().delivered);
+        assert_eq!(front.backgrounds().unwrap().len(), 2);
+        assert!(front.remove_destination(&a).unwrap(), "b still delivers");
+        assert!(!front.remove_destination(&b).unwrap(), "none left");
+        assert!(front.background(&a).unwrap().is_none());
+        let notifier = NotifierVault::new(vault, k);
+        front.seal_notifier("acct", &tokens("t")).unwrap();
+        assert!(front.has_notifier("acct").unwrap());
+        notifier.remove_notifier("acct").unwrap();
+        assert!(!front.has_notifier("acct").unwrap());
+    }
+
+    #[test]
+    fn the_key_file_is_created_owner_only_and_read_back() {
+        let path = std::env::temp_dir().join(format!("notifier-{:x}.key", rand::random::<u64>()));
+        let first = NotifierKey::load_or_create(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = NotifierKey::load_or_create(&path).unwrap();
+        assert_eq!(first.seal().0.to_string(), again.seal().0.to_string());
+        std::fs::write(&path, "garbage").unwrap();
+        assert!(NotifierKey::load_or_create(&path).is_err());
+        let _ = std::fs::remove_file(&path);
+    }
+}

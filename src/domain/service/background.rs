@@ -1,0 +1,210 @@
+//! Turning background delivery on and off for a connection, from the settings page.
+//!
+//! On: the destination is sealed to the notifier at once when the person already has a
+//! notifier grant; otherwise the browser goes to the mail provider first, to approve the
+//! separate "mailconnect notifier" client (a second consent, PKCE, bound to this browser), and
+//! the grant must be for the same mailbox the person signed in to settings with. Off: the
+//! destination goes; with the person's last one, the notifier grant is revoked at the provider
+//! and deleted.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use crate::domain::{
+    auth::{
+        flow::{PENDING_TTL, Pending, PendingError, digest, insert, take},
+        pkce::PkcePair,
+        settings::account_digest,
+        token::random_value,
+    },
+    grant::{GrantId, UpstreamCredential},
+    notify::{
+        background::{Background, BackgroundStore, NotifierControl},
+        delivery::Destination,
+    },
+    ports::{MailStore, UpstreamAuth},
+    secret::SecretString,
+};
+
+/// A notifier consent in progress.
+#[derive(Debug)]
+struct Consent {
+    grant: GrantId,
+    account: String,
+    destination: Destination,
+    verifier: SecretString,
+}
+
+/// What turning on needs next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnOn {
+    /// On now.
+    Done,
+    /// First approve the notifier at the provider: send the browser here.
+    Consent(String),
+}
+
+/// The settings page's side of background delivery.
+pub struct BackgroundSetup<U, M> {
+    upstream: Arc<U>,
+    mail: Arc<M>,
+    store: Arc<dyn BackgroundStore>,
+    control: Arc<dyn NotifierControl>,
+    pending: Mutex<HashMap<[u8; 32], Pending<Consent>>>,
+}
+
+impl<U, M> std::fmt::Debug for BackgroundSetup<U, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundSetup").finish_non_exhaustive()
+    }
+}
+
+impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
+    /// Setup through the notifier's upstream client `upstream`; `mail` reads whose mailbox a
+    /// new notifier grant is for.
+    #[must_use]
+    pub fn new(
+        upstream: Arc<U>,
+        mail: Arc<M>,
+        store: Arc<dyn BackgroundStore>,
+        control: Arc<dyn NotifierControl>,
+    ) -> Self {
+        Self {
+            upstream,
+            mail,
+            store,
+            control,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The connection's background delivery, if on.
+    #[must_use]
+    pub fn status(&self, grant: &GrantId) -> Option<Background> {
+        self.store.background(grant).ok().flatten()
+    }
+
+    /// Turns background delivery on for `grant` of the person `account` (an account digest;
+    /// the caller checked the grant is theirs and may hear about new mail).
+    ///
+    /// # Errors
+    /// A sentence for the person.
+    pub async fn turn_on(
+        &self,
+        account: &str,
+        grant: &GrantId,
+        destination: Destination,
+        browser: &str,
+    ) -> Result<TurnOn, String> {
+        if self
+            .store
+            .has_notifier(account)
+            .map_err(|e| e.to_string())?
+        {
+            self.store
+                .seal_destination(grant, account, &destination)
+                .map_err(|e| e.to_string())?;
+            self.control.wake();
+            tracing::info!(grant = %grant, kind = destination.kind(), "background delivery on");
+            return Ok(TurnOn::Done);
+        }
+        let state = random_value();
+        let pkce = PkcePair::generate();
+        insert(
+            &self.pending,
+            digest(&state),
+            Pending {
+                value: Consent {
+                    grant: grant.clone(),
+                    account: account.to_owned(),
+                    destination,
+                    verifier: pkce.verifier,
+                },
+                browser: digest(browser),
+                csrf: [0; 32],
+                until: Instant::now() + PENDING_TTL,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let url = self
+            .upstream
+            .authorization_url(&state, &pkce.challenge)
+            .await
+            .map_err(|e| format!("the mail provider's sign-in is unavailable: {e}"))?;
+        Ok(TurnOn::Consent(url))
+    }
+
+    /// Finishes a notifier consent, if `state` names one (`Ok(None)`: not ours).
+    ///
+    /// # Errors
+    /// A sentence for the person: a refused or failed consent, another mailbox.
+    pub async fn finish(
+        &self,
+        state: &str,
+        browser: &str,
+        code: Option<&str>,
+        iss: Option<&str>,
+    ) -> Result<Option<GrantId>, String> {
+        let consent = match take(&self.pending, &digest(state), browser, None) {
+            Ok(c) => c,
+            Err(PendingError::Gone) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        if !self.upstream.accepts_issuer(iss.map(str::to_owned)).await {
+            return Err("the answer came from an unexpected server".into());
+        }
+        let code = code.ok_or("the mail provider did not approve the notifier")?;
+        let tokens = self
+            .upstream
+            .exchange_code(code, &consent.verifier)
+            .await
+            .map_err(|e| e.to_string())?;
+        let account = self
+            .mail
+            .account(&UpstreamCredential::Bearer(tokens.access.clone()))
+            .await
+            .map_err(|e| format!("the mailbox could not be read: {e}"))?;
+        if account_digest(&account.username) != consent.account {
+            // Never keep a grant for a mailbox the person didn't sign in to settings with.
+            let token = tokens.refresh.as_ref().unwrap_or(&tokens.access);
+            let _ = self.upstream.revoke(token).await;
+            return Err(
+                "you approved the notifier for a different mailbox than the one signed in to settings; nothing was turned on"
+                    .into(),
+            );
+        }
+        self.store
+            .seal_notifier(&consent.account, &tokens)
+            .map_err(|e| e.to_string())?;
+        drop(tokens);
+        self.store
+            .seal_destination(&consent.grant, &consent.account, &consent.destination)
+            .map_err(|e| e.to_string())?;
+        self.control.wake();
+        tracing::info!(grant = %consent.grant, "notifier approved; background delivery on");
+        Ok(Some(consent.grant))
+    }
+
+    /// Turns background delivery off for `grant`; with the person's last connection delivering
+    /// in the background, the notifier grant is revoked at the provider and deleted.
+    ///
+    /// # Errors
+    /// A sentence for the person.
+    pub async fn turn_off(&self, grant: &GrantId) -> Result<(), String> {
+        let Some(on) = self.store.background(grant).map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        let others = self
+            .store
+            .remove_destination(grant)
+            .map_err(|e| e.to_string())?;
+        if !others {
+            self.control.turn_off(&on.account).await?;
+        }
+        tracing::info!(grant = %grant, "background delivery off");
+        Ok(())
+    }
+}

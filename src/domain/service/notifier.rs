@@ -1,0 +1,422 @@
+//! The background notifier: while nobody is asking, it watches each person's mailbox with
+//! their separate notifier grant and tells the destinations of their connections about new
+//! mail, under each connection's rules.
+//!
+//! It holds the only key that opens notifier grants ([`NotifierKeyring`]) and a mailbox view
+//! that can read nothing but new mail's headers ([`NotifierMailbox`]). What it keeps is in
+//! memory and holds no mail: per account a cursor, per connection a rate cap and the ids and
+//! headers held for the digest at the end of quiet hours (lost on a restart, like the cursor,
+//! whose fresh look then reaches back only to the start).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    grant::{Capability, GrantId, UpstreamCredential},
+    notify::{
+        arrival,
+        background::{
+            Background, BackgroundStore, LastDelivery, NotifierControl, NotifierKeyring,
+            NotifierMailbox,
+        },
+        cursor::NewMailCursor,
+        delivery::{
+            Arrival, Deliverer, DeliveryOutcome, Notice, RetrySchedule, RunId, deliver_with_retries,
+        },
+        fresh_watermark,
+        rules::{Decision, RateCap},
+    },
+    ports::{MailStoreError, Policy, UpstreamAuth, UpstreamAuthError, UpstreamTokens},
+};
+
+/// Renew the notifier's access token this long before it expires.
+const RENEW_AHEAD_SECS: i64 = 120;
+
+/// How the notifier runs.
+#[derive(Debug, Clone)]
+pub struct NotifierSettings {
+    /// Between looks at each mailbox (jittered by up to a tenth).
+    pub poll: Duration,
+    /// The retries of one delivery.
+    pub schedule: RetrySchedule,
+}
+
+/// One connection's pacing.
+#[derive(Debug)]
+struct Pacing {
+    cap: RateCap,
+    /// Arrivals held by quiet hours, for the digest at their end.
+    held: Vec<Arrival>,
+    held_until: Option<DateTime<Utc>>,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Self {
+            cap: RateCap::new(3, 10),
+            held: Vec::new(),
+            held_until: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct AccountState {
+    cursor: Option<NewMailCursor>,
+    pacing: HashMap<GrantId, Pacing>,
+}
+
+/// The notifier.
+pub struct Notifier<N, U, P, D> {
+    mail: N,
+    upstream: Arc<U>,
+    policy: P,
+    deliverer: Arc<D>,
+    keyring: Arc<dyn NotifierKeyring>,
+    store: Arc<dyn BackgroundStore>,
+    settings: NotifierSettings,
+    accounts: tokio::sync::Mutex<HashMap<String, AccountState>>,
+    wake: tokio::sync::Notify,
+}
+
+impl<N, U, P, D> std::fmt::Debug for Notifier<N, U, P, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a look at one account failed.
+#[derive(Debug, thiserror::Error)]
+enum LookError {
+    #[error("no notifier grant")]
+    NoGrant,
+    #[error("the notifier grant ended at the provider")]
+    Ended,
+    #[error("{0}")]
+    Store(String),
+    #[error("{0}")]
+    Mail(#[from] MailStoreError),
+    #[error("{0}")]
+    Upstream(UpstreamAuthError),
+}
+
+impl<N, U, P, D> Notifier<N, U, P, D>
+where
+    N: NotifierMailbox,
+    U: UpstreamAuth,
+    P: Policy,
+    D: Deliverer,
+{
+    /// A notifier over its ports.
+    #[must_use]
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        mail: N,
+        upstream: Arc<U>,
+        policy: P,
+        deliverer: Arc<D>,
+        keyring: Arc<dyn NotifierKeyring>,
+        store: Arc<dyn BackgroundStore>,
+        settings: NotifierSettings,
+    ) -> Self {
+        Self {
+            mail,
+            upstream,
+            policy,
+            deliverer,
+            keyring,
+            store,
+            settings,
+            accounts: tokio::sync::Mutex::new(HashMap::new()),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Looks at every account with background delivery on, every poll interval (or sooner
+    /// when woken), forever.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            self.look_all().await;
+            let base = self.settings.poll;
+            let tenth = u64::try_from(base.as_millis() / 10).unwrap_or(u64::MAX);
+            let wait = base + Duration::from_millis(rand::random_range(0..=tenth));
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One look at every account with background delivery on.
+    pub async fn look_all(self: &Arc<Self>) {
+        let backgrounds = match self.store.backgrounds() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "background list failed");
+                return;
+            }
+        };
+        let mut by_account: BTreeMap<String, Vec<Background>> = BTreeMap::new();
+        for b in backgrounds {
+            by_account.entry(b.account.clone()).or_default().push(b);
+        }
+        self.accounts
+            .lock()
+            .await
+            .retain(|account, _| by_account.contains_key(account));
+        for (account, grants) in by_account {
+            match self.look(&account, &grants).await {
+                Ok(()) => {}
+                Err(LookError::Ended) => {
+                    tracing::info!("a notifier grant ended at the provider; turning it off");
+                    self.forget(&account, &grants);
+                }
+                Err(e) => tracing::info!(error = %e, "background look failed"),
+            }
+        }
+    }
+
+    /// The person revoked the notifier at the provider: its record and destinations go.
+    fn forget(&self, account: &str, grants: &[Background]) {
+        for b in grants {
+            let _ = self.store.remove_destination(&b.grant);
+        }
+        let _ = self.keyring.remove_notifier(account);
+    }
+
+    /// The notifier's credential for `account`, renewed (and re-sealed) when it is about to
+    /// expire or `force`d after a refusal.
+    async fn credential(
+        &self,
+        account: &str,
+        force: bool,
+    ) -> Result<UpstreamCredential, LookError> {
+        let tokens = self
+            .keyring
+            .open_notifier(account)
+            .map_err(|e| LookError::Store(e.to_string()))?
+            .ok_or(LookError::NoGrant)?;
+        let now = Utc::now().timestamp();
+        let expiring = tokens
+            .expires_at
+            .is_some_and(|t| t - RENEW_AHEAD_SECS <= now);
+        let Some(refresh) = tokens.refresh.clone().filter(|_| force || expiring) else {
+            return Ok(UpstreamCredential::Bearer(tokens.access));
+        };
+        match self.upstream.refresh(&refresh).await {
+            Ok(fresh) => {
+                let fresh = UpstreamTokens {
+                    refresh: fresh.refresh.or(Some(refresh)),
+                    ..fresh
+                };
+                self.store
+                    .seal_notifier(account, &fresh)
+                    .map_err(|e| LookError::Store(e.to_string()))?;
+                Ok(UpstreamCredential::Bearer(fresh.access))
+            }
+            Err(UpstreamAuthError::InvalidGrant(_)) => Err(LookError::Ended),
+            Err(e) => Err(LookError::Upstream(e)),
+        }
+    }
+
+    async fn look(self: &Arc<Self>, account: &str, grants: &[Background]) -> Result<(), LookError> {
+        let mut accounts = self.accounts.lock().await;
+        let state = accounts.entry(account.to_owned()).or_default();
+        let now = Utc::now();
+        let watermark = state
+            .cursor
+            .as_ref()
+            .map_or(fresh_watermark(now), |c| c.watermark)
+            .max(fresh_watermark(now));
+        let since = state.cursor.as_ref().map(|c| c.state.clone());
+        let cred = self.credential(account, false).await?;
+        let feed = match self
+            .mail
+            .changes_since(&cred, since.clone(), watermark)
+            .await
+        {
+            Err(MailStoreError::Unauthorized) => {
+                let cred = self.credential(account, true).await?;
+                self.mail.changes_since(&cred, since, watermark).await?
+            }
+            other => other?,
+        };
+        let arrivals: Vec<Arrival> = arrival::arrivals_in(&feed, watermark, false)
+            .iter()
+            .map(Arrival::from_summary)
+            .collect();
+        // The first look only sets the cursor: the backlog is not news.
+        let first = state.cursor.is_none();
+        let latest = arrivals.iter().map(|a| a.received_at).max();
+        state.cursor = Some(NewMailCursor {
+            watermark: latest.map_or(watermark, |l| l.max(watermark)),
+            state: feed.state.clone(),
+        });
+        if feed.more {
+            self.wake.notify_one();
+        }
+        let new: &[Arrival] = if first { &[] } else { &arrivals };
+        for b in grants {
+            let pacing = state.pacing.entry(b.grant.clone()).or_default();
+            if let Some(notice) = self.notice(&b.grant, pacing, new, now).await {
+                self.deliver(b.grant.clone(), notice);
+            }
+        }
+        Ok(())
+    }
+
+    /// What to tell `grant` now, under its rules: arrivals due now (within the rate cap), and
+    /// what quiet hours held, as one digest when they end.
+    async fn notice(
+        &self,
+        grant: &GrantId,
+        pacing: &mut Pacing,
+        arrivals: &[Arrival],
+        now: DateTime<Utc>,
+    ) -> Option<Notice> {
+        // A connection that may no longer hear about new mail hears nothing.
+        let allowed = self
+            .policy
+            .capabilities(grant)
+            .await
+            .is_ok_and(|c| c.allows(Capability::Notify));
+        if !allowed {
+            *pacing = Pacing::default();
+            return None;
+        }
+        let rules = match self.policy.notify_settings(grant).await.map(|s| s.rules()) {
+            Ok(Ok(rules)) => rules,
+            _ => return None,
+        };
+        let mut listed = Vec::new();
+        for a in arrivals {
+            match rules.decide(&a.from.email, &a.thread_id, now) {
+                Decision::Notify { .. } => {
+                    if pacing.cap.admit(&a.from.email, now) {
+                        listed.push(a.clone());
+                    }
+                }
+                Decision::HoldUntil(end) => {
+                    pacing.held.push(a.clone());
+                    pacing.held_until = Some(pacing.held_until.map_or(end, |h| h.min(end)));
+                }
+                Decision::Denied | Decision::NotAllowed | Decision::Muted => {}
+            }
+        }
+        // Quiet hours are over: what they held goes now, in this one notice.
+        if pacing.held_until.is_some_and(|end| end <= now) {
+            pacing.held_until = None;
+            listed.append(&mut pacing.held);
+        }
+        let digest = if !listed.is_empty() || pacing.cap.admit_digest(now) {
+            pacing.cap.take_digest()
+        } else {
+            None
+        };
+        if listed.is_empty() && digest.is_none() {
+            return None;
+        }
+        let run_id = RunId::parse(format!(
+            "mc-{}-{:016x}",
+            now.timestamp_millis(),
+            rand::random::<u64>()
+        ))
+        .ok()?;
+        Some(Notice {
+            run_id,
+            arrivals: listed,
+            digest,
+        })
+    }
+
+    /// Delivers in the background (a slow destination holds up nobody) and records the
+    /// outcome for the settings page.
+    fn deliver(self: &Arc<Self>, grant: GrantId, notice: Notice) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let destination = match this.keyring.open_destination(&grant) {
+                Ok(Some(d)) => d,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a destination did not open");
+                    return;
+                }
+            };
+            let report = deliver_with_retries(
+                this.deliverer.as_ref(),
+                &destination,
+                &notice,
+                &this.settings.schedule,
+                tokio::time::sleep,
+            )
+            .await;
+            let attempts = match report.attempts {
+                1 => "1 attempt".to_owned(),
+                n => format!("{n} attempts"),
+            };
+            let detail = match (report.outcome, &report.last_error) {
+                (DeliveryOutcome::Delivered, _) => format!("delivered after {attempts}"),
+                (DeliveryOutcome::Refused, Some(e)) => format!("refused: {e}"),
+                (DeliveryOutcome::GaveUp, Some(e)) => format!("gave up after {attempts}: {e}"),
+                (_, None) => format!("not delivered after {attempts}"),
+            };
+            let last = LastDelivery {
+                at: Utc::now(),
+                delivered: report.outcome == DeliveryOutcome::Delivered,
+                detail,
+            };
+            if let Err(e) = this.store.record_delivery(&grant, &last) {
+                tracing::warn!(error = %e, "delivery record failed");
+            }
+        });
+    }
+
+    /// Revokes `account`'s notifier grant at the provider and deletes it.
+    ///
+    /// # Errors
+    /// A sentence for the person when the record can't be read or deleted. A provider that
+    /// can't revoke is logged: the grant is deleted here anyway, and the settings page tells
+    /// the person where to revoke it by hand.
+    pub async fn end_grant(&self, account: &str) -> Result<(), String> {
+        let tokens = self
+            .keyring
+            .open_notifier(account)
+            .map_err(|e| e.to_string())?;
+        if let Some(tokens) = tokens {
+            let token = tokens.refresh.unwrap_or(tokens.access);
+            if let Err(e) = self.upstream.revoke(&token).await {
+                tracing::warn!(error = %e, "the provider did not revoke the notifier grant");
+            }
+        }
+        self.accounts.lock().await.remove(account);
+        self.keyring
+            .remove_notifier(account)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl<N, U, P, D> NotifierControl for Notifier<N, U, P, D>
+where
+    N: NotifierMailbox,
+    U: UpstreamAuth,
+    P: Policy,
+    D: Deliverer,
+{
+    fn turn_off<'a>(
+        &'a self,
+        account: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(self.end_grant(account))
+    }
+
+    fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
