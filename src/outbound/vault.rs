@@ -148,6 +148,7 @@ struct Writer<'t> {
     index: redb::MultimapTable<'t, &'static str, &'static [u8; 32]>,
     audit: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     revoked: Grants<'t>,
+    backgrounds: Grants<'t>,
 }
 
 impl<'t> Writer<'t> {
@@ -158,6 +159,7 @@ impl<'t> Writer<'t> {
             index: tx.open_multimap_table(GRANT_TOKENS).map_err(db_err)?,
             audit: tx.open_table(audit::AUDIT).map_err(db_err)?,
             revoked: tx.open_table(REVOKED).map_err(db_err)?,
+            backgrounds: tx.open_table(background::BACKGROUNDS).map_err(db_err)?,
         })
     }
 
@@ -194,8 +196,10 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// Deletes a grant, its tokens and their wrapped keys.
+    /// Deletes a grant, its tokens and their wrapped keys, and where its background
+    /// notifications went (however it ended: revoked, replayed, expired).
     fn remove_grant(&mut self, id: &str) -> Result<(), VaultStoreError> {
+        self.backgrounds.remove(id).map_err(db_err)?;
         let keys: Vec<[u8; 32]> = self
             .index
             .remove_all(id)

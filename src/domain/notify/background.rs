@@ -122,6 +122,12 @@ pub trait NotifierKeyring: Send + Sync {
     /// [`BackgroundError`].
     fn open_destination(&self, grant: &GrantId) -> Result<Option<Destination>, BackgroundError>;
 
+    /// The people with a notifier grant.
+    ///
+    /// # Errors
+    /// [`BackgroundError`].
+    fn notifier_accounts(&self) -> Result<Vec<String>, BackgroundError>;
+
     /// Deletes the person's notifier grant.
     ///
     /// # Errors

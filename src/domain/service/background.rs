@@ -176,13 +176,14 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
                     .into(),
             );
         }
+        // The destination first: the notifier ends notifier grants no destination uses.
+        self.store
+            .seal_destination(&consent.grant, &consent.account, &consent.destination)
+            .map_err(|e| e.to_string())?;
         self.store
             .seal_notifier(&consent.account, &tokens)
             .map_err(|e| e.to_string())?;
         drop(tokens);
-        self.store
-            .seal_destination(&consent.grant, &consent.account, &consent.destination)
-            .map_err(|e| e.to_string())?;
         self.control.wake();
         tracing::info!(grant = %consent.grant, "notifier approved; background delivery on");
         Ok(Some(consent.grant))

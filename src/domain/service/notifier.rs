@@ -171,6 +171,25 @@ where
             .lock()
             .await
             .retain(|account, _| by_account.contains_key(account));
+        // A notifier grant no connection uses any more (its last one ended some other way
+        // than the settings page): revoked and deleted.
+        let unused: Vec<String> = self
+            .keyring
+            .notifier_accounts()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| !by_account.contains_key(a))
+            .collect();
+        for account in unused {
+            // Read again: a consent may have finished since the list above.
+            let still_unused = self
+                .store
+                .backgrounds()
+                .is_ok_and(|all| all.iter().all(|b| b.account != account));
+            if still_unused && let Err(e) = self.end_grant(&account).await {
+                tracing::warn!(error = %e, "an unused notifier grant could not be ended");
+            }
+        }
         for (account, grants) in by_account {
             match self.look(&account, &grants).await {
                 Ok(()) => {}
@@ -418,5 +437,193 @@ where
 
     fn wake(&self) {
         self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+    use crate::{
+        domain::{
+            grant::CapabilitySet,
+            ids::{EmailId, ThreadId},
+            mail::Address,
+            notify::{
+                background::MockNotifierMailbox,
+                delivery::MockDeliverer,
+                settings::{NotifySettings, QuietSpec},
+            },
+            ports::{MockPolicy, MockUpstreamAuth},
+        },
+        outbound::vault::{BackgroundVault, NotifierKey, NotifierVault, RedbVault},
+    };
+
+    type TestNotifier = Notifier<MockNotifierMailbox, MockUpstreamAuth, MockPolicy, MockDeliverer>;
+
+    /// Quiet every day 22:00–07:00 in UTC.
+    fn quiet_nights() -> NotifySettings {
+        NotifySettings {
+            zone: "UTC".into(),
+            quiet: vec![QuietSpec {
+                days: (1..=7).collect(),
+                start: 22 * 60,
+                end: 7 * 60,
+            }],
+            ..NotifySettings::default()
+        }
+    }
+
+    fn notifier(policy: MockPolicy, upstream: MockUpstreamAuth) -> (TestNotifier, RedbVault) {
+        let vault = RedbVault::in_memory().unwrap();
+        let path = std::env::temp_dir().join(format!("notifier-{:x}.key", rand::random::<u64>()));
+        let key = NotifierKey::load_or_create(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let store = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
+        let keyring = Arc::new(NotifierVault::new(vault.clone(), key));
+        let n = Notifier::new(
+            MockNotifierMailbox::new(),
+            Arc::new(upstream),
+            policy,
+            Arc::new(MockDeliverer::new()),
+            keyring,
+            store,
+            NotifierSettings {
+                poll: Duration::from_secs(60),
+                schedule: RetrySchedule::standard(),
+            },
+        );
+        (n, vault)
+    }
+
+    fn policy(capabilities: CapabilitySet, settings: NotifySettings) -> MockPolicy {
+        let mut p = MockPolicy::new();
+        p.expect_capabilities()
+            .returning(move |_| Box::pin(std::future::ready(Ok(capabilities.clone()))));
+        p.expect_notify_settings()
+            .returning(move |_| Box::pin(std::future::ready(Ok(settings.clone()))));
+        p
+    }
+
+    fn arrival(from: &str, n: u32) -> Arrival {
+        Arrival {
+            from: Address {
+                name: None,
+                email: from.into(),
+            },
+            subject: format!("Subject {n}"),
+            received_at: Utc.with_ymd_and_hms(2026, 11, 26, 23, 0, n).unwrap(),
+            email_id: EmailId::parse(format!("e{n}")).unwrap(),
+            thread_id: ThreadId::parse(format!("t{n}")).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn quiet_hours_hold_arrivals_for_exactly_one_digest_at_their_end() {
+        let (n, _vault) = notifier(
+            policy(CapabilitySet::with([Capability::Notify]), quiet_nights()),
+            MockUpstreamAuth::new(),
+        );
+        let grant = GrantId::new("g");
+        let mut pacing = Pacing::default();
+        let night = Utc.with_ymd_and_hms(2026, 11, 26, 23, 30, 0).unwrap();
+        let first = [
+            arrival("bob@example.org", 1),
+            arrival("carol@example.org", 2),
+        ];
+        assert!(n.notice(&grant, &mut pacing, &first, night).await.is_none());
+        let later = night + chrono::Duration::hours(2);
+        let more = [arrival("dan@example.org", 3)];
+        assert!(n.notice(&grant, &mut pacing, &more, later).await.is_none());
+        // 07:00: the three arrive together, once.
+        let morning = Utc.with_ymd_and_hms(2026, 11, 27, 7, 0, 1).unwrap();
+        let digest = n.notice(&grant, &mut pacing, &[], morning).await.unwrap();
+        let ids: Vec<&str> = digest
+            .arrivals
+            .iter()
+            .map(|a| a.email_id.as_str())
+            .collect();
+        assert_eq!(ids, ["e1", "e2", "e3"]);
+        assert!(n.notice(&grant, &mut pacing, &[], morning).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn over_the_rate_cap_the_rest_is_a_digest_later_and_without_notify_nothing_goes() {
+        let (n, _vault) = notifier(
+            policy(
+                CapabilitySet::with([Capability::Notify]),
+                NotifySettings::default(),
+            ),
+            MockUpstreamAuth::new(),
+        );
+        let grant = GrantId::new("g");
+        let mut pacing = Pacing::default();
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        let burst: Vec<Arrival> = (1..=5).map(|i| arrival("bob@example.org", i)).collect();
+        let now = n.notice(&grant, &mut pacing, &burst, t0).await.unwrap();
+        assert_eq!(now.arrivals.len(), 3, "the burst");
+        assert_eq!(
+            now.digest.as_deref(),
+            Some("2 more: bob@example.org (2)"),
+            "the rest rides along as a digest line"
+        );
+        // With the bucket empty, more arrivals are owed, not lost: told once a slot frees (6
+        // minutes at 10 an hour).
+        let t1 = t0 + chrono::Duration::minutes(1);
+        let more = [
+            arrival("carol@example.org", 6),
+            arrival("bob@example.org", 7),
+        ];
+        assert!(n.notice(&grant, &mut pacing, &more, t1).await.is_none());
+        let later = n
+            .notice(&grant, &mut pacing, &[], t0 + chrono::Duration::minutes(7))
+            .await
+            .unwrap();
+        assert!(later.arrivals.is_empty());
+        assert_eq!(
+            later.digest.as_deref(),
+            Some("2 more: carol@example.org, bob@example.org")
+        );
+        assert!(
+            n.notice(&grant, &mut pacing, &[], t0 + chrono::Duration::minutes(8))
+                .await
+                .is_none()
+        );
+
+        let (n, _vault) = notifier(
+            policy(CapabilitySet::read_only(), NotifySettings::default()),
+            MockUpstreamAuth::new(),
+        );
+        assert!(
+            n.notice(&grant, &mut Pacing::default(), &burst, t0)
+                .await
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_notifier_grant_no_connection_uses_is_revoked_and_deleted() {
+        let mut upstream = MockUpstreamAuth::new();
+        upstream
+            .expect_revoke()
+            .withf(|t| t.expose_secret() == "r-secret")
+            .times(1)
+            .returning(|_| Box::pin(std::future::ready(Ok(()))));
+        let (n, _vault) = notifier(MockPolicy::new(), upstream);
+        n.store
+            .seal_notifier(
+                "acct",
+                &UpstreamTokens {
+                    access: crate::domain::secret::SecretString::new("a-secret"),
+                    refresh: Some(crate::domain::secret::SecretString::new("r-secret")),
+                    expires_at: None,
+                    issued_at: None,
+                },
+            )
+            .unwrap();
+        let n = Arc::new(n);
+        n.look_all().await;
+        assert!(!n.store.has_notifier("acct").unwrap());
     }
 }

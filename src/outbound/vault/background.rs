@@ -389,6 +389,20 @@ impl NotifierKeyring for NotifierVault {
         }))
     }
 
+    fn notifier_accounts(&self) -> Result<Vec<String>, BackgroundError> {
+        let tx = self.vault.db.begin_read().map_err(err)?;
+        let table = match tx.open_table(NOTIFIERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(err(e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(err)? {
+            out.push(row.map_err(err)?.0.value().to_owned());
+        }
+        Ok(out)
+    }
+
     fn remove_notifier(&self, account: &str) -> Result<(), BackgroundError> {
         let tx = self.vault.db.begin_write().map_err(err)?;
         tx.open_table(NOTIFIERS)

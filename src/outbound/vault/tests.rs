@@ -518,6 +518,20 @@ mod background {
         assert!(!front.has_notifier("acct").unwrap());
     }
 
+    #[tokio::test]
+    async fn a_connection_ending_any_way_takes_its_destination_with_it() {
+        let (_p, vault) = temp_db();
+        let k = key(&std::env::temp_dir());
+        let front = BackgroundVault::new(vault.clone(), k.seal());
+        let (grant, _) = connected(&vault, "s").await;
+        front
+            .seal_destination(&grant, "acct", &webhook().0)
+            .unwrap();
+        vault.remove_grant(&grant).await.unwrap();
+        assert!(front.background(&grant).unwrap().is_none());
+        assert!(front.backgrounds().unwrap().is_empty());
+    }
+
     #[test]
     fn the_key_file_is_created_owner_only_and_read_back() {
         let path = std::env::temp_dir().join(format!("notifier-{:x}.key", rand::random::<u64>()));
