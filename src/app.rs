@@ -209,6 +209,8 @@ fn background_delivery(
         Arc::clone(&store),
         NotifierSettings {
             poll: config.notify_poll,
+            ping: config.notify_push_ping,
+            push_retry: WatchTuning::default().push_retry,
             schedule: RetrySchedule::standard(),
         },
     ));

@@ -7,6 +7,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 mod background;
 mod new_mail;
 mod notifier;
+mod push_wake;
 mod sending;
 mod watch;
 

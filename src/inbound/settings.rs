@@ -581,13 +581,14 @@ mailbox, choose what each may do, and disconnect them.</p>\
             Err(resp) => return resp,
         };
         let csrf = csrf.as_str();
+        let background = self.background.as_ref().and_then(|s| s.status(&grant));
         match self.auth.revoke_connection(&session, csrf, &grant).await {
             Ok(()) => {
-                // A disconnected assistant's notifications stop too.
-                if let Some(setup) = &self.background
-                    && let Err(why) = setup.turn_off(&grant).await
+                // Its destination went with it; the notifier goes with the person's last one.
+                if let (Some(setup), Some(on)) = (&self.background, background)
+                    && let Err(why) = setup.connection_ended(&on.account).await
                 {
-                    tracing::warn!(grant = %grant, error = %why, "background off failed");
+                    tracing::warn!(grant = %grant, error = %why, "notifier not ended");
                 }
                 see_other("/settings?done=revoked")
             }

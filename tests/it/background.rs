@@ -10,23 +10,30 @@ use mailconnect::domain::notify::delivery::PREAMBLE;
 use serde_json::Value;
 
 use crate::{
-    compose_flow::{connected, writer_app_with},
+    compose_flow::{connected, writer_app_at, writer_app_with},
     delivery::{Recorded, Sink, verify},
+    fault_proxy::Proxy,
     new_mail::{deliver, mark},
     oauth_flow::{Browser, Standin, UPSTREAM_CLIENT},
-    support::{TestApp, tempdir},
+    support::{TestApp, tempdir, testbed},
 };
 
 /// The app offering background notifications, delivering to loopback with `sink`'s
 /// certificate trusted (and `extra` flags).
 async fn offering(sink: &Sink, extra: &[&str]) -> (Standin, TestApp, tempdir::Dir) {
+    offering_at(testbed().get("JMAP_SESSION_URL"), sink, extra).await
+}
+
+async fn offering_at(
+    session_url: &str,
+    sink: &Sink,
+    extra: &[&str],
+) -> (Standin, TestApp, tempdir::Dir) {
     let keys = tempdir::Dir::new("notifier-key");
     let ca = keys.0.join("sink.pem");
     std::fs::write(&ca, &sink.cert_pem).unwrap();
     let key = keys.0.join("notifier.key");
     let mut args = vec![
-        "--notify-poll-secs",
-        "1",
         "--notify-background",
         "--notifier-key-file",
         key.to_str().unwrap(),
@@ -35,7 +42,10 @@ async fn offering(sink: &Sink, extra: &[&str]) -> (Standin, TestApp, tempdir::Di
         ca.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let (standin, app) = writer_app_with(&args).await;
+    if !extra.contains(&"--notify-poll-secs") {
+        args.extend(["--notify-poll-secs", "1"]);
+    }
+    let (standin, app) = writer_app_at(session_url, &args).await;
     (standin, app, keys)
 }
 
@@ -206,9 +216,7 @@ async fn background_poke_gets_a_framed_message_and_the_notifier_is_one_per_perso
     ];
 
     // Approving the notifier for another mailbox turns nothing on (and that grant is revoked).
-    standin
-        .sign_in_as(crate::support::testbed().get("JMAP_USERNAME"))
-        .await;
+    standin.sign_in_as(testbed().get("JMAP_USERNAME")).await;
     let revocations = standin.stats().await["revocations"].as_u64().unwrap();
     let refused = turn_on(&app, &mut browser, &first, &poke_form).await;
     assert_eq!(refused.status, 400, "{}", refused.body);
@@ -222,7 +230,7 @@ async fn background_poke_gets_a_framed_message_and_the_notifier_is_one_per_perso
         revocations + 1
     );
     standin
-        .sign_in_as(crate::support::testbed().get("JMAP_WRITER_USERNAME"))
+        .sign_in_as(testbed().get("JMAP_WRITER_USERNAME"))
         .await;
 
     let back = turn_on(&app, &mut browser, &first, &poke_form).await;
@@ -317,4 +325,57 @@ async fn background_is_not_offered_unless_the_operator_turns_it_on() {
         )
         .await;
     assert_eq!(r.status, 404, "{}", r.body);
+}
+
+#[tokio::test]
+async fn background_a_push_event_wakes_the_notifier_at_once() {
+    let proxy = Proxy::start([]).await;
+    proxy.offer_push([]).await;
+    let sink = Sink::start(vec![]).await;
+    // Polling so rare that only push can explain a delivery.
+    let (_standin, app, _keys) =
+        offering_at(&proxy.session_url(), &sink, &["--notify-poll-secs", "600"]).await;
+    let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
+    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let secret = page.field("secret");
+    let back = turn_on(
+        &app,
+        &mut browser,
+        &grant_of(&token),
+        &[
+            ("csrf_token", &csrf),
+            ("kind", "webhook"),
+            ("url", &sink.url("/hook")),
+            ("secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(
+        back.location(),
+        "/settings?done=background",
+        "{}",
+        back.body
+    );
+    // The notifier opens the account's push channel with its own grant.
+    let mut opened = Vec::new();
+    for _ in 0..50 {
+        opened = proxy.push_connections().await;
+        if !opened.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert!(opened[0].1.contains("types=EmailDelivery"), "{opened:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let subject = mark("Pushed");
+    deliver("erin@example.org", &subject);
+    proxy
+        .push("state", r#"{"@type":"StateChange","changed":{}}"#)
+        .await;
+    let seen = requests_within(&sink, 1, 5).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    verify(&secret, &seen[0].headers, &seen[0].body).unwrap();
+    assert!(String::from_utf8_lossy(&seen[0].body).contains(&subject));
 }

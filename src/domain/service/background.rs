@@ -189,6 +189,24 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
         Ok(Some(consent.grant))
     }
 
+    /// After a connection of `account` ended (its destination went with it): with no other
+    /// connection delivering in the background, the notifier grant is revoked and deleted.
+    ///
+    /// # Errors
+    /// A sentence for the person.
+    pub async fn connection_ended(&self, account: &str) -> Result<(), String> {
+        let others = self
+            .store
+            .backgrounds()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|b| b.account == account);
+        if others {
+            return Ok(());
+        }
+        self.control.turn_off(account).await
+    }
+
     /// Turns background delivery off for `grant`; with the person's last connection delivering
     /// in the background, the notifier grant is revoked at the provider and deleted.
     ///

@@ -9,13 +9,14 @@
 //! whose fresh look then reaches back only to the start).
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, PoisonError, atomic::AtomicBool},
     time::Duration,
 };
 
 use chrono::{DateTime, Utc};
 
+use super::push_wake::{Opened, PushPatience, keep_open};
 use crate::domain::{
     grant::{Capability, GrantId, UpstreamCredential},
     notify::{
@@ -42,9 +43,16 @@ const RENEW_AHEAD_SECS: i64 = 120;
 pub struct NotifierSettings {
     /// Between looks at each mailbox (jittered by up to a tenth).
     pub poll: Duration,
+    /// The ping interval asked of each mailbox's push channel.
+    pub ping: Duration,
+    /// When a server offers no push, how long until it is asked again.
+    pub push_retry: Duration,
     /// The retries of one delivery.
     pub schedule: RetrySchedule,
 }
+
+/// How long a wake waits for the rest of a burst.
+const SETTLE: Duration = Duration::from_millis(300);
 
 /// One connection's pacing.
 #[derive(Debug)]
@@ -82,6 +90,12 @@ pub struct Notifier<N, U, P, D> {
     settings: NotifierSettings,
     accounts: tokio::sync::Mutex<HashMap<String, AccountState>>,
     wake: tokio::sync::Notify,
+    /// Accounts whose push channel woke us, or `None` inside for "all" (settings changed).
+    woken: std::sync::Mutex<Option<HashSet<String>>>,
+    /// One push task per account.
+    pushes: std::sync::Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// One refresh at a time: a rotated refresh token used twice ends the grant.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl<N, U, P, D> std::fmt::Debug for Notifier<N, U, P, D> {
@@ -136,26 +150,53 @@ where
             settings,
             accounts: tokio::sync::Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
+            woken: std::sync::Mutex::new(Some(HashSet::new())),
+            pushes: std::sync::Mutex::new(HashMap::new()),
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Looks at every account with background delivery on, every poll interval (or sooner
-    /// when woken), forever.
+    /// Looks at every account with background delivery on, every poll interval, and at an
+    /// account as soon as its push channel says something changed.
     pub async fn run(self: Arc<Self>) {
+        let mut woken = None;
         loop {
-            self.look_all().await;
+            self.look_all(woken.as_ref()).await;
             let base = self.settings.poll;
             let tenth = u64::try_from(base.as_millis() / 10).unwrap_or(u64::MAX);
             let wait = base + Duration::from_millis(rand::random_range(0..=tenth));
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
+            woken = tokio::select! {
+                () = self.wake.notified() => {
+                    // The rest of a burst joins this wake.
+                    tokio::time::sleep(SETTLE).await;
+                    self.take_woken()
+                }
+                () = tokio::time::sleep(wait) => None,
+            };
         }
     }
 
-    /// One look at every account with background delivery on.
-    pub async fn look_all(self: &Arc<Self>) {
+    /// The accounts woken since the last look (`None`: all of them).
+    fn take_woken(&self) -> Option<HashSet<String>> {
+        let mut woken = self.woken.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *woken, Some(HashSet::new()))
+    }
+
+    fn woken_by(&self, account: Option<&str>) {
+        let mut woken = self.woken.lock().unwrap_or_else(PoisonError::into_inner);
+        match (account, woken.as_mut()) {
+            (Some(account), Some(set)) => {
+                set.insert(account.to_owned());
+            }
+            (None, _) => *woken = None,
+            (Some(_), None) => {}
+        }
+        drop(woken);
+        self.wake.notify_one();
+    }
+
+    /// One look at every account with background delivery on (`only`: at these).
+    pub async fn look_all(self: &Arc<Self>, only: Option<&HashSet<String>>) {
         let backgrounds = match self.store.backgrounds() {
             Ok(b) => b,
             Err(e) => {
@@ -167,12 +208,47 @@ where
         for b in backgrounds {
             by_account.entry(b.account.clone()).or_default().push(b);
         }
+        if only.is_none() {
+            self.tidy(&by_account).await;
+        }
+        for (account, grants) in by_account {
+            if only.is_some_and(|o| !o.contains(&account)) {
+                continue;
+            }
+            match self.look(&account, &grants).await {
+                Ok(()) => {}
+                Err(LookError::Ended) => {
+                    tracing::info!("a notifier grant ended at the provider; turning it off");
+                    self.forget(&account, &grants);
+                }
+                Err(e) => tracing::info!(error = %e, "background look failed"),
+            }
+        }
+    }
+
+    /// Matches the push tasks and cursors to the accounts delivering in the background, and
+    /// ends notifier grants no connection uses any more (its last one ended some other way
+    /// than the settings page).
+    async fn tidy(self: &Arc<Self>, by_account: &BTreeMap<String, Vec<Background>>) {
         self.accounts
             .lock()
             .await
             .retain(|account, _| by_account.contains_key(account));
-        // A notifier grant no connection uses any more (its last one ended some other way
-        // than the settings page): revoked and deleted.
+        {
+            let mut pushes = self.pushes.lock().unwrap_or_else(PoisonError::into_inner);
+            pushes.retain(|account, task| {
+                let keep = by_account.contains_key(account);
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
+            for account in by_account.keys() {
+                if !pushes.contains_key(account) {
+                    pushes.insert(account.clone(), self.spawn_push(account.clone()));
+                }
+            }
+        }
         let unused: Vec<String> = self
             .keyring
             .notifier_accounts()
@@ -190,16 +266,37 @@ where
                 tracing::warn!(error = %e, "an unused notifier grant could not be ended");
             }
         }
-        for (account, grants) in by_account {
-            match self.look(&account, &grants).await {
-                Ok(()) => {}
-                Err(LookError::Ended) => {
-                    tracing::info!("a notifier grant ended at the provider; turning it off");
-                    self.forget(&account, &grants);
+    }
+
+    /// Keeps `account`'s push channel open, waking the look at that account.
+    fn spawn_push(self: &Arc<Self>, account: String) -> tokio::task::AbortHandle {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let live = AtomicBool::new(false);
+            let patience = PushPatience {
+                ping: this.settings.ping,
+                idle: this.settings.poll,
+                retry: this.settings.push_retry,
+            };
+            let open = || async {
+                let mut force = false;
+                loop {
+                    let cred = match this.credential(&account, force).await {
+                        Ok(cred) => cred,
+                        Err(LookError::NoGrant) => return Opened::NoCredential,
+                        Err(e) => return Opened::Failed(e.to_string()),
+                    };
+                    match this.mail.open_push(&cred, this.settings.ping).await {
+                        Ok(Some(channel)) => return Opened::Channel(channel),
+                        Ok(None) => return Opened::NotOffered,
+                        Err(MailStoreError::Unauthorized) if !force => force = true,
+                        Err(e) => return Opened::Failed(e.to_string()),
+                    }
                 }
-                Err(e) => tracing::info!(error = %e, "background look failed"),
-            }
-        }
+            };
+            keep_open(open, patience, &live, || this.woken_by(Some(&account))).await;
+        })
+        .abort_handle()
     }
 
     /// The person revoked the notifier at the provider: its record and destinations go.
@@ -217,6 +314,7 @@ where
         account: &str,
         force: bool,
     ) -> Result<UpstreamCredential, LookError> {
+        let _one_at_a_time = self.refreshing.lock().await;
         let tokens = self
             .keyring
             .open_notifier(account)
@@ -436,7 +534,7 @@ where
     }
 
     fn wake(&self) {
-        self.wake.notify_one();
+        self.woken_by(None);
     }
 }
 
@@ -491,6 +589,8 @@ mod tests {
             store,
             NotifierSettings {
                 poll: Duration::from_secs(60),
+                ping: Duration::from_secs(30),
+                push_retry: Duration::from_secs(3600),
                 schedule: RetrySchedule::standard(),
             },
         );
@@ -623,7 +723,7 @@ mod tests {
             )
             .unwrap();
         let n = Arc::new(n);
-        n.look_all().await;
+        n.look_all(None).await;
         assert!(!n.store.has_notifier("acct").unwrap());
     }
 }

@@ -18,11 +18,14 @@ use std::{
 use chrono::Utc;
 use tokio::{sync::mpsc, task::AbortHandle};
 
-use super::{MailService, ServiceError};
+use super::{
+    MailService, ServiceError,
+    push_wake::{Opened, PushPatience, keep_open},
+};
 use crate::domain::{
     grant::{Caller, Capability},
     notify::{cursor::NewMailCursor, rules::Announcer},
-    ports::{MailStore, Policy, PushEvent, TokenVault},
+    ports::{MailStore, Policy, TokenVault},
 };
 
 /// How often and how patiently an account is watched.
@@ -49,9 +52,6 @@ impl Default for WatchTuning {
         }
     }
 }
-
-/// The longest wait between push reconnections.
-const PUSH_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Streams listening for new mail, one watcher per account.
 pub struct NewMailWatchers<M, V, P> {
@@ -361,52 +361,30 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
         }
     }
 
-    /// Keeps the account's push channel open while it has listeners: each state event wakes
-    /// the look loop, and every reconnection is followed by a catch-up look. A server without
-    /// push is asked again after [`WatchTuning::push_retry`]; silence for 2.5 pings, a dropped
-    /// stream or a failure reconnects after a backoff (1 s to 5 min, full jitter).
+    /// Keeps the account's push channel open while it has listeners, with the first
+    /// listener's credential (see [`push_wake`](super::push_wake)).
     async fn push_loop(self: Arc<Self>, watch: Arc<AccountWatch>) {
-        let mut backoff = Duration::from_secs(1);
-        let mut connected_before = false;
         // Let the first look set the cursor before any wake.
         tokio::time::sleep(self.tuning.settle).await;
-        loop {
+        let patience = PushPatience {
+            ping: self.tuning.ping,
+            idle: self.tuning.settle,
+            retry: self.tuning.push_retry,
+        };
+        let open = || async {
             let Some(caller) = watch.first_caller() else {
-                tokio::time::sleep(self.tuning.settle).await;
-                continue;
+                return Opened::NoCredential;
             };
             match self.service.open_push(&caller, self.tuning.ping).await {
-                Ok(None) => {
-                    tracing::debug!("no push from the mail server; polling");
-                    tokio::time::sleep(self.tuning.push_retry).await;
-                    continue;
-                }
-                Ok(Some(mut events)) => {
-                    watch.push_live.store(true, Ordering::Relaxed);
-                    backoff = Duration::from_secs(1);
-                    if connected_before {
-                        let _ = watch.wake.try_send(());
-                    }
-                    connected_before = true;
-                    let silence = self.tuning.ping.saturating_mul(5) / 2;
-                    loop {
-                        match tokio::time::timeout(silence, events.recv()).await {
-                            Ok(Some(PushEvent::Changed)) => {
-                                let _ = watch.wake.try_send(());
-                            }
-                            Ok(Some(PushEvent::Ping)) => {}
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
-                    watch.push_live.store(false, Ordering::Relaxed);
-                    tracing::debug!("push stream ended; reconnecting");
-                }
-                Err(e) => tracing::info!(error = %e, "push channel failed"),
+                Ok(Some(channel)) => Opened::Channel(channel),
+                Ok(None) => Opened::NotOffered,
+                Err(e) => Opened::Failed(e.to_string()),
             }
-            let ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
-            tokio::time::sleep(Duration::from_millis(rand::random_range(0..=ms))).await;
-            backoff = backoff.saturating_mul(2).min(PUSH_BACKOFF_MAX);
-        }
+        };
+        keep_open(open, patience, &watch.push_live, || {
+            let _ = watch.wake.try_send(());
+        })
+        .await;
     }
 }
 
