@@ -179,7 +179,7 @@ where
     /// The accounts woken since the last look (`None`: all of them).
     fn take_woken(&self) -> Option<HashSet<String>> {
         let mut woken = self.woken.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *woken, Some(HashSet::new()))
+        woken.replace(HashSet::new())
     }
 
     fn woken_by(&self, account: Option<&str>) {
