@@ -156,7 +156,13 @@ fn background_delivery(
     vault: &RedbVault,
     mail: Arc<JmapMailStore>,
     redirect_uri: url::Url,
-) -> Result<Arc<BackgroundSetup<Upstream, JmapMailStore>>, StartError> {
+) -> Result<
+    (
+        Arc<BackgroundSetup<Upstream, JmapMailStore>>,
+        Arc<dyn BackgroundStore>,
+    ),
+    StartError,
+> {
     let key = NotifierKey::load_or_create(&bg.key_file).map_err(StartError::Adapter)?;
     let store: Arc<dyn BackgroundStore> = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
     let keyring: Arc<dyn NotifierKeyring> = Arc::new(NotifierVault::new(vault.clone(), key));
@@ -216,9 +222,15 @@ fn background_delivery(
     ));
     tokio::spawn(Arc::clone(&notifier).run());
     tracing::info!("background notifications offered");
-    Ok(Arc::new(BackgroundSetup::new(
-        upstream, mail, store, notifier,
-    )))
+    Ok((
+        Arc::new(BackgroundSetup::new(
+            upstream,
+            mail,
+            Arc::clone(&store),
+            notifier,
+        )),
+        store,
+    ))
 }
 
 async fn build_app(
@@ -246,15 +258,13 @@ async fn build_app(
     let audience = Audience::new(&config.public_url);
     let redirect_uri = url::Url::parse(&audience.url("/auth/callback"))
         .map_err(|e| StartError::Adapter(e.to_string()))?;
-    let background = match &config.background {
-        Some(bg) if start_background => Some(background_delivery(
-            config,
-            bg,
-            &vault,
-            Arc::clone(&store),
-            redirect_uri.clone(),
-        )?),
-        _ => None,
+    let (background, background_store) = match &config.background {
+        Some(bg) if start_background => {
+            let (setup, store) =
+                background_delivery(config, bg, &vault, Arc::clone(&store), redirect_uri.clone())?;
+            (Some(setup), Some(store))
+        }
+        _ => (None, None),
     };
     let u = &config.upstream;
     let upstream = Arc::new(LazyUpstream::new(
@@ -326,6 +336,7 @@ async fn build_app(
         Arc::clone(&watchers),
     )
     .with_public_url(config.public_url.as_str())
+    .with_background_status(background_store)
     .with_watch_tuning(WatchTuning {
         poll: config.notify_poll,
         ping: config.notify_push_ping,

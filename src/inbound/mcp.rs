@@ -29,7 +29,10 @@ use crate::domain::{
     changes::Keyword,
     grant::{Caller, Capability, GrantId},
     ids::{BlobId, EmailId, ThreadId},
-    notify::settings::{MuteRequest, parse_duration},
+    notify::{
+        background::BackgroundStore,
+        settings::{MuteRequest, parse_duration},
+    },
     ports::{AuditEvent, AuditKind, AuditLog, MailStore, MailStoreError, Policy, TokenVault},
     query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
     search_syntax,
@@ -56,6 +59,8 @@ pub struct McpHandler<M, V, P> {
     public_url: Option<String>,
     /// The accounts watched for listening streams.
     new_mail: Arc<NewMailWatchers<M, V, P>>,
+    /// Background delivery's records, to say whether it is on (never to change it).
+    background: Option<Arc<dyn BackgroundStore>>,
     /// Legacy `resources/subscribe` watchers.
     legacy: Arc<LegacyWatchers>,
     /// Seals 2026-07-28 request states (HMAC under a per-process key: a state outlives
@@ -80,6 +85,7 @@ impl<M, V, P> Clone for McpHandler<M, V, P> {
             watchers: Arc::clone(&self.watchers),
             public_url: self.public_url.clone(),
             new_mail: Arc::clone(&self.new_mail),
+            background: self.background.clone(),
             legacy: Arc::clone(&self.legacy),
             states: Arc::clone(&self.states),
         }
@@ -106,12 +112,20 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 Arc::clone(&service),
                 WatchTuning::default(),
             )),
+            background: None,
             legacy: Arc::default(),
             states: Arc::new(
                 rmcp::model::RequestStateCodec::try_new(rand::random::<[u8; 32]>().to_vec())
                     .expect("a 32-byte key is long enough"),
             ),
         }
+    }
+
+    /// `get_notify_settings` says whether background delivery is on, from `store`.
+    #[must_use]
+    pub fn with_background_status(mut self, store: Option<Arc<dyn BackgroundStore>>) -> Self {
+        self.background = store;
+        self
     }
 
     /// Listening clients' mailboxes are watched with `tuning`.
@@ -486,17 +500,28 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 let _: input::GetNotifySettingsInput = args(arguments)?;
                 let (settings, text) =
                     render::notify_settings(&service.notify_settings(caller).await?);
+                let background = self
+                    .background
+                    .as_ref()
+                    .and_then(|store| store.background(&caller.grant).ok().flatten());
+                let delivery = match &background {
+                    Some(on) => format!(
+                        "background delivery to {} ({}) is on; only the person can change it, on the settings page",
+                        on.target, on.kind
+                    ),
+                    None => "background delivery is off; only the person can turn it on, on the settings page".to_owned(),
+                };
                 Rendered::new(
                     input::GetNotifySettingsOutput {
                         settings,
                         channels: input::GetNotifySettingsOutputChannels {
                             check_new_mail: true,
                             live_stream: true,
-                            background: false,
+                            background: background.is_some(),
                         },
                     },
                     format!(
-                        "{text}\nNew mail reaches you through check_new_mail, and as resources/updated for mail://new on a subscriptions/listen stream (no background delivery yet)."
+                        "{text}\nNew mail reaches you through check_new_mail, and as resources/updated for mail://new on a subscriptions/listen stream; {delivery}."
                     ),
                 )
             }

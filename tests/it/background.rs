@@ -10,11 +10,11 @@ use mailconnect::domain::notify::delivery::PREAMBLE;
 use serde_json::Value;
 
 use crate::{
-    compose_flow::{connected, writer_app_at, writer_app_with},
+    compose_flow::{connected, structured, writer_app_at, writer_app_with},
     delivery::{Recorded, Sink, verify},
     fault_proxy::Proxy,
     new_mail::{deliver, mark},
-    oauth_flow::{Browser, Standin, UPSTREAM_CLIENT},
+    oauth_flow::{Browser, Standin, UPSTREAM_CLIENT, call_tool},
     support::{TestApp, tempdir, testbed},
 };
 
@@ -131,6 +131,10 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
         "{}",
         page.body
     );
+    // The assistant can see that it is on, and where to (and can't change it).
+    let (_, r) = call_tool(&app, &token, "get_notify_settings", serde_json::json!({})).await;
+    assert_eq!(structured(&r)["channels"]["background"], true, "{r}");
+    assert!(r.to_string().contains("background delivery to 127.0.0.1"), "{r}");
 
     // No client is connected: the notifier hears of the arrival and tells the webhook.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -192,6 +196,8 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
         standin.stats().await["revocations"].as_u64().unwrap(),
         revocations + 1
     );
+    let (_, r) = call_tool(&app, &token, "get_notify_settings", serde_json::json!({})).await;
+    assert_eq!(structured(&r)["channels"]["background"], false, "{r}");
     let page = browser.get(&format!("{}/settings", app.base())).await;
     assert!(
         !page.body.contains("class=\"background-on\""),

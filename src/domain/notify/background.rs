@@ -71,6 +71,19 @@ pub trait BackgroundStore: Send + Sync {
     /// [`BackgroundError`].
     fn has_notifier(&self, account: &str) -> Result<bool, BackgroundError>;
 
+    /// Where the notifier's last look at `account` left off (an encoded cursor: the server's
+    /// state and a time, nothing of the mail), so a restart misses nothing.
+    ///
+    /// # Errors
+    /// [`BackgroundError`].
+    fn cursor(&self, account: &str) -> Result<Option<String>, BackgroundError>;
+
+    /// Records where the last look left off.
+    ///
+    /// # Errors
+    /// [`BackgroundError`].
+    fn save_cursor(&self, account: &str, cursor: &str) -> Result<(), BackgroundError>;
+
     /// Turns background delivery on for `grant`, sealing `destination`'s secrets.
     ///
     /// # Errors

@@ -346,6 +346,16 @@ where
     async fn look(self: &Arc<Self>, account: &str, grants: &[Background]) -> Result<(), LookError> {
         let mut accounts = self.accounts.lock().await;
         let state = accounts.entry(account.to_owned()).or_default();
+        if state.cursor.is_none() {
+            // After a restart, from where the last look left off: nothing that arrived
+            // meanwhile is missed (and nothing older than a day comes back).
+            state.cursor = self
+                .store
+                .cursor(account)
+                .ok()
+                .flatten()
+                .and_then(|c| NewMailCursor::decode(&c));
+        }
         let now = Utc::now();
         let watermark = state
             .cursor
@@ -372,10 +382,16 @@ where
         // The first look only sets the cursor: the backlog is not news.
         let first = state.cursor.is_none();
         let latest = arrivals.iter().map(|a| a.received_at).max();
-        state.cursor = Some(NewMailCursor {
+        let cursor = NewMailCursor {
             watermark: latest.map_or(watermark, |l| l.max(watermark)),
             state: feed.state.clone(),
-        });
+        };
+        if state.cursor.as_ref() != Some(&cursor)
+            && let Err(e) = self.store.save_cursor(account, &cursor.encode())
+        {
+            tracing::warn!(error = %e, "the notifier's cursor was not saved");
+        }
+        state.cursor = Some(cursor);
         if feed.more {
             self.wake.notify_one();
         }

@@ -92,6 +92,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 struct NotifierRecord {
     sealed: String,
     created_at: i64,
+    /// Where the last look left off (server state and a time).
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -225,6 +228,10 @@ impl BackgroundStore for BackgroundVault {
             &NotifierRecord {
                 sealed,
                 created_at: Utc::now().timestamp(),
+                cursor: self
+                    .vault
+                    .get_json::<NotifierRecord>(NOTIFIERS, account)?
+                    .and_then(|r| r.cursor),
             },
         )
     }
@@ -234,6 +241,21 @@ impl BackgroundStore for BackgroundVault {
             .vault
             .get_json::<NotifierRecord>(NOTIFIERS, account)?
             .is_some())
+    }
+
+    fn cursor(&self, account: &str) -> Result<Option<String>, BackgroundError> {
+        Ok(self
+            .vault
+            .get_json::<NotifierRecord>(NOTIFIERS, account)?
+            .and_then(|r| r.cursor))
+    }
+
+    fn save_cursor(&self, account: &str, cursor: &str) -> Result<(), BackgroundError> {
+        let Some(mut record) = self.vault.get_json::<NotifierRecord>(NOTIFIERS, account)? else {
+            return Ok(());
+        };
+        record.cursor = Some(cursor.to_owned());
+        self.vault.put_json(NOTIFIERS, account, &record)
     }
 
     fn seal_destination(

@@ -514,6 +514,10 @@ mod background {
         let notifier = NotifierVault::new(vault, k);
         front.seal_notifier("acct", &tokens("t")).unwrap();
         assert!(front.has_notifier("acct").unwrap());
+        // Where the notifier left off survives a refresh of its tokens.
+        front.save_cursor("acct", "cursor-1").unwrap();
+        front.seal_notifier("acct", &tokens("t2")).unwrap();
+        assert_eq!(front.cursor("acct").unwrap().as_deref(), Some("cursor-1"));
         notifier.remove_notifier("acct").unwrap();
         assert!(!front.has_notifier("acct").unwrap());
     }
