@@ -146,6 +146,9 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
     build_app(config, vault, true).await
 }
 
+/// The settings page's side of background delivery.
+type BackgroundSide = Arc<BackgroundSetup<Upstream, JmapMailStore>>;
+
 /// Sets up background delivery: the notifier key (read or created outside the vault
 /// directory), the vault's sealing and opening halves, the notifier's own upstream client,
 /// its read-only mailbox view and the delivery adapter; starts the notifier and returns the
@@ -156,13 +159,7 @@ fn background_delivery(
     vault: &RedbVault,
     mail: Arc<JmapMailStore>,
     redirect_uri: url::Url,
-) -> Result<
-    (
-        Arc<BackgroundSetup<Upstream, JmapMailStore>>,
-        Arc<dyn BackgroundStore>,
-    ),
-    StartError,
-> {
+) -> Result<(BackgroundSide, Arc<dyn BackgroundStore>), StartError> {
     let key = NotifierKey::load_or_create(&bg.key_file).map_err(StartError::Adapter)?;
     let store: Arc<dyn BackgroundStore> = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
     let keyring: Arc<dyn NotifierKeyring> = Arc::new(NotifierVault::new(vault.clone(), key));

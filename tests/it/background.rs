@@ -134,7 +134,10 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
     // The assistant can see that it is on, and where to (and can't change it).
     let (_, r) = call_tool(&app, &token, "get_notify_settings", serde_json::json!({})).await;
     assert_eq!(structured(&r)["channels"]["background"], true, "{r}");
-    assert!(r.to_string().contains("background delivery to 127.0.0.1"), "{r}");
+    assert!(
+        r.to_string().contains("background delivery to 127.0.0.1"),
+        "{r}"
+    );
 
     // No client is connected: the notifier hears of the arrival and tells the webhook.
     tokio::time::sleep(Duration::from_millis(1500)).await;
