@@ -33,6 +33,9 @@ pub struct ChangeFeed {
     pub mailboxes: Vec<Mailbox>,
     /// The person's sender identities (their own mail is never new mail).
     pub identities: Vec<Identity>,
+    /// Of the created emails' threads, those the person wrote in (mail of theirs there that
+    /// is not a draft): a reply there may count as from a VIP.
+    pub my_threads: Vec<crate::domain::ids::ThreadId>,
 }
 
 /// How far back a fresh look (no cursor, or one the server no longer knows) reaches: new

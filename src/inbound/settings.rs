@@ -222,6 +222,8 @@ fn notify_html(g: &crate::domain::ports::GrantSummary, csrf: &str) -> String {
 <p><label>VIPs:<br><textarea name=\"vips\" rows=\"2\" cols=\"40\">{}</textarea></label></p>\
 <p><label><input type=\"checkbox\" name=\"only_vips\" value=\"on\"{}> only VIPs</label> \
 <label><input type=\"checkbox\" name=\"vips_break_quiet\" value=\"on\"{}> VIPs even in quiet hours</label></p>\
+<p><label><input type=\"checkbox\" name=\"replies_vip\" value=\"on\"{}> replies in conversations I wrote in count as VIPs</label></p>\
+<p><label>Also watch these folders (one per line; the Inbox always counts):<br><textarea name=\"mailboxes\" rows=\"2\" cols=\"40\">{}</textarea></label></p>\
 <p>Quiet hours: {days}<br><label>from <input type=\"time\" name=\"quiet_start\" value=\"{}\"></label> \
 <label>to <input type=\"time\" name=\"quiet_end\" value=\"{}\"></label> \
 <label>time zone <input name=\"zone\" value=\"{}\" placeholder=\"Europe/Berlin\" size=\"18\"></label></p>\
@@ -231,6 +233,8 @@ fn notify_html(g: &crate::domain::ports::GrantSummary, csrf: &str) -> String {
         escape(&n.allow.join("\n")),
         checked(n.only_allowed),
         checked(n.vip_breaks_quiet),
+        checked(n.replies_are_vip),
+        escape(&n.mailboxes.join("\n")),
         window.map(|w| clock(w.start)).unwrap_or_default(),
         window.map(|w| clock(w.end)).unwrap_or_default(),
         escape(&n.zone),
@@ -278,7 +282,18 @@ fn notify_form(form: &str) -> Result<NotifySettings, String> {
         zone: one("zone").trim().to_owned(),
         quiet,
         mutes: Vec::new(),
+        mailboxes: one("mailboxes")
+            .split(['\n', ','])
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .take(20)
+            .map(str::to_owned)
+            .collect(),
+        replies_are_vip: one("replies_vip") == "on",
     };
+    if settings.mailboxes.iter().any(|m| m.chars().count() > 200) {
+        return Err("A folder name is too long.".into());
+    }
     settings.rules().map_err(|e| e.to_string())?;
     Ok(settings)
 }

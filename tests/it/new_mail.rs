@@ -16,6 +16,12 @@ use crate::{
 
 /// Delivers a message to the writer's Inbox over Cyrus LMTP (loopback, no auth).
 pub(crate) fn deliver(from: &str, subject: &str) {
+    let id = format!("<{:x}@it.example>", rand::random::<u64>());
+    deliver_with(from, subject, &id, "");
+}
+
+/// [`deliver`] with a Message-ID and extra header lines (`In-Reply-To: …\r\n`).
+pub(crate) fn deliver_with(from: &str, subject: &str, message_id: &str, headers: &str) {
     let port: u16 = testbed().get("LMTP_PORT").parse().unwrap();
     let rcpt = testbed().get("JMAP_WRITER_USERNAME");
     let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -41,9 +47,8 @@ pub(crate) fn deliver(from: &str, subject: &str) {
         assert!(r.starts_with('2') || r.starts_with('3'), "{cmd}: {r}");
     }
     let date = chrono::Utc::now().to_rfc2822();
-    let id = format!("<{:x}@it.example>", rand::random::<u64>());
     let message = format!(
-        "From: <{from}>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {id}\r\n\r\nHello.\r\n.\r\n"
+        "From: <{from}>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {message_id}\r\n{headers}\r\nHello.\r\n.\r\n"
     );
     writer.write_all(message.as_bytes()).unwrap();
     let r = reply();
@@ -513,5 +518,66 @@ async fn new_mail_the_stream_ends_when_the_access_token_expires() {
     assert!(
         read_until(&mut stream, &mut seen, "\"resultType\":\"complete\"", 10).await,
         "the stream outlived its token: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn new_mail_the_feed_knows_the_threads_the_person_wrote_in() {
+    use mailconnect::{
+        domain::ports::MailStore as _,
+        outbound::jmap::{JmapMailStore, TransportConfig},
+    };
+    let store = JmapMailStore::new(TransportConfig {
+        session_url: testbed().get("JMAP_SESSION_URL").parse().unwrap(),
+        timeout: std::time::Duration::from_secs(10),
+    })
+    .unwrap();
+    let cred = crate::compose::writer();
+    let me = testbed().get("JMAP_WRITER_USERNAME");
+    let tag = format!("{:x}", rand::random::<u32>());
+    let (m1, m2) = (
+        format!("<m1-{tag}@it.example>"),
+        format!("<m2-{tag}@it.example>"),
+    );
+    let subject = format!("Plan {tag}");
+    deliver_with("carol@example.org", &subject, &m1, "");
+    deliver_with(
+        me,
+        &format!("Re: {subject}"),
+        &m2,
+        &format!("In-Reply-To: {m1}\r\nReferences: {m1}\r\n"),
+    );
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let before = store.changes_since(&cred, None, since).await.unwrap();
+
+    let m3 = format!("<m3-{tag}@it.example>");
+    deliver_with(
+        "carol@example.org",
+        &format!("Re: {subject}"),
+        &m3,
+        &format!("In-Reply-To: {m2}\r\nReferences: {m1} {m2}\r\n"),
+    );
+    deliver("dave@example.org", &format!("Other {tag}"));
+    let feed = store
+        .changes_since(&cred, Some(before.state), since)
+        .await
+        .unwrap();
+    let thread_of = |prefix: &str| {
+        feed.created
+            .iter()
+            .find(|e| e.subject.starts_with(prefix) && e.subject.contains(&tag))
+            .unwrap_or_else(|| panic!("{prefix} not in {:?}", feed.created))
+            .thread_id
+            .clone()
+    };
+    assert!(
+        feed.my_threads.contains(&thread_of("Re: Plan")),
+        "{:?}",
+        feed.my_threads
+    );
+    assert!(
+        !feed.my_threads.contains(&thread_of("Other")),
+        "{:?}",
+        feed.my_threads
     );
 }

@@ -112,8 +112,10 @@ pub fn classify(
     Verdict::Arrival
 }
 
-/// The real arrivals in a change feed: created, in the Inbox, not junk, trash, sent or a
-/// draft, not the person's own, received after `watermark`, unread unless `include_seen`.
+/// The real arrivals in a change feed: created, in a mailbox that is not Junk, Trash, Sent or
+/// Drafts, not a draft or junk, not the person's own, received after `watermark`, unread
+/// unless `include_seen`. Which mailboxes count (the Inbox, and folders the person named) is
+/// each connection's rule: see `NotifySettings::watched`.
 #[must_use]
 pub fn arrivals_in(
     feed: &super::ChangeFeed,
@@ -127,8 +129,13 @@ pub fn arrivals_in(
             .map(|m| m.id.clone())
             .collect()
     };
-    let watched = by_role(&["inbox"]);
     let excluded = by_role(&["junk", "trash", "sent", "drafts"]);
+    let watched: Vec<MailboxId> = feed
+        .mailboxes
+        .iter()
+        .map(|m| m.id.clone())
+        .filter(|id| !excluded.contains(id))
+        .collect();
     let account = Account {
         watched: &watched,
         excluded: &excluded,

@@ -34,6 +34,8 @@ pub struct Rules {
     pub quiet: Option<QuietHours>,
     /// Mutes, narrowing only.
     pub mutes: Vec<Mute>,
+    /// Replies in conversations the person wrote in count as from a VIP.
+    pub replies_are_vip: bool,
 }
 
 /// What happens to one arrival.
@@ -59,10 +61,24 @@ impl Rules {
     /// (anyone can write any name).
     #[must_use]
     pub fn decide(&self, sender: &str, thread: &ThreadId, now: DateTime<Utc>) -> Decision {
+        self.decide_reply(sender, thread, false, now)
+    }
+
+    /// [`Rules::decide`] for mail that may be a reply in a conversation the person wrote in
+    /// (`in_my_thread`): with `replies_are_vip`, its sender counts as a VIP — but a denied
+    /// sender stays denied and mutes still apply.
+    #[must_use]
+    pub fn decide_reply(
+        &self,
+        sender: &str,
+        thread: &ThreadId,
+        in_my_thread: bool,
+        now: DateTime<Utc>,
+    ) -> Decision {
         if recipients::listed(&self.deny, sender) {
             return Decision::Denied;
         }
-        let vip = recipients::listed(&self.allow, sender);
+        let vip = recipients::listed(&self.allow, sender) || (self.replies_are_vip && in_my_thread);
         if self.only_allowed && !vip {
             return Decision::NotAllowed;
         }

@@ -9,7 +9,11 @@ use super::{
     quiet::{QuietError, QuietHours, Window},
     rules::{Mute, Rules},
 };
-use crate::domain::{ids::ThreadId, recipients};
+use crate::domain::{
+    ids::{MailboxId, ThreadId},
+    mailboxes::MailboxDirectory,
+    recipients,
+};
 
 /// Longest mute the model may add.
 pub const MAX_MUTE: Duration = Duration::days(30);
@@ -44,6 +48,11 @@ pub struct NotifySettings {
     pub quiet: Vec<QuietSpec>,
     /// Mutes.
     pub mutes: Vec<Mute>,
+    /// Folders watched besides the Inbox (names or paths; mail a server rule files there
+    /// arrives there directly).
+    pub mailboxes: Vec<String>,
+    /// Replies in conversations the person wrote in count as from a VIP.
+    pub replies_are_vip: bool,
 }
 
 fn weekday(iso: u8) -> Option<Weekday> {
@@ -94,7 +103,28 @@ impl NotifySettings {
             vip_breaks_quiet: self.vip_breaks_quiet,
             quiet,
             mutes: self.mutes.clone(),
+            replies_are_vip: self.replies_are_vip,
         })
+    }
+
+    /// The mailboxes whose new mail counts: the Inbox, and the folders named (those that no
+    /// longer resolve to one mailbox are skipped).
+    #[must_use]
+    pub fn watched(&self, mailboxes: &[crate::domain::mail::Mailbox]) -> Vec<MailboxId> {
+        let directory = MailboxDirectory::new(mailboxes.to_vec());
+        let mut watched: Vec<MailboxId> = mailboxes
+            .iter()
+            .filter(|m| m.role.as_ref().is_some_and(|r| r.as_str() == "inbox"))
+            .map(|m| m.id.clone())
+            .collect();
+        for name in &self.mailboxes {
+            if let Ok(entry) = directory.resolve(name)
+                && !watched.contains(&entry.mailbox.id)
+            {
+                watched.push(entry.mailbox.id.clone());
+            }
+        }
+        watched
     }
 }
 
@@ -190,6 +220,36 @@ mod tests {
     use chrono::TimeZone as _;
 
     use super::*;
+    use crate::domain::mail::Mailbox;
+
+    fn mailbox(id: &str, name: &str, parent: Option<&str>, role: Option<&str>) -> Mailbox {
+        Mailbox {
+            id: MailboxId::parse(id).unwrap(),
+            name: name.into(),
+            parent_id: parent.map(|p| MailboxId::parse(p).unwrap()),
+            role: role.map(crate::domain::mail::MailboxRole::parse),
+            sort_order: 0,
+            total_emails: 0,
+            unread_emails: 0,
+        }
+    }
+
+    #[test]
+    fn the_inbox_and_the_folders_named_are_watched() {
+        let boxes = [
+            mailbox("in", "Inbox", None, Some("inbox")),
+            mailbox("ar", "Archive", None, Some("archive")),
+            mailbox("li", "Lists", None, None),
+            mailbox("ru", "Rust", Some("li"), None),
+        ];
+        let ids = |w: Vec<MailboxId>| w.iter().map(|m| m.as_str().to_owned()).collect::<Vec<_>>();
+        assert_eq!(ids(NotifySettings::default().watched(&boxes)), ["in"]);
+        let settings = NotifySettings {
+            mailboxes: vec!["Lists/Rust".into(), "no such folder".into(), "inbox".into()],
+            ..NotifySettings::default()
+        };
+        assert_eq!(ids(settings.watched(&boxes)), ["in", "ru"]);
+    }
 
     #[test]
     fn mutes_only_narrow_and_durations_are_bounded() {

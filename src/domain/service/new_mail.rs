@@ -80,6 +80,8 @@ pub struct Look {
     pub reset: bool,
     /// The account's mailboxes.
     pub mailboxes: Vec<crate::domain::mail::Mailbox>,
+    /// The threads the person wrote in, of those the arrivals are in.
+    pub my_threads: Vec<crate::domain::ids::ThreadId>,
 }
 
 /// What one grant's rules made of a look's arrivals.
@@ -113,7 +115,15 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         let mut items = look.arrivals;
         // Quiet hours are for mail pushed at the person, not for a look they (or their
         // assistant) asked for: held arrivals are listed too.
-        let sifted = self.sift(caller, &mut items, Utc::now()).await?;
+        let sifted = self
+            .sift(
+                caller,
+                &mut items,
+                &look.mailboxes,
+                &look.my_threads,
+                Utc::now(),
+            )
+            .await?;
         items.sort_by_key(|e| e.received_at);
         // Over the limit: the newest are listed (oldest first), the older ones counted.
         let not_shown = items.len().saturating_sub(size.size as usize);
@@ -171,11 +181,14 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             more: feed.more,
             reset: feed.reset,
             mailboxes: feed.mailboxes,
+            my_threads: feed.my_threads,
         })
     }
 
-    /// Applies the caller's rules to `items` at `now`: drops what they hold back (denied
-    /// senders, non-VIPs when only VIPs count, mutes) and says when the rest may be announced.
+    /// Applies the caller's rules to `items` at `now`: keeps what arrived in the mailboxes it
+    /// watches, drops what the rules hold back (denied senders, non-VIPs when only VIPs count,
+    /// mutes; a reply in one of `my_threads` may count as from a VIP) and says when the rest
+    /// may be announced.
     ///
     /// # Errors
     /// Policy errors; stored rules that no longer parse, as an argument error.
@@ -183,16 +196,21 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         &self,
         caller: &Caller,
         items: &mut Vec<EmailSummary>,
+        mailboxes: &[crate::domain::mail::Mailbox],
+        my_threads: &[crate::domain::ids::ThreadId],
         now: DateTime<Utc>,
     ) -> Result<Sifted, ServiceError> {
         let settings = self.policy.notify_settings(&caller.grant).await?;
         let rules = settings
             .rules()
             .map_err(|e| InvalidArgument::new("notify settings", e.to_string()))?;
+        let watched = settings.watched(mailboxes);
+        items.retain(|e| e.mailbox_ids.iter().any(|m| watched.contains(m)));
         let mut sifted = Sifted::default();
         items.retain(|e| {
             let sender = e.from.first().map_or("", |a| a.email.as_str());
-            match rules.decide(sender, &e.thread_id, now) {
+            let mine = my_threads.contains(&e.thread_id);
+            match rules.decide_reply(sender, &e.thread_id, mine, now) {
                 Decision::Denied => sifted.suppressed.denied += 1,
                 Decision::NotAllowed => sifted.suppressed.not_vip += 1,
                 Decision::Muted => sifted.suppressed.muted += 1,

@@ -30,7 +30,8 @@ use crate::domain::{
             Arrival, Deliverer, DeliveryOutcome, Notice, RetrySchedule, RunId, deliver_with_retries,
         },
         fresh_watermark,
-        rules::{Decision, RateCap},
+        rules::{Decision, RateCap, Rules},
+        settings::NotifySettings,
     },
     ports::{MailStoreError, Policy, UpstreamAuth, UpstreamAuthError, UpstreamTokens},
 };
@@ -375,10 +376,7 @@ where
             }
             other => other?,
         };
-        let arrivals: Vec<Arrival> = arrival::arrivals_in(&feed, watermark, false)
-            .iter()
-            .map(Arrival::from_summary)
-            .collect();
+        let arrivals = arrival::arrivals_in(&feed, watermark, false);
         // The first look only sets the cursor: the backlog is not news.
         let first = state.cursor.is_none();
         let latest = arrivals.iter().map(|a| a.received_at).max();
@@ -395,78 +393,46 @@ where
         if feed.more {
             self.wake.notify_one();
         }
-        let new: &[Arrival] = if first { &[] } else { &arrivals };
         for b in grants {
             let pacing = state.pacing.entry(b.grant.clone()).or_default();
-            if let Some(notice) = self.notice(&b.grant, pacing, new, now).await {
+            let Some(settings) = self.settings_of(&b.grant).await else {
+                // A connection that may no longer hear about new mail hears nothing.
+                *pacing = Pacing::default();
+                continue;
+            };
+            let Ok(rules) = settings.rules() else {
+                continue;
+            };
+            let watched = settings.watched(&feed.mailboxes);
+            let mine: Vec<(Arrival, bool)> = arrivals
+                .iter()
+                .filter(|_| !first)
+                .filter(|e| e.mailbox_ids.iter().any(|m| watched.contains(m)))
+                .map(|e| {
+                    (
+                        Arrival::from_summary(e),
+                        feed.my_threads.contains(&e.thread_id),
+                    )
+                })
+                .collect();
+            if let Some(notice) = notice(&rules, pacing, &mine, now) {
                 self.deliver(b.grant.clone(), notice);
             }
         }
         Ok(())
     }
 
-    /// What to tell `grant` now, under its rules: arrivals due now (within the rate cap), and
-    /// what quiet hours held, as one digest when they end.
-    async fn notice(
-        &self,
-        grant: &GrantId,
-        pacing: &mut Pacing,
-        arrivals: &[Arrival],
-        now: DateTime<Utc>,
-    ) -> Option<Notice> {
-        // A connection that may no longer hear about new mail hears nothing.
+    /// The connection's new-mail settings, if it may still hear about new mail.
+    async fn settings_of(&self, grant: &GrantId) -> Option<NotifySettings> {
         let allowed = self
             .policy
             .capabilities(grant)
             .await
             .is_ok_and(|c| c.allows(Capability::Notify));
         if !allowed {
-            *pacing = Pacing::default();
             return None;
         }
-        let rules = match self.policy.notify_settings(grant).await.map(|s| s.rules()) {
-            Ok(Ok(rules)) => rules,
-            _ => return None,
-        };
-        let mut listed = Vec::new();
-        for a in arrivals {
-            match rules.decide(&a.from.email, &a.thread_id, now) {
-                Decision::Notify { .. } => {
-                    if pacing.cap.admit(&a.from.email, now) {
-                        listed.push(a.clone());
-                    }
-                }
-                Decision::HoldUntil(end) => {
-                    pacing.held.push(a.clone());
-                    pacing.held_until = Some(pacing.held_until.map_or(end, |h| h.min(end)));
-                }
-                Decision::Denied | Decision::NotAllowed | Decision::Muted => {}
-            }
-        }
-        // Quiet hours are over: what they held goes now, in this one notice.
-        if pacing.held_until.is_some_and(|end| end <= now) {
-            pacing.held_until = None;
-            listed.append(&mut pacing.held);
-        }
-        let digest = if !listed.is_empty() || pacing.cap.admit_digest(now) {
-            pacing.cap.take_digest()
-        } else {
-            None
-        };
-        if listed.is_empty() && digest.is_none() {
-            return None;
-        }
-        let run_id = RunId::parse(format!(
-            "mc-{}-{:016x}",
-            now.timestamp_millis(),
-            rand::random::<u64>()
-        ))
-        .ok()?;
-        Some(Notice {
-            run_id,
-            arrivals: listed,
-            digest,
-        })
+        self.policy.notify_settings(grant).await.ok()
     }
 
     /// Delivers in the background (a slow destination holds up nobody) and records the
@@ -535,6 +501,57 @@ where
     }
 }
 
+/// What to tell a connection now, under its `rules`: `arrivals` (each with whether it is a
+/// reply in a thread the person wrote in) due now within the rate cap, and what quiet hours
+/// held, as one notice when they end; what went over the cap rides along as a digest line, or
+/// is told once a slot frees.
+fn notice(
+    rules: &Rules,
+    pacing: &mut Pacing,
+    arrivals: &[(Arrival, bool)],
+    now: DateTime<Utc>,
+) -> Option<Notice> {
+    let mut listed = Vec::new();
+    for (a, in_my_thread) in arrivals {
+        match rules.decide_reply(&a.from.email, &a.thread_id, *in_my_thread, now) {
+            Decision::Notify { .. } => {
+                if pacing.cap.admit(&a.from.email, now) {
+                    listed.push(a.clone());
+                }
+            }
+            Decision::HoldUntil(end) => {
+                pacing.held.push(a.clone());
+                pacing.held_until = Some(pacing.held_until.map_or(end, |h| h.min(end)));
+            }
+            Decision::Denied | Decision::NotAllowed | Decision::Muted => {}
+        }
+    }
+    // Quiet hours are over: what they held goes now, in this one notice.
+    if pacing.held_until.is_some_and(|end| end <= now) {
+        pacing.held_until = None;
+        listed.append(&mut pacing.held);
+    }
+    let digest = if !listed.is_empty() || pacing.cap.admit_digest(now) {
+        pacing.cap.take_digest()
+    } else {
+        None
+    };
+    if listed.is_empty() && digest.is_none() {
+        return None;
+    }
+    let run_id = RunId::parse(format!(
+        "mc-{}-{:016x}",
+        now.timestamp_millis(),
+        rand::random::<u64>()
+    ))
+    .ok()?;
+    Some(Notice {
+        run_id,
+        arrivals: listed,
+        digest,
+    })
+}
+
 impl<N, U, P, D> NotifierControl for Notifier<N, U, P, D>
 where
     N: NotifierMailbox,
@@ -561,7 +578,6 @@ mod tests {
     use super::*;
     use crate::{
         domain::{
-            grant::CapabilitySet,
             ids::{EmailId, ThreadId},
             mail::Address,
             notify::{
@@ -613,15 +629,6 @@ mod tests {
         (n, vault)
     }
 
-    fn policy(capabilities: CapabilitySet, settings: NotifySettings) -> MockPolicy {
-        let mut p = MockPolicy::new();
-        p.expect_capabilities()
-            .returning(move |_| Box::pin(std::future::ready(Ok(capabilities.clone()))));
-        p.expect_notify_settings()
-            .returning(move |_| Box::pin(std::future::ready(Ok(settings.clone()))));
-        p
-    }
-
     fn arrival(from: &str, n: u32) -> Arrival {
         Arrival {
             from: Address {
@@ -635,49 +642,77 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn quiet_hours_hold_arrivals_for_exactly_one_digest_at_their_end() {
-        let (n, _vault) = notifier(
-            policy(CapabilitySet::with([Capability::Notify]), quiet_nights()),
-            MockUpstreamAuth::new(),
-        );
-        let grant = GrantId::new("g");
+    fn plain(arrivals: &[Arrival]) -> Vec<(Arrival, bool)> {
+        arrivals.iter().map(|a| (a.clone(), false)).collect()
+    }
+
+    #[test]
+    fn quiet_hours_hold_arrivals_for_exactly_one_digest_at_their_end() {
+        let rules = quiet_nights().rules().unwrap();
         let mut pacing = Pacing::default();
         let night = Utc.with_ymd_and_hms(2026, 11, 26, 23, 30, 0).unwrap();
         let first = [
             arrival("bob@example.org", 1),
             arrival("carol@example.org", 2),
         ];
-        assert!(n.notice(&grant, &mut pacing, &first, night).await.is_none());
+        assert!(notice(&rules, &mut pacing, &plain(&first), night).is_none());
         let later = night + chrono::Duration::hours(2);
         let more = [arrival("dan@example.org", 3)];
-        assert!(n.notice(&grant, &mut pacing, &more, later).await.is_none());
+        assert!(notice(&rules, &mut pacing, &plain(&more), later).is_none());
         // 07:00: the three arrive together, once.
         let morning = Utc.with_ymd_and_hms(2026, 11, 27, 7, 0, 1).unwrap();
-        let digest = n.notice(&grant, &mut pacing, &[], morning).await.unwrap();
+        let digest = notice(&rules, &mut pacing, &[], morning).unwrap();
         let ids: Vec<&str> = digest
             .arrivals
             .iter()
             .map(|a| a.email_id.as_str())
             .collect();
         assert_eq!(ids, ["e1", "e2", "e3"]);
-        assert!(n.notice(&grant, &mut pacing, &[], morning).await.is_none());
+        assert!(notice(&rules, &mut pacing, &[], morning).is_none());
     }
 
-    #[tokio::test]
-    async fn over_the_rate_cap_the_rest_is_a_digest_later_and_without_notify_nothing_goes() {
-        let (n, _vault) = notifier(
-            policy(
-                CapabilitySet::with([Capability::Notify]),
-                NotifySettings::default(),
-            ),
-            MockUpstreamAuth::new(),
+    #[test]
+    fn a_reply_in_my_thread_may_break_quiet_hours_like_a_vip() {
+        let mut settings = quiet_nights();
+        settings.vip_breaks_quiet = true;
+        settings.replies_are_vip = true;
+        let rules = settings.rules().unwrap();
+        let mut pacing = Pacing::default();
+        let night = Utc.with_ymd_and_hms(2026, 11, 26, 23, 30, 0).unwrap();
+        let told = notice(
+            &rules,
+            &mut pacing,
+            &[
+                (arrival("bob@example.org", 1), true),
+                (arrival("carol@example.org", 2), false),
+            ],
+            night,
+        )
+        .unwrap();
+        let ids: Vec<&str> = told.arrivals.iter().map(|a| a.email_id.as_str()).collect();
+        assert_eq!(ids, ["e1"], "the reply now, the other held");
+        assert_eq!(pacing.held.len(), 1);
+        settings.replies_are_vip = false;
+        let rules = settings.rules().unwrap();
+        let mut pacing = Pacing::default();
+        assert!(
+            notice(
+                &rules,
+                &mut pacing,
+                &[(arrival("bob@example.org", 1), true)],
+                night
+            )
+            .is_none()
         );
-        let grant = GrantId::new("g");
+    }
+
+    #[test]
+    fn over_the_rate_cap_the_rest_is_a_digest_line_or_told_later() {
+        let rules = NotifySettings::default().rules().unwrap();
         let mut pacing = Pacing::default();
         let t0 = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
         let burst: Vec<Arrival> = (1..=5).map(|i| arrival("bob@example.org", i)).collect();
-        let now = n.notice(&grant, &mut pacing, &burst, t0).await.unwrap();
+        let now = notice(&rules, &mut pacing, &plain(&burst), t0).unwrap();
         assert_eq!(now.arrivals.len(), 3, "the burst");
         assert_eq!(
             now.digest.as_deref(),
@@ -691,31 +726,14 @@ mod tests {
             arrival("carol@example.org", 6),
             arrival("bob@example.org", 7),
         ];
-        assert!(n.notice(&grant, &mut pacing, &more, t1).await.is_none());
-        let later = n
-            .notice(&grant, &mut pacing, &[], t0 + chrono::Duration::minutes(7))
-            .await
-            .unwrap();
+        assert!(notice(&rules, &mut pacing, &plain(&more), t1).is_none());
+        let later = notice(&rules, &mut pacing, &[], t0 + chrono::Duration::minutes(7)).unwrap();
         assert!(later.arrivals.is_empty());
         assert_eq!(
             later.digest.as_deref(),
             Some("2 more: carol@example.org, bob@example.org")
         );
-        assert!(
-            n.notice(&grant, &mut pacing, &[], t0 + chrono::Duration::minutes(8))
-                .await
-                .is_none()
-        );
-
-        let (n, _vault) = notifier(
-            policy(CapabilitySet::read_only(), NotifySettings::default()),
-            MockUpstreamAuth::new(),
-        );
-        assert!(
-            n.notice(&grant, &mut Pacing::default(), &burst, t0)
-                .await
-                .is_none()
-        );
+        assert!(notice(&rules, &mut pacing, &[], t0 + chrono::Duration::minutes(8)).is_none());
     }
 
     #[tokio::test]

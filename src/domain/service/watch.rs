@@ -290,7 +290,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
                     failures = 0;
                     // The first look only sets the cursor: the backlog is not news.
                     if cursor.is_some() && !look.arrivals.is_empty() {
-                        self.sift_for_each(&watch, &look.arrivals).await;
+                        self.sift_for_each(&watch, &look).await;
                     }
                     if look.more {
                         let _ = watch.wake.try_send(());
@@ -336,11 +336,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
     }
 
     /// Applies each listener's rules to the arrivals and records what it owes its stream.
-    async fn sift_for_each(
-        &self,
-        watch: &AccountWatch,
-        arrivals: &[crate::domain::mail::EmailSummary],
-    ) {
+    async fn sift_for_each(&self, watch: &AccountWatch, look: &super::Look) {
         let now = Utc::now();
         let callers: Vec<(u64, Caller)> = watch
             .listeners()
@@ -348,8 +344,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
             .map(|l| (l.id, l.caller.clone()))
             .collect();
         for (id, caller) in callers {
-            let mut items = arrivals.to_vec();
-            match self.service.sift(&caller, &mut items, now).await {
+            let mut items = look.arrivals.clone();
+            match self
+                .service
+                .sift(&caller, &mut items, &look.mailboxes, &look.my_threads, now)
+                .await
+            {
                 Ok(sifted) if !items.is_empty() => {
                     if let Some(l) = watch.listeners().iter_mut().find(|l| l.id == id) {
                         l.announcer.arrived(sifted.due_now, sifted.held_until, now);

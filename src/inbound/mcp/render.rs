@@ -246,6 +246,12 @@ pub fn notify_settings(s: &NotifySettings) -> (out::NotifySettings, String) {
     for q in &quiet {
         let _ = write!(text, "{} {}–{}; ", q.days.join(","), q.start, q.end);
     }
+    if s.replies_are_vip {
+        text.push_str("\nReplies in your conversations count as VIPs");
+    }
+    if !s.mailboxes.is_empty() {
+        let _ = write!(text, "\nAlso watched: {}", s.mailboxes.join(", "));
+    }
     for m in &mutes {
         let what = m
             .sender
@@ -260,6 +266,8 @@ pub fn notify_settings(s: &NotifySettings) -> (out::NotifySettings, String) {
             vips: s.allow.clone(),
             only_vips: s.only_allowed,
             vips_break_quiet_hours: s.vip_breaks_quiet,
+            replies_count_as_vip: s.replies_are_vip,
+            watched_folders: s.mailboxes.clone(),
             time_zone: if s.zone.is_empty() {
                 "UTC".into()
             } else {

@@ -32,10 +32,12 @@ use super::{
     decode, push,
     session::{CORE, EventSource, MAIL, SUBMISSION, Session, Transport, TransportConfig},
     take,
-    wire::{EmailWire, GetResponse, MailboxWire},
+    wire::{AddressWire, EmailWire, GetResponse, MailboxWire, ThreadWire},
 };
 use crate::domain::{
     grant::UpstreamCredential,
+    ids::ThreadId,
+    mail::Mailbox,
     notify::{ChangeFeed, background::NotifierMailbox},
     ports::{MailStoreError, PushChannel},
 };
@@ -53,6 +55,9 @@ pub const HEADER_PROPERTIES: &[&str] = &[
     "from",
     "subject",
 ];
+
+/// What the feed knows of the other emails in a new email's thread.
+pub const MEMBER_PROPERTIES: &[&str] = &["id", "mailboxIds", "keywords", "from"];
 
 /// One read call: every method the change feed (and so the notifier) can send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +77,11 @@ pub enum ReadCall {
         /// The properties (the notifier's: [`HEADER_PROPERTIES`]).
         properties: &'static [&'static str],
     },
+    /// `Thread/get` of the threads of the emails the previous call got.
+    ThreadGetFound,
+    /// `Email/get` of every email of the threads the previous call got: where each is and who
+    /// wrote it ([`MEMBER_PROPERTIES`]), to tell the threads the person wrote in.
+    EmailGetMembers,
     /// `Identity/get`: the person's own addresses.
     IdentityGet,
     /// `Mailbox/get`: roles and names.
@@ -85,14 +95,16 @@ impl ReadCall {
         match self {
             Self::EmailChanges { .. } => "Email/changes",
             Self::EmailQueryRecent { .. } => "Email/query",
-            Self::EmailGetFound { .. } => "Email/get",
+            Self::EmailGetFound { .. } | Self::EmailGetMembers => "Email/get",
+            Self::ThreadGetFound => "Thread/get",
             Self::IdentityGet => "Identity/get",
             Self::MailboxGet => "Mailbox/get",
         }
     }
 
-    /// The invocation, after `previous` (the call whose ids an `Email/get` reads).
-    fn wire(&self, account: &str, previous: Option<&Self>) -> Value {
+    /// The invocation at `index`, after `previous` (the call whose ids it reads, if any).
+    fn wire(&self, account: &str, index: usize, previous: Option<&Self>) -> Value {
+        let back = |name: &str, path: &str| json!({"resultOf": index.saturating_sub(1).to_string(), "name": name, "path": path});
         let args = match self {
             Self::EmailChanges { since } => {
                 json!({"accountId": account, "sinceState": since, "maxChanges": MAX_CHANGES})
@@ -102,17 +114,22 @@ impl ReadCall {
                 "sort": [{"property": "receivedAt", "isAscending": false}],
                 "limit": MAX_CHANGES}),
             Self::EmailGetFound { properties } => {
-                let (name, path) = match previous {
-                    Some(Self::EmailChanges { .. }) => ("Email/changes", "/created"),
-                    _ => ("Email/query", "/ids"),
+                let ids = match previous {
+                    Some(Self::EmailChanges { .. }) => back("Email/changes", "/created"),
+                    _ => back("Email/query", "/ids"),
                 };
-                json!({"accountId": account, "properties": properties,
-                       "#ids": {"resultOf": "0", "name": name, "path": path}})
+                json!({"accountId": account, "properties": properties, "#ids": ids})
             }
+            Self::ThreadGetFound => {
+                json!({"accountId": account, "#ids": back("Email/get", "/list/*/threadId")})
+            }
+            Self::EmailGetMembers => json!({"accountId": account,
+                "properties": MEMBER_PROPERTIES,
+                "#ids": back("Thread/get", "/list/*/emailIds")}),
             Self::IdentityGet => json!({"accountId": account}),
             Self::MailboxGet => json!({"accountId": account, "properties": MAILBOX_PROPERTIES}),
         };
-        json!([self.method(), args, ""])
+        json!([self.method(), args, index.to_string()])
     }
 }
 
@@ -123,9 +140,7 @@ fn invocations(calls: &[ReadCall], account: &str) -> Vec<Value> {
         .enumerate()
         .map(|(i, call)| {
             let previous = i.checked_sub(1).and_then(|p| calls.get(p));
-            let mut wire = call.wire(account, previous);
-            wire[2] = json!(i.to_string());
-            wire
+            call.wire(account, i, previous)
         })
         .collect()
 }
@@ -150,6 +165,8 @@ pub async fn change_feed(
                 since: state.to_owned(),
             },
             ReadCall::EmailGetFound { properties },
+            ReadCall::ThreadGetFound,
+            ReadCall::EmailGetMembers,
         ];
         match feed(transport, cred, session, &calls).await {
             Ok((mut responses, feed)) => {
@@ -177,6 +194,8 @@ pub async fn change_feed(
     let calls = [
         ReadCall::EmailQueryRecent { after: since },
         ReadCall::EmailGetFound { properties },
+        ReadCall::ThreadGetFound,
+        ReadCall::EmailGetMembers,
     ];
     let (_, feed) = feed(transport, cred, session, &calls).await?;
     Ok(ChangeFeed {
@@ -210,7 +229,7 @@ async fn feed(
             invocations(&calls, &session.account_id),
         )
         .await?;
-    let mailboxes =
+    let mailboxes: Vec<Mailbox> =
         decode::<GetResponse<MailboxWire>>("Mailbox/get", &take(&mut responses, "Mailbox/get")?)?
             .list
             .into_iter()
@@ -230,6 +249,11 @@ async fn feed(
     };
     let created =
         decode::<GetResponse<EmailWire>>("Email/get", &take(&mut responses, "Email/get")?)?;
+    let threads =
+        decode::<GetResponse<ThreadWire>>("Thread/get", &take(&mut responses, "Thread/get")?)?;
+    let members =
+        decode::<GetResponse<MemberWire>>("Email/get", &take(&mut responses, "Email/get")?)?;
+    let my_threads = threads_written_in(&threads.list, &members.list, &mailboxes, &identities);
     let feed = ChangeFeed {
         state: created.state.clone().unwrap_or_default(),
         created: created.list.into_iter().filter_map(summary).collect(),
@@ -237,8 +261,60 @@ async fn feed(
         reset: false,
         mailboxes,
         identities,
+        my_threads,
     };
     Ok((responses, feed))
+}
+
+/// An email of a new email's thread, as [`MEMBER_PROPERTIES`] fetch it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberWire {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    mailbox_ids: std::collections::HashMap<String, bool>,
+    #[serde(default)]
+    keywords: std::collections::HashMap<String, bool>,
+    #[serde(default)]
+    from: Option<Vec<AddressWire>>,
+}
+
+/// The threads with mail the person wrote that is not a draft: in Sent, or from one of
+/// their identities.
+fn threads_written_in(
+    threads: &[ThreadWire],
+    members: &[MemberWire],
+    mailboxes: &[Mailbox],
+    identities: &[crate::domain::compose::Identity],
+) -> Vec<ThreadId> {
+    let sent: Vec<&str> = mailboxes
+        .iter()
+        .filter(|m| m.role.as_ref().is_some_and(|r| r.as_str() == "sent"))
+        .map(|m| m.id.as_str())
+        .collect();
+    let written = |m: &MemberWire| {
+        let draft = m.keywords.get("$draft").copied().unwrap_or(false);
+        let in_sent = m
+            .mailbox_ids
+            .iter()
+            .any(|(id, on)| *on && sent.contains(&id.as_str()));
+        let from_me = m.from.iter().flatten().any(|a| {
+            a.email
+                .as_deref()
+                .is_some_and(|e| identities.iter().any(|i| i.covers(e)))
+        });
+        !draft && (in_sent || from_me)
+    };
+    threads
+        .iter()
+        .filter(|t| {
+            t.email_ids
+                .iter()
+                .any(|id| members.iter().any(|m| &m.id == id && written(m)))
+        })
+        .filter_map(|t| ThreadId::parse(t.id.clone()).ok())
+        .collect()
 }
 
 /// Opens the account's EventSource for delivery wake-ups (`Email` where the server doesn't
@@ -322,6 +398,8 @@ mod tests {
             ReadCall::EmailGetFound {
                 properties: HEADER_PROPERTIES,
             },
+            ReadCall::ThreadGetFound,
+            ReadCall::EmailGetMembers,
             ReadCall::IdentityGet,
             ReadCall::MailboxGet,
         ]
@@ -333,6 +411,7 @@ mod tests {
             "Email/changes",
             "Email/query",
             "Email/get",
+            "Thread/get",
             "Identity/get",
             "Mailbox/get",
         ];

@@ -192,5 +192,7 @@ pub struct BodyValueWire {
 #[serde(rename_all = "camelCase")]
 pub struct ThreadWire {
     #[serde(default)]
+    pub id: String,
+    #[serde(default)]
     pub email_ids: Vec<String>,
 }

@@ -252,6 +252,11 @@ pub struct NotifyRecord {
     /// `[sender, thread, until (unix seconds)]`.
     #[serde(default)]
     pub mutes: Vec<(Option<String>, Option<String>, i64)>,
+    /// Folders watched besides the Inbox.
+    #[serde(default)]
+    pub mailboxes: Vec<String>,
+    #[serde(default)]
+    pub replies_are_vip: bool,
 }
 
 impl NotifyRecord {
@@ -278,11 +283,15 @@ impl NotifyRecord {
                     )
                 })
                 .collect(),
+            mailboxes: s.mailboxes.clone(),
+            replies_are_vip: s.replies_are_vip,
         }
     }
 
     pub fn into_settings(self) -> NotifySettings {
         NotifySettings {
+            mailboxes: self.mailboxes,
+            replies_are_vip: self.replies_are_vip,
             deny: self.deny,
             allow: self.allow,
             only_allowed: self.only_allowed,
