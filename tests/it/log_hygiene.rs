@@ -153,7 +153,26 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
 #[tokio::test]
 async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
     let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
-    let (mut server, base, _data) = spawn_binary(&standin, &["--notify-poll-secs", "1"]).await;
+    // Background delivery too: a webhook on loopback hears of the arrival.
+    let sink = crate::delivery::Sink::start(vec![]).await;
+    let keys = crate::support::tempdir::Dir::new("log-hygiene-key");
+    let ca = keys.0.join("sink.pem");
+    std::fs::write(&ca, &sink.cert_pem).unwrap();
+    let key = keys.0.join("notifier.key");
+    let (mut server, base, _data) = spawn_binary(
+        &standin,
+        &[
+            "--notify-poll-secs",
+            "1",
+            "--notify-background",
+            "--notifier-key-file",
+            key.to_str().unwrap(),
+            "--test-allow-private-destinations",
+            "--test-delivery-ca-file",
+            ca.to_str().unwrap(),
+        ],
+    )
+    .await;
     let client = Client::register_at(&base, "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
     let returned = client.authorize(&mut browser).await;
@@ -175,6 +194,29 @@ async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
         )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
+    let page = browser.get(&format!("{base}/settings")).await;
+    let whsec = page.field("secret");
+    let on = browser
+        .post_form(
+            &format!("{base}/settings/connections/{grant}/background"),
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("kind", "webhook"),
+                ("url", &sink.url("/hook")),
+                ("secret", &whsec),
+            ],
+        )
+        .await;
+    let upstream = browser.get(&on.location()).await;
+    let back = browser.get(&upstream.location()).await;
+    assert_eq!(
+        back.location(),
+        "/settings?done=background",
+        "{}",
+        back.body
+    );
+    // The notifier's first look sets its cursor.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let n: u64 = rand::random();
     let subject = format!("Logcheck subject {n:x}");
@@ -196,6 +238,19 @@ async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
     )
     .await;
     assert!(news.to_string().contains(&subject), "{news}");
+    let mut delivered = false;
+    for _ in 0..100 {
+        if sink
+            .requests()
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains(&subject))
+        {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(delivered, "the webhook heard nothing");
     let (_, drafted) = call_tool_at(
         &base,
         &t.access,
@@ -237,6 +292,8 @@ async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
         ("recipient address", recipient.as_str()),
         ("body", body.as_str()),
         ("access token", t.access.split('.').nth(1).unwrap()),
+        ("webhook secret", whsec.trim_start_matches("whsec_")),
+        ("webhook path", "/hook"),
     ] {
         assert!(!log.contains(value), "the log holds the {what}:\n{log}");
     }
