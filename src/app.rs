@@ -160,7 +160,22 @@ fn background_delivery(
     mail: Arc<JmapMailStore>,
     redirect_uri: url::Url,
 ) -> Result<(BackgroundSide, Arc<dyn BackgroundStore>), StartError> {
-    let key = NotifierKey::load_or_create(&bg.key_file).map_err(StartError::Adapter)?;
+    let key = match NotifierKey::load(&bg.key_file).map_err(StartError::Adapter)? {
+        Some(key) => key,
+        None => {
+            // A new key would never open grants sealed to the old one (a failed mount?).
+            let sealed = vault
+                .notifier_grants()
+                .map_err(|e| StartError::Adapter(e.to_string()))?;
+            if sealed > 0 {
+                return Err(StartError::Adapter(format!(
+                    "the notifier key file {} is missing, but the vault holds {sealed} notifier grant(s) sealed to a key: restore the file",
+                    bg.key_file.display()
+                )));
+            }
+            NotifierKey::create(&bg.key_file).map_err(StartError::Adapter)?
+        }
+    };
     let store: Arc<dyn BackgroundStore> = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
     let keyring: Arc<dyn NotifierKeyring> = Arc::new(NotifierVault::new(vault.clone(), key));
     let u = &config.upstream;
@@ -183,7 +198,7 @@ fn background_delivery(
                 .collect(),
             resource: u.resource.clone(),
             redirect_uri,
-            revocation_endpoint: None,
+            revocation_endpoint: u.revocation_endpoint.clone(),
             client_name: NOTIFIER_CLIENT_NAME,
             timeout: config.upstream_timeout,
         },
@@ -277,7 +292,7 @@ async fn build_app(
             scopes: u.scopes.clone(),
             resource: u.resource.clone(),
             redirect_uri,
-            revocation_endpoint: None,
+            revocation_endpoint: u.revocation_endpoint.clone(),
             client_name: MAIN_CLIENT_NAME,
             timeout: config.upstream_timeout,
         },

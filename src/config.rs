@@ -133,6 +133,9 @@ pub struct Cli {
         global = true
     )]
     pub upstream_registration_endpoint: Option<Url>,
+    /// Upstream revocation endpoint (RFC 7009) [default: Fastmail's, or discovered].
+    #[arg(long, env = "MAILCONNECT_UPSTREAM_REVOCATION_ENDPOINT", global = true)]
+    pub upstream_revocation_endpoint: Option<Url>,
     /// Our OAuth client id at the upstream [default: registered on first use].
     #[arg(long, env = "MAILCONNECT_UPSTREAM_CLIENT_ID", global = true)]
     pub upstream_client_id: Option<String>,
@@ -252,6 +255,7 @@ struct FileConfig {
     upstream_authorization_endpoint: Option<Url>,
     upstream_token_endpoint: Option<Url>,
     upstream_registration_endpoint: Option<Url>,
+    upstream_revocation_endpoint: Option<Url>,
     upstream_client_id: Option<String>,
     upstream_client_secret: Option<SecretString>,
     upstream_client_secret_file: Option<PathBuf>,
@@ -302,6 +306,8 @@ pub struct UpstreamOAuthSettings {
     pub token_endpoint: Option<Url>,
     /// Its registration endpoint.
     pub registration_endpoint: Option<Url>,
+    /// Its revocation endpoint.
+    pub revocation_endpoint: Option<Url>,
     /// Our client id there.
     pub client_id: Option<String>,
     /// Our secret there.
@@ -622,6 +628,9 @@ impl Config {
                 registration_endpoint: cli
                     .upstream_registration_endpoint
                     .or(file.upstream_registration_endpoint),
+                revocation_endpoint: cli
+                    .upstream_revocation_endpoint
+                    .or(file.upstream_revocation_endpoint),
                 client_id: cli.upstream_client_id.or(file.upstream_client_id),
                 client_secret,
                 scopes: cli.upstream_scopes.or(file.upstream_scopes),
@@ -800,6 +809,7 @@ struct UpstreamInputs {
     authorization_endpoint: Option<Url>,
     token_endpoint: Option<Url>,
     registration_endpoint: Option<Url>,
+    revocation_endpoint: Option<Url>,
     client_id: Option<String>,
     client_secret: Option<SecretString>,
     scopes: Option<Vec<String>>,
@@ -834,6 +844,9 @@ fn upstream_settings(
         registration_endpoint: given
             .registration_endpoint
             .or_else(|| preset("/oauth/register")),
+        revocation_endpoint: given
+            .revocation_endpoint
+            .or_else(|| preset("/oauth/revoke")),
         client_id: given.client_id.filter(|c| !c.is_empty()),
         client_secret: given.client_secret,
         scopes: given.scopes.unwrap_or_else(|| {

@@ -522,6 +522,7 @@ mailbox, choose what each may do, and disconnect them.</p>\
                 .filter(|(c, _, _)| form.get(c.as_str()).is_some_and(|v| v == "on"))
                 .map(|(c, _, _)| *c),
         );
+        let hears = chosen.allows(Capability::Notify);
         match self
             .auth
             .change_capabilities(&session, csrf, &grant, chosen)
@@ -529,6 +530,13 @@ mailbox, choose what each may do, and disconnect them.</p>\
         {
             Ok(()) => {
                 self.watchers.notify(&grant).await;
+                // Background notifications go with "Hear about new mail".
+                if !hears
+                    && let Some(setup) = &self.background
+                    && let Err(why) = setup.turn_off(&grant).await
+                {
+                    return error_page(StatusCode::BAD_GATEWAY, &why);
+                }
                 see_other("/settings?done=saved")
             }
             Err(e) => Self::refused(&e),

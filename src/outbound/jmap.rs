@@ -19,7 +19,7 @@ use std::{
 
 use serde_json::{Map, Value, json};
 
-pub use self::read_only::{HEADER_PROPERTIES, NotifierMail, ReadCall};
+pub use self::read_only::{Fetched, HEADER_PROPERTIES, NotifierMail, ReadCall};
 pub use self::session::TransportConfig;
 use self::{
     convert::{account_info, email, mailbox, summary},
@@ -675,7 +675,7 @@ impl MailStore for JmapMailStore {
             &session,
             state.as_deref(),
             since,
-            SUMMARY_PROPERTIES,
+            read_only::Fetched::Summaries,
         )
         .await?;
         self.remember_mailboxes(&session, &feed.mailboxes);

@@ -388,3 +388,50 @@ async fn background_a_push_event_wakes_the_notifier_at_once() {
     verify(&secret, &seen[0].headers, &seen[0].body).unwrap();
     assert!(String::from_utf8_lossy(&seen[0].body).contains(&subject));
 }
+
+#[tokio::test]
+async fn background_turning_off_hear_about_new_mail_ends_background_delivery() {
+    let sink = Sink::start(vec![]).await;
+    let (standin, app, _keys) = offering(&sink, &[]).await;
+    let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
+    let grant = grant_of(&token);
+    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let secret = page.field("secret");
+    let back = turn_on(
+        &app,
+        &mut browser,
+        &grant,
+        &[
+            ("csrf_token", &csrf),
+            ("kind", "webhook"),
+            ("url", &sink.url("/hook")),
+            ("secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(
+        back.location(),
+        "/settings?done=background",
+        "{}",
+        back.body
+    );
+    let revocations = standin.stats().await["revocations"].as_u64().unwrap();
+    let saved = browser
+        .post_form(
+            &format!("{}/settings/connections/{grant}/capabilities", app.base()),
+            &[("csrf_token", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert_eq!(
+        standin.stats().await["revocations"].as_u64().unwrap(),
+        revocations + 1,
+        "the notifier went with the capability"
+    );
+    let page = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(
+        !page.body.contains("class=\"background-on\""),
+        "{}",
+        page.body
+    );
+}

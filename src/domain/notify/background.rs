@@ -95,6 +95,24 @@ pub trait BackgroundStore: Send + Sync {
         destination: &Destination,
     ) -> Result<(), BackgroundError>;
 
+    /// Turns background delivery on for `grant` only if the person has a notifier grant, in
+    /// one transaction (the notifier ends grants no destination uses); false: consent first.
+    ///
+    /// # Errors
+    /// [`BackgroundError`].
+    fn seal_destination_if_notifier(
+        &self,
+        grant: &GrantId,
+        account: &str,
+        destination: &Destination,
+    ) -> Result<bool, BackgroundError>;
+
+    /// Removes the destinations of connections that no longer exist; returns how many.
+    ///
+    /// # Errors
+    /// [`BackgroundError`].
+    fn remove_orphans(&self) -> Result<usize, BackgroundError>;
+
     /// The connection's background delivery, if on.
     ///
     /// # Errors
@@ -141,6 +159,13 @@ pub trait NotifierKeyring: Send + Sync {
     /// [`BackgroundError`].
     fn notifier_accounts(&self) -> Result<Vec<String>, BackgroundError>;
 
+    /// Deletes the person's notifier grant if no connection delivers through it any more, in
+    /// one transaction, and returns its tokens (to revoke them at the provider).
+    ///
+    /// # Errors
+    /// [`BackgroundError`].
+    fn take_unused(&self, account: &str) -> Result<Option<UpstreamTokens>, BackgroundError>;
+
     /// Deletes the person's notifier grant.
     ///
     /// # Errors
@@ -171,7 +196,8 @@ pub trait NotifierMailbox: Sync + 'static {
 
 /// What the front end may ask of the notifier, which holds the key: it never gets the key.
 pub trait NotifierControl: Send + Sync {
-    /// Ends a person's notifier grant: revokes it at the provider and deletes it.
+    /// Ends a person's notifier grant if no connection of theirs delivers through it any more:
+    /// deletes it and revokes it at the provider.
     fn turn_off<'a>(
         &'a self,
         account: &'a str,

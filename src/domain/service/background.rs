@@ -99,14 +99,13 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
         destination: Destination,
         browser: &str,
     ) -> Result<TurnOn, String> {
+        // With the notifier grant checked in the same transaction: the notifier may be ending
+        // one no destination uses right now.
         if self
             .store
-            .has_notifier(account)
+            .seal_destination_if_notifier(grant, account, &destination)
             .map_err(|e| e.to_string())?
         {
-            self.store
-                .seal_destination(grant, account, &destination)
-                .map_err(|e| e.to_string())?;
             self.control.wake();
             tracing::info!(grant = %grant, kind = destination.kind(), "background delivery on");
             return Ok(TurnOn::Done);
@@ -162,27 +161,14 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
             .exchange_code(code, &consent.verifier)
             .await
             .map_err(|e| e.to_string())?;
-        let account = self
-            .mail
-            .account(&UpstreamCredential::Bearer(tokens.access.clone()))
-            .await
-            .map_err(|e| format!("the mailbox could not be read: {e}"))?;
-        if account_digest(&account.username) != consent.account {
-            // Never keep a grant for a mailbox the person didn't sign in to settings with.
+        if let Err(why) = self.keep(&consent, &tokens).await {
+            // A grant we don't keep is revoked, whatever went wrong.
             let token = tokens.refresh.as_ref().unwrap_or(&tokens.access);
-            let _ = self.upstream.revoke(token).await;
-            return Err(
-                "you approved the notifier for a different mailbox than the one signed in to settings; nothing was turned on"
-                    .into(),
-            );
+            if let Err(e) = self.upstream.revoke(token).await {
+                tracing::warn!(error = %e, "an unkept notifier grant was not revoked");
+            }
+            return Err(why);
         }
-        // The destination first: the notifier ends notifier grants no destination uses.
-        self.store
-            .seal_destination(&consent.grant, &consent.account, &consent.destination)
-            .map_err(|e| e.to_string())?;
-        self.store
-            .seal_notifier(&consent.account, &tokens)
-            .map_err(|e| e.to_string())?;
         drop(tokens);
         self.control.wake();
         tracing::info!(grant = %consent.grant, "notifier approved; background delivery on");
@@ -195,16 +181,33 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
     /// # Errors
     /// A sentence for the person.
     pub async fn connection_ended(&self, account: &str) -> Result<(), String> {
-        let others = self
-            .store
-            .backgrounds()
-            .map_err(|e| e.to_string())?
-            .iter()
-            .any(|b| b.account == account);
-        if others {
-            return Ok(());
-        }
         self.control.turn_off(account).await
+    }
+
+    /// Keeps a consented notifier grant: for the mailbox signed in to settings only, with the
+    /// destination sealed first (the notifier ends notifier grants no destination uses).
+    async fn keep(
+        &self,
+        consent: &Consent,
+        tokens: &crate::domain::ports::UpstreamTokens,
+    ) -> Result<(), String> {
+        let account = self
+            .mail
+            .account(&UpstreamCredential::Bearer(tokens.access.clone()))
+            .await
+            .map_err(|e| format!("the mailbox could not be read: {e}"))?;
+        if account_digest(&account.username) != consent.account {
+            return Err(
+                "you approved the notifier for a different mailbox than the one signed in to settings; nothing was turned on"
+                    .into(),
+            );
+        }
+        self.store
+            .seal_destination(&consent.grant, &consent.account, &consent.destination)
+            .map_err(|e| e.to_string())?;
+        self.store
+            .seal_notifier(&consent.account, tokens)
+            .map_err(|e| e.to_string())
     }
 
     /// Turns background delivery off for `grant`; with the person's last connection delivering
@@ -216,13 +219,11 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
         let Some(on) = self.store.background(grant).map_err(|e| e.to_string())? else {
             return Ok(());
         };
-        let others = self
-            .store
+        self.store
             .remove_destination(grant)
             .map_err(|e| e.to_string())?;
-        if !others {
-            self.control.turn_off(&on.account).await?;
-        }
+        // Ends the notifier grant only if no other connection of the person uses it.
+        self.control.turn_off(&on.account).await?;
         tracing::info!(grant = %grant, "background delivery off");
         Ok(())
     }

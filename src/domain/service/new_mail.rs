@@ -170,7 +170,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             })
             .await?;
         let arrivals = arrival::arrivals_in(&feed, watermark, include_seen);
-        let latest = arrivals.iter().map(|e| e.received_at).max();
+        // A date in the future (a server's clock, an import) must not hide what comes next.
+        let latest = arrivals
+            .iter()
+            .map(|e| e.received_at)
+            .max()
+            .map(|l| l.min(now));
         let cursor = NewMailCursor {
             watermark: latest.map_or(watermark, |l| l.max(watermark)),
             state: feed.state.clone(),

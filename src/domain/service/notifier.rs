@@ -3,10 +3,10 @@
 //! mail, under each connection's rules.
 //!
 //! It holds the only key that opens notifier grants ([`NotifierKeyring`]) and a mailbox view
-//! that can read nothing but new mail's headers ([`NotifierMailbox`]). What it keeps is in
-//! memory and holds no mail: per account a cursor, per connection a rate cap and the ids and
-//! headers held for the digest at the end of quiet hours (lost on a restart, like the cursor,
-//! whose fresh look then reaches back only to the start).
+//! that can read nothing but headers ([`NotifierMailbox`]). What it keeps holds no mail: per
+//! account a cursor (stored, so a restart resumes where the last look left off), and in memory
+//! per connection a rate cap and the headers held for the digest at the end of quiet hours
+//! (lost on a restart: held arrivals then go untold, a loss we accept over storing headers).
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -27,7 +27,8 @@ use crate::domain::{
         },
         cursor::NewMailCursor,
         delivery::{
-            Arrival, Deliverer, DeliveryOutcome, Notice, RetrySchedule, RunId, deliver_with_retries,
+            Arrival, AttemptOutcome, Deliverer, DeliveryError, DeliveryOutcome, Destination,
+            Notice, RetrySchedule, RunId, deliver_with_retries,
         },
         fresh_watermark,
         rules::{Decision, RateCap, Rules},
@@ -161,18 +162,24 @@ where
     /// account as soon as its push channel says something changed.
     pub async fn run(self: Arc<Self>) {
         let mut woken = None;
+        // The next look at every account comes on time however often pushes wake some.
+        let mut next_full = tokio::time::Instant::now();
         loop {
+            if woken.is_none() {
+                let base = self.settings.poll;
+                let tenth = u64::try_from(base.as_millis() / 10).unwrap_or(u64::MAX);
+                next_full = tokio::time::Instant::now()
+                    + base
+                    + Duration::from_millis(rand::random_range(0..=tenth));
+            }
             self.look_all(woken.as_ref()).await;
-            let base = self.settings.poll;
-            let tenth = u64::try_from(base.as_millis() / 10).unwrap_or(u64::MAX);
-            let wait = base + Duration::from_millis(rand::random_range(0..=tenth));
             woken = tokio::select! {
                 () = self.wake.notified() => {
                     // The rest of a burst joins this wake.
                     tokio::time::sleep(SETTLE).await;
                     self.take_woken()
                 }
-                () = tokio::time::sleep(wait) => None,
+                () = tokio::time::sleep_until(next_full) => None,
             };
         }
     }
@@ -198,6 +205,14 @@ where
 
     /// One look at every account with background delivery on (`only`: at these).
     pub async fn look_all(self: &Arc<Self>, only: Option<&HashSet<String>>) {
+        if only.is_none() {
+            // Destinations of connections that ended without the settings page knowing.
+            match self.store.remove_orphans() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "destinations of ended connections removed"),
+                Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+            }
+        }
         let backgrounds = match self.store.backgrounds() {
             Ok(b) => b,
             Err(e) => {
@@ -250,20 +265,14 @@ where
                 }
             }
         }
-        let unused: Vec<String> = self
+        let unused = self
             .keyring
             .notifier_accounts()
             .unwrap_or_default()
             .into_iter()
-            .filter(|a| !by_account.contains_key(a))
-            .collect();
+            .filter(|a| !by_account.contains_key(a));
         for account in unused {
-            // Read again: a consent may have finished since the list above.
-            let still_unused = self
-                .store
-                .backgrounds()
-                .is_ok_and(|all| all.iter().all(|b| b.account != account));
-            if still_unused && let Err(e) = self.end_grant(&account).await {
+            if let Err(e) = self.end_unused(&account).await {
                 tracing::warn!(error = %e, "an unused notifier grant could not be ended");
             }
         }
@@ -306,6 +315,34 @@ where
             let _ = self.store.remove_destination(&b.grant);
         }
         let _ = self.keyring.remove_notifier(account);
+    }
+
+    /// Ends `account`'s notifier grant if no connection delivers through it: deleted in one
+    /// transaction with that check, then revoked at the provider. Holds the refresh lock, so
+    /// no refresh re-seals it meanwhile.
+    ///
+    /// # Errors
+    /// A sentence when the record can't be read or deleted, or the provider did not confirm
+    /// the revocation (the grant is deleted here anyway).
+    pub async fn end_unused(&self, account: &str) -> Result<bool, String> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let Some(tokens) = self
+            .keyring
+            .take_unused(account)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(false);
+        };
+        self.accounts.lock().await.remove(account);
+        let token = tokens.refresh.unwrap_or(tokens.access);
+        if let Err(e) = self.upstream.revoke(&token).await {
+            tracing::warn!(error = %e, "the provider did not revoke the notifier grant");
+            return Err(format!(
+                "the notifier's access was deleted here, but the mail provider did not confirm revoking it ({e}); revoke \"mailconnect notifier\" in its security settings"
+            ));
+        }
+        tracing::info!("a notifier grant was revoked and deleted");
+        Ok(true)
     }
 
     /// The notifier's credential for `account`, renewed (and re-sealed) when it is about to
@@ -379,7 +416,12 @@ where
         let arrivals = arrival::arrivals_in(&feed, watermark, false);
         // The first look only sets the cursor: the backlog is not news.
         let first = state.cursor.is_none();
-        let latest = arrivals.iter().map(|a| a.received_at).max();
+        // A date in the future (a server's clock, an import) must not hide what comes next.
+        let latest = arrivals
+            .iter()
+            .map(|a| a.received_at)
+            .max()
+            .map(|l| l.min(now));
         let cursor = NewMailCursor {
             watermark: latest.map_or(watermark, |l| l.max(watermark)),
             state: feed.state.clone(),
@@ -391,14 +433,22 @@ where
         }
         state.cursor = Some(cursor);
         if feed.more {
-            self.wake.notify_one();
+            self.woken_by(Some(account));
         }
         for b in grants {
             let pacing = state.pacing.entry(b.grant.clone()).or_default();
-            let Some(settings) = self.settings_of(&b.grant).await else {
+            let settings = match self.settings_of(&b.grant).await {
+                Ok(Some(settings)) => settings,
                 // A connection that may no longer hear about new mail hears nothing.
-                *pacing = Pacing::default();
-                continue;
+                Ok(None) => {
+                    *pacing = Pacing::default();
+                    continue;
+                }
+                // A hiccup: what quiet hours hold stays held.
+                Err(e) => {
+                    tracing::info!(error = %e, "a connection's rules could not be read");
+                    continue;
+                }
             };
             let Ok(rules) = settings.rules() else {
                 continue;
@@ -423,16 +473,19 @@ where
     }
 
     /// The connection's new-mail settings, if it may still hear about new mail.
-    async fn settings_of(&self, grant: &GrantId) -> Option<NotifySettings> {
-        let allowed = self
+    async fn settings_of(
+        &self,
+        grant: &GrantId,
+    ) -> Result<Option<NotifySettings>, crate::domain::ports::PolicyError> {
+        if !self
             .policy
             .capabilities(grant)
-            .await
-            .is_ok_and(|c| c.allows(Capability::Notify));
-        if !allowed {
-            return None;
+            .await?
+            .allows(Capability::Notify)
+        {
+            return Ok(None);
         }
-        self.policy.notify_settings(grant).await.ok()
+        self.policy.notify_settings(grant).await.map(Some)
     }
 
     /// Delivers in the background (a slow destination holds up nobody) and records the
@@ -448,8 +501,13 @@ where
                     return;
                 }
             };
+            let still_on = StillOn {
+                inner: Arc::clone(&this.deliverer),
+                keyring: Arc::clone(&this.keyring),
+                grant: grant.clone(),
+            };
             let report = deliver_with_retries(
-                this.deliverer.as_ref(),
+                &still_on,
                 &destination,
                 &notice,
                 &this.settings.schedule,
@@ -476,28 +534,29 @@ where
             }
         });
     }
+}
 
-    /// Revokes `account`'s notifier grant at the provider and deletes it.
-    ///
-    /// # Errors
-    /// A sentence for the person when the record can't be read or deleted. A provider that
-    /// can't revoke is logged: the grant is deleted here anyway, and the settings page tells
-    /// the person where to revoke it by hand.
-    pub async fn end_grant(&self, account: &str) -> Result<(), String> {
-        let tokens = self
-            .keyring
-            .open_notifier(account)
-            .map_err(|e| e.to_string())?;
-        if let Some(tokens) = tokens {
-            let token = tokens.refresh.unwrap_or(tokens.access);
-            if let Err(e) = self.upstream.revoke(&token).await {
-                tracing::warn!(error = %e, "the provider did not revoke the notifier grant");
-            }
+/// A delivery's attempts, each only while the connection still delivers in the background
+/// (retries run for hours; turning off or revoking stops them), to its destination as it is
+/// now.
+struct StillOn<D> {
+    inner: Arc<D>,
+    keyring: Arc<dyn NotifierKeyring>,
+    grant: GrantId,
+}
+
+impl<D: Deliverer> Deliverer for StillOn<D> {
+    async fn attempt(&self, _destination: &Destination, notice: &Notice) -> AttemptOutcome {
+        match self.keyring.open_destination(&self.grant) {
+            Ok(Some(now)) => self.inner.attempt(&now, notice).await,
+            Ok(None) => AttemptOutcome::Permanent(DeliveryError::Misconfigured(
+                "background delivery was turned off".into(),
+            )),
+            Err(e) => AttemptOutcome::Retry {
+                error: DeliveryError::Misconfigured(e.to_string()),
+                retry_after: None,
+            },
         }
-        self.accounts.lock().await.remove(account);
-        self.keyring
-            .remove_notifier(account)
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -563,7 +622,7 @@ where
         &'a self,
         account: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
-        Box::pin(self.end_grant(account))
+        Box::pin(async move { self.end_unused(account).await.map(|_| ()) })
     }
 
     fn wake(&self) {
@@ -734,6 +793,46 @@ mod tests {
             Some("2 more: carol@example.org, bob@example.org")
         );
         assert!(notice(&rules, &mut pacing, &[], t0 + chrono::Duration::minutes(8)).is_none());
+    }
+
+    #[tokio::test]
+    async fn retries_stop_once_background_delivery_is_off() {
+        let (n, _vault) = notifier(MockPolicy::new(), MockUpstreamAuth::new());
+        let grant = GrantId::new("g");
+        let url = crate::domain::notify::delivery::WebhookUrl::parse("https://h.example/x", false)
+            .unwrap();
+        let destination = Destination::Webhook {
+            url,
+            secret: crate::domain::notify::delivery::WebhookSecret::generate(),
+        };
+        n.store
+            .seal_destination(&grant, "acct", &destination)
+            .unwrap();
+        let mut inner = MockDeliverer::new();
+        inner.expect_attempt().times(1).returning(|_, _| {
+            Box::pin(std::future::ready(AttemptOutcome::Delivered {
+                status: 200,
+            }))
+        });
+        let still_on = StillOn {
+            inner: Arc::new(inner),
+            keyring: Arc::clone(&n.keyring),
+            grant: grant.clone(),
+        };
+        let notice = Notice {
+            run_id: RunId::parse("r1").unwrap(),
+            arrivals: vec![],
+            digest: None,
+        };
+        assert!(matches!(
+            still_on.attempt(&destination, &notice).await,
+            AttemptOutcome::Delivered { .. }
+        ));
+        n.store.remove_destination(&grant).unwrap();
+        assert!(matches!(
+            still_on.attempt(&destination, &notice).await,
+            AttemptOutcome::Permanent(_)
+        ));
     }
 
     #[tokio::test]

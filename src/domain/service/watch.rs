@@ -126,7 +126,11 @@ impl AccountWatch {
     }
 
     fn first_caller(&self) -> Option<Caller> {
-        self.listeners().first().map(|l| l.caller.clone())
+        self.first().map(|(_, caller)| caller)
+    }
+
+    fn first(&self) -> Option<(u64, Caller)> {
+        self.listeners().first().map(|l| (l.id, l.caller.clone()))
     }
 
     fn remove(&self, id: u64) {
@@ -266,7 +270,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
         let mut cursor: Option<NewMailCursor> = None;
         let mut failures: u32 = 0;
         loop {
-            if cursor.is_some() {
+            // The first look goes at once; after a failure even the first one waits.
+            if cursor.is_some() || failures > 0 {
                 let patience = self.patience(&watch, failures);
                 if let Ok(Some(())) = tokio::time::timeout(patience, woken.recv()).await {
                     // The rest of a burst joins this wake.
@@ -275,7 +280,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
                 }
             }
             self.reauthenticate(&watch).await;
-            let Some(caller) = watch.first_caller() else {
+            let Some((id, caller)) = watch.first() else {
                 if self.retire(&key, &watch) {
                     return;
                 }
@@ -297,13 +302,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
                     }
                     cursor = Some(look.cursor);
                 }
-                Err(ServiceError::Unauthenticated(_)) => {
-                    // This listener's grant ended between the check and the look.
-                    let id = watch.listeners().first().map(|l| l.id);
-                    if let Some(id) = id {
-                        watch.remove(id);
-                    }
-                }
+                // This listener's grant ended between the check and the look.
+                Err(ServiceError::Unauthenticated(_)) => watch.remove(id),
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     tracing::info!(grant = %caller.grant, error = %e, "new-mail look failed");

@@ -43,11 +43,12 @@ where
     let id = escape(g.grant.as_str());
     let csrf = escape(csrf);
     let mut html = String::from("<details><summary>Background notifications</summary>");
-    if !g.capabilities.allows(Capability::Notify) {
+    let status = setup.status(&g.grant);
+    if status.is_none() && !g.capabilities.allows(Capability::Notify) {
         html.push_str("<p>Turn on <em>Hear about new mail</em> first.</p></details>");
         return html;
     }
-    match setup.status(&g.grant) {
+    match status {
         Some(on) => {
             let last = on.last.map_or_else(
                 || "none yet".to_owned(),
@@ -194,7 +195,10 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C
         };
         match setup.turn_off(&grant).await {
             Ok(()) => see_other("/settings?done=background-off"),
-            Err(why) => error_page(StatusCode::SERVICE_UNAVAILABLE, &why),
+            Err(why) => error_page(
+                StatusCode::BAD_GATEWAY,
+                &format!("Background notifications are off. {why}."),
+            ),
         }
     }
 }

@@ -14,13 +14,8 @@
 //! ```
 //!
 //! ```compile_fail
-//! // A call can't be made from a method name.
-//! let call = mailconnect::outbound::jmap::ReadCall::Named("Email/set".into());
-//! ```
-//!
-//! ```compile_fail
-//! // Nor is there a submission, or any set, to reach for.
-//! let call = mailconnect::outbound::jmap::ReadCall::EmailSubmissionSet;
+//! // An Email/get can't be asked for other properties (a body) than its fixed lists.
+//! let call = mailconnect::outbound::jmap::ReadCall::EmailGetFound { properties: &["bodyValues"] };
 //! ```
 
 use chrono::{DateTime, Utc};
@@ -59,6 +54,24 @@ pub const HEADER_PROPERTIES: &[&str] = &[
 /// What the feed knows of the other emails in a new email's thread.
 pub const MEMBER_PROPERTIES: &[&str] = &["id", "mailboxIds", "keywords", "from"];
 
+/// What an `Email/get` of new mail fetches: one of two fixed lists, never a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// The notifier's: [`HEADER_PROPERTIES`].
+    Headers,
+    /// The tools' summaries, with the server's preview ([`super::SUMMARY_PROPERTIES`]).
+    Summaries,
+}
+
+impl Fetched {
+    fn properties(self) -> &'static [&'static str] {
+        match self {
+            Self::Headers => HEADER_PROPERTIES,
+            Self::Summaries => super::SUMMARY_PROPERTIES,
+        }
+    }
+}
+
 /// One read call: every method the change feed (and so the notifier) can send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadCall {
@@ -72,10 +85,10 @@ pub enum ReadCall {
         /// The instant.
         after: DateTime<Utc>,
     },
-    /// `Email/get` of the ids the previous call found, with these properties.
+    /// `Email/get` of the ids the previous call found.
     EmailGetFound {
-        /// The properties (the notifier's: [`HEADER_PROPERTIES`]).
-        properties: &'static [&'static str],
+        /// Which properties.
+        properties: Fetched,
     },
     /// `Thread/get` of the threads of the emails the previous call got.
     ThreadGetFound,
@@ -118,7 +131,7 @@ impl ReadCall {
                     Some(Self::EmailChanges { .. }) => back("Email/changes", "/created"),
                     _ => back("Email/query", "/ids"),
                 };
-                json!({"accountId": account, "properties": properties, "#ids": ids})
+                json!({"accountId": account, "properties": properties.properties(), "#ids": ids})
             }
             Self::ThreadGetFound => {
                 json!({"accountId": account, "#ids": back("Email/get", "/list/*/threadId")})
@@ -157,7 +170,7 @@ pub async fn change_feed(
     session: &Session,
     state: Option<&str>,
     since: DateTime<Utc>,
-    properties: &'static [&'static str],
+    properties: Fetched,
 ) -> Result<ChangeFeed, MailStoreError> {
     if let Some(state) = state {
         let calls = [
@@ -221,12 +234,22 @@ async fn feed(
     } else {
         &[CORE, MAIL]
     };
+    // Which threads the person wrote in is a best-effort extra: a server that refuses it (a
+    // burst of long threads can exceed maxObjectsInGet) must not stop new mail.
+    let optional: Vec<String> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, ReadCall::ThreadGetFound | ReadCall::EmailGetMembers))
+        .map(|(i, _)| i.to_string())
+        .collect();
+    let optional: Vec<&str> = optional.iter().map(String::as_str).collect();
     let mut responses = transport
-        .call(
+        .call_with_optional(
             cred,
             session,
             using,
             invocations(&calls, &session.account_id),
+            &optional,
         )
         .await?;
     let mailboxes: Vec<Mailbox> =
@@ -249,11 +272,16 @@ async fn feed(
     };
     let created =
         decode::<GetResponse<EmailWire>>("Email/get", &take(&mut responses, "Email/get")?)?;
-    let threads =
-        decode::<GetResponse<ThreadWire>>("Thread/get", &take(&mut responses, "Thread/get")?)?;
-    let members =
-        decode::<GetResponse<MemberWire>>("Email/get", &take(&mut responses, "Email/get")?)?;
-    let my_threads = threads_written_in(&threads.list, &members.list, &mailboxes, &identities);
+    let threads = take(&mut responses, "Thread/get")
+        .and_then(|raw| decode::<GetResponse<ThreadWire>>("Thread/get", &raw));
+    let members = take(&mut responses, "Email/get")
+        .and_then(|raw| decode::<GetResponse<MemberWire>>("Email/get", &raw));
+    let my_threads = match (threads, members) {
+        (Ok(threads), Ok(members)) => {
+            threads_written_in(&threads.list, &members.list, &mailboxes, &identities)
+        }
+        _ => Vec::new(),
+    };
     let feed = ChangeFeed {
         state: created.state.clone().unwrap_or_default(),
         created: created.list.into_iter().filter_map(summary).collect(),
@@ -372,7 +400,7 @@ impl NotifierMailbox for NotifierMail {
             &session,
             state.as_deref(),
             since,
-            HEADER_PROPERTIES,
+            Fetched::Headers,
         )
         .await
     }
@@ -396,7 +424,7 @@ mod tests {
             ReadCall::EmailChanges { since: "s".into() },
             ReadCall::EmailQueryRecent { after: Utc::now() },
             ReadCall::EmailGetFound {
-                properties: HEADER_PROPERTIES,
+                properties: Fetched::Headers,
             },
             ReadCall::ThreadGetFound,
             ReadCall::EmailGetMembers,
@@ -443,7 +471,7 @@ mod tests {
         let calls = [
             ReadCall::EmailChanges { since: "s".into() },
             ReadCall::EmailGetFound {
-                properties: HEADER_PROPERTIES,
+                properties: Fetched::Headers,
             },
         ];
         let wire = invocations(&calls, "acc");
@@ -454,7 +482,7 @@ mod tests {
         let calls = [
             ReadCall::EmailQueryRecent { after: Utc::now() },
             ReadCall::EmailGetFound {
-                properties: HEADER_PROPERTIES,
+                properties: Fetched::Headers,
             },
         ];
         assert_eq!(invocations(&calls, "acc")[1][1]["#ids"]["path"], "/ids");

@@ -220,8 +220,25 @@ impl Transport {
         using: &[&str],
         calls: Vec<Value>,
     ) -> Result<Vec<MethodResponse>, MailStoreError> {
+        self.call_with_optional(cred, session, using, calls, &[])
+            .await
+    }
+
+    /// [`Transport::call`], except that a method error answering one of the `optional` call
+    /// ids leaves that call out instead of failing the request (a best-effort extra).
+    ///
+    /// # Errors
+    /// See [`MailStoreError`].
+    pub async fn call_with_optional(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        using: &[&str],
+        calls: Vec<Value>,
+        optional: &[&str],
+    ) -> Result<Vec<MethodResponse>, MailStoreError> {
         let request = json!({ "using": using, "methodCalls": calls });
-        super::retry::with_retries(|| self.call_once(cred, session, &request)).await
+        super::retry::with_retries(|| self.call_once(cred, session, &request, optional)).await
     }
 
     /// Sends `calls` exactly once — no retry on throttling or a 5xx, whose outcome is unknown
@@ -250,10 +267,12 @@ impl Transport {
         cred: &UpstreamCredential,
         session: &Session,
         request: &Value,
+        optional: &[&str],
     ) -> Result<Vec<MethodResponse>, MailStoreError> {
         let wire = self.post_once(cred, session, request).await?;
         wire.method_responses
             .into_iter()
+            .filter(|(name, _, call_id)| !(name == "error" && optional.contains(&call_id.as_str())))
             .map(|(name, args, _call_id)| {
                 if name == "error" {
                     let err: MethodErrorWire = serde_json::from_str(args.get())

@@ -11,7 +11,9 @@ use std::path::Path;
 use age::secrecy::ExposeSecret as _;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
-use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{
+    ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -31,6 +33,9 @@ use crate::domain::{
 
 pub const NOTIFIERS: TableDefinition<&str, &[u8]> = TableDefinition::new("notifier_v1");
 pub const BACKGROUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("background_v1");
+/// Where the notifier's last look at an account left off: apart from the sealed tokens, so
+/// saving it can never write back a token a refresh just replaced.
+pub const CURSORS: TableDefinition<&str, &str> = TableDefinition::new("notifier_cursor_v1");
 
 /// The notifier's private key: opens notifier grants and destinations, nothing else.
 pub struct NotifierKey(age::x25519::Identity);
@@ -46,29 +51,63 @@ impl std::fmt::Debug for NotifierKey {
 pub struct NotifierSeal(pub(super) age::x25519::Recipient);
 
 impl NotifierKey {
-    /// Reads the key at `path`, or creates one there (owner-only) when there is none.
+    /// Reads the key at `path`; `None` when there is no file. A key file others may read is
+    /// refused.
     ///
     /// # Errors
-    /// A sentence naming the file when it can't be read, created or parsed.
-    pub fn load_or_create(path: &Path) -> Result<Self, String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => text
-                .lines()
-                .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-                .and_then(|l| l.trim().parse::<age::x25519::Identity>().ok())
-                .map(Self)
-                .ok_or_else(|| format!("{} holds no age identity", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let identity = age::x25519::Identity::generate();
-                let text = Zeroizing::new(format!(
-                    "# mailconnect notifier key: opens background-notification grants only\n{}\n",
-                    identity.to_string().expose_secret()
+    /// A sentence naming the file when it can't be read, is readable by others or holds no
+    /// key.
+    pub fn load(path: &Path) -> Result<Option<Self>, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => Zeroizing::new(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{} can't be read: {e}", path.display())),
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "{} may be read by others (mode {:o}); make it owner-only (chmod 600)",
+                    path.display(),
+                    mode & 0o777
                 ));
-                write_private(path, text.as_bytes())
-                    .map_err(|e| format!("{} can't be created: {e}", path.display()))?;
-                Ok(Self(identity))
             }
-            Err(e) => Err(format!("{} can't be read: {e}", path.display())),
+        }
+        text.lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .and_then(|l| l.trim().parse::<age::x25519::Identity>().ok())
+            .map(|k| Some(Self(k)))
+            .ok_or_else(|| format!("{} holds no age identity", path.display()))
+    }
+
+    /// Creates a key at `path` (owner-only); refuses to replace a file.
+    ///
+    /// # Errors
+    /// A sentence naming the file when it can't be created.
+    pub fn create(path: &Path) -> Result<Self, String> {
+        let identity = age::x25519::Identity::generate();
+        let text = Zeroizing::new(format!(
+            "# mailconnect notifier key: opens background-notification grants only\n{}\n",
+            identity.to_string().expose_secret()
+        ));
+        write_private(path, text.as_bytes())
+            .map_err(|e| format!("{} can't be created: {e}", path.display()))?;
+        Ok(Self(identity))
+    }
+
+    /// Reads the key at `path`, or creates one there when there is none.
+    ///
+    /// # Errors
+    /// See [`NotifierKey::load`] and [`NotifierKey::create`].
+    pub fn load_or_create(path: &Path) -> Result<Self, String> {
+        match Self::load(path)? {
+            Some(key) => Ok(key),
+            None => Self::create(path),
         }
     }
 
@@ -92,9 +131,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 struct NotifierRecord {
     sealed: String,
     created_at: i64,
-    /// Where the last look left off (server state and a time).
-    #[serde(default)]
-    cursor: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -181,6 +217,20 @@ impl RedbVault {
         tx.commit().map_err(err)
     }
 
+    /// How many notifier grants the vault holds (a missing key file then can't be replaced by
+    /// a fresh one: those grants would never open again).
+    ///
+    /// # Errors
+    /// [`BackgroundError`].
+    pub fn notifier_grants(&self) -> Result<usize, BackgroundError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        match tx.open_table(NOTIFIERS) {
+            Ok(t) => Ok(usize::try_from(t.len().map_err(err)?).unwrap_or(usize::MAX)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(err(e)),
+        }
+    }
+
     fn all_backgrounds(&self) -> Result<Vec<(String, BackgroundRecord)>, BackgroundError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = match tx.open_table(BACKGROUNDS) {
@@ -217,53 +267,13 @@ impl BackgroundVault {
         let bytes = age::encrypt(&self.seal.0, plain).map_err(err)?;
         Ok(STANDARD.encode(bytes))
     }
-}
 
-impl BackgroundStore for BackgroundVault {
-    fn seal_notifier(&self, account: &str, tokens: &UpstreamTokens) -> Result<(), BackgroundError> {
-        let sealed = seal(&Sealable::Tokens(tokens), &self.seal.0).map_err(err)?;
-        self.vault.put_json(
-            NOTIFIERS,
-            account,
-            &NotifierRecord {
-                sealed,
-                created_at: Utc::now().timestamp(),
-                cursor: self
-                    .vault
-                    .get_json::<NotifierRecord>(NOTIFIERS, account)?
-                    .and_then(|r| r.cursor),
-            },
-        )
-    }
-
-    fn has_notifier(&self, account: &str) -> Result<bool, BackgroundError> {
-        Ok(self
-            .vault
-            .get_json::<NotifierRecord>(NOTIFIERS, account)?
-            .is_some())
-    }
-
-    fn cursor(&self, account: &str) -> Result<Option<String>, BackgroundError> {
-        Ok(self
-            .vault
-            .get_json::<NotifierRecord>(NOTIFIERS, account)?
-            .and_then(|r| r.cursor))
-    }
-
-    fn save_cursor(&self, account: &str, cursor: &str) -> Result<(), BackgroundError> {
-        let Some(mut record) = self.vault.get_json::<NotifierRecord>(NOTIFIERS, account)? else {
-            return Ok(());
-        };
-        record.cursor = Some(cursor.to_owned());
-        self.vault.put_json(NOTIFIERS, account, &record)
-    }
-
-    fn seal_destination(
+    /// A destination as stored: what the page shows in the clear, its secrets sealed.
+    fn destination_record(
         &self,
-        grant: &GrantId,
         account: &str,
         destination: &Destination,
-    ) -> Result<(), BackgroundError> {
+    ) -> Result<BackgroundRecord, BackgroundError> {
         let (target, secret) = match destination {
             Destination::Webhook { url, secret } => (
                 url.host().to_owned(),
@@ -281,14 +291,127 @@ impl BackgroundStore for BackgroundVault {
         };
         let plain = Zeroizing::new(serde_json::to_vec(&secret).map_err(err)?);
         drop(secret);
-        let record = BackgroundRecord {
+        Ok(BackgroundRecord {
             account: account.to_owned(),
             kind: destination.kind().to_owned(),
             target,
             since: Utc::now().timestamp(),
             sealed: self.sealed(&plain)?,
             last: None,
+        })
+    }
+}
+
+impl BackgroundStore for BackgroundVault {
+    fn seal_notifier(&self, account: &str, tokens: &UpstreamTokens) -> Result<(), BackgroundError> {
+        let sealed = seal(&Sealable::Tokens(tokens), &self.seal.0).map_err(err)?;
+        self.vault.put_json(
+            NOTIFIERS,
+            account,
+            &NotifierRecord {
+                sealed,
+                created_at: Utc::now().timestamp(),
+            },
+        )
+    }
+
+    fn has_notifier(&self, account: &str) -> Result<bool, BackgroundError> {
+        Ok(self
+            .vault
+            .get_json::<NotifierRecord>(NOTIFIERS, account)?
+            .is_some())
+    }
+
+    fn cursor(&self, account: &str) -> Result<Option<String>, BackgroundError> {
+        let tx = self.vault.db.begin_read().map_err(err)?;
+        let table = match tx.open_table(CURSORS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(err(e)),
         };
+        Ok(table
+            .get(account)
+            .map_err(err)?
+            .map(|v| v.value().to_owned()))
+    }
+
+    fn save_cursor(&self, account: &str, cursor: &str) -> Result<(), BackgroundError> {
+        let tx = self.vault.db.begin_write().map_err(err)?;
+        {
+            // Only for a notifier that still exists: a turned-off one leaves nothing behind.
+            let exists = tx
+                .open_table(NOTIFIERS)
+                .map_err(err)?
+                .get(account)
+                .map_err(err)?
+                .is_some();
+            if exists {
+                tx.open_table(CURSORS)
+                    .map_err(err)?
+                    .insert(account, cursor)
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn seal_destination_if_notifier(
+        &self,
+        grant: &GrantId,
+        account: &str,
+        destination: &Destination,
+    ) -> Result<bool, BackgroundError> {
+        let record = self.destination_record(account, destination)?;
+        let bytes = serde_json::to_vec(&record).map_err(err)?;
+        let tx = self.vault.db.begin_write().map_err(err)?;
+        let sealed = {
+            let exists = tx
+                .open_table(NOTIFIERS)
+                .map_err(err)?
+                .get(account)
+                .map_err(err)?
+                .is_some();
+            if exists {
+                tx.open_table(BACKGROUNDS)
+                    .map_err(err)?
+                    .insert(grant.as_str(), bytes.as_slice())
+                    .map_err(err)?;
+            }
+            exists
+        };
+        tx.commit().map_err(err)?;
+        Ok(sealed)
+    }
+
+    fn remove_orphans(&self) -> Result<usize, BackgroundError> {
+        let tx = self.vault.db.begin_write().map_err(err)?;
+        let removed = {
+            let grants = tx.open_table(super::GRANTS).map_err(err)?;
+            let mut table = tx.open_table(BACKGROUNDS).map_err(err)?;
+            let mut orphans = Vec::new();
+            for row in table.iter().map_err(err)? {
+                let (k, _) = row.map_err(err)?;
+                let grant = k.value().to_owned();
+                if grants.get(grant.as_str()).map_err(err)?.is_none() {
+                    orphans.push(grant);
+                }
+            }
+            for grant in &orphans {
+                table.remove(grant.as_str()).map_err(err)?;
+            }
+            orphans.len()
+        };
+        tx.commit().map_err(err)?;
+        Ok(removed)
+    }
+
+    fn seal_destination(
+        &self,
+        grant: &GrantId,
+        account: &str,
+        destination: &Destination,
+    ) -> Result<(), BackgroundError> {
+        let record = self.destination_record(account, destination)?;
         self.vault.put_json(BACKGROUNDS, grant.as_str(), &record)
     }
 
@@ -309,18 +432,27 @@ impl BackgroundStore for BackgroundVault {
     }
 
     fn record_delivery(&self, grant: &GrantId, last: &LastDelivery) -> Result<(), BackgroundError> {
-        let Some(mut record) = self
-            .vault
-            .get_json::<BackgroundRecord>(BACKGROUNDS, grant.as_str())?
-        else {
-            return Ok(());
-        };
-        record.last = Some(LastRecord {
-            at: last.at.timestamp(),
-            delivered: last.delivered,
-            detail: last.detail.clone(),
-        });
-        self.vault.put_json(BACKGROUNDS, grant.as_str(), &record)
+        let tx = self.vault.db.begin_write().map_err(err)?;
+        {
+            let mut table = tx.open_table(BACKGROUNDS).map_err(err)?;
+            let current = table
+                .get(grant.as_str())
+                .map_err(err)?
+                .map(|v| serde_json::from_slice::<BackgroundRecord>(v.value()));
+            // Turned off meanwhile: nothing comes back.
+            if let Some(Ok(mut record)) = current {
+                record.last = Some(LastRecord {
+                    at: last.at.timestamp(),
+                    delivered: last.delivered,
+                    detail: last.detail.clone(),
+                });
+                let bytes = serde_json::to_vec(&record).map_err(err)?;
+                table
+                    .insert(grant.as_str(), bytes.as_slice())
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 
     fn remove_destination(&self, grant: &GrantId) -> Result<bool, BackgroundError> {
@@ -360,6 +492,20 @@ impl NotifierVault {
         Self { vault, key }
     }
 
+    /// The tokens a record holds, if this key opens them.
+    fn tokens(&self, record: &NotifierRecord) -> Option<UpstreamTokens> {
+        let props = open_props(&record.sealed, &self.key.0)?;
+        let UpstreamCredential::Bearer(access) = props.credential else {
+            return None;
+        };
+        Some(UpstreamTokens {
+            access,
+            refresh: props.refresh.map(|r| r.token),
+            expires_at: props.expires_at,
+            issued_at: props.issued_at,
+        })
+    }
+
     #[cfg(test)]
     pub(super) fn key_for_tests(&self) -> &age::x25519::Identity {
         &self.key.0
@@ -376,17 +522,9 @@ impl NotifierKeyring for NotifierVault {
         let Some(record) = self.vault.get_json::<NotifierRecord>(NOTIFIERS, account)? else {
             return Ok(None);
         };
-        let props = open_props(&record.sealed, &self.key.0)
-            .ok_or_else(|| err("the notifier grant does not open with this key"))?;
-        let UpstreamCredential::Bearer(access) = props.credential else {
-            return Err(err("the notifier grant holds no OAuth tokens"));
-        };
-        Ok(Some(UpstreamTokens {
-            access,
-            refresh: props.refresh.map(|r| r.token),
-            expires_at: props.expires_at,
-            issued_at: props.issued_at,
-        }))
+        self.tokens(&record)
+            .map(Some)
+            .ok_or_else(|| err("the notifier grant does not open with this key"))
     }
 
     fn open_destination(&self, grant: &GrantId) -> Result<Option<Destination>, BackgroundError> {
@@ -431,6 +569,44 @@ impl NotifierKeyring for NotifierVault {
             .map_err(err)?
             .remove(account)
             .map_err(err)?;
+        tx.open_table(CURSORS)
+            .map_err(err)?
+            .remove(account)
+            .map_err(err)?;
         tx.commit().map_err(err)
+    }
+
+    fn take_unused(&self, account: &str) -> Result<Option<UpstreamTokens>, BackgroundError> {
+        let tx = self.vault.db.begin_write().map_err(err)?;
+        let taken = {
+            let backgrounds = tx.open_table(BACKGROUNDS).map_err(err)?;
+            let mut used = false;
+            for row in backgrounds.iter().map_err(err)? {
+                let (_, v) = row.map_err(err)?;
+                used |= serde_json::from_slice::<BackgroundRecord>(v.value())
+                    .is_ok_and(|r| r.account == account);
+            }
+            if used {
+                None
+            } else {
+                let removed = tx
+                    .open_table(NOTIFIERS)
+                    .map_err(err)?
+                    .remove(account)
+                    .map_err(err)?
+                    .map(|v| v.value().to_vec());
+                tx.open_table(CURSORS)
+                    .map_err(err)?
+                    .remove(account)
+                    .map_err(err)?;
+                removed
+            }
+        };
+        tx.commit().map_err(err)?;
+        let Some(bytes) = taken else {
+            return Ok(None);
+        };
+        let record: NotifierRecord = serde_json::from_slice(&bytes).map_err(err)?;
+        Ok(self.tokens(&record))
     }
 }

@@ -536,6 +536,75 @@ mod background {
         assert!(front.backgrounds().unwrap().is_empty());
     }
 
+    #[tokio::test]
+    async fn the_notifier_ends_only_an_unused_grant_and_turning_on_needs_one() {
+        let (_p, vault) = temp_db();
+        let k = key(&std::env::temp_dir());
+        let front = BackgroundVault::new(vault.clone(), k.seal());
+        let notifier = NotifierVault::new(vault.clone(), k);
+        let (grant, _) = connected(&vault, "s").await;
+        // No notifier grant yet: nothing is turned on without the consent.
+        assert!(
+            !front
+                .seal_destination_if_notifier(&grant, "acct", &webhook().0)
+                .unwrap()
+        );
+        assert!(front.background(&grant).unwrap().is_none());
+        front.seal_notifier("acct", &tokens("n")).unwrap();
+        assert!(
+            front
+                .seal_destination_if_notifier(&grant, "acct", &webhook().0)
+                .unwrap()
+        );
+        front.save_cursor("acct", "c1").unwrap();
+        // In use: not taken.
+        assert!(notifier.take_unused("acct").unwrap().is_none());
+        assert!(front.has_notifier("acct").unwrap());
+        // A delivery recorded after turning off brings nothing back.
+        front.remove_destination(&grant).unwrap();
+        front
+            .record_delivery(
+                &grant,
+                &LastDelivery {
+                    at: chrono::Utc::now(),
+                    delivered: true,
+                    detail: "late".into(),
+                },
+            )
+            .unwrap();
+        assert!(front.background(&grant).unwrap().is_none());
+        // Unused: taken whole (tokens to revoke), cursor and all.
+        let taken = notifier.take_unused("acct").unwrap().unwrap();
+        assert_eq!(taken.refresh.unwrap().expose_secret(), "n-refresh");
+        assert!(!front.has_notifier("acct").unwrap());
+        assert_eq!(front.cursor("acct").unwrap(), None);
+        front.save_cursor("acct", "c2").unwrap();
+        assert_eq!(
+            front.cursor("acct").unwrap(),
+            None,
+            "no cursor without a notifier"
+        );
+    }
+
+    #[tokio::test]
+    async fn destinations_of_connections_that_no_longer_exist_are_swept() {
+        let (_p, vault) = temp_db();
+        let k = key(&std::env::temp_dir());
+        let front = BackgroundVault::new(vault.clone(), k.seal());
+        let (grant, _) = connected(&vault, "s").await;
+        front
+            .seal_destination(&grant, "acct", &webhook().0)
+            .unwrap();
+        front
+            .seal_destination(&GrantId::new("gone"), "acct", &webhook().0)
+            .unwrap();
+        assert_eq!(front.remove_orphans().unwrap(), 1);
+        assert_eq!(front.backgrounds().unwrap().len(), 1);
+        assert_eq!(vault.notifier_grants().unwrap(), 0);
+        front.seal_notifier("acct", &tokens("n")).unwrap();
+        assert_eq!(vault.notifier_grants().unwrap(), 1);
+    }
+
     #[test]
     fn the_key_file_is_created_owner_only_and_read_back() {
         let path = std::env::temp_dir().join(format!("notifier-{:x}.key", rand::random::<u64>()));
@@ -548,6 +617,14 @@ mod background {
         }
         let again = NotifierKey::load_or_create(&path).unwrap();
         assert_eq!(first.seal().0.to_string(), again.seal().0.to_string());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let refused = NotifierKey::load(&path).unwrap_err();
+            assert!(refused.contains("read by others"), "{refused}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         std::fs::write(&path, "garbage").unwrap();
         assert!(NotifierKey::load_or_create(&path).is_err());
         let _ = std::fs::remove_file(&path);
