@@ -146,6 +146,27 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
     build_app(config, vault, true).await
 }
 
+/// Our client at the upstream, as configured (the notifier's differs in name, id and scopes).
+fn upstream_settings(config: &Config, redirect_uri: url::Url) -> UpstreamSettings {
+    let u = &config.upstream;
+    UpstreamSettings {
+        issuer: u.issuer.clone(),
+        authorization_endpoint: u.authorization_endpoint.clone(),
+        token_endpoint: u.token_endpoint.clone(),
+        registration_endpoint: u.registration_endpoint.clone(),
+        requires_iss: None,
+        client_id: u.client_id.clone(),
+        client_secret: u.client_secret.clone(),
+        secret_in_body: false,
+        scopes: u.scopes.clone(),
+        resource: u.resource.clone(),
+        redirect_uri,
+        revocation_endpoint: u.revocation_endpoint.clone(),
+        client_name: MAIN_CLIENT_NAME,
+        timeout: config.upstream_timeout,
+    }
+}
+
 /// The settings page's side of background delivery.
 type BackgroundSide = Arc<BackgroundSetup<Upstream, JmapMailStore>>;
 
@@ -178,29 +199,20 @@ fn background_delivery(
     };
     let store: Arc<dyn BackgroundStore> = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
     let keyring: Arc<dyn NotifierKeyring> = Arc::new(NotifierVault::new(vault.clone(), key));
-    let u = &config.upstream;
     let upstream = Arc::new(LazyUpstream::new(
         UpstreamSettings {
-            issuer: u.issuer.clone(),
-            authorization_endpoint: u.authorization_endpoint.clone(),
-            token_endpoint: u.token_endpoint.clone(),
-            registration_endpoint: u.registration_endpoint.clone(),
-            requires_iss: None,
             client_id: bg.client_id.clone(),
             client_secret: None,
-            secret_in_body: false,
             // The notifier never sends: it doesn't ask for submission.
-            scopes: u
+            scopes: config
+                .upstream
                 .scopes
                 .iter()
                 .filter(|s| !s.contains("submission"))
                 .cloned()
                 .collect(),
-            resource: u.resource.clone(),
-            redirect_uri,
-            revocation_endpoint: u.revocation_endpoint.clone(),
             client_name: NOTIFIER_CLIENT_NAME,
-            timeout: config.upstream_timeout,
+            ..upstream_settings(config, redirect_uri)
         },
         Arc::new(vault.clone()),
     ));
@@ -278,24 +290,8 @@ async fn build_app(
         }
         _ => (None, None),
     };
-    let u = &config.upstream;
     let upstream = Arc::new(LazyUpstream::new(
-        UpstreamSettings {
-            issuer: u.issuer.clone(),
-            authorization_endpoint: u.authorization_endpoint.clone(),
-            token_endpoint: u.token_endpoint.clone(),
-            registration_endpoint: u.registration_endpoint.clone(),
-            requires_iss: None,
-            client_id: u.client_id.clone(),
-            client_secret: u.client_secret.clone(),
-            secret_in_body: false,
-            scopes: u.scopes.clone(),
-            resource: u.resource.clone(),
-            redirect_uri,
-            revocation_endpoint: u.revocation_endpoint.clone(),
-            client_name: MAIN_CLIENT_NAME,
-            timeout: config.upstream_timeout,
-        },
+        upstream_settings(config, redirect_uri),
         Arc::new(vault.clone()),
     ));
     let vault_arc = Arc::new(vault.clone());

@@ -29,24 +29,65 @@ async fn offering_at(
     sink: &Sink,
     extra: &[&str],
 ) -> (Standin, TestApp, tempdir::Dir) {
-    let keys = tempdir::Dir::new("notifier-key");
-    let ca = keys.0.join("sink.pem");
-    std::fs::write(&ca, &sink.cert_pem).unwrap();
-    let key = keys.0.join("notifier.key");
-    let mut args = vec![
-        "--notify-background",
-        "--notifier-key-file",
-        key.to_str().unwrap(),
-        "--test-allow-private-destinations",
-        "--test-delivery-ca-file",
-        ca.to_str().unwrap(),
-    ];
+    let (keys, flags) = background_flags(sink);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.extend_from_slice(extra);
     if !extra.contains(&"--notify-poll-secs") {
         args.extend(["--notify-poll-secs", "1"]);
     }
     let (standin, app) = writer_app_at(session_url, &args).await;
     (standin, app, keys)
+}
+
+/// The flags that offer background notifications delivering to `sink` (its certificate
+/// trusted, loopback allowed), with the directory holding the notifier key and the certificate.
+pub(crate) fn background_flags(sink: &Sink) -> (tempdir::Dir, Vec<String>) {
+    let keys = tempdir::Dir::new("notifier-key");
+    let ca = keys.0.join("sink.pem");
+    std::fs::write(&ca, &sink.cert_pem).unwrap();
+    let key = keys.0.join("notifier.key");
+    let flags = vec![
+        "--notify-background".to_owned(),
+        "--notifier-key-file".to_owned(),
+        key.display().to_string(),
+        "--test-allow-private-destinations".to_owned(),
+        "--test-delivery-ca-file".to_owned(),
+        ca.display().to_string(),
+    ];
+    (keys, flags)
+}
+
+/// Turns on background delivery to `sink`'s `/hook` for `grant` with the secret the settings
+/// page offered, through the provider's consent; returns the secret.
+async fn turn_on_webhook(
+    app: &TestApp,
+    browser: &mut Browser,
+    csrf: &str,
+    grant: &str,
+    sink: &Sink,
+) -> String {
+    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let secret = page.field("secret");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let back = turn_on(
+        app,
+        browser,
+        grant,
+        &[
+            ("csrf_token", csrf),
+            ("kind", "webhook"),
+            ("url", &sink.url("/hook")),
+            ("secret", &secret),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (back.status, back.location()),
+        (303, "/settings?done=background".to_owned()),
+        "{}",
+        back.body
+    );
+    secret
 }
 
 /// The grant an access token opens (its id is the token's first part).
@@ -104,27 +145,7 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
     let page = browser.get(&format!("{}/settings", app.base())).await;
     assert!(page.body.contains("mailconnect notifier"), "{}", page.body);
     let grant = grant_of(&token);
-    let secret = page.field("secret");
-    assert!(secret.starts_with("whsec_"), "{secret}");
-
-    let back = turn_on(
-        &app,
-        &mut browser,
-        &grant,
-        &[
-            ("csrf_token", &csrf),
-            ("kind", "webhook"),
-            ("url", &sink.url("/hook")),
-            ("secret", &secret),
-        ],
-    )
-    .await;
-    assert_eq!(
-        (back.status, back.location()),
-        (303, "/settings?done=background".to_owned()),
-        "{}",
-        back.body
-    );
+    let secret = turn_on_webhook(&app, &mut browser, &csrf, &grant, &sink).await;
     let page = browser.get(&format!("{}/settings", app.base())).await;
     assert!(
         page.body.contains("class=\"background-on\"") && page.body.contains("127.0.0.1"),
@@ -345,26 +366,7 @@ async fn background_a_push_event_wakes_the_notifier_at_once() {
     let (_standin, app, _keys) =
         offering_at(&proxy.session_url(), &sink, &["--notify-poll-secs", "600"]).await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
-    let page = browser.get(&format!("{}/settings", app.base())).await;
-    let secret = page.field("secret");
-    let back = turn_on(
-        &app,
-        &mut browser,
-        &grant_of(&token),
-        &[
-            ("csrf_token", &csrf),
-            ("kind", "webhook"),
-            ("url", &sink.url("/hook")),
-            ("secret", &secret),
-        ],
-    )
-    .await;
-    assert_eq!(
-        back.location(),
-        "/settings?done=background",
-        "{}",
-        back.body
-    );
+    let secret = turn_on_webhook(&app, &mut browser, &csrf, &grant_of(&token), &sink).await;
     // The notifier opens the account's push channel with its own grant.
     let mut opened = Vec::new();
     for _ in 0..50 {
@@ -395,26 +397,7 @@ async fn background_turning_off_hear_about_new_mail_ends_background_delivery() {
     let (standin, app, _keys) = offering(&sink, &[]).await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
     let grant = grant_of(&token);
-    let page = browser.get(&format!("{}/settings", app.base())).await;
-    let secret = page.field("secret");
-    let back = turn_on(
-        &app,
-        &mut browser,
-        &grant,
-        &[
-            ("csrf_token", &csrf),
-            ("kind", "webhook"),
-            ("url", &sink.url("/hook")),
-            ("secret", &secret),
-        ],
-    )
-    .await;
-    assert_eq!(
-        back.location(),
-        "/settings?done=background",
-        "{}",
-        back.body
-    );
+    turn_on_webhook(&app, &mut browser, &csrf, &grant, &sink).await;
     let revocations = standin.stats().await["revocations"].as_u64().unwrap();
     let saved = browser
         .post_form(

@@ -155,24 +155,10 @@ async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
     let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
     // Background delivery too: a webhook on loopback hears of the arrival.
     let sink = crate::delivery::Sink::start(vec![]).await;
-    let keys = crate::support::tempdir::Dir::new("log-hygiene-key");
-    let ca = keys.0.join("sink.pem");
-    std::fs::write(&ca, &sink.cert_pem).unwrap();
-    let key = keys.0.join("notifier.key");
-    let (mut server, base, _data) = spawn_binary(
-        &standin,
-        &[
-            "--notify-poll-secs",
-            "1",
-            "--notify-background",
-            "--notifier-key-file",
-            key.to_str().unwrap(),
-            "--test-allow-private-destinations",
-            "--test-delivery-ca-file",
-            ca.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (_keys, flags) = crate::background::background_flags(&sink);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["--notify-poll-secs", "1"]);
+    let (mut server, base, _data) = spawn_binary(&standin, &args).await;
     let client = Client::register_at(&base, "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
     let returned = client.authorize(&mut browser).await;

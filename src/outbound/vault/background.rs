@@ -164,6 +164,16 @@ fn err(e: impl std::fmt::Display) -> BackgroundError {
     BackgroundError::Store(e.to_string())
 }
 
+/// Whether `account` has a notifier grant, inside a write transaction.
+fn has_notifier(tx: &redb::WriteTransaction, account: &str) -> Result<bool, BackgroundError> {
+    Ok(tx
+        .open_table(NOTIFIERS)
+        .map_err(err)?
+        .get(account)
+        .map_err(err)?
+        .is_some())
+}
+
 fn to_time(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or_default()
 }
@@ -231,9 +241,13 @@ impl RedbVault {
         }
     }
 
-    fn all_backgrounds(&self) -> Result<Vec<(String, BackgroundRecord)>, BackgroundError> {
+    /// Every row of `table` (none before the first write created it).
+    fn rows(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<(String, Vec<u8>)>, BackgroundError> {
         let tx = self.db.begin_read().map_err(err)?;
-        let table = match tx.open_table(BACKGROUNDS) {
+        let table = match tx.open_table(table) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(err(e)),
@@ -241,11 +255,17 @@ impl RedbVault {
         let mut out = Vec::new();
         for row in table.iter().map_err(err)? {
             let (k, v) = row.map_err(err)?;
-            if let Ok(record) = serde_json::from_slice::<BackgroundRecord>(v.value()) {
-                out.push((k.value().to_owned(), record));
-            }
+            out.push((k.value().to_owned(), v.value().to_vec()));
         }
         Ok(out)
+    }
+
+    fn all_backgrounds(&self) -> Result<Vec<(String, BackgroundRecord)>, BackgroundError> {
+        Ok(self
+            .rows(BACKGROUNDS)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+            .collect())
     }
 }
 
@@ -339,13 +359,7 @@ impl BackgroundStore for BackgroundVault {
         let tx = self.vault.db.begin_write().map_err(err)?;
         {
             // Only for a notifier that still exists: a turned-off one leaves nothing behind.
-            let exists = tx
-                .open_table(NOTIFIERS)
-                .map_err(err)?
-                .get(account)
-                .map_err(err)?
-                .is_some();
-            if exists {
+            if has_notifier(&tx, account)? {
                 tx.open_table(CURSORS)
                     .map_err(err)?
                     .insert(account, cursor)
@@ -365,12 +379,7 @@ impl BackgroundStore for BackgroundVault {
         let bytes = serde_json::to_vec(&record).map_err(err)?;
         let tx = self.vault.db.begin_write().map_err(err)?;
         let sealed = {
-            let exists = tx
-                .open_table(NOTIFIERS)
-                .map_err(err)?
-                .get(account)
-                .map_err(err)?
-                .is_some();
+            let exists = has_notifier(&tx, account)?;
             if exists {
                 tx.open_table(BACKGROUNDS)
                     .map_err(err)?
@@ -550,17 +559,12 @@ impl NotifierKeyring for NotifierVault {
     }
 
     fn notifier_accounts(&self) -> Result<Vec<String>, BackgroundError> {
-        let tx = self.vault.db.begin_read().map_err(err)?;
-        let table = match tx.open_table(NOTIFIERS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(err(e)),
-        };
-        let mut out = Vec::new();
-        for row in table.iter().map_err(err)? {
-            out.push(row.map_err(err)?.0.value().to_owned());
-        }
-        Ok(out)
+        Ok(self
+            .vault
+            .rows(NOTIFIERS)?
+            .into_iter()
+            .map(|(account, _)| account)
+            .collect())
     }
 
     fn remove_notifier(&self, account: &str) -> Result<(), BackgroundError> {
