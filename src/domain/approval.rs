@@ -349,7 +349,8 @@ pub trait ApprovalStore: Send + Sync + 'static {
         submission: Option<String>,
     ) -> Result<(), ApprovalError>;
 
-    /// Forgets an approval.
+    /// Forgets an approval, unless it is claimed (a send in flight settles it; a stale
+    /// read must not lose it).
     ///
     /// # Errors
     /// [`ApprovalError::Store`].

@@ -104,19 +104,23 @@ impl RedbVault {
 impl ApprovalStore for RedbVault {
     fn insert(&self, record: &ApprovalRecord) -> Result<(), ApprovalError> {
         let now = chrono::Utc::now().timestamp();
-        let stale: Vec<String> = self
-            .approvals_all()?
-            .into_iter()
-            .filter(|r| {
-                (r.grant == record.grant && r.draft == record.draft)
-                    || now >= r.expires_at + KEEP_AFTER_EXPIRY_SECS
-            })
-            .map(|r| r.id.as_str().to_owned())
-            .collect();
         let encoded = records::encode(&to_record(record)).map_err(store_err)?;
         let tx = self.db.begin_write().map_err(db_err).map_err(store_err)?;
         {
             let mut table = tx.open_table(APPROVALS).map_err(store_err)?;
+            // In the same transaction as the insert: the older asks for this draft go, and
+            // what lapsed long ago, but never a claimed one (a send in flight settles it).
+            let mut stale = Vec::new();
+            for row in table.iter().map_err(store_err)? {
+                let (k, v) = row.map_err(store_err)?;
+                let r: Record = records::decode(v.value()).map_err(store_err)?;
+                let same_draft =
+                    r.grant == record.grant.as_str() && r.draft == record.draft.as_str();
+                let claimed = r.status == Status::Claimed.as_str();
+                if (same_draft && !claimed) || now >= r.expires_at + KEEP_AFTER_EXPIRY_SECS {
+                    stale.push(k.value().to_owned());
+                }
+            }
             for id in &stale {
                 table.remove(id.as_str()).map_err(store_err)?;
             }
@@ -203,10 +207,20 @@ impl ApprovalStore for RedbVault {
 
     fn remove(&self, id: &ApprovalId) -> Result<(), ApprovalError> {
         let tx = self.db.begin_write().map_err(store_err)?;
-        tx.open_table(APPROVALS)
-            .map_err(store_err)?
-            .remove(id.as_str())
-            .map_err(store_err)?;
+        {
+            let mut table = tx.open_table(APPROVALS).map_err(store_err)?;
+            // Checked in the removing transaction: a claim made meanwhile keeps its record.
+            let claimed = table
+                .get(id.as_str())
+                .map_err(store_err)?
+                .map(|v| records::decode::<Record>(v.value()))
+                .transpose()
+                .map_err(store_err)?
+                .is_some_and(|r| r.status == Status::Claimed.as_str());
+            if !claimed {
+                table.remove(id.as_str()).map_err(store_err)?;
+            }
+        }
         tx.commit().map_err(store_err)
     }
 }
@@ -266,7 +280,8 @@ mod tests {
             .map(|t| usize::from(t.join().unwrap()))
             .sum();
         assert_eq!(winners, 1);
-        // A new ask for the same draft replaces the old one.
+        // A new ask for the same draft replaces the old ones, but never a claimed one: a send
+        // in flight settles it (and a stale read can't remove it either).
         let again = ask("M1", now + 1);
         v.insert(again.record()).unwrap();
         let found = v
@@ -275,7 +290,21 @@ mod tests {
             .unwrap();
         assert!(matches!(found.clone().typed(), Typed::Pending(_)));
         assert_eq!(found.id, again.record().id);
-        assert_eq!(v.approvals_all().unwrap().len(), 1);
+        assert_eq!(v.approvals_all().unwrap().len(), 2);
+        let claimed = approved.record().id.clone();
+        v.remove(&claimed).unwrap();
+        assert!(v.get(&claimed).unwrap().is_some(), "claimed: kept");
+        v.transition(&claimed, Status::Claimed, Status::Sent, None)
+            .unwrap();
+        v.remove(&claimed).unwrap();
+        assert!(v.get(&claimed).unwrap().is_none());
+        let newer = ask("M1", now + 2);
+        v.insert(newer.record()).unwrap();
+        assert_eq!(
+            v.approvals_all().unwrap().len(),
+            1,
+            "the older pending went"
+        );
         drop(v);
         let _ = std::fs::remove_dir_all(dir);
     }
