@@ -432,7 +432,24 @@ impl ApprovalRecord {
     pub fn expired(&self, now: i64) -> bool {
         now >= self.expires_at
     }
+
+    /// A claim whose submission's outcome was never known (its answer was lost), old enough
+    /// at `now` that no send of it can still be in flight: the server can settle it.
+    #[must_use]
+    pub fn unsettled_claim(self, now: i64) -> Option<Approval<Claimed>> {
+        (self.status == Status::Claimed
+            && self.submission.is_none()
+            && now >= self.expires_at + CLAIM_SETTLES_AFTER)
+            .then_some(Approval {
+                record: self,
+                state: PhantomData,
+            })
+    }
 }
+
+/// How long after its approval lapsed an unknown outcome is settled from the server: every
+/// send of it (claimed before the lapse, bounded by the tool deadline) has ended by then.
+pub const CLAIM_SETTLES_AFTER: i64 = 120;
 
 impl Approval<Pending> {
     /// A new approval for `digest`, with the review page's sealed snapshot.
@@ -516,6 +533,16 @@ impl Approval<Claimed> {
         submission: String,
     ) -> Result<ApprovalRecord, ApprovalError> {
         self.step::<Claimed>(store, Status::Claimed, Status::Sent, Some(submission))
+            .map(|a| a.record)
+    }
+
+    /// The message left after all, though its submission's answer was lost (the server no
+    /// longer has the draft as a draft).
+    ///
+    /// # Errors
+    /// [`ApprovalError::Conflict`] when it moved meanwhile.
+    pub fn left(self, store: &dyn ApprovalStore) -> Result<ApprovalRecord, ApprovalError> {
+        self.step::<Claimed>(store, Status::Claimed, Status::Sent, None)
             .map(|a| a.record)
     }
 

@@ -238,6 +238,37 @@ fn an_approval_is_claimed_once_and_never_after_a_decline_or_expiry() {
 }
 
 #[test]
+fn an_unknown_outcome_is_settled_only_once_no_send_can_be_in_flight() {
+    let store = Memory::default();
+    let claimed = asked(&store, 1000)
+        .approve(&store, 1001)
+        .unwrap()
+        .claim(&store, 1002)
+        .unwrap();
+    let record = claimed.record().clone();
+    let lapse = record.expires_at;
+    assert!(
+        record.clone().unsettled_claim(1003).is_none(),
+        "maybe in flight"
+    );
+    assert!(
+        record
+            .clone()
+            .unsettled_claim(lapse + CLAIM_SETTLES_AFTER - 1)
+            .is_none()
+    );
+    let settle = record
+        .clone()
+        .unsettled_claim(lapse + CLAIM_SETTLES_AFTER)
+        .unwrap();
+    let left = settle.left(&store).unwrap();
+    assert_eq!((left.status, left.submission), (Status::Sent, None));
+    // Sent or with a known submission: nothing to settle.
+    let known = store.get(&record.id).unwrap().unwrap();
+    assert!(known.unsettled_claim(lapse + 10_000).is_none());
+}
+
+#[test]
 fn ids_are_random_and_parse_strictly() {
     let a = ApprovalId::generate();
     assert_ne!(a, ApprovalId::generate());

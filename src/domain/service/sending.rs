@@ -396,6 +396,19 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 // Sent before, and a draft in Drafts again (its send was cancelled): a new
                 // send, asked afresh.
                 Status::Sent => self.forget(&approvals, &record).await?,
+                // A send whose outcome was never known, long enough ago that none is in
+                // flight; the draft is still a draft (just read), so nothing left: forget the
+                // claim and ask afresh.
+                Status::Claimed => match record.unsettled_claim(now) {
+                    Some(claim) => {
+                        blocking(&approvals, move |s| {
+                            let released = claim.release(s)?;
+                            s.remove(&released.record().id)
+                        })
+                        .await?;
+                    }
+                    None => return Err(SendRefusal::ApprovalUsed.into()),
+                },
                 _ => return Err(SendRefusal::ApprovalUsed.into()),
             },
             None => {}
@@ -630,7 +643,30 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     ) -> Result<Option<ApprovalRecord>, ServiceError> {
         require(caller, Capability::Send, "see sending status")?;
         let approvals = Arc::clone(self.approvals()?);
-        let (grant, draft) = (caller.grant.clone(), draft.clone());
-        blocking(&approvals, move |s| s.find(&grant, &draft)).await
+        let (grant, wanted) = (caller.grant.clone(), draft.clone());
+        let found = blocking(&approvals, move |s| s.find(&grant, &wanted)).await?;
+        let Some(claim) = found.clone().and_then(|r| r.unsettled_claim(now())) else {
+            return Ok(found);
+        };
+        // An unknown outcome, old enough to settle: the server says whether it left.
+        let snapshot = self
+            .with_credential(caller, |cred| async move {
+                self.store.draft(&cred, draft).await
+            })
+            .await;
+        let left = match snapshot {
+            Ok(s) => !(s.in_drafts && s.is_draft),
+            Err(ServiceError::Store(MailStoreError::NotFound(_))) => true,
+            Err(e) => return Err(e),
+        };
+        blocking(&approvals, move |s| {
+            if left {
+                claim.left(s).map(Some)
+            } else {
+                let released = claim.release(s)?;
+                s.remove(&released.record().id).map(|()| None)
+            }
+        })
+        .await
     }
 }
