@@ -63,6 +63,12 @@ struct Pacing {
     /// Arrivals held by quiet hours, for the digest at their end.
     held: Vec<Arrival>,
     held_until: Option<DateTime<Utc>>,
+    /// The least time between two notices (Poke: every one is a text message).
+    spacing: Option<chrono::Duration>,
+    /// When the last notice went.
+    last_sent: Option<DateTime<Utc>>,
+    /// Arrivals waiting for the spacing, merged into the next notice.
+    spaced: Vec<Arrival>,
 }
 
 impl Default for Pacing {
@@ -71,9 +77,15 @@ impl Default for Pacing {
             cap: RateCap::new(3, 10),
             held: Vec::new(),
             held_until: None,
+            spacing: None,
+            last_sent: None,
+            spaced: Vec::new(),
         }
     }
 }
+
+/// The least time between two Poke messages (notify-compose.md B5).
+const POKE_SPACING: chrono::Duration = chrono::Duration::minutes(2);
 
 #[derive(Debug, Default)]
 struct AccountState {
@@ -437,6 +449,7 @@ where
         }
         for b in grants {
             let pacing = state.pacing.entry(b.grant.clone()).or_default();
+            pacing.spacing = (b.kind == "poke").then_some(POKE_SPACING);
             let settings = match self.settings_of(&b.grant).await {
                 Ok(Some(settings)) => settings,
                 // A connection that may no longer hear about new mail hears nothing.
@@ -590,6 +603,16 @@ fn notice(
         pacing.held_until = None;
         listed.append(&mut pacing.held);
     }
+    // Too soon after the last notice: this waits, merged into the next one.
+    let next_slot = pacing
+        .spacing
+        .zip(pacing.last_sent)
+        .map(|(gap, last)| last + gap);
+    if next_slot.is_some_and(|slot| now < slot) {
+        pacing.spaced.append(&mut listed);
+        return None;
+    }
+    listed.splice(0..0, pacing.spaced.drain(..));
     let digest = if !listed.is_empty() || pacing.cap.admit_digest(now) {
         pacing.cap.take_digest()
     } else {
@@ -604,6 +627,7 @@ fn notice(
         rand::random::<u64>()
     ))
     .ok()?;
+    pacing.last_sent = Some(now);
     Some(Notice {
         run_id,
         arrivals: listed,
@@ -763,6 +787,38 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn poke_hears_at_most_every_two_minutes_and_nothing_waiting_is_lost() {
+        let rules = NotifySettings::default().rules().unwrap();
+        let mut pacing = Pacing {
+            spacing: Some(POKE_SPACING),
+            ..Pacing::default()
+        };
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        let first = notice(&rules, &mut pacing, &plain(&[arrival("a@x.org", 1)]), t0).unwrap();
+        assert_eq!(first.arrivals.len(), 1);
+        let soon = t0 + chrono::Duration::seconds(30);
+        assert!(notice(&rules, &mut pacing, &plain(&[arrival("b@x.org", 2)]), soon).is_none());
+        assert!(
+            notice(
+                &rules,
+                &mut pacing,
+                &[],
+                t0 + chrono::Duration::seconds(119)
+            )
+            .is_none()
+        );
+        let next = notice(
+            &rules,
+            &mut pacing,
+            &plain(&[arrival("c@x.org", 3)]),
+            t0 + POKE_SPACING,
+        )
+        .unwrap();
+        let ids: Vec<&str> = next.arrivals.iter().map(|a| a.email_id.as_str()).collect();
+        assert_eq!(ids, ["e2", "e3"], "the waiting one first, merged");
     }
 
     #[test]
