@@ -458,6 +458,9 @@ pub trait TokenVault: Sync + 'static {
         rule: super::recipients::RecipientRule,
     ) -> Result<(), VaultError>;
 
+    /// Sets whether the grant's sends are approved only on the review page.
+    async fn set_review_only(&self, grant: &GrantId, review_only: bool) -> Result<(), VaultError>;
+
     /// Grants of the account that ended, kept (without any secret) for their audit log.
     async fn revoked_of(&self, account_digest: &str) -> Result<Vec<GrantSummary>, VaultError>;
 
@@ -488,6 +491,8 @@ pub struct GrantSummary {
     pub recipients: super::recipients::RecipientRule,
     /// Its new-mail rules.
     pub notify: super::notify::settings::NotifySettings,
+    /// Sends are approved only on the review page, never in the client's dialog.
+    pub review_only: bool,
 }
 
 /// Something a grant did or had done to it, for the person's audit log. Never mail content,
@@ -621,4 +626,8 @@ pub trait Policy: Sync + 'static {
         &self,
         grant: &GrantId,
     ) -> Result<super::recipients::RecipientRule, PolicyError>;
+
+    /// Whether sends of this grant are approved only on our review page, never in the
+    /// client's own dialog (which a client could answer by itself).
+    async fn review_only(&self, grant: &GrantId) -> Result<bool, PolicyError>;
 }

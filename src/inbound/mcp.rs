@@ -603,7 +603,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
     ) -> Result<Reply, ToolFailure> {
         let id = parsed("draft_id", EmailId::parse(a.draft_id.to_string()))?;
         let schedule = compose_args::schedule(a.send_at.map(|s| s.to_string()), a.undo_window_s)?;
-        if let Some(state) = &confirm.request_state {
+        let review_only = self.service.review_only(caller).await?;
+        if let Some(state) = &confirm.request_state
+            && !review_only
+        {
             // A 2026-07-28 retry with the person's answer to our form.
             let approval = self.open_state(state, caller, &id)?;
             let accepted = confirm
@@ -627,11 +630,13 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
         let mut url = self.review_link(&ask);
         let message = render::compose::confirmation(&ask.draft, &ask.schedule, url.as_deref());
         // A dialog shows the text up to a preview; what it can't show whole needs the link.
-        let dialog = if render::compose::fits_a_dialog(&ask.draft) || url.is_some() {
-            Dialog::of(confirm.ctx)
-        } else {
-            Dialog::None
-        };
+        // The person may want approvals on our page only.
+        let dialog =
+            if !review_only && (render::compose::fits_a_dialog(&ask.draft) || url.is_some()) {
+                Dialog::of(confirm.ctx)
+            } else {
+                Dialog::None
+            };
         match dialog {
             Dialog::InputRequired => {
                 let state = self.seal_state(&ask, caller, &id)?;
@@ -1315,6 +1320,9 @@ mod tests {
     /// tools read and write rules, not mail).
     fn reaching_policy(calls: &Arc<AtomicUsize>) -> MockPolicy {
         let mut policy = MockPolicy::new();
+        policy
+            .expect_review_only()
+            .returning(|_| Box::pin(async { Ok(false) }));
         let calls = Arc::clone(calls);
         policy.expect_notify_settings().returning(move |_| {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -1597,6 +1605,9 @@ mod no_send_without_the_capability {
                 policy
                     .expect_recipients()
                     .returning(|_| Box::pin(async { Ok(RecipientRule::Anyone) }));
+                policy
+                    .expect_review_only()
+                    .returning(|_| Box::pin(async { Ok(false) }));
                 policy
                     .expect_notify_settings()
                     .returning(|_| Box::pin(async { Ok(Default::default()) }));

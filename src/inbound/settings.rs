@@ -167,13 +167,15 @@ fn recipients_html(g: &crate::domain::ports::GrantSummary, csrf: &str) -> String
 <p><label><input type=\"radio\" name=\"recipients\" value=\"written_to\"{}> only people you have written to</label></p>\
 <p><label><input type=\"radio\" name=\"recipients\" value=\"only\"{}> only these addresses and domains (e.g. <code>ana@example.com</code>, <code>@example.com</code>, <code>*.example.com</code>):</label><br>\
 <textarea name=\"only_list\" rows=\"3\" cols=\"40\">{}</textarea></p>\
-<button type=\"submit\">Save recipients</button></fieldset></form>",
+<p><label><input type=\"checkbox\" name=\"review_only\" value=\"on\"{}> approve its sends only on mailconnect's review page, never in the assistant's own dialog (which an assistant could answer by itself)</label></p>\
+<button type=\"submit\">Save sending rules</button></fieldset></form>",
         escape(csrf),
         escape(&g.recipients.describe()),
         checked(g.recipients == RecipientRule::Anyone),
         checked(g.recipients == RecipientRule::WrittenTo),
         checked(matches!(g.recipients, RecipientRule::Only(_))),
         escape(&list),
+        checked(g.review_only),
     )
 }
 
@@ -563,7 +565,13 @@ mailbox, choose what each may do, and disconnect them.</p>\
         };
         match self
             .auth
-            .change_recipients(&session, csrf, &grant, rule)
+            .change_recipients(
+                &session,
+                csrf,
+                &grant,
+                rule,
+                form.get("review_only").is_some_and(|v| v == "on"),
+            )
             .await
         {
             Ok(()) => see_other("/settings?done=saved"),

@@ -976,6 +976,11 @@ impl TokenVault for RedbVault {
             .await
     }
 
+    async fn set_review_only(&self, grant: &GrantId, review_only: bool) -> Result<(), VaultError> {
+        self.update_policy(grant, move |g| g.review_only = review_only)
+            .await
+    }
+
     async fn set_capabilities(
         &self,
         grant: &GrantId,
@@ -1040,6 +1045,7 @@ impl RedbVault {
                     .clone()
                     .map(records::NotifyRecord::into_settings)
                     .unwrap_or_default(),
+                review_only: g.review_only,
             });
         }
         out.sort_by_key(|g| std::cmp::Reverse(g.created_at));
@@ -1068,6 +1074,7 @@ impl RedbVault {
                 capabilities: CapabilitySet::read_only(),
                 recipients: RecipientRule::default(),
                 notify: NotifySettings::default(),
+                review_only: false,
             });
         }
         out.sort_by_key(|g| std::cmp::Reverse(g.last_used_at));
@@ -1150,6 +1157,19 @@ impl Policy for RedbVault {
         tokio::task::spawn_blocking(move || vault.recipients_blocking(&id))
             .await
             .unwrap_or_else(|_| Err(PolicyError("policy task failed".into())))
+    }
+
+    async fn review_only(&self, grant: &GrantId) -> Result<bool, PolicyError> {
+        // Read fresh each time, like the recipient rule: a tightened rule applies at once.
+        let vault = self.clone();
+        let id = grant.clone();
+        tokio::task::spawn_blocking(move || {
+            vault
+                .policy_record_blocking(&id)
+                .map(|record| record.review_only)
+        })
+        .await
+        .unwrap_or_else(|_| Err(PolicyError("policy task failed".into())))
     }
 
     async fn capabilities(&self, grant: &GrantId) -> Result<CapabilitySet, PolicyError> {

@@ -634,3 +634,51 @@ async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_
     .await;
     assert!(is_error(&r) && text(&r).contains("recipients"), "{r}");
 }
+
+#[tokio::test]
+async fn compose_flow_review_page_only_never_asks_in_the_clients_form() {
+    let (_standin, app) = writer_app().await;
+    let (token, _, _) = connected(&app, &["send"]).await;
+    let mark = marker();
+    let id = draft(&app, &token, &mark).await;
+    // An answer to the client's form, asked before the person chose the review page only.
+    let asked = send_with_form(&app, &token, &id, json!({})).await;
+    let state = asked["result"]["requestState"].as_str().unwrap().to_owned();
+
+    let (mut browser, page) = crate::control::sign_in(&app).await;
+    let csrf = page.field("csrf_token");
+    let grant = token.split('.').next().unwrap();
+    let saved = browser
+        .post_form(
+            &format!("{}/settings/connections/{grant}/recipients", app.base()),
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("recipients", "anyone"),
+                ("review_only", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let page = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(
+        page.body
+            .contains("name=\"review_only\" value=\"on\" checked"),
+        "{}",
+        page.body
+    );
+
+    // The form is never offered again, and an answer to the old one approves nothing.
+    let accept = json!({"confirm_send": {"action": "accept", "content": {"send": true}}});
+    let r = send_with_form(
+        &app,
+        &token,
+        &id,
+        json!({"inputResponses": accept, "requestState": state}),
+    )
+    .await;
+    assert_ne!(r["result"]["resultType"], "input_required", "{r}");
+    assert!(approval_path(&r).contains("/approve/"), "{r}");
+    assert!(sent_with(&mark).is_empty(), "nothing left without the page");
+    let (_, r) = call_tool(&app, &token, "delete_draft", json!({"draft_id": id})).await;
+    assert!(!is_error(&r), "{r}");
+}

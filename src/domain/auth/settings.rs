@@ -353,10 +353,12 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         csrf: &str,
         grant: &GrantId,
         rule: crate::domain::recipients::RecipientRule,
+        review_only: bool,
     ) -> Result<(), SettingsError> {
         self.owned(session, csrf, grant).await?;
         self.vault().set_recipients(grant, rule).await?;
-        tracing::info!(grant = %grant, "recipient rule changed in settings");
+        self.vault().set_review_only(grant, review_only).await?;
+        tracing::info!(grant = %grant, "sending rules changed in settings");
         Ok(())
     }
 

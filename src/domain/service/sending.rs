@@ -632,6 +632,16 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         }
     }
 
+    /// Whether the person wants this connection's sends approved only on the review page
+    /// (never in the client's own dialog, which a client could answer by itself).
+    ///
+    /// # Errors
+    /// Policy errors.
+    pub async fn review_only(&self, caller: &Caller) -> Result<bool, ServiceError> {
+        require(caller, Capability::Send, "send mail")?;
+        Ok(self.policy.review_only(&caller.grant).await?)
+    }
+
     /// `get_send_status` for a draft: where its approval is, if it has one.
     ///
     /// # Errors

@@ -90,6 +90,9 @@ pub struct GrantRecord {
     /// Who it may send to (`RecipientRule` stored form); absent: anyone.
     #[serde(default)]
     pub recipients: Option<String>,
+    /// Sends are approved only on the review page.
+    #[serde(default)]
+    pub review_only: bool,
     /// New-mail rules; absent: the defaults.
     #[serde(default)]
     pub notify: Option<NotifyRecord>,
@@ -133,6 +136,7 @@ impl GrantRecord {
             sealed_props,
             capabilities: vec!["read".into()],
             recipients: None,
+            review_only: false,
             notify: None,
             client_id: None,
             redirect_uri: None,
