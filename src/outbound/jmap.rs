@@ -365,6 +365,86 @@ impl JmapMailStore {
         Ok((drafts, find(&list, "sent")))
     }
 
+    /// A submission as the server has it.
+    async fn submission_wire(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        id: &str,
+    ) -> Result<compose::SubmissionWire, MailStoreError> {
+        let calls = vec![
+            json!(["EmailSubmission/get", {"accountId": session.account_id, "ids": [id]}, "status"]),
+        ];
+        let mut responses = self
+            .transport
+            .call(cred, session, &[CORE, MAIL, SUBMISSION], calls)
+            .await?;
+        decode::<GetResponse<compose::SubmissionWire>>(
+            "EmailSubmission/get",
+            &take(&mut responses, "EmailSubmission/get")?,
+        )?
+        .list
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            MailStoreError::NotFound(format!(
+                "there is no pending or recent submission {id} (cancelled submissions are gone)"
+            ))
+        })
+    }
+
+    /// After a cancel: when the draft back in Drafts was a Bcc-less copy (its envelope named
+    /// people its headers don't), puts the Bcc back — as a new draft, since JMAP emails can't
+    /// change — so sending it again reaches everyone it was meant to. Returns the draft.
+    async fn restore_bcc(
+        &self,
+        cred: &UpstreamCredential,
+        session: &Session,
+        drafts: &str,
+        email: EmailId,
+        envelope: &[String],
+    ) -> Result<EmailId, MailStoreError> {
+        let snapshot = self.draft(cred, &email).await?;
+        let mut known: Vec<String> = snapshot
+            .to
+            .iter()
+            .chain(&snapshot.cc)
+            .chain(&snapshot.bcc)
+            .map(|a| a.email.to_ascii_lowercase())
+            .collect();
+        let mut bcc: Vec<crate::domain::mail::Address> = Vec::new();
+        for e in envelope {
+            let lower = e.to_ascii_lowercase();
+            if !known.contains(&lower) {
+                known.push(lower);
+                bcc.push(crate::domain::mail::Address {
+                    name: None,
+                    email: e.clone(),
+                });
+            }
+        }
+        if bcc.is_empty() {
+            return Ok(email);
+        }
+        let calls = vec![compose::restore_bcc_call(
+            &session.account_id,
+            drafts,
+            &snapshot,
+            &bcc,
+        )];
+        let mut responses = self
+            .transport
+            .call(cred, session, &[CORE, MAIL], calls)
+            .await?;
+        let restored = decode::<compose::SetResponse<compose::CreatedWire>>(
+            "Email/set",
+            &take(&mut responses, "Email/set")?,
+        )?
+        .created("restored")?;
+        EmailId::parse(restored.id)
+            .map_err(|e| MailStoreError::Protocol(format!("restored draft id: {e}")))
+    }
+
     /// Destroys an email, logging (not failing) when the server won't: used to tidy up.
     async fn destroy_quietly(&self, cred: &UpstreamCredential, session: &Session, id: &str) {
         let calls =
@@ -636,8 +716,15 @@ impl MailStore for JmapMailStore {
         cred: &UpstreamCredential,
         id: &str,
     ) -> Result<EmailId, MailStoreError> {
-        let status = self.submission(cred, id).await?;
         let session = self.transport.session(cred).await?;
+        let wire = self.submission_wire(cred, &session, id).await?;
+        // Who the envelope named: a Bcc-less copy's Bcc recipients are only there.
+        let envelope: Vec<String> = wire
+            .envelope
+            .as_ref()
+            .map(|e| e.rcpt_to.iter().map(|a| a.email.clone()).collect())
+            .unwrap_or_default();
+        let status = compose::submission(wire, None);
         let email = status.email.clone().ok_or_else(|| {
             MailStoreError::Protocol("the submission does not name its email".into())
         })?;
@@ -659,7 +746,8 @@ impl MailStore for JmapMailStore {
             &take(&mut responses, "EmailSubmission/set")?,
         )?
         .updated(id)?;
-        Ok(email)
+        self.restore_bcc(cred, &session, &drafts, email, &envelope)
+            .await
     }
 
     async fn changes_since(
@@ -768,26 +856,8 @@ impl MailStore for JmapMailStore {
         id: &str,
     ) -> Result<SubmissionStatus, MailStoreError> {
         let session = self.transport.session(cred).await?;
-        let calls = vec![
-            json!(["EmailSubmission/get", {"accountId": session.account_id, "ids": [id]}, "status"]),
-        ];
-        let mut responses = self
-            .transport
-            .call(cred, &session, &[CORE, MAIL, SUBMISSION], calls)
-            .await?;
-        decode::<GetResponse<compose::SubmissionWire>>(
-            "EmailSubmission/get",
-            &take(&mut responses, "EmailSubmission/get")?,
-        )?
-        .list
-        .into_iter()
-        .next()
-        .map(|w| compose::submission(w, None))
-        .ok_or_else(|| {
-            MailStoreError::NotFound(format!(
-                "there is no pending or recent submission {id} (cancelled submissions are gone)"
-            ))
-        })
+        let wire = self.submission_wire(cred, &session, id).await?;
+        Ok(compose::submission(wire, None))
     }
 
     async fn account(&self, cred: &UpstreamCredential) -> Result<AccountInfo, MailStoreError> {

@@ -370,6 +370,42 @@ async fn compose_undo_restores_the_draft_and_a_held_message_leaves_on_release() 
     );
 }
 
+#[tokio::test]
+async fn compose_undo_of_a_bcc_send_gives_back_the_draft_with_its_bcc() {
+    let s = store(testbed().get("JMAP_SESSION_URL"));
+    let mark = marker();
+    let mut r = request(ComposeMode::New, None, &format!("Quietly. {mark}"));
+    r.to = vec![addr("carol@example.org")];
+    r.bcc = vec![addr("hidden@example.org")];
+    r.subject = Some(format!("held bcc {mark}"));
+    let (planned, created) = create(&s, &r, None).await;
+    let snap = s.draft(&writer(), &created.id).await.unwrap();
+    let mut sub = submission(&planned, &created.id, Some(600));
+    sub.without_bcc = Some(snap);
+    let held = s.submit(&writer(), &sub).await.unwrap();
+    assert_eq!(held.undo_status, UndoStatus::Pending);
+
+    // The held message is the copy without the Bcc header; cancelled, the draft that comes
+    // back has its Bcc again, so sending it again reaches everyone.
+    let back = s.cancel_submission(&writer(), &held.id).await.unwrap();
+    let restored = s.draft(&writer(), &back).await.unwrap();
+    assert!(restored.in_drafts && restored.is_draft);
+    assert_eq!(restored.bcc, [addr("hidden@example.org")]);
+    assert_eq!(restored.to, [addr("carol@example.org")]);
+    assert!(restored.text.contains(&mark));
+    assert!(sent_with(&mark).is_empty());
+    // The Bcc-less copy is gone (not left beside it), as is the original.
+    let copy = held.email.clone().expect("the held copy");
+    assert_ne!(copy, back);
+    for gone in [&copy, &created.id] {
+        assert!(matches!(
+            s.draft(&writer(), gone).await,
+            Err(MailStoreError::NotFound(_))
+        ));
+    }
+    s.delete_draft(&writer(), &back).await.unwrap();
+}
+
 /// Releases held submissions due by `epoch` (calalarmd -t, as root).
 pub(crate) fn release(epoch: i64) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

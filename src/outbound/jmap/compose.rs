@@ -291,13 +291,28 @@ pub fn snapshot(mut w: EmailWire, drafts: Option<&str>) -> Result<DraftSnapshot,
 /// The `Email/set` that creates `copy`: the draft without its Bcc header, from the same body
 /// text and attachment blobs, for a submission whose Bcc recipients are in the envelope only.
 pub fn copy_call(account: &str, drafts: &str, d: &DraftSnapshot) -> Value {
+    json!(["Email/set", {"accountId": account, "create": {"copy": draft_copy(drafts, d, &[])}}, "copy"])
+}
+
+/// The `Email/set` that puts back a draft whose held Bcc-less copy was cancelled: a copy of
+/// `d` with `bcc` again (JMAP emails can't be changed), and `d` itself destroyed.
+pub fn restore_bcc_call(account: &str, drafts: &str, d: &DraftSnapshot, bcc: &[Address]) -> Value {
+    json!(["Email/set", {"accountId": account,
+        "create": {"restored": draft_copy(drafts, d, bcc)},
+        "destroy": [d.id.as_str()]}, "restore"])
+}
+
+/// `d` as a new draft in Drafts, with `bcc`.
+fn draft_copy(drafts: &str, d: &DraftSnapshot, bcc: &[Address]) -> Map<String, Value> {
     let mut email = Map::new();
     email.insert("mailboxIds".into(), json!({ drafts: true }));
     email.insert("keywords".into(), json!({"$draft": true, "$seen": true}));
+    let bcc = bcc.to_vec();
     for (key, list) in [
         ("from", &d.from),
         ("to", &d.to),
         ("cc", &d.cc),
+        ("bcc", &bcc),
         ("replyTo", &d.reply_to),
     ] {
         if !list.is_empty() {
@@ -338,7 +353,7 @@ pub fn copy_call(account: &str, drafts: &str, d: &DraftSnapshot) -> Value {
             ),
         );
     }
-    json!(["Email/set", {"accountId": account, "create": {"copy": email}}, "copy"])
+    email
 }
 
 /// The `EmailSubmission/set` that sends `s`: an explicit envelope (Bcc only there; `HOLDFOR`
@@ -392,11 +407,26 @@ pub struct SubmissionWire {
     #[serde(default)]
     pub email_id: Option<String>,
     #[serde(default)]
+    pub envelope: Option<EnvelopeWire>,
+    #[serde(default)]
     pub undo_status: Option<String>,
     #[serde(default)]
     pub send_at: Option<String>,
     #[serde(default)]
     pub delivery_status: Option<std::collections::HashMap<String, DeliveryWire>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvelopeWire {
+    #[serde(default)]
+    pub rcpt_to: Vec<EnvelopeAddressWire>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeAddressWire {
+    #[serde(default)]
+    pub email: String,
 }
 
 #[derive(Debug, Deserialize)]
