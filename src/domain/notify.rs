@@ -4,6 +4,7 @@
 
 pub mod arrival;
 pub mod background;
+pub mod cadence;
 pub mod cursor;
 pub mod delivery;
 pub mod quiet;

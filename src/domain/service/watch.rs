@@ -24,15 +24,17 @@ use super::{
 };
 use crate::domain::{
     grant::{Caller, Capability},
-    notify::{cursor::NewMailCursor, rules::Announcer},
+    notify::{cadence, cursor::NewMailCursor, rules::Announcer},
     ports::{MailStore, Policy, TokenVault},
 };
 
 /// How often and how patiently an account is watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchTuning {
-    /// Between two looks when polling (jittered by up to a tenth, doubled per failure up to
-    /// 16×). While push works, looks without a wake are ten times rarer: a safety net.
+    /// Between two looks when polling: halved for ten minutes after an arrival or a new
+    /// listener, doubled per idle hour after the first up to a quarter hour
+    /// ([`cadence`](crate::domain::notify::cadence)), doubled per failure up to 16×, jittered
+    /// by up to a tenth. While push works, looks without a wake are ten times rarer.
     pub poll: Duration,
     /// The ping interval asked of the push channel; silence for 2.5 pings reopens it.
     pub ping: Duration,
@@ -76,6 +78,8 @@ struct AccountWatch {
     wake: mpsc::Sender<()>,
     push_live: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
+    /// The last arrival or new listener: polling is brisk after it and slows when idle.
+    active_at: Mutex<std::time::Instant>,
 }
 
 struct Listener {
@@ -175,6 +179,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
         let watch = accounts
             .entry(key.clone())
             .or_insert_with(|| self.start(key.clone()));
+        *locked(&watch.active_at) = std::time::Instant::now();
         watch.listeners().push(Listener {
             id,
             caller,
@@ -205,6 +210,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
             wake,
             push_live: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            active_at: Mutex::new(std::time::Instant::now()),
         });
         let looks = tokio::spawn(Arc::clone(self).look_loop(key, Arc::clone(&watch), woken));
         let push = tokio::spawn(Arc::clone(self).push_loop(Arc::clone(&watch)));
@@ -239,10 +245,11 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
     /// How long to wait for a wake before looking anyway.
     fn patience(&self, watch: &AccountWatch, failures: u32) -> Duration {
         let base = self.tuning.poll;
+        let since = locked(&watch.active_at).elapsed();
         let mut wait = if watch.push_live.load(Ordering::Relaxed) {
             base.saturating_mul(10)
         } else {
-            base.saturating_mul(1 << failures.min(4))
+            cadence::poll_interval(base, since).saturating_mul(1 << failures.min(4))
         } + jitter(base);
         // An owed announcement (quiet hours ending, a rate slot) is checked on time.
         let now = Utc::now();
@@ -295,6 +302,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
                     failures = 0;
                     // The first look only sets the cursor: the backlog is not news.
                     if cursor.is_some() && !look.arrivals.is_empty() {
+                        *locked(&watch.active_at) = std::time::Instant::now();
                         self.sift_for_each(&watch, &look).await;
                     }
                     if look.more {
