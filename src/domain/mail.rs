@@ -142,6 +142,9 @@ pub struct EmailSummary {
     pub has_attachment: bool,
     /// The mailboxes it is in.
     pub mailbox_ids: Vec<MailboxId>,
+    /// Whether the receiving server's DMARC check passed for the From domain: `None` when it
+    /// said nothing (or wasn't asked). A VIP whose mail failed it is not treated as a VIP.
+    pub sender_verified: Option<bool>,
 }
 
 /// An attachment's description (not its bytes).

@@ -677,6 +677,7 @@ mod tests {
             keywords: Keywords::default(),
             has_attachment: false,
             mailbox_ids: vec![],
+            sender_verified: None,
         }
     }
 

@@ -581,3 +581,47 @@ async fn new_mail_the_feed_knows_the_threads_the_person_wrote_in() {
         feed.my_threads
     );
 }
+
+#[tokio::test]
+async fn new_mail_a_vip_whose_mail_failed_dmarc_is_no_vip() {
+    let (_standin, app) = writer_app().await;
+    let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
+    let grant = token.split('.').next().unwrap();
+    let saved = browser
+        .post_form(
+            &format!("{}/settings/connections/{grant}/notify", app.base()),
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("vips", "ana@corp.example"),
+                ("only_vips", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let cursor = check(&app, &token, json!({})).await["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The receiving server's verdict is the topmost Authentication-Results; one the sender
+    // put below it changes nothing.
+    let verified = mark("Verified");
+    let spoofed = mark("Spoofed");
+    let id = |what: &str| format!("<{what}-{:x}@it.example>", rand::random::<u32>());
+    deliver_with(
+        "ana@corp.example",
+        &verified,
+        &id("v"),
+        "Authentication-Results: mx.it.example; dmarc=pass (p=reject) header.from=corp.example\r\n",
+    );
+    deliver_with(
+        "ana@corp.example",
+        &spoofed,
+        &id("s"),
+        "Authentication-Results: mx.it.example; dmarc=fail (p=none) header.from=corp.example\r\n\
+         Authentication-Results: forged.example; dmarc=pass header.from=corp.example\r\n",
+    );
+    let r = check(&app, &token, json!({"cursor": cursor})).await;
+    assert_eq!(subjects(&r), std::slice::from_ref(&verified), "{r}");
+    assert_eq!(r["suppressed"]["not_vip"], 1, "{r}");
+}

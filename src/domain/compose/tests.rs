@@ -45,6 +45,7 @@ fn original() -> Email {
             keywords: Keywords::default(),
             has_attachment: true,
             mailbox_ids: vec![],
+            sender_verified: None,
         },
         sender: vec![],
         cc: vec![

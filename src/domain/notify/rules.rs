@@ -61,24 +61,28 @@ impl Rules {
     /// (anyone can write any name).
     #[must_use]
     pub fn decide(&self, sender: &str, thread: &ThreadId, now: DateTime<Utc>) -> Decision {
-        self.decide_reply(sender, thread, false, now)
+        self.decide_reply(sender, thread, false, true, now)
     }
 
     /// [`Rules::decide`] for mail that may be a reply in a conversation the person wrote in
-    /// (`in_my_thread`): with `replies_are_vip`, its sender counts as a VIP — but a denied
-    /// sender stays denied and mutes still apply.
+    /// (`in_my_thread`: with `replies_are_vip`, its sender counts as a VIP) and whose sender
+    /// the receiving server may have failed to verify (`sender_verified`: false when its DMARC
+    /// check failed — anyone can write a VIP's address in From). A denied sender stays denied
+    /// and mutes still apply.
     #[must_use]
     pub fn decide_reply(
         &self,
         sender: &str,
         thread: &ThreadId,
         in_my_thread: bool,
+        sender_verified: bool,
         now: DateTime<Utc>,
     ) -> Decision {
         if recipients::listed(&self.deny, sender) {
             return Decision::Denied;
         }
-        let vip = recipients::listed(&self.allow, sender) || (self.replies_are_vip && in_my_thread);
+        let vip = sender_verified
+            && (recipients::listed(&self.allow, sender) || (self.replies_are_vip && in_my_thread));
         if self.only_allowed && !vip {
             return Decision::NotAllowed;
         }
@@ -193,6 +197,25 @@ mod tests {
 
     fn thread(id: &str) -> ThreadId {
         ThreadId::parse(id).unwrap()
+    }
+
+    #[test]
+    fn a_vip_whose_mail_failed_dmarc_is_no_vip() {
+        let rules = Rules {
+            allow: vec!["ana@corp.example".into()],
+            only_allowed: true,
+            ..Rules::default()
+        };
+        let t = thread("T1");
+        assert_eq!(
+            rules.decide_reply("ana@corp.example", &t, false, true, now()),
+            Decision::Notify { vip: true }
+        );
+        assert_eq!(
+            rules.decide_reply("ana@corp.example", &t, false, false, now()),
+            Decision::NotAllowed,
+            "anyone can write a VIP's address in From"
+        );
     }
 
     #[test]

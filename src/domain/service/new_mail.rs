@@ -215,7 +215,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         items.retain(|e| {
             let sender = e.from.first().map_or("", |a| a.email.as_str());
             let mine = my_threads.contains(&e.thread_id);
-            match rules.decide_reply(sender, &e.thread_id, mine, now) {
+            let verified = e.sender_verified != Some(false);
+            match rules.decide_reply(sender, &e.thread_id, mine, verified, now) {
                 Decision::Denied => sifted.suppressed.denied += 1,
                 Decision::NotAllowed => sifted.suppressed.not_vip += 1,
                 Decision::Muted => sifted.suppressed.muted += 1,

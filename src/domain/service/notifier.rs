@@ -467,15 +467,14 @@ where
                 continue;
             };
             let watched = settings.watched(&feed.mailboxes);
-            let mine: Vec<(Arrival, bool)> = arrivals
+            let mine: Vec<Candidate> = arrivals
                 .iter()
                 .filter(|_| !first)
                 .filter(|e| e.mailbox_ids.iter().any(|m| watched.contains(m)))
-                .map(|e| {
-                    (
-                        Arrival::from_summary(e),
-                        feed.my_threads.contains(&e.thread_id),
-                    )
+                .map(|e| Candidate {
+                    arrival: Arrival::from_summary(e),
+                    in_my_thread: feed.my_threads.contains(&e.thread_id),
+                    sender_verified: e.sender_verified != Some(false),
                 })
                 .collect();
             if let Some(notice) = notice(&rules, pacing, &mine, now) {
@@ -573,6 +572,16 @@ impl<D: Deliverer> Deliverer for StillOn<D> {
     }
 }
 
+/// An arrival as the rules see it.
+#[derive(Debug, Clone)]
+struct Candidate {
+    arrival: Arrival,
+    /// A reply in a thread the person wrote in.
+    in_my_thread: bool,
+    /// Not refused by the receiving server's DMARC check.
+    sender_verified: bool,
+}
+
 /// What to tell a connection now, under its `rules`: `arrivals` (each with whether it is a
 /// reply in a thread the person wrote in) due now within the rate cap, and what quiet hours
 /// held, as one notice when they end; what went over the cap rides along as a digest line, or
@@ -580,12 +589,19 @@ impl<D: Deliverer> Deliverer for StillOn<D> {
 fn notice(
     rules: &Rules,
     pacing: &mut Pacing,
-    arrivals: &[(Arrival, bool)],
+    arrivals: &[Candidate],
     now: DateTime<Utc>,
 ) -> Option<Notice> {
     let mut listed = Vec::new();
-    for (a, in_my_thread) in arrivals {
-        match rules.decide_reply(&a.from.email, &a.thread_id, *in_my_thread, now) {
+    for c in arrivals {
+        let a = &c.arrival;
+        match rules.decide_reply(
+            &a.from.email,
+            &a.thread_id,
+            c.in_my_thread,
+            c.sender_verified,
+            now,
+        ) {
             Decision::Notify { .. } => {
                 if pacing.cap.admit(&a.from.email, now) {
                     listed.push(a.clone());
@@ -725,8 +741,16 @@ mod tests {
         }
     }
 
-    fn plain(arrivals: &[Arrival]) -> Vec<(Arrival, bool)> {
-        arrivals.iter().map(|a| (a.clone(), false)).collect()
+    fn plain(arrivals: &[Arrival]) -> Vec<Candidate> {
+        arrivals.iter().map(|a| candidate(a, false)).collect()
+    }
+
+    fn candidate(a: &Arrival, in_my_thread: bool) -> Candidate {
+        Candidate {
+            arrival: a.clone(),
+            in_my_thread,
+            sender_verified: true,
+        }
     }
 
     #[test]
@@ -766,8 +790,8 @@ mod tests {
             &rules,
             &mut pacing,
             &[
-                (arrival("bob@example.org", 1), true),
-                (arrival("carol@example.org", 2), false),
+                candidate(&arrival("bob@example.org", 1), true),
+                candidate(&arrival("carol@example.org", 2), false),
             ],
             night,
         )
@@ -782,7 +806,7 @@ mod tests {
             notice(
                 &rules,
                 &mut pacing,
-                &[(arrival("bob@example.org", 1), true)],
+                &[candidate(&arrival("bob@example.org", 1), true)],
                 night
             )
             .is_none()

@@ -75,8 +75,41 @@ fn summary_parts(mut w: EmailWire) -> Option<(EmailSummary, EmailWire)> {
         keywords: Keywords::new(flags(std::mem::take(&mut w.keywords))),
         has_attachment: w.has_attachment,
         mailbox_ids,
+        sender_verified: None,
+    };
+    let from = s.from.first().map(|a| a.email.clone());
+    let s = EmailSummary {
+        sender_verified: dmarc_verdict(
+            w.authentication_results
+                .as_ref()
+                .and_then(|all| all.first())
+                .and_then(Option::as_deref),
+            from.as_deref(),
+        ),
+        ..s
     };
     Some((s, w))
+}
+
+/// The DMARC verdict of the receiving server (the topmost `Authentication-Results`, which a
+/// sender can't forge above it) for `from`'s domain: `Some(true)` for an aligned pass,
+/// `Some(false)` for any other verdict, `None` when there is none.
+fn dmarc_verdict(results: Option<&str>, from: Option<&str>) -> Option<bool> {
+    let results = results?.to_ascii_lowercase();
+    let domain = from?.rsplit_once('@')?.1.to_ascii_lowercase();
+    let verdicts: Vec<&str> = results
+        .split(';')
+        .map(str::trim)
+        .filter(|r| r.starts_with("dmarc="))
+        .collect();
+    if verdicts.is_empty() {
+        return None;
+    }
+    Some(verdicts.iter().any(|r| {
+        r.starts_with("dmarc=pass")
+            && r.split_whitespace()
+                .any(|t| t.trim_end_matches(')') == format!("header.from={domain}"))
+    }))
 }
 
 pub fn attachment(p: BodyPartWire) -> Option<Attachment> {
@@ -190,6 +223,42 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_receiving_servers_dmarc_verdict_for_the_from_domain() {
+        let ar = |s: &str| dmarc_verdict(Some(s), Some("Ana@Corp.Example"));
+        assert_eq!(
+            ar(
+                "mx.fastmail.com; dkim=pass header.d=corp.example; dmarc=pass (p=reject,d=none) header.from=corp.example"
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            ar("mx.fastmail.com; spf=pass; dmarc=fail (p=none) header.from=corp.example"),
+            Some(false)
+        );
+        // A pass for another domain is no pass for this one.
+        assert_eq!(
+            ar("mx.fastmail.com; dmarc=pass header.from=evil.example"),
+            Some(false)
+        );
+        assert_eq!(
+            ar("mx.fastmail.com; spf=pass smtp.mailfrom=corp.example"),
+            None
+        );
+        assert_eq!(dmarc_verdict(None, Some("a@b.example")), None);
+        // Only the topmost header (the receiving server's) counts: a forged one below is ignored.
+        let w: EmailWire = serde_json::from_value(json!({
+            "id": "M1", "threadId": "T1",
+            "from": [{"email": "ana@corp.example"}],
+            "header:Authentication-Results:asText:all": [
+                "mx.fastmail.com; dmarc=fail header.from=corp.example",
+                "forged.example; dmarc=pass header.from=corp.example"
+            ]
+        }))
+        .unwrap();
+        assert_eq!(summary(w).unwrap().sender_verified, Some(false));
+    }
 
     #[test]
     fn lenient_about_missing_and_unknown_fields() {

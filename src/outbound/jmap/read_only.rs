@@ -63,12 +63,16 @@ pub enum Fetched {
     Summaries,
 }
 
+/// The receiving server's verdicts on the sender, for VIPs (see `EmailSummary::sender_verified`).
+pub const AUTHENTICATION_RESULTS: &str = "header:Authentication-Results:asText:all";
+
 impl Fetched {
-    fn properties(self) -> &'static [&'static str] {
-        match self {
+    fn properties(self) -> Vec<&'static str> {
+        let base = match self {
             Self::Headers => HEADER_PROPERTIES,
             Self::Summaries => super::SUMMARY_PROPERTIES,
-        }
+        };
+        [base, &[AUTHENTICATION_RESULTS]].concat()
     }
 }
 

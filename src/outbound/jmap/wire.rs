@@ -116,6 +116,9 @@ pub struct AddressWire {
 #[serde(rename_all = "camelCase")]
 pub struct EmailWire {
     pub id: String,
+    /// Every `Authentication-Results` header, top (the receiving server's) first.
+    #[serde(rename = "header:Authentication-Results:asText:all", default)]
+    pub authentication_results: Option<Vec<Option<String>>>,
     #[serde(default)]
     pub blob_id: Option<String>,
     #[serde(default)]
