@@ -434,7 +434,7 @@ impl ApprovalRecord {
     }
 
     /// A claim whose submission's outcome was never known (its answer was lost), old enough
-    /// at `now` that no send of it can still be in flight: the server can settle it.
+    /// at `now` that its request has ended: the server can say it left (never that it didn't).
     #[must_use]
     pub fn unsettled_claim(self, now: i64) -> Option<Approval<Claimed>> {
         (self.status == Status::Claimed
@@ -447,8 +447,8 @@ impl ApprovalRecord {
     }
 }
 
-/// How long after its approval lapsed an unknown outcome is settled from the server: every
-/// send of it (claimed before the lapse, bounded by the tool deadline) has ended by then.
+/// How long after its approval lapsed an unknown outcome is looked at again on the server
+/// (only to find that it left).
 pub const CLAIM_SETTLES_AFTER: i64 = 120;
 
 impl Approval<Pending> {

@@ -142,8 +142,9 @@ pub struct EmailSummary {
     pub has_attachment: bool,
     /// The mailboxes it is in.
     pub mailbox_ids: Vec<MailboxId>,
-    /// Whether the receiving server's DMARC check passed for the From domain: `None` when it
-    /// said nothing (or wasn't asked). A VIP whose mail failed it is not treated as a VIP.
+    /// The receiving server's DMARC verdict on the From domain: `Some(false)` failed,
+    /// `Some(true)` passed, `None` nothing said (or not asked). A VIP whose mail failed it is
+    /// not treated as a VIP.
     pub sender_verified: Option<bool>,
 }
 

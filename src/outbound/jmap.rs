@@ -401,10 +401,10 @@ impl JmapMailStore {
         cred: &UpstreamCredential,
         session: &Session,
         drafts: &str,
-        email: EmailId,
+        email: &EmailId,
         envelope: &[String],
     ) -> Result<EmailId, MailStoreError> {
-        let snapshot = self.draft(cred, &email).await?;
+        let snapshot = self.draft(cred, email).await?;
         let mut known: Vec<String> = snapshot
             .to
             .iter()
@@ -424,7 +424,7 @@ impl JmapMailStore {
             }
         }
         if bcc.is_empty() {
-            return Ok(email);
+            return Ok(email.clone());
         }
         let calls = vec![compose::restore_bcc_call(
             &session.account_id,
@@ -441,8 +441,11 @@ impl JmapMailStore {
             &take(&mut responses, "Email/set")?,
         )?
         .created("restored")?;
-        EmailId::parse(restored.id)
-            .map_err(|e| MailStoreError::Protocol(format!("restored draft id: {e}")))
+        let restored = EmailId::parse(restored.id)
+            .map_err(|e| MailStoreError::Protocol(format!("restored draft id: {e}")))?;
+        // Only once the draft with the Bcc exists does the copy go.
+        self.destroy_quietly(cred, session, email.as_str()).await;
+        Ok(restored)
     }
 
     /// Destroys an email, logging (not failing) when the server won't: used to tidy up.
@@ -746,8 +749,18 @@ impl MailStore for JmapMailStore {
             &take(&mut responses, "EmailSubmission/set")?,
         )?
         .updated(id)?;
-        self.restore_bcc(cred, &session, &drafts, email, &envelope)
+        // Cancelled: that stands whatever happens next. Putting the Bcc back is best effort
+        // (the copy without it is then what comes back, as before).
+        match self
+            .restore_bcc(cred, &session, &drafts, &email, &envelope)
             .await
+        {
+            Ok(restored) => Ok(restored),
+            Err(e) => {
+                tracing::warn!(error = %e, "the Bcc of a cancelled send was not restored");
+                Ok(email)
+            }
+        }
     }
 
     async fn changes_since(

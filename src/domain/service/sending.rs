@@ -396,19 +396,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 // Sent before, and a draft in Drafts again (its send was cancelled): a new
                 // send, asked afresh.
                 Status::Sent => self.forget(&approvals, &record).await?,
-                // A send whose outcome was never known, long enough ago that none is in
-                // flight; the draft is still a draft (just read), so nothing left: forget the
-                // claim and ask afresh.
-                Status::Claimed => match record.unsettled_claim(now) {
-                    Some(claim) => {
-                        blocking(&approvals, move |s| {
-                            let released = claim.release(s)?;
-                            s.remove(&released.record().id)
-                        })
-                        .await?;
-                    }
-                    None => return Err(SendRefusal::ApprovalUsed.into()),
-                },
+                // A send whose outcome was never known: the draft still being a draft proves
+                // nothing (a Bcc copy may have left, or only the move to Sent failed), so it
+                // is never sent again from this approval.
                 _ => return Err(SendRefusal::ApprovalUsed.into()),
             },
             None => {}
@@ -545,6 +535,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         approve: bool,
     ) -> Result<(), ServiceError> {
         require(caller, Capability::Send, "send mail")?;
+        // The person may have chosen the review page only while the client's dialog was open.
+        if approve && self.policy.review_only(&caller.grant).await? {
+            return Err(SendRefusal::ApprovalUsed.into());
+        }
         let approvals = Arc::clone(self.approvals()?);
         let (id, grant) = (id.clone(), caller.grant.clone());
         blocking(&approvals, move |s| {
@@ -658,7 +652,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         let Some(claim) = found.clone().and_then(|r| r.unsettled_claim(now())) else {
             return Ok(found);
         };
-        // An unknown outcome, old enough to settle: the server says whether it left.
+        // An unknown outcome, old enough to settle: a draft that is no longer a draft left
+        // (the submission moved it). One still in Drafts proves nothing — a Bcc copy may have
+        // gone, or only the move failed — so the claim stays, never to be sent again.
         let snapshot = self
             .with_credential(caller, |cred| async move {
                 self.store.draft(&cred, draft).await
@@ -669,14 +665,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             Err(ServiceError::Store(MailStoreError::NotFound(_))) => true,
             Err(e) => return Err(e),
         };
-        blocking(&approvals, move |s| {
-            if left {
-                claim.left(s).map(Some)
-            } else {
-                let released = claim.release(s)?;
-                s.remove(&released.record().id).map(|()| None)
-            }
-        })
-        .await
+        if !left {
+            return Ok(found);
+        }
+        blocking(&approvals, move |s| claim.left(s).map(Some)).await
     }
 }

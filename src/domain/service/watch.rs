@@ -180,6 +180,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
             .entry(key.clone())
             .or_insert_with(|| self.start(key.clone()));
         *locked(&watch.active_at) = std::time::Instant::now();
+        // A watcher slowed by an idle spell picks up its new pace now.
+        let _ = watch.wake.try_send(());
         watch.listeners().push(Listener {
             id,
             caller,
@@ -249,7 +251,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
         let mut wait = if watch.push_live.load(Ordering::Relaxed) {
             base.saturating_mul(10)
         } else {
-            cadence::poll_interval(base, since).saturating_mul(1 << failures.min(4))
+            // Failures back off from the current cadence, never past 16 times the base.
+            cadence::poll_interval(base, since)
+                .saturating_mul(1 << failures.min(4))
+                .min(base.saturating_mul(16).max(cadence::SLOWEST))
         } + jitter(base);
         // An owed announcement (quiet hours ending, a rate slot) is checked on time.
         let now = Utc::now();

@@ -295,11 +295,10 @@ pub fn copy_call(account: &str, drafts: &str, d: &DraftSnapshot) -> Value {
 }
 
 /// The `Email/set` that puts back a draft whose held Bcc-less copy was cancelled: a copy of
-/// `d` with `bcc` again (JMAP emails can't be changed), and `d` itself destroyed.
+/// `d` with `bcc` again (JMAP emails can't be changed); `d` goes once it exists.
 pub fn restore_bcc_call(account: &str, drafts: &str, d: &DraftSnapshot, bcc: &[Address]) -> Value {
     json!(["Email/set", {"accountId": account,
-        "create": {"restored": draft_copy(drafts, d, bcc)},
-        "destroy": [d.id.as_str()]}, "restore"])
+        "create": {"restored": draft_copy(drafts, d, bcc)}}, "restore"])
 }
 
 /// `d` as a new draft in Drafts, with `bcc`.

@@ -92,24 +92,37 @@ fn summary_parts(mut w: EmailWire) -> Option<(EmailSummary, EmailWire)> {
 }
 
 /// The DMARC verdict of the receiving server (the topmost `Authentication-Results`, which a
-/// sender can't forge above it) for `from`'s domain: `Some(true)` for an aligned pass,
-/// `Some(false)` for any other verdict, `None` when there is none.
+/// sender can't forge above it) on `from`'s domain: `Some(false)` when it failed, `Some(true)`
+/// when it passed, `None` otherwise (no verdict, `none` for a domain without a policy, errors):
+/// only a failure takes a VIP's standing away.
 fn dmarc_verdict(results: Option<&str>, from: Option<&str>) -> Option<bool> {
-    let results = results?.to_ascii_lowercase();
-    let domain = from?.rsplit_once('@')?.1.to_ascii_lowercase();
-    let verdicts: Vec<&str> = results
-        .split(';')
-        .map(str::trim)
-        .filter(|r| r.starts_with("dmarc="))
-        .collect();
-    if verdicts.is_empty() {
-        return None;
+    let mut results = results?.to_ascii_lowercase();
+    // `dmarc = fail` is `dmarc=fail`.
+    while results.contains(" =") || results.contains("= ") {
+        results = results.replace(" =", "=").replace("= ", "=");
     }
-    Some(verdicts.iter().any(|r| {
-        r.starts_with("dmarc=pass")
-            && r.split_whitespace()
-                .any(|t| t.trim_end_matches(')') == format!("header.from={domain}"))
-    }))
+    let domain = from?.rsplit_once('@')?.1.to_ascii_lowercase();
+    let mut verdict = None;
+    for r in results.split(';').map(str::trim) {
+        let Some(rest) = r.strip_prefix("dmarc=") else {
+            continue;
+        };
+        let judged = r
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix("header.from="))
+            .map(|d| d.trim_end_matches([')', ',']));
+        // A verdict on another domain says nothing about this From.
+        if judged.is_some_and(|d| d != domain) {
+            continue;
+        }
+        if rest.starts_with("fail") {
+            return Some(false);
+        }
+        if rest.starts_with("pass") {
+            verdict = Some(true);
+        }
+    }
+    verdict
 }
 
 pub fn attachment(p: BodyPartWire) -> Option<Attachment> {
@@ -237,10 +250,18 @@ mod tests {
             ar("mx.fastmail.com; spf=pass; dmarc=fail (p=none) header.from=corp.example"),
             Some(false)
         );
-        // A pass for another domain is no pass for this one.
         assert_eq!(
-            ar("mx.fastmail.com; dmarc=pass header.from=evil.example"),
+            ar("mx; dmarc = FAIL header.from = corp.example"),
             Some(false)
+        );
+        // A verdict on another domain says nothing; a domain without a policy is no failure.
+        assert_eq!(
+            ar("mx.fastmail.com; dmarc=fail header.from=evil.example"),
+            None
+        );
+        assert_eq!(
+            ar("mx.fastmail.com; dmarc=none header.from=corp.example"),
+            None
         );
         assert_eq!(
             ar("mx.fastmail.com; spf=pass smtp.mailfrom=corp.example"),
