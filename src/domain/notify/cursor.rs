@@ -30,6 +30,32 @@ impl NewMailCursor {
         B64.encode(raw)
     }
 
+    /// Where a look from `cursor` at `now` starts: its watermark, but never further back than
+    /// a day (after downtime the server replays everything: no flood).
+    #[must_use]
+    pub fn watermark_from(cursor: Option<&Self>, now: DateTime<Utc>) -> DateTime<Utc> {
+        cursor
+            .map_or(super::fresh_watermark(now), |c| c.watermark)
+            .max(super::fresh_watermark(now))
+    }
+
+    /// The cursor after a look from `watermark` at `now` that left the server at `state` and
+    /// found mail received at `received` (a date in the future — a server's clock, an import
+    /// — never moves it past `now`, so it can't hide what comes next).
+    #[must_use]
+    pub fn after(
+        watermark: DateTime<Utc>,
+        state: String,
+        received: impl IntoIterator<Item = DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let latest = received.into_iter().max().map(|l| l.min(now));
+        Self {
+            watermark: latest.map_or(watermark, |l| l.max(watermark)),
+            state,
+        }
+    }
+
     /// A cursor back, if it is one of ours.
     #[must_use]
     pub fn decode(text: &str) -> Option<Self> {
@@ -51,6 +77,22 @@ impl NewMailCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_look_starts_at_most_a_day_back_and_a_future_date_never_moves_it_past_now() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let day = chrono::Duration::hours(24);
+        let old = NewMailCursor {
+            watermark: now - day * 3,
+            state: "1".into(),
+        };
+        assert_eq!(NewMailCursor::watermark_from(Some(&old), now), now - day);
+        assert_eq!(NewMailCursor::watermark_from(None, now), now - day);
+        let w = now - chrono::Duration::hours(1);
+        let later = NewMailCursor::after(w, "2".into(), [now + day, w], now);
+        assert_eq!((later.watermark, later.state.as_str()), (now, "2"));
+        assert_eq!(NewMailCursor::after(w, "3".into(), [], now).watermark, w);
+    }
 
     #[test]
     fn round_trip_and_garbage_is_no_cursor() {

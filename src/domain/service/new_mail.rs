@@ -10,7 +10,6 @@ use crate::domain::{
     notify::{
         arrival,
         cursor::NewMailCursor,
-        fresh_watermark,
         rules::Decision,
         settings::{MuteRequest, NotifySettings},
     },
@@ -157,9 +156,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     ) -> Result<Look, ServiceError> {
         require(caller, Capability::Notify, "check for new mail")?;
         let now = Utc::now();
-        let watermark = cursor
-            .map_or(fresh_watermark(now), |c| c.watermark)
-            .max(fresh_watermark(now));
+        let watermark = NewMailCursor::watermark_from(cursor, now);
         let state = cursor.map(|c| c.state.clone());
         let state = &state;
         let feed = self
@@ -170,16 +167,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             })
             .await?;
         let arrivals = arrival::arrivals_in(&feed, watermark, include_seen);
-        // A date in the future (a server's clock, an import) must not hide what comes next.
-        let latest = arrivals
-            .iter()
-            .map(|e| e.received_at)
-            .max()
-            .map(|l| l.min(now));
-        let cursor = NewMailCursor {
-            watermark: latest.map_or(watermark, |l| l.max(watermark)),
-            state: feed.state.clone(),
-        };
+        let cursor = NewMailCursor::after(
+            watermark,
+            feed.state.clone(),
+            arrivals.iter().map(|e| e.received_at),
+            now,
+        );
         Ok(Look {
             arrivals,
             cursor,

@@ -30,7 +30,6 @@ use crate::domain::{
             Arrival, AttemptOutcome, Deliverer, DeliveryError, DeliveryOutcome, Destination,
             Notice, RetrySchedule, RunId, deliver_with_retries,
         },
-        fresh_watermark,
         rules::{Decision, RateCap, Rules},
         settings::NotifySettings,
     },
@@ -407,11 +406,7 @@ where
                 .and_then(|c| NewMailCursor::decode(&c));
         }
         let now = Utc::now();
-        let watermark = state
-            .cursor
-            .as_ref()
-            .map_or(fresh_watermark(now), |c| c.watermark)
-            .max(fresh_watermark(now));
+        let watermark = NewMailCursor::watermark_from(state.cursor.as_ref(), now);
         let since = state.cursor.as_ref().map(|c| c.state.clone());
         let cred = self.credential(account, false).await?;
         let feed = match self
@@ -428,16 +423,12 @@ where
         let arrivals = arrival::arrivals_in(&feed, watermark, false);
         // The first look only sets the cursor: the backlog is not news.
         let first = state.cursor.is_none();
-        // A date in the future (a server's clock, an import) must not hide what comes next.
-        let latest = arrivals
-            .iter()
-            .map(|a| a.received_at)
-            .max()
-            .map(|l| l.min(now));
-        let cursor = NewMailCursor {
-            watermark: latest.map_or(watermark, |l| l.max(watermark)),
-            state: feed.state.clone(),
-        };
+        let cursor = NewMailCursor::after(
+            watermark,
+            feed.state.clone(),
+            arrivals.iter().map(|a| a.received_at),
+            now,
+        );
         if state.cursor.as_ref() != Some(&cursor)
             && let Err(e) = self.store.save_cursor(account, &cursor.encode())
         {
