@@ -65,12 +65,6 @@ pub trait BackgroundStore: Send + Sync {
     /// [`BackgroundError`].
     fn seal_notifier(&self, account: &str, tokens: &UpstreamTokens) -> Result<(), BackgroundError>;
 
-    /// Whether `account` has a notifier grant.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn has_notifier(&self, account: &str) -> Result<bool, BackgroundError>;
-
     /// Where the notifier's last look at `account` left off (an encoded cursor: the server's
     /// state and a time, nothing of the mail), so a restart misses nothing.
     ///

@@ -928,6 +928,6 @@ mod tests {
             .unwrap();
         let n = Arc::new(n);
         n.look_all(None).await;
-        assert!(!n.store.has_notifier("acct").unwrap());
+        assert!(n.keyring.notifier_accounts().unwrap().is_empty());
     }
 }

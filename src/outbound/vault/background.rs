@@ -100,11 +100,13 @@ impl NotifierKey {
         Ok(Self(identity))
     }
 
-    /// Reads the key at `path`, or creates one there when there is none.
+    /// Reads the key at `path`, or creates one there when there is none (tests; the server
+    /// never replaces a lost key while grants sealed to it exist, see `app`).
     ///
     /// # Errors
     /// See [`NotifierKey::load`] and [`NotifierKey::create`].
-    pub fn load_or_create(path: &Path) -> Result<Self, String> {
+    #[cfg(test)]
+    pub(crate) fn load_or_create(path: &Path) -> Result<Self, String> {
         match Self::load(path)? {
             Some(key) => Ok(key),
             None => Self::create(path),
@@ -333,13 +335,6 @@ impl BackgroundStore for BackgroundVault {
                 created_at: Utc::now().timestamp(),
             },
         )
-    }
-
-    fn has_notifier(&self, account: &str) -> Result<bool, BackgroundError> {
-        Ok(self
-            .vault
-            .get_json::<NotifierRecord>(NOTIFIERS, account)?
-            .is_some())
     }
 
     fn cursor(&self, account: &str) -> Result<Option<String>, BackgroundError> {
