@@ -15,6 +15,20 @@ use crate::{
     support::testbed,
 };
 
+/// Stops the binary and returns everything it logged.
+fn stop_and_read_log(mut server: std::process::Child) -> String {
+    let _ = server.kill();
+    let mut log = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let _ = server.wait();
+    log
+}
+
 /// The real binary on a free port, against Cyrus and `standin`, logging at debug level to a
 /// pipe; with its base URL and data directory.
 async fn spawn_binary(
@@ -65,7 +79,7 @@ async fn spawn_binary(
 #[tokio::test]
 async fn the_log_holds_no_token_code_secret_or_mail_content() {
     let standin = Standin::start();
-    let (mut server, base, _data) = spawn_binary(&standin, &[]).await;
+    let (server, base, _data) = spawn_binary(&standin, &[]).await;
 
     let client = Client::register_at(&base, "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
@@ -105,15 +119,7 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
         .await
         .unwrap();
 
-    let _ = server.kill();
-    let mut log = String::new();
-    server
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    let _ = server.wait();
+    let log = stop_and_read_log(server);
     assert!(
         log.contains("grant created") && log.contains("code redeemed"),
         "the log is missing the flow:\n{log}"
@@ -158,7 +164,7 @@ async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
     let (_keys, flags) = crate::background::background_flags(&sink);
     let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.extend(["--notify-poll-secs", "1"]);
-    let (mut server, base, _data) = spawn_binary(&standin, &args).await;
+    let (server, base, _data) = spawn_binary(&standin, &args).await;
     let client = Client::register_at(&base, "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
     let returned = client.authorize(&mut browser).await;
@@ -259,15 +265,7 @@ async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
     assert_eq!(muted["result"]["isError"], false, "{muted}");
     let _ = call_tool_at(&base, &t.access, "delete_draft", json!({"draft_id": draft})).await;
 
-    let _ = server.kill();
-    let mut log = String::new();
-    server
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    let _ = server.wait();
+    let log = stop_and_read_log(server);
     assert!(
         log.contains("tool call"),
         "the log is missing the calls:\n{log}"
