@@ -6,10 +6,14 @@
 //! and     = unary+
 //! unary   = "-" unary | atom
 //! atom    = "(" or ")" | term
-//! term    = key ":" value | word | "quoted phrase"
+//! term    = key ":" value | key ":(" or ")" | word | "quoted phrase"
 //! key     = from | to | cc | bcc | subject | in | is | has | after | before | newer_than | older_than
 //! value   = word | "quoted value"
 //! ```
+//!
+//! `key:(…)` applies the key to every word and phrase of the group, as the Gmail and Fastmail
+//! search boxes do: `subject:(Digest OR Invoice)` is `subject:Digest OR subject:Invoice`,
+//! `-from:(a b)` is `-(from:a from:b)`. Operators can't nest inside such a group.
 //!
 //! `in:` takes a mailbox name, path or role (`in:"Needs action"` is one mailbox, never `in:Needs`
 //! plus a word); `is:` takes unread, read, flagged (or starred); `has:attachment`; dates are
@@ -119,6 +123,8 @@ enum Tok {
         quoted_value: Option<String>,
     },
     Quoted(String),
+    /// `key:` directly followed by `(`: the key applies to the whole group (lower case).
+    Field(String),
 }
 
 #[derive(Debug, Clone)]
@@ -221,7 +227,14 @@ fn tokenize(input: &str) -> Result<Vec<Token>, SyntaxError> {
                     text.push(chars[i]);
                     i += 1;
                 }
-                let tok = if text == "OR" && quoted_value.is_none() {
+                let field = text
+                    .strip_suffix(':')
+                    .filter(|_| quoted_value.is_none() && chars.get(i) == Some(&'('))
+                    .filter(|key| looks_like_operator(key))
+                    .map(str::to_ascii_lowercase);
+                let tok = if let Some(key) = field {
+                    Tok::Field(key)
+                } else if text == "OR" && quoted_value.is_none() {
                     Tok::Or
                 } else {
                     Tok::Word { text, quoted_value }
@@ -239,6 +252,23 @@ fn tokenize(input: &str) -> Result<Vec<Token>, SyntaxError> {
 
 const KEYS: &str =
     "from:, to:, cc:, bcc:, subject:, in:, is:, has:, after:, before:, newer_than:, older_than:";
+
+/// Every key `term` knows (`label` is Gmail's word for `in`).
+const OPERATORS: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "in",
+    "label",
+    "is",
+    "has",
+    "after",
+    "before",
+    "newer_than",
+    "older_than",
+];
 
 fn relative(t: &Token, value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, SyntaxError> {
     let bad = || {
@@ -280,17 +310,50 @@ fn term(t: &Token, now: DateTime<Utc>) -> Result<Term, SyntaxError> {
         return Ok(Term::Text(text.clone()));
     };
     let value = quoted_value.clone().unwrap_or_else(|| rest.to_owned());
-    let is_operator = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphabetic() || c == '_');
-    // Times ("10:30") and URLs are words, not operators.
-    if !is_operator
-        || matches!(
+    if !looks_like_operator(key) {
+        return Ok(Term::Text(text.clone()));
+    }
+    keyed(t, &key.to_ascii_lowercase(), value, now)
+}
+
+/// Whether `key` before a colon is meant as an operator: times ("10:30") and URLs are words.
+fn looks_like_operator(key: &str) -> bool {
+    !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphabetic() || c == '_')
+        && !matches!(
             key.to_ascii_lowercase().as_str(),
             "http" | "https" | "mailto"
         )
-    {
-        return Ok(Term::Text(text.clone()));
-    }
-    let key = key.to_ascii_lowercase();
+}
+
+/// A word or phrase inside `key:(…)`: the key's value.
+fn grouped(t: &Token, key: &str, now: DateTime<Utc>) -> Result<Term, SyntaxError> {
+    let value = match &t.tok {
+        Tok::Quoted(s) => s.clone(),
+        Tok::Word {
+            text,
+            quoted_value: None,
+        } if !text
+            .split_once(':')
+            .is_some_and(|(k, _)| OPERATORS.contains(&k.to_ascii_lowercase().as_str())) =>
+        {
+            text.clone()
+        }
+        Tok::Word { .. } | Tok::Field(_) => {
+            return Err(err(
+                t,
+                format!(
+                    "inside {key}:( ) write plain words or phrases; put other operators outside the parentheses"
+                ),
+            ));
+        }
+        _ => return Err(err(t, "expected a search term")),
+    };
+    keyed(t, key, value, now)
+}
+
+/// `key:value`, the key in lower case.
+fn keyed(t: &Token, key: &str, value: String, now: DateTime<Utc>) -> Result<Term, SyntaxError> {
     if value.is_empty() {
         return Err(err(
             t,
@@ -301,7 +364,7 @@ fn term(t: &Token, now: DateTime<Utc>) -> Result<Term, SyntaxError> {
         parse_date(&v.replace('/', "-"))
             .ok_or_else(|| err(t, "use a date like 2024-03-01 (or 2024/03/01, or RFC 3339)"))
     };
-    Ok(match key.as_str() {
+    Ok(match key {
         "from" => Term::From(value),
         "to" => Term::To(value),
         "cc" => Term::Cc(value),
@@ -336,6 +399,8 @@ struct Parser<'a> {
     at: usize,
     now: DateTime<Utc>,
     end: usize,
+    /// Inside `key:(…)`: the key its words take.
+    field: Option<String>,
 }
 
 impl Parser<'_> {
@@ -404,22 +469,43 @@ impl Parser<'_> {
                 self.at += 1;
                 Ok(Expr::Not(Box::new(self.unary(depth + 1)?)))
             }
-            Tok::Open => {
-                self.at += 1;
-                let inner = self.or(depth + 1)?;
-                match self.peek() {
-                    Some(c) if c.tok == Tok::Close => {
-                        self.at += 1;
-                        Ok(inner)
-                    }
-                    _ => Err(err(&t, "a parenthesis is not closed; add the closing )")),
+            Tok::Open => self.group(&t, depth),
+            Tok::Field(ref key) if self.field.is_none() => {
+                if !OPERATORS.contains(&key.as_str()) {
+                    return Err(err(
+                        &t,
+                        format!("unknown operator {key}:; the operators are {KEYS}"),
+                    ));
                 }
+                self.at += 1;
+                let open = self.peek().cloned().unwrap_or_else(|| self.end_token());
+                self.field = Some(key.clone());
+                let group = self.group(&open, depth);
+                self.field = None;
+                group
             }
             Tok::Close => Err(err(&t, "this ) has no opening (")),
             _ => {
                 self.at += 1;
-                Ok(Expr::Term(term(&t, self.now)?))
+                let term = match &self.field {
+                    Some(key) => grouped(&t, key, self.now)?,
+                    None => term(&t, self.now)?,
+                };
+                Ok(Expr::Term(term))
             }
+        }
+    }
+
+    /// `( or )`, the parser at `open`.
+    fn group(&mut self, open: &Token, depth: usize) -> Result<Expr, SyntaxError> {
+        self.at += 1;
+        let inner = self.or(depth + 1)?;
+        match self.peek() {
+            Some(c) if c.tok == Tok::Close => {
+                self.at += 1;
+                Ok(inner)
+            }
+            _ => Err(err(open, "a parenthesis is not closed; add the closing )")),
         }
     }
 }
@@ -462,6 +548,7 @@ pub fn parse(input: &str, now: DateTime<Utc>) -> Result<Expr, SyntaxError> {
         at: 0,
         now,
         end: length,
+        field: None,
     };
     let expr = p.or(0)?;
     if let Some(t) = p.peek() {

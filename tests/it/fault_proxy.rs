@@ -54,6 +54,8 @@ pub(crate) enum Fault {
 pub(crate) enum PushAnswer {
     /// This status, no stream.
     Status(u16),
+    /// This status with `Retry-After` in seconds, no stream.
+    RetryAfter(u16, u64),
     /// An event stream; `pings` says whether it pings at the interval asked for.
     Stream { pings: bool },
 }
@@ -181,6 +183,10 @@ async fn push_standin(req: &Request, script: &Arc<Script>) -> Response {
     {
         PushAnswer::Status(code) => Response::builder()
             .status(StatusCode::from_u16(code).unwrap())
+            .finish(),
+        PushAnswer::RetryAfter(code, secs) => Response::builder()
+            .status(StatusCode::from_u16(code).unwrap())
+            .header("retry-after", secs.to_string())
             .finish(),
         PushAnswer::Stream { pings } => {
             let (read, write) = tokio::io::simplex(64 * 1024);

@@ -160,6 +160,56 @@ async fn push_a_refused_token_is_renewed_once_and_push_goes_on() {
     );
 }
 
+/// A mail server restarting answers 500, then 503 with `Retry-After`: push is retried on the
+/// backoff (not given up for hours), and once the stream is back a delivery is announced
+/// without waiting for the polling interval.
+#[tokio::test]
+async fn push_transient_failures_are_retried_and_push_comes_back() {
+    let proxy = Proxy::start([]).await;
+    proxy
+        .offer_push([PushAnswer::Status(500), PushAnswer::RetryAfter(503, 2)])
+        .await;
+    let (_standin, app) = writer_app_at(&proxy.session_url(), &["--notify-poll-secs", "600"]).await;
+    let (token, _, _) = connected(&app, &["notify"]).await;
+    let (mut stream, mut seen) = listening(&app, &token).await;
+    let start = tokio::time::Instant::now();
+    assert_eq!(connections(&proxy, 2, 5).await.len(), 2, "a 500 is retried");
+    let asked_at = tokio::time::Instant::now();
+    assert_eq!(connections(&proxy, 3, 8).await.len(), 3, "a 503 is retried");
+    assert!(
+        asked_at.elapsed() >= Duration::from_millis(1500),
+        "Retry-After: 2 was not waited for ({:?} after the 503, {:?} in all)",
+        asked_at.elapsed(),
+        start.elapsed()
+    );
+    // The stream is open: a delivery and its state event are announced at once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    deliver("grace@example.org", &mark("After the restart"));
+    proxy.push("state", STATE).await;
+    assert!(
+        read_until(&mut stream, &mut seen, UPDATED, 5).await,
+        "{seen}"
+    );
+}
+
+/// Only 404, 405 and 501 (or a success without a stream) mean "no push here": asked once,
+/// then the watcher polls.
+#[tokio::test]
+async fn push_not_found_means_no_push_and_the_watcher_polls() {
+    let proxy = Proxy::start([]).await;
+    proxy.offer_push([PushAnswer::Status(404)]).await;
+    let (_standin, app) = writer_app_at(&proxy.session_url(), &["--notify-poll-secs", "1"]).await;
+    let (token, _, _) = connected(&app, &["notify"]).await;
+    let (mut stream, mut seen) = listening(&app, &token).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    deliver("heidi@example.org", &mark("Polled after 404"));
+    assert!(
+        read_until(&mut stream, &mut seen, UPDATED, 6).await,
+        "{seen}"
+    );
+    assert_eq!(proxy.push_connections().await.len(), 1, "asked once");
+}
+
 #[tokio::test]
 async fn push_cyrus_answers_204_and_the_watcher_polls() {
     // No stand-in: the proxy relays the EventSource request to Cyrus.

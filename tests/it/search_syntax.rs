@@ -89,6 +89,23 @@ async fn each_operator_returns_exactly_the_seeded_messages() {
             ],
         ),
         ("-in:bulk before:2024-01-01", &["Holiday plans"]),
+        // A field over a group, as the Gmail and Fastmail search boxes take it.
+        (
+            "subject:(newsletter OR invoice)",
+            &["Invoice notes 2024", "Your weekly newsletter"],
+        ),
+        (
+            "subject:(quarterly report)",
+            &[
+                "Quarterly report Q1",
+                "Re: Quarterly report Q1",
+                "Re: Quarterly report Q1",
+            ],
+        ),
+        (
+            "in:inbox -subject:(quarterly OR newsletter)",
+            &["Grüße aus München – Überraschung 🎉"],
+        ),
         (
             "to:alice@example.test subject:Quarterly",
             &["Quarterly report Q1", "Re: Quarterly report Q1"],

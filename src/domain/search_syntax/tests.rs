@@ -124,6 +124,82 @@ fn negation_or_and_parentheses() {
 }
 
 #[test]
+fn a_field_applies_to_every_word_of_its_group() {
+    let subject = |s: &str| t(Term::Subject(s.into()));
+    assert_eq!(
+        p("subject:(Digest OR Invoice)"),
+        Expr::Or(vec![subject("Digest"), subject("Invoice")])
+    );
+    assert_eq!(
+        p("subject:(a b)"),
+        Expr::And(vec![subject("a"), subject("b")])
+    );
+    assert_eq!(
+        p(r#"SUBJECT:("weekly report" -draft)"#),
+        Expr::And(vec![
+            subject("weekly report"),
+            Expr::Not(Box::new(subject("draft")))
+        ])
+    );
+    assert_eq!(
+        p("-from:(alice OR bob) is:unread"),
+        Expr::And(vec![
+            Expr::Not(Box::new(Expr::Or(vec![
+                t(Term::From("alice".into())),
+                t(Term::From("bob".into()))
+            ]))),
+            t(Term::Unread)
+        ])
+    );
+    assert_eq!(
+        p("subject:(a (b OR c))"),
+        Expr::And(vec![
+            subject("a"),
+            Expr::Or(vec![subject("b"), subject("c")])
+        ])
+    );
+    assert_eq!(
+        p("is:(unread OR flagged)"),
+        Expr::Or(vec![t(Term::Unread), t(Term::Flagged)])
+    );
+    assert_eq!(p("subject:(10:30)"), subject("10:30"));
+    // A space before the parenthesis is a key without a value, as before.
+    assert!(parse("subject: (a)", now()).is_err());
+}
+
+/// `key:(group)` means the group with the key on each of its words.
+#[test]
+fn a_field_group_is_the_group_distributed() {
+    fn keyed(e: Expr) -> Expr {
+        match e {
+            Expr::And(items) => Expr::And(items.into_iter().map(keyed).collect()),
+            Expr::Or(items) => Expr::Or(items.into_iter().map(keyed).collect()),
+            Expr::Not(inner) => Expr::Not(Box::new(keyed(*inner))),
+            Expr::Term(Term::Text(s)) => t(Term::Subject(s)),
+            other => other,
+        }
+    }
+    fn words_only(e: &Expr) -> bool {
+        match e {
+            Expr::And(items) | Expr::Or(items) => items.iter().all(words_only),
+            Expr::Not(inner) => words_only(inner),
+            Expr::Term(term) => matches!(term, Term::Text(_)),
+        }
+    }
+    let mut rng = StdRng::seed_from_u64(0x6a0a9);
+    let mut checked = 0;
+    while checked < 2_000 {
+        let group = arbitrary(&mut rng, 3);
+        if !words_only(&group) {
+            continue;
+        }
+        let query = format!("subject:({group})");
+        assert_eq!(p(&query), keyed(group), "{query:?}");
+        checked += 1;
+    }
+}
+
+#[test]
 fn words_with_colons_that_are_not_operators() {
     assert_eq!(p("10:30"), text("10:30"));
     assert_eq!(p("https://example.com/x"), text("https://example.com/x"));
@@ -146,6 +222,11 @@ fn errors_point_at_the_token() {
         ("newer_than:7x", 1, "unit"),
         (r#"subject:"open"#, 9, "not closed"),
         ("()", 2, "expected a search term"),
+        ("subject:()", 10, "expected a search term"),
+        ("subject:(a", 9, "not closed"),
+        ("subject:(from:bob)", 10, "inside subject:( )"),
+        ("subject:(a from:(b))", 12, "inside subject:( )"),
+        ("foo:(a)", 1, "unknown operator foo:"),
         ("", 1, "expected a search term"),
     ] {
         let e = parse(q, now()).unwrap_err();

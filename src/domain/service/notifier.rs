@@ -305,13 +305,18 @@ where
                     let cred = match this.credential(&account, force).await {
                         Ok(cred) => cred,
                         Err(LookError::NoGrant) => return Opened::NoCredential,
-                        Err(e) => return Opened::Failed(e.to_string()),
+                        Err(e) => {
+                            return Opened::Failed {
+                                why: e.to_string(),
+                                wait: None,
+                            };
+                        }
                     };
                     match this.mail.open_push(&cred, this.settings.ping).await {
                         Ok(Some(channel)) => return Opened::Channel(channel),
                         Ok(None) => return Opened::NotOffered,
                         Err(MailStoreError::Unauthorized) if !force => force = true,
-                        Err(e) => return Opened::Failed(e.to_string()),
+                        Err(e) => return Opened::failed(&e),
                     }
                 }
             };

@@ -2,7 +2,9 @@
 //! watchers and for the background notifier alike: each state event wakes, every reconnection
 //! after the first wakes too (a catch-up look: frames lost while away cost latency, not mail),
 //! silence for 2.5 pings or a dropped stream reconnects after a backoff (1 s to 5 min, full
-//! jitter), and a server without push is asked again after a long wait.
+//! jitter), a transient failure to open (a 5xx while the server restarts, 429, a refused or
+//! reset connection, a timeout) is retried on the same backoff, never sooner than the server's
+//! `Retry-After`, and only a server without push is asked again after a long wait.
 
 use std::{
     future::Future,
@@ -10,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use crate::domain::ports::{PushChannel, PushEvent};
+use crate::domain::ports::{MailStoreError, PushChannel, PushEvent};
 
 /// The longest wait between push reconnections.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -24,8 +26,26 @@ pub(super) enum Opened {
     NotOffered,
     /// Nobody to open it for right now.
     NoCredential,
-    /// It failed (logged by the caller's words).
-    Failed(String),
+    /// It failed for now: retried on the backoff.
+    Failed {
+        /// Why, for the log.
+        why: String,
+        /// The least wait the server asked for.
+        wait: Option<Duration>,
+    },
+}
+
+impl Opened {
+    /// A failure of the mail server's, with the wait it asked for.
+    pub(super) fn failed(e: &MailStoreError) -> Self {
+        Self::Failed {
+            why: e.to_string(),
+            wait: match e {
+                MailStoreError::RateLimited { retry_after } => *retry_after,
+                _ => None,
+            },
+        }
+    }
 }
 
 /// How patiently.
@@ -51,8 +71,11 @@ pub(super) async fn keep_open<O, F>(
     F: Future<Output = Opened>,
 {
     let mut backoff = Duration::from_secs(1);
-    let mut connected_before = false;
+    // Mail may have come while no stream was open: every stream but the very first one
+    // starts with a look.
+    let mut catch_up = false;
     loop {
+        let mut wait = None;
         match open().await {
             Opened::NoCredential => {
                 tokio::time::sleep(patience.idle).await;
@@ -66,10 +89,10 @@ pub(super) async fn keep_open<O, F>(
             Opened::Channel(mut events) => {
                 live.store(true, Ordering::Relaxed);
                 backoff = Duration::from_secs(1);
-                if connected_before {
+                if catch_up {
                     wake();
                 }
-                connected_before = true;
+                catch_up = true;
                 let silence = patience.ping.saturating_mul(5) / 2;
                 loop {
                     match tokio::time::timeout(silence, events.recv()).await {
@@ -81,10 +104,15 @@ pub(super) async fn keep_open<O, F>(
                 live.store(false, Ordering::Relaxed);
                 tracing::debug!("push stream ended; reconnecting");
             }
-            Opened::Failed(why) => tracing::info!(error = %why, "push channel failed"),
+            Opened::Failed { why, wait: asked } => {
+                tracing::info!(error = %why, "push channel failed; retrying");
+                catch_up = true;
+                wait = asked;
+            }
         }
         let ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
-        tokio::time::sleep(Duration::from_millis(rand::random_range(0..=ms))).await;
+        let jittered = Duration::from_millis(rand::random_range(0..=ms));
+        tokio::time::sleep(jittered.max(wait.unwrap_or_default().min(BACKOFF_MAX))).await;
         backoff = backoff.saturating_mul(2).min(BACKOFF_MAX);
     }
 }

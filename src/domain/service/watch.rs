@@ -391,7 +391,11 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
             match self.service.open_push(&caller, self.tuning.ping).await {
                 Ok(Some(channel)) => Opened::Channel(channel),
                 Ok(None) => Opened::NotOffered,
-                Err(e) => Opened::Failed(e.to_string()),
+                Err(ServiceError::Store(e)) => Opened::failed(&e),
+                Err(e) => Opened::Failed {
+                    why: e.to_string(),
+                    wait: None,
+                },
             }
         };
         keep_open(open, patience, &watch.push_live, || {

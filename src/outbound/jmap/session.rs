@@ -322,11 +322,14 @@ impl Transport {
     }
 
     /// Opens the session's EventSource (RFC 8620 §7.3) for `types`, never closing after a
-    /// state, with a ping every `ping`. Without a URL, or with any answer but 200 (Debian's
-    /// Cyrus answers 204), the server offers no push and the caller polls instead.
+    /// state, with a ping every `ping`. Without a URL, or answered 404, 405, 501 or a success
+    /// without a stream (Debian's Cyrus answers 204), the server offers no push and the caller
+    /// polls instead.
     ///
     /// # Errors
-    /// [`MailStoreError::Unauthorized`] on 401/403; transport failures.
+    /// [`MailStoreError::Unauthorized`] on 401/403; anything else is transient (a server
+    /// restarting answers 500; 429 and 503 carry their `Retry-After`), as are transport
+    /// failures: the caller retries on its backoff.
     pub async fn event_source(
         &self,
         cred: &UpstreamCredential,
@@ -361,7 +364,11 @@ impl Transport {
                 Err(MailStoreError::Unauthorized)
             }
             StatusCode::BAD_REQUEST => Ok(EventSource::Refused),
-            _ => Ok(EventSource::NotOffered),
+            StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED => Ok(EventSource::NotOffered),
+            s if s.is_success() => Ok(EventSource::NotOffered),
+            _ => Err(Self::status_error(&response)),
         }
     }
 
