@@ -8,3 +8,4 @@ pub mod config;
 pub mod domain;
 pub mod inbound;
 pub mod outbound;
+pub mod telemetry;

@@ -7,10 +7,6 @@ use mailconnect::{
     app,
     config::{Cli, Command, Config, LogFormat},
 };
-use tracing_subscriber::EnvFilter;
-
-/// Targets whose debug output carries message content, capped at info.
-const NO_CONTENT_LOGS: &str = "rmcp=info";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -42,21 +38,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let filter = EnvFilter::try_from_env("MAILCONNECT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        // rmcp logs whole JSON-RPC messages (mail content) at debug: never let it, whatever the
-        // operator asks for.
-        .add_directive(NO_CONTENT_LOGS.parse().unwrap_or_else(|_| unreachable!()));
-    match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(filter)
-            .init(),
-    }
+    mailconnect::telemetry::init(config.log_format);
     // One thread by default: the lowest latency for I/O-bound tool calls (BENCHMARKS.md).
     let runtime = if config.worker_threads == 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -29,11 +29,12 @@ fn stop_and_read_log(mut server: std::process::Child) -> String {
     log
 }
 
-/// The real binary on a free port, against Cyrus and `standin`, logging at debug level to a
-/// pipe; with its base URL and data directory.
+/// The real binary on a free port, against Cyrus and `standin`, logging at `level` to a pipe;
+/// with its base URL and data directory.
 async fn spawn_binary(
     standin: &Standin,
     extra: &[&str],
+    level: &str,
 ) -> (std::process::Child, String, crate::support::tempdir::Dir) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -59,7 +60,7 @@ async fn spawn_binary(
             UPSTREAM_CLIENT,
         ])
         .args(extra)
-        .env("MAILCONNECT_LOG", "debug")
+        .env("MAILCONNECT_LOG", level)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -76,10 +77,32 @@ async fn spawn_binary(
     (server, base, data)
 }
 
+/// Signs `browser` in to the settings page of the binary at `base` and turns `capabilities`
+/// on for `grant`; returns the page's CSRF token.
+async fn turn_on(browser: &mut Browser, base: &str, grant: &str, capabilities: &[&str]) -> String {
+    let go = browser
+        .post_form(&format!("{base}/settings/sign-in"), &[("sign_in", "1")])
+        .await;
+    let upstream = browser.get(&go.location()).await;
+    browser.get(&upstream.location()).await;
+    let page = browser.get(&format!("{base}/settings")).await;
+    let csrf = page.field("csrf_token");
+    let mut form = vec![("csrf_token", csrf.as_str())];
+    form.extend(capabilities.iter().map(|c| (*c, "on")));
+    let saved = browser
+        .post_form(
+            &format!("{base}/settings/connections/{grant}/capabilities"),
+            &form,
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    csrf
+}
+
 #[tokio::test]
 async fn the_log_holds_no_token_code_secret_or_mail_content() {
     let standin = Standin::start();
-    let (server, base, _data) = spawn_binary(&standin, &[]).await;
+    let (server, base, _data) = spawn_binary(&standin, &[], "debug").await;
 
     let client = Client::register_at(&base, "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
@@ -164,28 +187,14 @@ async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
     let (_keys, flags) = crate::background::background_flags(&sink);
     let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.extend(["--notify-poll-secs", "1"]);
-    let (server, base, _data) = spawn_binary(&standin, &args).await;
+    let (server, base, _data) = spawn_binary(&standin, &args, "debug").await;
     let client = Client::register_at(&base, "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
     let returned = client.authorize(&mut browser).await;
     let t = client.exchange(&returned).await;
     let grant = t.access.split('.').next().unwrap().to_owned();
 
-    // Sign in to settings and turn on notify and draft.
-    let go = browser
-        .post_form(&format!("{base}/settings/sign-in"), &[("sign_in", "1")])
-        .await;
-    let upstream = browser.get(&go.location()).await;
-    browser.get(&upstream.location()).await;
-    let page = browser.get(&format!("{base}/settings")).await;
-    let csrf = page.field("csrf_token");
-    let saved = browser
-        .post_form(
-            &format!("{base}/settings/connections/{grant}/capabilities"),
-            &[("csrf_token", &csrf), ("notify", "on"), ("draft", "on")],
-        )
-        .await;
-    assert_eq!(saved.status, 303, "{}", saved.body);
+    let csrf = turn_on(&mut browser, &base, &grant, &["notify", "draft"]).await;
     let page = browser.get(&format!("{base}/settings")).await;
     let whsec = page.field("secret");
     let on = browser
@@ -281,4 +290,83 @@ async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
     ] {
         assert!(!log.contains(value), "the log holds the {what}:\n{log}");
     }
+}
+
+/// Closing a laptop ends a listening stream: the real binary, at the operator's usual info
+/// level, logs no ERROR for it (rmcp reports the response it could not send as an error; an
+/// operator paging on ERROR must not be woken by every client that goes away).
+#[tokio::test]
+async fn a_listening_client_that_disconnects_logs_no_error() {
+    let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
+    let (server, base, _data) = spawn_binary(&standin, &["--notify-poll-secs", "1"], "info").await;
+    let client = Client::register_at(&base, "http://127.0.0.1:41999/cb").await;
+    let mut browser = Browser::default();
+    let returned = client.authorize(&mut browser).await;
+    let t = client.exchange(&returned).await;
+    let grant = t.access.split('.').next().unwrap().to_owned();
+    turn_on(&mut browser, &base, &grant, &["notify"]).await;
+
+    for id in 0..2 {
+        let mut stream = reqwest::Client::new()
+            .post(format!("{base}/mcp"))
+            .bearer_auth(&t.access)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "subscriptions/listen")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen", "params": {
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
+                          "io.modelcontextprotocol/clientCapabilities": {}},
+                "notifications": {"resourceSubscriptions": ["mail://new"]}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        let mut seen = String::new();
+        assert!(
+            crate::new_mail::read_until(&mut stream, &mut seen, "acknowledged", 5).await,
+            "{seen}"
+        );
+        // A look happens while it listens; then the client goes away mid-stream.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        drop(stream);
+        // The server learns of it when it next writes to the stream: mail arrives.
+        crate::new_mail::deliver("ivan@example.org", &crate::new_mail::mark("Gone"));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    // A 2025-11-25 session: its stream, a subscription, then the client ends the session.
+    {
+        let mut legacy =
+            crate::support::RawMcp::legacy_with(format!("{base}/mcp"), &t.access).await;
+        let mut stream = legacy.stream().await;
+        let subscribed = legacy
+            .request("resources/subscribe", json!({"uri": "mail://new"}))
+            .await;
+        assert!(subscribed.get("result").is_some(), "{subscribed}");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.chunk()).await;
+        drop(stream);
+        let ended = reqwest::Client::new()
+            .delete(format!("{base}/mcp"))
+            .bearer_auth(&t.access)
+            .header("mcp-session-id", legacy.session.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert!(ended.status().is_success(), "{}", ended.status());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let log = stop_and_read_log(server);
+    assert!(
+        log.contains("grant created"),
+        "the log is missing the flow:\n{log}"
+    );
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "a normal disconnect logged errors:\n{}",
+        errors.join("\n")
+    );
 }
