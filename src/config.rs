@@ -11,7 +11,10 @@ use clap::{Parser, Subcommand};
 use serde::Deserialize;
 use url::Url;
 
-use crate::domain::{grant::UpstreamCredential, secret::SecretString};
+use crate::{
+    domain::{grant::UpstreamCredential, secret::SecretString},
+    outbound::upstream_oauth::UpstreamResource,
+};
 
 /// The Fastmail preset: its JMAP session resource.
 pub const FASTMAIL_SESSION_URL: &str = "https://api.fastmail.com/jmap/session";
@@ -159,7 +162,9 @@ pub struct Cli {
         global = true
     )]
     pub upstream_scopes: Option<Vec<String>>,
-    /// The `resource` asked of the upstream (RFC 8707) [default: the JMAP session URL].
+    /// The `resource` asked of the upstream (RFC 8707) [default: Fastmail's JMAP session URL;
+    /// for another provider, the resource the JMAP server names in its protected-resource
+    /// metadata (RFC 9728), or none when it publishes none].
     #[arg(long, env = "MAILCONNECT_UPSTREAM_RESOURCE", global = true)]
     pub upstream_resource: Option<String>,
     /// Lifetime of our access tokens, in seconds [default: 3600].
@@ -315,7 +320,7 @@ pub struct UpstreamOAuthSettings {
     /// Scopes to ask for.
     pub scopes: Vec<String>,
     /// The resource to ask for.
-    pub resource: Option<String>,
+    pub resource: UpstreamResource,
 }
 
 /// The single-user self-host client: one token, one upstream credential.
@@ -855,7 +860,13 @@ fn upstream_settings(
                 "offline_access".to_owned(),
             ]
         }),
-        resource: given.resource.or_else(|| Some(session_url.to_string())),
+        resource: match given.resource {
+            Some(resource) => UpstreamResource::Given(resource),
+            None if fastmail => UpstreamResource::Given(session_url.to_string()),
+            None => UpstreamResource::Published {
+                session_url: session_url.clone(),
+            },
+        },
         issuer,
     }
 }

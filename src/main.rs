@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use mailconnect::{
     app,
-    config::{Cli, Command, Config, LogFormat},
+    config::{Cli, Command, Config},
 };
 
 fn main() -> ExitCode {

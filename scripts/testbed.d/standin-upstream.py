@@ -27,6 +27,9 @@ Endpoints (Fastmail's paths; ISSUER is --issuer):
   GET  /.well-known/openid-configuration         document here)
   POST /oauth/register    RFC 7591 dynamic registration (public clients only)
   GET  /oauth/authorize   auto-approves: 302 to redirect_uri with code, state, iss
+                          (with --resource URI: any other resource, or none, gets
+                          invalid_target "Unknown resource indicator", as a strict
+                          provider answers)
   POST /oauth/refresh     the token endpoint (yes, Fastmail calls it that):
                           authorization_code (PKCE S256 required) and
                           refresh_token (rotation; reuse revokes the family)
@@ -249,7 +252,9 @@ class Standin:
     """All mutable state, behind one lock. Handlers never sleep or do I/O holding it."""
 
     def __init__(self, key: bytes, subject: str, issuer: str, access_ttl: int,
-                 clients: list[Client], allow_any_client: bool):
+                 clients: list[Client], allow_any_client: bool,
+                 required_resource: str | None = None):
+        self.required_resource = required_resource
         self.key, self.subject, self.issuer = key, subject, issuer
         self.access_ttl, self.allow_any_client = access_ttl, allow_any_client
         self.lock = threading.Lock()
@@ -449,6 +454,8 @@ class Standin:
             r = urllib.parse.urlsplit(resource)
             if not r.scheme or "#" in resource:
                 return error("invalid_target", "resource must be an absolute URI without fragment")
+        if self.required_resource is not None and resource != self.required_resource:
+            return error("invalid_target", "Unknown resource indicator")
 
         code = secrets.token_urlsafe(24)
         with self.lock:
@@ -905,6 +912,7 @@ def main(argv: list[str] | None = None) -> int:
                     metavar="ID[:SECRET]", help="pre-registered client (repeatable)")
     ap.add_argument("--allow-any-client", action="store_true",
                     help="accept any client_id as a public client")
+    ap.add_argument("--resource", help="the only resource indicator accepted (RFC 8707)")
     args = ap.parse_args(argv)
     try:
         key = base64.b64decode(args.jwt_key_b64, validate=True)
@@ -927,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://{url_host}:{port}"
     issuer = (args.issuer or f"http://127.0.0.1:{port}").rstrip("/")
     Handler.standin = Standin(key, args.subject, issuer, args.access_ttl, args.client,
-                              args.allow_any_client)
+                              args.allow_any_client, args.resource)
 
     # serve_forever runs in a thread and the main thread only waits for a signal:
     # server.shutdown() blocks until serve_forever returns, so it must never be

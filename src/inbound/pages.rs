@@ -117,6 +117,26 @@ pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
     )
 }
 
+/// The provider refused the sign-in: what it answered, and the way back to the application
+/// (which hears `server_error`).
+fn refused_page(answer: &str, back: &str) -> Response {
+    page(
+        StatusCode::BAD_GATEWAY,
+        layout(
+            "Can't connect",
+            &format!(
+                "<h1>Your mail provider refused this sign-in</h1>\
+                 <p>It answered: <code>{}</code></p>\
+                 <p>This is usually a setting of this mailconnect server that only its operator \
+                 can change. Tell them what the provider answered.</p>\
+                 <p><a href=\"{}\">Return to the application</a></p>",
+                escape(answer),
+                escape(back)
+            ),
+        ),
+    )
+}
+
 fn consent_html(view: &ConsentPage) -> String {
     let r = &view.request;
     let client = &r.client;
@@ -436,7 +456,12 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
                 &browser,
                 query.get("code").map(String::as_str),
                 query.get("iss").map(String::as_str),
-                query.get("error").map(String::as_str),
+                query.get("error").map(|error| {
+                    (
+                        error.as_str(),
+                        query.get("error_description").map(String::as_str),
+                    )
+                }),
             )
             .await;
         // The binding cookie is single use: it goes once the leg it binds was taken (whatever
@@ -448,6 +473,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
                 StatusCode::FORBIDDEN,
                 "This sign-in was started in another browser. Start again from the application.",
             ),
+            Err(CallbackError::Refused { answer, back }) => refused_page(&answer, &back.to_url()),
             Err(e) => error_page(StatusCode::BAD_REQUEST, &e.to_string()),
         };
         if leg_taken && let Ok(v) = self.set_cookie(UPSTREAM_COOKIE, "", 0).parse() {

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::domain::{
+    auth::service::provider_answer,
     ports::{UpstreamAuth, UpstreamAuthError, UpstreamTokens},
     secret::SecretString,
 };
@@ -149,6 +150,99 @@ pub async fn discover(
     Err(UpstreamConfigError(format!(
         "no authorization server metadata: {last}"
     )))
+}
+
+/// Which `resource` (RFC 8707) we ask the upstream's tokens for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamResource {
+    /// This one: configured (`--upstream-resource`), or a preset's (Fastmail: its JMAP session
+    /// URL).
+    Given(String),
+    /// The one the JMAP server names in its protected-resource metadata (RFC 9728), read on
+    /// first use; none when it publishes none. A provider may refuse any resource but its own,
+    /// so it is read rather than guessed.
+    Published {
+        /// The JMAP session URL: the resource whose metadata is read (then its origin's).
+        session_url: Url,
+    },
+}
+
+/// The subset of RFC 9728 protected-resource metadata we use.
+#[derive(Debug, Deserialize)]
+struct ResourceMetadata {
+    resource: String,
+    #[serde(default)]
+    authorization_servers: Option<Vec<String>>,
+}
+
+/// The resource the JMAP server at `session_url` names (RFC 9728 §3): its own metadata
+/// (`/.well-known/oauth-protected-resource` put between the host and the path), then its
+/// origin's. A document must name the resource it was fetched for (§3.3), or it is not used.
+///
+/// # Errors
+/// When a metadata URL can't be reached or fails (5xx): "none" must not be remembered for a
+/// server that was only down. A 4xx or a redirect means no document there.
+pub async fn published_resource(
+    http: &reqwest::Client,
+    session_url: &Url,
+    issuer: &str,
+) -> Result<Option<String>, UpstreamConfigError> {
+    let origin = session_url.origin().ascii_serialization();
+    let mut path = session_url.path().to_owned();
+    if path == "/" {
+        path.clear();
+    }
+    if let Some(query) = session_url.query() {
+        path = format!("{path}?{query}");
+    }
+    let own = (
+        session_url.as_str().to_owned(),
+        format!("{origin}/.well-known/oauth-protected-resource{path}"),
+    );
+    let at_origin = (
+        origin.clone(),
+        format!("{origin}/.well-known/oauth-protected-resource"),
+    );
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    for (identifier, url) in [own, at_origin] {
+        let response = http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                UpstreamConfigError(format!("protected-resource metadata at {url}: {e}"))
+            })?;
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(UpstreamConfigError(format!(
+                "protected-resource metadata at {url}: HTTP {status}"
+            )));
+        }
+        if !status.is_success() {
+            continue;
+        }
+        let meta: ResourceMetadata = match response.json().await {
+            Ok(meta) => meta,
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "unreadable protected-resource metadata; not used");
+                continue;
+            }
+        };
+        if !same(&meta.resource, &identifier) {
+            tracing::warn!(%url, named = %meta.resource, "protected-resource metadata names another resource; not used");
+            continue;
+        }
+        if meta
+            .authorization_servers
+            .as_ref()
+            .is_some_and(|servers| !servers.iter().any(|s| same(s, issuer)))
+        {
+            tracing::warn!(%url, issuer, "the mail server's metadata does not list the upstream issuer; its tokens may be refused");
+        }
+        return Ok(Some(meta.resource));
+    }
+    Ok(None)
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,13 +381,21 @@ fn classify<RE: std::error::Error + 'static>(
 ) -> UpstreamAuthError {
     match e {
         RequestTokenError::ServerResponse(r) => {
-            let code = r.error().as_ref().to_owned();
+            // What the provider answered, as it said it: the person (or operator) reads it.
+            let code = provider_answer(
+                r.error().as_ref(),
+                r.error_description().map(String::as_str),
+            );
             match r.error() {
                 BasicErrorResponseType::InvalidGrant => UpstreamAuthError::InvalidGrant(code),
                 BasicErrorResponseType::InvalidClient
                 | BasicErrorResponseType::UnauthorizedClient
                 | BasicErrorResponseType::UnsupportedGrantType
                 | BasicErrorResponseType::InvalidScope => UpstreamAuthError::Misconfigured(code),
+                // RFC 8707 §2: the resource we asked for is not one it knows.
+                BasicErrorResponseType::Extension(e) if e == "invalid_target" => {
+                    UpstreamAuthError::Misconfigured(code)
+                }
                 _ => UpstreamAuthError::Unavailable(code),
             }
         }
@@ -423,7 +525,7 @@ pub struct UpstreamSettings {
     /// Scopes to ask for.
     pub scopes: Vec<String>,
     /// The `resource` to ask for.
-    pub resource: Option<String>,
+    pub resource: UpstreamResource,
     /// Our callback URL.
     pub redirect_uri: Url,
     /// Its revocation endpoint (discovered when not set).
@@ -501,6 +603,17 @@ impl<R: RegistrationMemory> LazyUpstream<R> {
                     )
                 }
             };
+        let resource = match &s.resource {
+            UpstreamResource::Given(resource) => Some(resource.clone()),
+            UpstreamResource::Published { session_url } => {
+                let found = published_resource(&http, session_url, &s.issuer).await?;
+                tracing::info!(
+                    resource = found.as_deref().unwrap_or("none"),
+                    "the resource to ask the upstream for, from the mail server's metadata"
+                );
+                found
+            }
+        };
         let client_id = match &s.client_id {
             Some(id) => id.clone(),
             None => {
@@ -516,7 +629,7 @@ impl<R: RegistrationMemory> LazyUpstream<R> {
             client_secret: s.client_secret.clone(),
             secret_in_body: s.secret_in_body,
             scopes: s.scopes.clone(),
-            resource: s.resource.clone(),
+            resource,
             redirect_uri: s.redirect_uri.clone(),
             revocation_endpoint,
             requires_iss: s.requires_iss.unwrap_or(discovered_iss),

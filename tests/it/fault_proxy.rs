@@ -77,6 +77,8 @@ pub(crate) struct PushStandin {
 #[derive(Default)]
 pub(crate) struct Script {
     push: tokio::sync::Mutex<PushStandin>,
+    /// Protected-resource metadata documents (RFC 9728) served by path, as the JMAP server's.
+    resource_metadata: Mutex<std::collections::HashMap<String, serde_json::Value>>,
     faults: Mutex<VecDeque<Fault>>,
     /// Every request relayed: method and path.
     requests: Mutex<Vec<(String, String)>>,
@@ -141,6 +143,21 @@ impl Proxy {
         let mut push = self.script.push.lock().await;
         push.offered = true;
         push.answers.extend(answers);
+    }
+
+    /// Serves `document` at `path` (`/.well-known/oauth-protected-resource…`) as the JMAP
+    /// server's protected-resource metadata.
+    pub(crate) fn publish_resource_metadata(&self, path: &str, document: serde_json::Value) {
+        self.script
+            .resource_metadata
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), document);
+    }
+
+    /// The proxy's origin, `http://127.0.0.1:PORT`.
+    pub(crate) fn origin(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Writes `event` (with `data`) to the open push stream.
@@ -243,6 +260,19 @@ async fn relay(
         .lock()
         .unwrap()
         .push((req.method().to_string(), req.uri().path().to_owned()));
+    if req.method() == Method::GET {
+        let published = script
+            .resource_metadata
+            .lock()
+            .unwrap()
+            .get(req.uri().path())
+            .cloned();
+        if let Some(document) = published {
+            return Response::builder()
+                .content_type("application/json")
+                .body(document.to_string());
+        }
+    }
     if req.method() == Method::GET
         && req.uri().path().starts_with("/jmap/eventsource")
         && script.push.lock().await.offered

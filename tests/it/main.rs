@@ -33,6 +33,7 @@ mod sdk_clients;
 mod sdk_oauth;
 mod search_syntax;
 mod support;
+mod upstream_resource;
 
 /// The OAuth `error` code of a response.
 pub async fn checklist_tokens_error(r: reqwest::Response) -> String {

@@ -186,6 +186,29 @@ pub enum CallbackError {
     /// The upstream reported an error before the client's redirect is trustworthy.
     #[error("the mail provider did not complete the sign-in: {0}")]
     Upstream(String),
+    /// The mail provider refused the sign-in (other than the person declining): the person
+    /// sees what it answered — often a configuration only the operator can mend — with the
+    /// way back to the client, which hears `server_error`.
+    #[error("the mail provider refused the sign-in. It answered: {answer}")]
+    Refused {
+        /// The provider's answer, fit to show.
+        answer: String,
+        /// The client's error redirect.
+        back: ClientRedirect,
+    },
+}
+
+/// A provider's error code and description as it said them, as far as they are fit to show
+/// to a person: no control characters, at most 200 characters of description.
+#[must_use]
+pub fn provider_answer(error: &str, description: Option<&str>) -> String {
+    let clean = |text: &str, max: usize| -> String {
+        text.chars().filter(|c| !c.is_control()).take(max).collect()
+    };
+    match description.filter(|d| !d.trim().is_empty()) {
+        Some(description) => format!("{}: {}", clean(error, 64), clean(description, 200)),
+        None => clean(error, 64),
+    }
 }
 
 fn digest_hex(value: &str) -> String {
@@ -417,7 +440,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         browser: &str,
         code: Option<&str>,
         iss: Option<&str>,
-        upstream_error: Option<&str>,
+        upstream_error: Option<(&str, Option<&str>)>,
     ) -> Result<ClientRedirect, CallbackError> {
         let leg = self.flows.take_upstream(state, browser)?;
         if !self.upstream.accepts_issuer(iss.map(str::to_owned)).await {
@@ -427,13 +450,19 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         let request = leg.request;
         let back =
             |error: &str, description: &str| request.error(&self.audience, error, description);
-        if let Some(error) = upstream_error {
-            let mapped = if error == "access_denied" {
-                "access_denied"
-            } else {
-                "server_error"
-            };
-            return Ok(back(mapped, "the mail provider did not grant access"));
+        if let Some((error, description)) = upstream_error {
+            if error == "access_denied" {
+                return Ok(back(
+                    "access_denied",
+                    "the mail provider did not grant access",
+                ));
+            }
+            let answer = provider_answer(error, description);
+            tracing::warn!(client = %request.client.id, answer = %answer, "the upstream refused the sign-in");
+            return Err(CallbackError::Refused {
+                answer,
+                back: back("server_error", "the mail provider refused the sign-in"),
+            });
         }
         let Some(code) = code else {
             return Err(CallbackError::Upstream("no code in the response".into()));
@@ -442,12 +471,17 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(client = %request.client.id, error = %e, "upstream code exchange failed");
-                let code = if matches!(e, UpstreamAuthError::Unavailable(_)) {
-                    "temporarily_unavailable"
-                } else {
-                    "server_error"
+                return match e {
+                    UpstreamAuthError::Unavailable(_) => Ok(back(
+                        "temporarily_unavailable",
+                        "the mail provider's token exchange failed",
+                    )),
+                    UpstreamAuthError::InvalidGrant(answer)
+                    | UpstreamAuthError::Misconfigured(answer) => Err(CallbackError::Refused {
+                        answer,
+                        back: back("server_error", "the mail provider's token exchange failed"),
+                    }),
                 };
-                return Ok(back(code, "the mail provider's token exchange failed"));
             }
         };
         let credential = crate::domain::grant::UpstreamCredential::Bearer(tokens.access.clone());
