@@ -245,7 +245,7 @@ async fn main() {
     // A tool call (get_identity: one JMAP request) with authentication per call vs with a
     // caller authenticated once, through the same use cases, interleaved.
     let store = JmapMailStore::new(TransportConfig {
-        session_url: config.jmap_session_url.clone(),
+        session_url: config.upstream.jmap_session_url.clone(),
         timeout: Duration::from_secs(20),
     })
     .unwrap();

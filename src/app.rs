@@ -12,9 +12,8 @@ use crate::{
     domain::{
         auth::{
             audience::Audience,
-            client::{ClientId, ClientKind, OAuthClient, TokenAuthMethod},
-            redirect::RedirectUri,
-            service::{AuthService, TokenLifetimes},
+            client::{ClientId, ClientKind, OAuthClient},
+            service::AuthService,
             upstream_refresh::UpstreamRefresher,
         },
         grant::{AccessToken, CapabilitySet, GrantId},
@@ -90,7 +89,7 @@ pub struct App {
 }
 
 fn install_self_host(config: &Config, vault: &RedbVault) -> Result<(), StartError> {
-    match &config.self_host {
+    match &config.server.self_host {
         // Re-sealed at every start, so a changed token or credential in config takes effect
         // and the previous token stops working.
         Some(self_host) => vault.put_grant(
@@ -107,35 +106,19 @@ fn install_self_host(config: &Config, vault: &RedbVault) -> Result<(), StartErro
     Ok(())
 }
 
-fn configured_client(c: &ConfiguredClient) -> Result<OAuthClient, StartError> {
-    let bad = |m: String| StartError::Adapter(format!("client {:?}: {m}", c.id));
-    let redirect_uris = c
-        .redirect_uris
-        .iter()
-        .map(|u| RedirectUri::parse(u).map_err(|e| bad(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let auth_method = match (&c.secret, c.auth_method.as_deref()) {
-        (None, None | Some("none")) => TokenAuthMethod::None,
-        (Some(_), None | Some("client_secret_basic")) => TokenAuthMethod::ClientSecretBasic,
-        (Some(_), Some("client_secret_post")) => TokenAuthMethod::ClientSecretPost,
-        (_, Some(other)) => {
-            return Err(bad(format!(
-                "auth_method {other:?} does not fit the secret"
-            )));
-        }
-    };
-    Ok(OAuthClient {
+fn configured_client(c: &ConfiguredClient) -> OAuthClient {
+    OAuthClient {
         id: ClientId::new(c.id.clone()),
         name: c.name.clone(),
-        redirect_uris,
+        redirect_uris: c.redirect_uris.clone(),
         kind: ClientKind::Configured,
-        auth_method,
+        auth_method: c.auth_method,
         secret_digest: c
             .secret
             .as_ref()
             .map(|s| Sha256::digest(s.expose_secret().as_bytes()).into()),
         created_at: chrono::Utc::now().timestamp(),
-    })
+    }
 }
 
 /// Builds the app for `config` on `vault`.
@@ -148,7 +131,7 @@ pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartE
 
 /// Our client at the upstream, as configured (the notifier's differs in name, id and scopes).
 fn upstream_settings(config: &Config, redirect_uri: url::Url) -> UpstreamSettings {
-    let u = &config.upstream;
+    let u = &config.upstream.oauth;
     UpstreamSettings {
         issuer: u.issuer.clone(),
         authorization_endpoint: u.authorization_endpoint.clone(),
@@ -163,7 +146,7 @@ fn upstream_settings(config: &Config, redirect_uri: url::Url) -> UpstreamSetting
         redirect_uri,
         revocation_endpoint: u.revocation_endpoint.clone(),
         client_name: MAIN_CLIENT_NAME,
-        timeout: config.upstream_timeout,
+        timeout: config.upstream.timeout,
     }
 }
 
@@ -203,22 +186,15 @@ fn background_delivery(
         UpstreamSettings {
             client_id: bg.client_id.clone(),
             client_secret: None,
-            // The notifier never sends: it doesn't ask for submission.
-            scopes: config
-                .upstream
-                .scopes
-                .iter()
-                .filter(|s| !s.contains("submission"))
-                .cloned()
-                .collect(),
+            scopes: bg.scopes.clone(),
             client_name: NOTIFIER_CLIENT_NAME,
             ..upstream_settings(config, redirect_uri)
         },
         Arc::new(vault.clone()),
     ));
     let notifier_mail = NotifierMail::new(TransportConfig {
-        session_url: config.jmap_session_url.clone(),
-        timeout: config.upstream_timeout,
+        session_url: config.upstream.jmap_session_url.clone(),
+        timeout: config.upstream.timeout,
     })
     .map_err(|e| StartError::Adapter(format!("notifier mailbox: {e}")))?;
     let deliverer = Arc::new(
@@ -238,8 +214,8 @@ fn background_delivery(
         keyring,
         Arc::clone(&store),
         NotifierSettings {
-            poll: config.notify_poll,
-            ping: config.notify_push_ping,
+            poll: config.notify.poll,
+            ping: config.notify.push_ping,
             push_retry: WatchTuning::default().push_retry,
             schedule: RetrySchedule::standard(),
         },
@@ -263,26 +239,26 @@ async fn build_app(
     start_background: bool,
 ) -> Result<App, StartError> {
     install_self_host(config, &vault)?;
-    if config.self_host.is_none() {
+    if config.server.self_host.is_none() {
         tracing::info!("no self-host token configured: MCP clients connect through OAuth");
     }
-    for client in &config.clients {
+    for client in &config.server.clients {
         vault
-            .put_client(configured_client(client)?)
+            .put_client(configured_client(client))
             .await
             .map_err(|e| StartError::Adapter(e.to_string()))?;
     }
     let store = Arc::new(
         JmapMailStore::new(TransportConfig {
-            session_url: config.jmap_session_url.clone(),
-            timeout: config.upstream_timeout,
+            session_url: config.upstream.jmap_session_url.clone(),
+            timeout: config.upstream.timeout,
         })
         .map_err(|e| StartError::Adapter(format!("mail store: {e}")))?,
     );
-    let audience = Audience::new(&config.public_url);
+    let audience = Audience::new(&config.server.public_url);
     let redirect_uri = url::Url::parse(&audience.url("/auth/callback"))
         .map_err(|e| StartError::Adapter(e.to_string()))?;
-    let (background, background_store) = match &config.background {
+    let (background, background_store) = match &config.notify.background {
         Some(bg) if start_background => {
             let (setup, store) =
                 background_delivery(config, bg, &vault, Arc::clone(&store), redirect_uri.clone())?;
@@ -305,18 +281,17 @@ async fn build_app(
             vault.clone(),
             vault.clone(),
             ServiceLimits {
-                max_attachment_bytes: config.max_attachment_bytes,
+                max_attachment_bytes: config.limits.max_attachment_bytes,
                 ..ServiceLimits::default()
             },
         )
         .with_oauth(refresher.clone(), audience.resource().to_owned())
         .with_documents(Arc::new(PdfText))
-        .with_approvals(Arc::new(vault.clone()), config.sending),
+        .with_approvals(Arc::new(vault.clone()), config.send),
     );
-    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
     let clients = Arc::new(ClientDirectory::new(
         vault.clone(),
-        config.allow_loopback_client_metadata,
+        config.server.allow_loopback_client_metadata,
     ));
     let auth = Arc::new(
         AuthService::new(
@@ -326,11 +301,7 @@ async fn build_app(
             store,
             refresher,
             audience,
-            TokenLifetimes {
-                access_secs: secs(config.access_token_ttl),
-                refresh_secs: secs(config.refresh_token_ttl),
-                code_secs: secs(config.code_ttl),
-            },
+            config.server.tokens,
         )
         .with_audit(Arc::new(vault.clone())),
     );
@@ -339,19 +310,19 @@ async fn build_app(
     let audit: Arc<dyn AuditLog> = Arc::new(vault.clone());
     let handler = McpHandler::new(
         Arc::clone(&service),
-        config.tool_timeout,
+        config.limits.tool_timeout,
         Arc::clone(&audit),
         Arc::clone(&watchers),
     )
-    .with_public_url(config.public_url.as_str())
+    .with_public_url(config.server.public_url.as_str())
     .with_background_status(background_store)
     .with_watch_tuning(WatchTuning {
-        poll: config.notify_poll,
-        ping: config.notify_push_ping,
+        poll: config.notify.poll,
+        ping: config.notify.push_ping,
         ..WatchTuning::default()
     });
     let mcp_config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(config.allowed_hosts.clone())
+        .with_allowed_hosts(config.server.allowed_hosts.clone())
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
         .with_json_response(true)
         .with_max_request_body_bytes(1024 * 1024);
@@ -360,15 +331,16 @@ async fn build_app(
         handler,
         auth,
         mcp_config,
-        session_idle: config.session_idle,
-        public_url: config.public_url.to_string(),
-        allowed_origins: config.allowed_origins.clone(),
-        secure_cookies: config.public_url.scheme() == "https",
+        session_idle: config.server.session_idle,
+        public_url: config.server.public_url.to_string(),
+        allowed_origins: config.server.allowed_origins.clone(),
+        secure_cookies: config.server.public_url.scheme() == "https",
         watchers,
         approvals: Arc::new(vault.clone()),
         audit: Arc::clone(&audit),
         background,
         allow_insecure_destinations: config
+            .notify
             .background
             .as_ref()
             .is_some_and(|b| b.allow_private_destinations),
@@ -385,11 +357,15 @@ async fn build_app(
 /// # Errors
 /// [`StartError`] when the data directory, the vault or an adapter can't be set up.
 pub async fn build(config: &Config) -> Result<App, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
+    std::fs::create_dir_all(&config.storage.data_dir).map_err(|source| StartError::DataDir {
+        path: config.storage.data_dir.display().to_string(),
         source,
     })?;
-    build_with(config, RedbVault::open(&config.data_dir.join(VAULT_FILE))?).await
+    build_with(
+        config,
+        RedbVault::open(&config.storage.data_dir.join(VAULT_FILE))?,
+    )
+    .await
 }
 
 /// The OpenAPI document as committed under `openapi/` (built on an in-memory vault: printing it
@@ -430,12 +406,12 @@ pub async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error + Se
     spawn_sweeper(
         app.vault.clone(),
         Retention {
-            max_age_secs: i64::try_from(config.audit_retention_days).unwrap_or(90) * 86_400,
-            max_events: config.audit_max_events,
+            max_age_secs: i64::try_from(config.storage.audit_retention_days).unwrap_or(90) * 86_400,
+            max_events: config.storage.audit_max_events,
         },
     );
-    tracing::info!(listen = %config.listen, public_url = %config.public_url, mcp = %config.mcp_url(), "mailconnect serving");
-    let acceptor = NoDelayAcceptor::bind(config.listen).await?;
+    tracing::info!(listen = %config.server.listen, public_url = %config.server.public_url, mcp = %config.mcp_url(), "mailconnect serving");
+    let acceptor = NoDelayAcceptor::bind(config.server.listen).await?;
     poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             http::access_log(app.routes),

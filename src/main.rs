@@ -2,14 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use mailconnect::{
     app,
     config::{Cli, Command, Config},
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::load(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let print_openapi = matches!(cli.command, Some(Command::Openapi));
     let config = match Config::resolve(cli) {
         Ok(config) => config,
@@ -38,15 +37,15 @@ fn main() -> ExitCode {
             }
         };
     }
-    mailconnect::telemetry::init(config.log_format);
+    mailconnect::telemetry::init(config.server.log_format);
     // One thread by default: the lowest latency for I/O-bound tool calls (BENCHMARKS.md).
-    let runtime = if config.worker_threads == 1 {
+    let runtime = if config.server.worker_threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.worker_threads)
+            .worker_threads(config.server.worker_threads)
             .enable_all()
             .build()
     };

@@ -2,7 +2,6 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::OnceLock, time::Duration};
 
-use clap::Parser as _;
 use mailconnect::config::{Cli, Config};
 use mailconnect::inbound::listener::NoDelayAcceptor;
 use poem::Server;
@@ -178,7 +177,8 @@ async fn start_on(addr: SocketAddr, data: &std::path::Path, args: &[String]) -> 
         full.extend(["--public-url".into(), format!("http://{addr}")]);
     }
     full.extend(args.iter().cloned());
-    let config = Config::resolve(Cli::parse_from(full)).expect("test config is valid");
+    let config =
+        Config::resolve(Cli::load(full).expect("test flags parse")).expect("test config is valid");
     let app = mailconnect::app::build(&config).await.ok()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
