@@ -19,10 +19,9 @@ use rmcp::{
     },
     service::{NotificationContext, RequestContext, SubscriptionContext, SubscriptionSink},
 };
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use self::contract::{CATALOG, types as input};
+use self::contract::{CATALOG, ToolCall, ToolCallError, types as input};
 use crate::domain::{
     approval::ApprovalId,
     body,
@@ -328,20 +327,32 @@ impl ToolFailure {
             _ => "",
         }
     }
+
+    /// The tool result the model reads: the code to branch on, the sentence, what to do next.
+    fn into_result(self, tool: &str) -> CallToolResult {
+        let code = self
+            .code(tool)
+            .map(|c| format!("{c}: "))
+            .unwrap_or_default();
+        CallToolResult::error(vec![ContentBlock::text(format!(
+            "{code}{self}.{}",
+            self.advice()
+        ))])
+    }
 }
 
-/// Decodes arguments strictly (the schema's `additionalProperties: false`), naming the
-/// offending argument in the error.
-fn args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolFailure> {
-    serde_path_to_error::deserialize(arguments).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        if path == "." {
-            ToolFailure::Arguments(inner)
-        } else {
-            ToolFailure::Arguments(format!("{path}: {inner}"))
-        }
-    })
+/// A call of a tool that doesn't exist: the client has the wrong list, so it gets the tools
+/// this caller may use.
+fn unknown_tool(name: &str, caller: &Caller) -> ErrorData {
+    let known: Vec<&str> = CATALOG
+        .iter()
+        .filter(|(spec, _)| caller.capabilities.allows(spec.capability))
+        .map(|(spec, _)| spec.name)
+        .collect();
+    ErrorData::invalid_params(
+        format!("unknown tool {name:?}; the tools are {}", known.join(", ")),
+        None,
+    )
 }
 
 fn parsed<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, ToolFailure> {
@@ -359,33 +370,53 @@ pub(crate) struct Confirm<'a> {
 }
 
 impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
+    /// Runs `call`, giving up after the tool deadline.
+    async fn run_in_time(
+        &self,
+        call: ToolCall,
+        caller: &Caller,
+        confirm: &Confirm<'_>,
+    ) -> Result<Reply, ToolFailure> {
+        // A send may wait for the person's answer in the client's dialog.
+        let deadline = if matches!(call, ToolCall::SendDraft(_)) {
+            self.tool_deadline + LEGACY_DIALOG_WAIT
+        } else {
+            self.tool_deadline
+        };
+        tokio::time::timeout(deadline, self.dispatch(call, caller, confirm))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ToolFailure::Service(ServiceError::Store(
+                    MailStoreError::Unavailable(format!(
+                        "the tool took longer than {} s",
+                        deadline.as_secs()
+                    )),
+                )))
+            })
+    }
+
     async fn dispatch(
         &self,
-        name: &str,
-        arguments: Value,
+        call: ToolCall,
         caller: &Caller,
         confirm: &Confirm<'_>,
     ) -> Result<Reply, ToolFailure> {
         let service = &self.service;
-        let rendered = match name {
-            "get_identity" => {
-                let _: input::GetIdentityInput = args(arguments)?;
+        let rendered = match call {
+            ToolCall::GetIdentity(_) => {
                 let (out, text) = render::identity(&service.identity(caller).await?);
                 Rendered::new(out, text)
             }
-            "list_mailboxes" => {
-                let _: input::ListMailboxesInput = args(arguments)?;
+            ToolCall::ListMailboxes(_) => {
                 let (out, text) = render::mailboxes(&service.mailboxes(caller).await?);
                 Rendered::new(out, text)
             }
-            "search_email" => {
-                let a: input::SearchEmailInput = args(arguments)?;
+            ToolCall::SearchEmail(a) => {
                 let request = search_request(a)?;
                 let (out, text) = render::search(&service.search(caller, &request).await?);
                 Rendered::new(out, text)
             }
-            "get_email" => {
-                let a: input::GetEmailInput = args(arguments)?;
+            ToolCall::GetEmail(a) => {
                 let id = parsed("email_id", EmailId::parse(a.email_id.to_string()))?;
                 let max = a.max_body_chars.map(std::num::NonZeroU64::get);
                 let view = service
@@ -402,14 +433,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 let (out, text) = render::email(&view);
                 Rendered::new(out, text)
             }
-            "get_thread" => {
-                let a: input::GetThreadInput = args(arguments)?;
+            ToolCall::GetThread(a) => {
                 let id = parsed("thread_id", ThreadId::parse(a.thread_id.to_string()))?;
                 let (out, text) = render::thread(&service.thread(caller, &id).await?);
                 Rendered::new(out, text)
             }
-            "get_attachment" => {
-                let a: input::GetAttachmentInput = args(arguments)?;
+            ToolCall::GetAttachment(a) => {
                 let email = parsed("email_id", EmailId::parse(a.email_id.to_string()))?;
                 let blob = parsed("blob_id", BlobId::parse(a.blob_id.to_string()))?;
                 let view = service.attachment(caller, &email, &blob).await?;
@@ -427,8 +456,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 rendered.extra.push(ContentBlock::resource(resource));
                 Ok(rendered)
             }
-            "move_email" => {
-                let a: input::MoveEmailInput = args(arguments)?;
+            ToolCall::MoveEmail(a) => {
                 let ids: Vec<String> = a.email_ids.0.into_iter().map(String::from).collect();
                 let view = service
                     .move_emails(caller, &ids, &a.mailbox.to_string())
@@ -436,8 +464,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 let (out, text) = render::moved(&view);
                 Rendered::new(out, text).map(|r| r.changed(view.report.counts().0))
             }
-            "mark_email_read" => {
-                let a: input::MarkEmailReadInput = args(arguments)?;
+            ToolCall::MarkEmailRead(a) => {
                 let ids: Vec<String> = a.email_ids.0.into_iter().map(String::from).collect();
                 let done = service
                     .set_keyword(caller, &ids, Keyword::Seen, a.read)
@@ -452,8 +479,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 )
                 .map(|r| r.changed(done.counts().0))
             }
-            "flag_email" => {
-                let a: input::FlagEmailInput = args(arguments)?;
+            ToolCall::FlagEmail(a) => {
                 let ids: Vec<String> = a.email_ids.0.into_iter().map(String::from).collect();
                 let done = service
                     .set_keyword(caller, &ids, Keyword::Flagged, a.flagged)
@@ -468,8 +494,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 )
                 .map(|r| r.changed(done.counts().0))
             }
-            "check_new_mail" => {
-                let a: input::CheckNewMailInput = args(arguments)?;
+            ToolCall::CheckNewMail(a) => {
                 let request = NewMailRequest {
                     cursor: a.cursor.map(|c| c.to_string()),
                     limit: a.limit.map(std::num::NonZeroU64::get),
@@ -479,8 +504,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                     render::new_mail(&service.check_new_mail(caller, &request).await?);
                 Rendered::new(out, text)
             }
-            "mute_notifications" => {
-                let a: input::MuteNotificationsInput = args(arguments)?;
+            ToolCall::MuteNotifications(a) => {
                 let request = MuteRequest {
                     sender: a.sender.map(|s| s.to_string()),
                     thread: a
@@ -496,8 +520,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                     format!("Muted. The rules now:\n{text}"),
                 )
             }
-            "get_notify_settings" => {
-                let _: input::GetNotifySettingsInput = args(arguments)?;
+            ToolCall::GetNotifySettings(_) => {
                 let (settings, text) =
                     render::notify_settings(&service.notify_settings(caller).await?);
                 let background = self
@@ -525,16 +548,14 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                     ),
                 )
             }
-            "draft_email" => {
-                let a: input::DraftEmailInput = args(arguments)?;
+            ToolCall::DraftEmail(a) => {
                 let view = service
                     .draft_email(caller, &compose_args::draft_request(a)?)
                     .await?;
                 let (out, text) = render::compose::draft(&view);
                 Rendered::new(out, text)
             }
-            "list_drafts" => {
-                let a: input::ListDraftsInput = args(arguments)?;
+            ToolCall::ListDrafts(a) => {
                 let result = service
                     .list_drafts(
                         caller,
@@ -545,25 +566,21 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 let (out, text) = render::compose::drafts(&result);
                 Rendered::new(out, text)
             }
-            "delete_draft" => {
-                let a: input::DeleteDraftInput = args(arguments)?;
+            ToolCall::DeleteDraft(a) => {
                 let id = parsed("draft_id", EmailId::parse(a.draft_id.to_string()))?;
                 service.delete_draft(caller, &id).await?;
                 let (out, text) = render::compose::deleted(&id);
                 Rendered::new(out, text)
             }
-            "send_draft" => {
-                let a: input::SendDraftInput = args(arguments)?;
+            ToolCall::SendDraft(a) => {
                 return self.send_draft(a, caller, confirm).await;
             }
-            "cancel_send" => {
-                let a: input::CancelSendInput = args(arguments)?;
+            ToolCall::CancelSend(a) => {
                 let draft = service.cancel_send(caller, &a.submission_id).await?;
                 let (out, text) = render::compose::canceled(&draft);
                 Rendered::new(out, text)
             }
-            "get_send_status" => {
-                let a: input::GetSendStatusInput = args(arguments)?;
+            ToolCall::GetSendStatus(a) => {
                 let submission = match &a.submission_id {
                     Some(id) => Some(service.send_status(caller, id).await?),
                     None => None,
@@ -583,9 +600,6 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 let (out, text) = render::compose::status(submission.as_ref(), approval.as_ref());
                 Rendered::new(out, text)
             }
-            other => Err(ToolFailure::Internal(format!(
-                "tool {other} has no handler"
-            ))),
         };
         rendered.map(Reply::Done)
     }
@@ -1121,9 +1135,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
         let capabilities = caller(&ctx)?.capabilities;
         let tools = CATALOG
             .iter()
-            .filter(|(spec, _)| {
-                Capability::parse(spec.capability).is_some_and(|c| capabilities.allows(c))
-            })
+            .filter(|(spec, _)| capabilities.allows(spec.capability))
             .map(|(_, tool)| tool.clone())
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
@@ -1136,46 +1148,21 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = caller(&ctx)?;
         let name = request.name.to_string();
-        if !CATALOG.iter().any(|(spec, _)| spec.name == name) {
-            let known: Vec<&str> = CATALOG
-                .iter()
-                .filter(|(spec, _)| {
-                    Capability::parse(spec.capability)
-                        .is_some_and(|c| caller.capabilities.allows(c))
-                })
-                .map(|(spec, _)| spec.name)
-                .collect();
-            return Err(ErrorData::invalid_params(
-                format!("unknown tool {name:?}; the tools are {}", known.join(", ")),
-                None,
-            ));
-        }
         let arguments = Value::Object(request.arguments.unwrap_or_default());
+        let call = match ToolCall::parse(&name, arguments) {
+            Ok(call) => Ok(call),
+            Err(ToolCallError::UnknownTool(_)) => return Err(unknown_tool(&name, &caller)),
+            Err(ToolCallError::Arguments(e)) => Err(ToolFailure::Arguments(e)),
+        };
         let confirm = Confirm {
             ctx: Some(&ctx),
             input_responses: request.input_responses,
             request_state: request.request_state,
         };
-        // A send may wait for the person's answer in the client's dialog.
-        let deadline = if name == "send_draft" {
-            self.tool_deadline + LEGACY_DIALOG_WAIT
-        } else {
-            self.tool_deadline
-        };
         let started = std::time::Instant::now();
-        let outcome = match tokio::time::timeout(
-            deadline,
-            self.dispatch(&name, arguments, &caller, &confirm),
-        )
-        .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => Err(ToolFailure::Service(ServiceError::Store(
-                MailStoreError::Unavailable(format!(
-                    "the tool took longer than {} s",
-                    deadline.as_secs()
-                )),
-            ))),
+        let outcome = match call {
+            Ok(call) => self.run_in_time(call, &caller, &confirm).await,
+            Err(failure) => Err(failure),
         };
         let elapsed_us = started.elapsed().as_micros();
         let (audited, count) = match &outcome {
@@ -1208,14 +1195,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             Err(failure) => {
                 // Log the kind only: error texts can echo arguments (search words, addresses).
                 tracing::info!(tool = %name, grant = %caller.grant, outcome = failure.outcome(), elapsed_us, "tool call");
-                let code = failure
-                    .code(&name)
-                    .map(|c| format!("{c}: "))
-                    .unwrap_or_default();
-                CallToolResult::error(vec![ContentBlock::text(format!(
-                    "{code}{failure}.{}",
-                    failure.advice()
-                ))])
+                failure.into_result(&name)
             }
         };
         Ok(result.into())
@@ -1273,7 +1253,7 @@ mod tests {
         store
     }
 
-    pub(super) fn arguments(tool: &str) -> Value {
+    fn arguments(tool: &str) -> Value {
         match tool {
             "get_identity" | "list_mailboxes" => json!({}),
             "search_email" => json!({"text": "x"}),
@@ -1292,6 +1272,11 @@ mod tests {
             "mute_notifications" => json!({"sender": "@news.example", "for": "8h"}),
             other => panic!("no arguments for {other}: add them here"),
         }
+    }
+
+    /// A call of `tool` with arguments that decode.
+    pub(super) fn call(tool: &str) -> ToolCall {
+        ToolCall::parse(tool, arguments(tool)).unwrap()
     }
 
     /// Approvals where every submission asked about is one this grant sent (so cancel_send
@@ -1388,7 +1373,8 @@ mod tests {
     #[tokio::test]
     async fn a_tool_runs_iff_the_policy_allows_it() {
         for (spec, _) in CATALOG.iter() {
-            let needed = Capability::parse(spec.capability).expect("catalogue capabilities parse");
+            let needed = spec.capability;
+            assert_eq!(call(spec.name).capability(), needed, "{}", spec.name);
             for capabilities in capability_sets() {
                 let calls = Arc::new(AtomicUsize::new(0));
                 let service = Arc::new(
@@ -1406,12 +1392,7 @@ mod tests {
                 let handler = handler_for(service);
                 let caller = caller_with(&capabilities, None);
                 let outcome = handler
-                    .dispatch(
-                        spec.name,
-                        arguments(spec.name),
-                        &caller,
-                        &Confirm::default(),
-                    )
+                    .dispatch(call(spec.name), &caller, &Confirm::default())
                     .await;
                 let allowed = capabilities.allows(needed);
                 let ran = calls.load(Ordering::SeqCst) > 0;
@@ -1594,7 +1575,7 @@ mod no_send_without_the_capability {
         a
     }
 
-    use super::tests::{arguments, caller_with, capability_sets, handler_for};
+    use super::tests::{call, caller_with, capability_sets, handler_for};
 
     #[tokio::test]
     async fn only_send_draft_with_send_submits() {
@@ -1627,12 +1608,7 @@ mod no_send_without_the_capability {
                 let handler = handler_for(service);
                 let caller = caller_with(&capabilities, Some("a"));
                 let _ = handler
-                    .dispatch(
-                        spec.name,
-                        arguments(spec.name),
-                        &caller,
-                        &Confirm::default(),
-                    )
+                    .dispatch(call(spec.name), &caller, &Confirm::default())
                     .await;
                 let sent = submissions.load(Ordering::SeqCst);
                 let may = spec.name == "send_draft" && capabilities.allows(Capability::Send);
