@@ -220,42 +220,23 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 Ok(rendered)
             }
             ToolCall::MoveEmail(a) => {
-                let ids: Vec<String> = a.email_ids.0.into_iter().map(String::from).collect();
                 let view = service
-                    .move_emails(caller, &ids, &a.mailbox.to_string())
+                    .move_emails(caller, &raw_ids(a.email_ids), &a.mailbox.to_string())
                     .await?;
                 let (out, text) = render::moved(&view);
                 Rendered::new(out, text).map(|r| r.changed(view.report.counts().0))
             }
             ToolCall::MarkEmailRead(a) => {
-                let ids: Vec<String> = a.email_ids.0.into_iter().map(String::from).collect();
-                let done = service
-                    .set_keyword(caller, &ids, Keyword::Seen, a.read)
-                    .await?;
-                let (report, text) = render::keyword(&done, Keyword::Seen, a.read);
-                Rendered::new(
-                    input::MarkEmailReadOutput {
-                        read: a.read,
-                        report,
-                    },
-                    text,
-                )
-                .map(|r| r.changed(done.counts().0))
+                let read = a.read;
+                let out = |report| input::MarkEmailReadOutput { read, report };
+                self.set_keyword(caller, a.email_ids, Keyword::Seen, read, out)
+                    .await
             }
             ToolCall::FlagEmail(a) => {
-                let ids: Vec<String> = a.email_ids.0.into_iter().map(String::from).collect();
-                let done = service
-                    .set_keyword(caller, &ids, Keyword::Flagged, a.flagged)
-                    .await?;
-                let (report, text) = render::keyword(&done, Keyword::Flagged, a.flagged);
-                Rendered::new(
-                    input::FlagEmailOutput {
-                        flagged: a.flagged,
-                        report,
-                    },
-                    text,
-                )
-                .map(|r| r.changed(done.counts().0))
+                let flagged = a.flagged;
+                let out = |report| input::FlagEmailOutput { flagged, report };
+                self.set_keyword(caller, a.email_ids, Keyword::Flagged, flagged, out)
+                    .await
             }
             ToolCall::CheckNewMail(a) => {
                 let request = NewMailRequest {
@@ -366,6 +347,29 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
         };
         rendered.map(Reply::Done)
     }
+
+    /// `mark_email_read` and `flag_email`: one keyword set or cleared on each email, the
+    /// report put in the tool's `output`.
+    async fn set_keyword<O: serde::Serialize>(
+        &self,
+        caller: &Caller,
+        ids: input::EmailIds,
+        keyword: Keyword,
+        on: bool,
+        output: impl FnOnce(input::ChangeReport) -> O,
+    ) -> Result<Rendered, ToolFailure> {
+        let done = self
+            .service
+            .set_keyword(caller, &raw_ids(ids), keyword, on)
+            .await?;
+        let (report, text) = render::keyword(&done, keyword, on);
+        Rendered::new(output(report), text).map(|r| r.changed(done.counts().0))
+    }
+}
+
+/// The ids as the model sent them: the use case checks the capability before it parses them.
+fn raw_ids(ids: input::EmailIds) -> Vec<String> {
+    ids.0.into_iter().map(String::from).collect()
 }
 
 /// `search_email`'s arguments as the search use case takes them; dates and the query syntax
