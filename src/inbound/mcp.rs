@@ -3,9 +3,9 @@
 //!
 //! Tool failures the model can act on (bad argument, no such email, over a cap) are tool
 //! results with `isError` and a sentence; only unroutable requests are JSON-RPC errors
-//! ([`failure`]). Each request is one [`contract::ToolCall`] ([`dispatch`]); `send_draft` may
-//! first ask the person ([`send_confirmation`]); listening clients are served by
-//! [`subscriptions`].
+//! (`failure`). Each request is one [`contract::ToolCall`] (`dispatch`); `send_draft` may
+//! first ask the person (`send_confirmation`); listening clients are served by
+//! `subscriptions`.
 
 mod compose_args;
 pub mod contract;

@@ -163,6 +163,26 @@ pub(super) fn accepted_filter(requested: &SubscriptionFilter) -> SubscriptionFil
     accepted
 }
 
+/// `resources/list`: the new-mail resource, to those who may hear about new mail.
+pub(super) fn resource_list(
+    ctx: &RequestContext<RoleServer>,
+) -> Result<ListResourcesResult, ErrorData> {
+    let caller = caller(ctx)?;
+    let resources = if caller.capabilities.allows(Capability::Notify) {
+        vec![
+                Resource::new(NEW_MAIL_URI, "new-mail")
+                    .with_title("New mail")
+                    .with_description(
+                        "Unread mail that arrived in the Inbox in the last 24 hours, as check_new_mail lists it. Subscribe to hear when more arrives.",
+                    )
+                    .with_mime_type("application/json"),
+            ]
+    } else {
+        Vec::new()
+    };
+    Ok(ListResourcesResult::with_all_items(resources))
+}
+
 impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
     /// A legacy session, once initialized, hears when its grant's tool list changes.
     pub(super) fn watch_tool_list(&self, ctx: NotificationContext<RoleServer>) {
@@ -235,29 +255,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             task.abort();
         }
     }
-}
 
-/// `resources/list`: the new-mail resource, to those who may hear about new mail.
-pub(super) fn resource_list(
-    ctx: &RequestContext<RoleServer>,
-) -> Result<ListResourcesResult, ErrorData> {
-    let caller = caller(ctx)?;
-    let resources = if caller.capabilities.allows(Capability::Notify) {
-        vec![
-                Resource::new(NEW_MAIL_URI, "new-mail")
-                    .with_title("New mail")
-                    .with_description(
-                        "Unread mail that arrived in the Inbox in the last 24 hours, as check_new_mail lists it. Subscribe to hear when more arrives.",
-                    )
-                    .with_mime_type("application/json"),
-            ]
-    } else {
-        Vec::new()
-    };
-    Ok(ListResourcesResult::with_all_items(resources))
-}
-
-impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
     /// `resources/read mail://new`: what `check_new_mail` would list now.
     pub(super) async fn read_new_mail(
         &self,
