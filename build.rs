@@ -1,11 +1,16 @@
 //! Generates the MCP tool contract from `schemas/` (see README, "Generated protocol code").
 //!
-//! Two outputs, both in `OUT_DIR` only (never the source tree, never the network):
+//! Three outputs, all in `OUT_DIR` only (never the source tree, never the network):
 //! - `tool_types.rs`: Rust types for every tool's input and output, made by `typify` from the
 //!   JSON Schema files, so the code cannot disagree with the contract a client sees.
 //! - `tool_catalog.rs`: the catalogue (name, title, description, annotations, capability) with
 //!   each schema bundled into one self-contained JSON document: every `$ref` is inlined, because
 //!   several MCP clients still mishandle `$ref`/`$defs` in tool schemas.
+//! - `tool_calls.rs`: `ToolCall`, one variant per tool carrying its input type, so the MCP
+//!   adapter matches on it exhaustively and a tool without a handler does not compile.
+//!
+//! A capability is written as the domain's `Capability` variant (`"read"` → `Capability::Read`):
+//! a tool needing a capability the domain doesn't have does not compile either.
 
 use std::{collections::BTreeMap, env, fs, path::Path};
 
@@ -33,8 +38,14 @@ fn main() {
     let mut catalog_rs = String::from(
         "/// The tool catalogue generated from `schemas/tools.json`.\npub const TOOLS: &[ToolSpec] = &[\n",
     );
+    let mut calls = Vec::new();
     for tool in tools {
         let name = tool["name"].as_str().expect("tool name");
+        assert!(
+            is_snake_case(name),
+            "tools.json: tool {name:?} must be snake_case (verb_noun; it names a ToolCall variant)"
+        );
+        let capability = capability_variant(tool["capability"].as_str().expect("capability"));
         let mut bundled = Vec::new();
         for kind in ["input", "output"] {
             let path = format!("schemas/tools/{name}.{kind}.json");
@@ -50,6 +61,11 @@ fn main() {
                     Value::Bool(false),
                     "{path}: inputs are strict (additionalProperties: false)"
                 );
+                calls.push(Call {
+                    tool: name.to_owned(),
+                    input: title.clone(),
+                    capability: capability.clone(),
+                });
             }
             definitions.insert(title, to_definitions_refs(&strip_meta(&schema)));
             let mut inlined = inline_refs(&schema, &common_defs);
@@ -61,10 +77,9 @@ fn main() {
             bundled.push(file);
         }
         catalog_rs.push_str(&format!(
-            "    ToolSpec {{ name: {name:?}, title: {title:?}, description: {desc:?}, capability: {cap:?}, annotations: {ann:?}, input_schema: include_str!({input:?}), output_schema: include_str!({output:?}) }},\n",
+            "    ToolSpec {{ name: {name:?}, title: {title:?}, description: {desc:?}, capability: Capability::{capability}, annotations: {ann:?}, input_schema: include_str!({input:?}), output_schema: include_str!({output:?}) }},\n",
             title = tool["title"].as_str().expect("title"),
             desc = tool["description"].as_str().expect("description"),
-            cap = tool["capability"].as_str().expect("capability"),
             ann = tool["annotations"].to_string(),
             input = bundled[0],
             output = bundled[1],
@@ -72,6 +87,11 @@ fn main() {
     }
     catalog_rs.push_str("];\n");
     fs::write(Path::new(&out_dir).join("tool_catalog.rs"), catalog_rs).expect("write catalog");
+    fs::write(
+        Path::new(&out_dir).join("tool_calls.rs"),
+        tool_calls(&calls),
+    )
+    .expect("write calls");
 
     let mut settings = typify::TypeSpaceSettings::default();
     settings
@@ -92,6 +112,96 @@ fn main() {
         prettyplease::unparse(&file),
     )
     .expect("write types");
+}
+
+/// One tool as `ToolCall` sees it.
+struct Call {
+    tool: String,
+    /// The input type's name (the input schema's title).
+    input: String,
+    /// The `Capability` variant it needs.
+    capability: String,
+}
+
+/// `ToolCall`, its parsing constructor and its capability, as Rust source. The `match`es name
+/// every tool (no catch-all arm), so adding one to `tools.json` reaches every `match` on
+/// `ToolCall` in the adapter.
+fn tool_calls(calls: &[Call]) -> String {
+    let mut variants = String::new();
+    let mut parse = String::new();
+    let mut capability = String::new();
+    for Call {
+        tool,
+        input,
+        capability: cap,
+    } in calls
+    {
+        let variant = pascal_case(tool);
+        variants.push_str(&format!(
+            "    /// `{tool}`.\n    {variant}(types::{input}),\n"
+        ));
+        parse.push_str(&format!(
+            "            {tool:?} => decode(arguments).map(Self::{variant}),\n"
+        ));
+        capability.push_str(&format!(
+            "            Self::{variant}(_) => Capability::{cap},\n"
+        ));
+    }
+    format!(
+        r#"/// One `tools/call`: the tool, with its arguments decoded into its input type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolCall {{
+{variants}}}
+
+impl ToolCall {{
+    /// Decodes a call of the tool `name` with `arguments`.
+    ///
+    /// # Errors
+    /// [`ToolCallError::UnknownTool`] when no tool has that name,
+    /// [`ToolCallError::Arguments`] when the arguments don't fit its input schema.
+    pub fn parse(name: &str, arguments: serde_json::Value) -> Result<Self, ToolCallError> {{
+        match name {{
+{parse}            _ => Err(ToolCallError::UnknownTool(name.to_owned())),
+        }}
+    }}
+
+    /// The capability a grant needs for this call.
+    #[must_use]
+    pub fn capability(&self) -> Capability {{
+        match self {{
+{capability}        }}
+    }}
+}}
+"#
+    )
+}
+
+/// `"read"` → `"Read"`: the domain's `Capability` variant a capability name stands for.
+fn capability_variant(name: &str) -> String {
+    assert!(
+        is_snake_case(name),
+        "tools.json: capability {name:?} must be snake_case (it names a Capability variant)"
+    );
+    pascal_case(name)
+}
+
+fn is_snake_case(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn pascal_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect()
 }
 
 fn read_json(path: &str) -> Value {

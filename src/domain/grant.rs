@@ -67,6 +67,10 @@ pub enum UpstreamCredential {
 }
 
 /// What a grant may do. `Read` is implied for every grant.
+///
+/// Each tool in `schemas/tools.json` names the capability it needs by [`Capability::as_str`];
+/// `build.rs` writes it as the variant of that name, so a tool needing a capability missing here
+/// does not compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Capability {
     /// Read mail: identity, mailboxes, search, emails, threads, attachments.

@@ -1,7 +1,10 @@
 //! Tool arguments of the compose tools to domain requests: recipients as the model writes them
 //! ("Bob <bob@example.com>", a bare address, or an object), modes, schedules.
 
-use super::{ToolFailure, contract::types as input, parsed};
+use super::{
+    contract::types as input,
+    failure::{ToolFailure, parsed},
+};
 use crate::domain::{
     approval::Schedule,
     compose::{ComposeMode, DraftRequest},
