@@ -9,6 +9,7 @@ pub mod pkce;
 pub mod redirect;
 pub mod rotation;
 pub mod service;
+pub mod sessions;
 pub mod settings;
 pub mod token;
 pub mod upstream_refresh;

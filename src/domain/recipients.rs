@@ -63,7 +63,7 @@ impl RecipientRule {
 ///
 /// # Errors
 /// The first entry that is not an address, `@domain` or `*.domain`, or too many.
-pub fn parse_entries(text: &str) -> Result<Vec<String>, String> {
+pub fn parse_entries(text: &str) -> Result<Vec<String>, EntryError> {
     let mut out: Vec<String> = Vec::new();
     for raw in text.split(|c: char| c == ',' || c.is_whitespace()) {
         let entry = raw.trim().to_lowercase();
@@ -86,16 +86,27 @@ pub fn parse_entries(text: &str) -> Result<Vec<String>, String> {
                 .is_some_and(|(local, d)| !local.is_empty() && domain_ok(d))
         };
         if !valid {
-            return Err(format!("{entry:?} is not an address, @domain or *.domain"));
+            return Err(EntryError::NotAnEntry(entry));
         }
         if !out.contains(&entry) {
             out.push(entry);
         }
     }
     if out.len() > MAX_ENTRIES {
-        return Err(format!("at most {MAX_ENTRIES} entries"));
+        return Err(EntryError::TooMany);
     }
     Ok(out)
+}
+
+/// Why a list of addresses and domains doesn't parse; the text is a sentence for the person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Not `name@domain`, `@domain` or `*.domain`.
+    #[error("{0:?} is not an address, @domain or *.domain")]
+    NotAnEntry(String),
+    /// Over the limit.
+    #[error("at most {MAX_ENTRIES} entries")]
+    TooMany,
 }
 
 fn domain_of(address: &str) -> &str {
@@ -127,7 +138,7 @@ pub fn unchecked<'a>(
     rule: &RecipientRule,
     recipients: &[&'a str],
     own: &[Identity],
-) -> Result<Vec<&'a str>, String> {
+) -> Result<Vec<&'a str>, &'a str> {
     let others = recipients
         .iter()
         .copied()
@@ -136,7 +147,7 @@ pub fn unchecked<'a>(
         RecipientRule::Anyone => Ok(Vec::new()),
         RecipientRule::WrittenTo => Ok(others.collect()),
         RecipientRule::Only(entries) => match others.clone().find(|r| !listed(entries, r)) {
-            Some(refused) => Err(refused.to_owned()),
+            Some(refused) => Err(refused),
             None => Ok(Vec::new()),
         },
     }
@@ -189,7 +200,7 @@ mod tests {
         );
         assert_eq!(
             unchecked(&only, &["carol@example.org", "eve@evil.example"], &own()),
-            Err("eve@evil.example".into())
+            Err("eve@evil.example")
         );
         assert_eq!(
             unchecked(
@@ -205,7 +216,7 @@ mod tests {
         );
         assert_eq!(
             unchecked(&RecipientRule::Only(vec![]), &["x@y.z"], &own()),
-            Err("x@y.z".into())
+            Err("x@y.z")
         );
     }
 

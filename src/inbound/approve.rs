@@ -13,8 +13,10 @@ use std::sync::Arc;
 use poem::{Request, Response, http::StatusCode};
 
 use super::{
-    pages::{MAX_FORM_BYTES, cookie_name, cookie_value, escape, form_fields, layout},
-    settings::{SESSION_COOKIE, csrf_matches},
+    browser::{
+        MAX_FORM_BYTES, SESSION_COOKIE, cookie_name, cookie_value, csrf_matches, form_fields,
+    },
+    html::{escape, layout},
 };
 use crate::domain::{
     approval::{self, ApprovalId, ApprovalRecord, ApprovalStore, DecisionError, Status},
@@ -37,7 +39,7 @@ pub struct ReviewPage<V, C, U, M> {
 /// No `form-action`: the signed-out page's form goes on to the mail provider's sign-in, and
 /// browsers apply `form-action` to the redirects that follow a post.
 fn page(status: StatusCode, body: String) -> Response {
-    super::pages::page_with_policy(
+    super::html::page_with_policy(
         status,
         body,
         "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",

@@ -6,8 +6,17 @@
 use std::{fmt::Write as _, sync::Arc};
 
 use poem::{
-    Body, Request, Response,
+    Request, Response,
     http::{StatusCode, header},
+};
+
+use super::{
+    browser::{
+        CONSENT_COOKIE, MAX_FORM_BYTES, NEXT_COOKIE, NOTIFIER_COOKIE, SESSION_COOKIE,
+        SESSION_MAX_AGE, SIGN_IN_COOKIE, UPSTREAM_COOKIE, cookie_name, cookie_value, form_fields,
+        return_path, set_cookie,
+    },
+    html::{error_page, escape, layout, page, see_other},
 };
 
 use crate::domain::{
@@ -21,100 +30,12 @@ use crate::domain::{
     ports::{ClientStore, MailStore, TokenVault, UpstreamAuth},
 };
 
-/// Largest form body we read.
-pub(super) const MAX_FORM_BYTES: usize = 16 * 1024;
-const CONSENT_COOKIE: &str = "mc_consent";
-const UPSTREAM_COOKIE: &str = "mc_upstream";
-
 /// The browser pages of the connect flow.
 pub struct Pages<V, C, U, M> {
     auth: Arc<AuthService<V, C, U, M>>,
     secure_cookies: bool,
     /// Background notifications: their consent comes back through the same callback.
     background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
-}
-
-/// Escapes text for HTML element content and quoted attributes.
-#[must_use]
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Headers every page carries: not frameable (RFC 9700 §4.16), not cached, no referrer, no
-/// scripts. No `form-action`: browsers apply it to the redirects that follow the form's post
-/// too, and ours go on to the upstream and back to the client, both other origins.
-pub(super) fn page(status: StatusCode, body: String) -> Response {
-    page_with_policy(
-        status,
-        body,
-        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-    )
-}
-
-/// A page with its own content security policy (the review page runs one script of ours).
-pub(super) fn page_with_policy(status: StatusCode, body: String, policy: &str) -> Response {
-    Response::builder()
-        .status(status)
-        .content_type("text/html; charset=utf-8")
-        .header(header::CONTENT_SECURITY_POLICY, policy)
-        .header(header::X_FRAME_OPTIONS, "DENY")
-        .header(header::CACHE_CONTROL, "no-store")
-        .header(header::PRAGMA, "no-cache")
-        .header(header::REFERRER_POLICY, "no-referrer")
-        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
-        .body(Body::from_string(body))
-}
-
-pub(super) fn see_other(location: &str) -> Response {
-    Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header(header::LOCATION, location)
-        .header(header::CACHE_CONTROL, "no-store")
-        .header(header::REFERRER_POLICY, "no-referrer")
-        .finish()
-}
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:2rem auto;padding:0 1rem;line-height:1.5;color:#1b1b1f}\
-h1{font-size:1.5rem}h2{font-size:1.2rem}h3{font-size:1.05rem}h1,h2,h3,strong{overflow-wrap:anywhere}\
-.box{border:1px solid #ccd;border-radius:.5rem;padding:.25rem 1rem 1rem;margin:1rem 0}.box>h2:first-child,.box>h3:first-child{margin-top:.75rem}\
-.warn{background:#fff6e0;border-color:#e8c36a}.tag{font-size:.8rem;padding:.1rem .4rem;border-radius:.3rem;background:#eee}\
-.notice{background:#e8f4ea;border:1px solid #8bc79a;border-radius:.5rem;padding:.5rem 1rem}.when{white-space:nowrap}\
-.ended{color:#555}form.revoke{margin-top:1.5rem;padding-top:.75rem;border-top:1px dashed #ccd}\
-button{font-size:1rem;padding:.6rem 1.2rem;margin:.25rem .5rem .25rem 0;border-radius:.4rem;border:1px solid #888}\
-button[value=approve]{background:#1d5bd6;color:#fff;border-color:#1d5bd6}button:disabled{opacity:.45;cursor:not-allowed}button.danger{background:#fff;color:#b3261e;border-color:#b3261e}\
-code{word-break:break-all}";
-
-pub(super) fn layout(title: &str, content: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<title>{} – mailconnect</title><style>{STYLE}</style></head><body>{content}</body></html>",
-        escape(title)
-    )
-}
-
-pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
-    page(
-        status,
-        layout(
-            "Can't connect",
-            &format!(
-                "<h1>This connection can't continue</h1><p>{}</p>",
-                escape(message)
-            ),
-        ),
-    )
 }
 
 /// The provider refused the sign-in: what it answered, and the way back to the application
@@ -208,40 +129,6 @@ application later in mailconnect's settings, and disconnect it there at any time
     layout(&format!("Connect {}", client.name), &html)
 }
 
-/// A cookie's name: `__Host-` prefixed on https (which then requires `Secure`, `Path=/` and no
-/// `Domain`); a loopback http deployment can't use the prefix.
-pub(super) fn cookie_name(secure: bool, base: &str) -> String {
-    if secure {
-        format!("__Host-{base}")
-    } else {
-        base.to_owned()
-    }
-}
-
-/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, short-lived.
-pub(super) fn set_cookie(secure: bool, base: &str, value: &str, max_age: u32) -> String {
-    let flag = if secure { "; Secure" } else { "" };
-    format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{flag}",
-        cookie_name(secure, base)
-    )
-}
-
-pub(super) fn cookie_value(req: &Request, name: &str) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
-pub(super) fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
-
 impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U, M> {
     /// Serves `auth`; `secure_cookies` when the public URL is https (cookies get `__Host-`
     /// and `Secure`; a loopback http deployment can't use them).
@@ -258,19 +145,11 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
     }
 
     fn cookie_name(&self, base: &str) -> String {
-        if self.secure_cookies {
-            format!("__Host-{base}")
-        } else {
-            base.to_owned()
-        }
+        cookie_name(self.secure_cookies, base)
     }
 
     fn set_cookie(&self, base: &str, value: &str, max_age: u32) -> String {
-        let secure = if self.secure_cookies { "; Secure" } else { "" };
-        format!(
-            "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
-            self.cookie_name(base)
-        )
+        set_cookie(self.secure_cookies, base, value, max_age)
     }
 
     /// `GET /authorize`.
@@ -380,8 +259,8 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
             );
         };
         if let Some(setup) = &self.background {
-            let binding = cookie_value(&req, &self.cookie_name(super::settings::NOTIFIER_COOKIE))
-                .unwrap_or_default();
+            let binding =
+                cookie_value(&req, &self.cookie_name(NOTIFIER_COOKIE)).unwrap_or_default();
             let finished = setup
                 .finish(
                     state,
@@ -399,9 +278,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
                 )),
             };
             if let Some(resp) = resp.as_mut()
-                && let Ok(v) = self
-                    .set_cookie(super::settings::NOTIFIER_COOKIE, "", 0)
-                    .parse()
+                && let Ok(v) = self.set_cookie(NOTIFIER_COOKIE, "", 0).parse()
             {
                 resp.headers_mut().append(header::SET_COOKIE, v);
             }
@@ -409,8 +286,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
                 return resp;
             }
         }
-        let sign_in = cookie_value(&req, &self.cookie_name(super::settings::SIGN_IN_COOKIE))
-            .unwrap_or_default();
+        let sign_in = cookie_value(&req, &self.cookie_name(SIGN_IN_COOKIE)).unwrap_or_default();
         match self
             .auth
             .finish_sign_in(
@@ -423,17 +299,13 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U
         {
             Ok(None) => {}
             Ok(Some(ticket)) => {
-                let next = cookie_value(&req, &self.cookie_name(super::settings::NEXT_COOKIE))
-                    .and_then(|n| super::settings::return_path(&n).map(str::to_owned));
+                let next = cookie_value(&req, &self.cookie_name(NEXT_COOKIE))
+                    .and_then(|n| return_path(&n).map(str::to_owned));
                 let mut resp = see_other(next.as_deref().unwrap_or("/settings"));
                 for cookie in [
-                    self.set_cookie(
-                        super::settings::SESSION_COOKIE,
-                        ticket.0.expose_secret(),
-                        super::settings::SESSION_MAX_AGE,
-                    ),
-                    self.set_cookie(super::settings::SIGN_IN_COOKIE, "", 0),
-                    self.set_cookie(super::settings::NEXT_COOKIE, "", 0),
+                    self.set_cookie(SESSION_COOKIE, ticket.0.expose_secret(), SESSION_MAX_AGE),
+                    self.set_cookie(SIGN_IN_COOKIE, "", 0),
+                    self.set_cookie(NEXT_COOKIE, "", 0),
                 ] {
                     if let Ok(v) = cookie.parse() {
                         resp.headers_mut().append(header::SET_COOKIE, v);

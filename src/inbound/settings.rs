@@ -13,11 +13,12 @@ use poem::{
 };
 
 use super::{
-    mcp::ToolListWatchers,
-    pages::{
-        MAX_FORM_BYTES, cookie_name, cookie_value, error_page, escape, form_fields, layout, page,
-        see_other, set_cookie,
+    browser::{
+        Form, FormError, MAX_FORM_BYTES, NEXT_COOKIE, SESSION_COOKIE, SIGN_IN_COOKIE, cookie_name,
+        cookie_value, csrf_matches, form_fields, return_path, set_cookie,
     },
+    html::{error_page, escape, layout, page, see_other},
+    mcp::ToolListWatchers,
 };
 use crate::domain::{
     auth::{
@@ -31,35 +32,6 @@ use crate::domain::{
     recipients::{self, RecipientRule},
     service::BackgroundSetup,
 };
-
-/// The settings session cookie.
-pub const SESSION_COOKIE: &str = "mc_settings";
-/// Binds a settings sign-in to the browser that started it.
-pub const SIGN_IN_COOKIE: &str = "mc_signin";
-/// Where to go after signing in, when it isn't the settings page (a review link).
-pub const NEXT_COOKIE: &str = "mc_next";
-
-/// A page a sign-in may return to: only a review page of ours (never another origin).
-pub fn return_path(next: &str) -> Option<&str> {
-    next.strip_prefix("/approve/")
-        .and_then(crate::domain::approval::ApprovalId::parse)
-        .map(|_| next)
-}
-
-/// The session cookie's lifetime (the session itself lasts as long).
-pub const SESSION_MAX_AGE: u32 = 30 * 60;
-
-/// A posted form's fields.
-type Form = std::collections::HashMap<String, String>;
-
-/// Whether a form carries its settings session's CSRF token (compared in constant time).
-pub(super) fn csrf_matches(form: &Form, session: &SettingsSession) -> bool {
-    let sent = form.get("csrf_token").map_or("", String::as_str);
-    bool::from(subtle::ConstantTimeEq::ct_eq(
-        sent.as_bytes(),
-        session.csrf.expose_secret().as_bytes(),
-    ))
-}
 
 /// The capabilities a person can toggle, with the words the page uses.
 const TOGGLES: &[(Capability, &str, &str)] = &[
@@ -84,8 +56,6 @@ const TOGGLES: &[(Capability, &str, &str)] = &[
         "send a draft only after you approve that exact draft (includes writing drafts); assistants that cached their tool list, like Poke, need reconnecting to see the new tools",
     ),
 ];
-
-pub use self::background::NOTIFIER_COOKIE;
 
 /// The settings pages.
 pub struct Settings<V, C, U, M> {
@@ -256,7 +226,7 @@ fn minutes(raw: &str) -> Option<u16> {
 }
 
 /// The new-mail rules a form describes.
-fn notify_form(form: &str) -> Result<NotifySettings, String> {
+fn notify_form(form: &str) -> Result<NotifySettings, FormError> {
     let fields: Vec<(String, String)> = url::form_urlencoded::parse(form.as_bytes())
         .into_owned()
         .collect();
@@ -277,8 +247,8 @@ fn notify_form(form: &str) -> Result<NotifySettings, String> {
         _ => Vec::new(),
     };
     let settings = NotifySettings {
-        deny: recipients::parse_entries(one("deny"))?,
-        allow: recipients::parse_entries(one("vips"))?,
+        deny: recipients::parse_entries(one("deny")).map_err(FormError::from_display)?,
+        allow: recipients::parse_entries(one("vips")).map_err(FormError::from_display)?,
         only_allowed: one("only_vips") == "on",
         vip_breaks_quiet: one("vips_break_quiet") == "on",
         zone: one("zone").trim().to_owned(),
@@ -294,9 +264,9 @@ fn notify_form(form: &str) -> Result<NotifySettings, String> {
         replies_are_vip: one("replies_vip") == "on",
     };
     if settings.mailboxes.iter().any(|m| m.chars().count() > 200) {
-        return Err("A folder name is too long.".into());
+        return Err(FormError("A folder name is too long.".into()));
     }
-    settings.rules().map_err(|e| e.to_string())?;
+    settings.rules().map_err(FormError::from_display)?;
     Ok(settings)
 }
 
@@ -558,7 +528,7 @@ mailbox, choose what each may do, and disconnect them.</p>\
             Some("only") => {
                 match recipients::parse_entries(form.get("only_list").map_or("", String::as_str)) {
                     Ok(entries) => RecipientRule::Only(entries),
-                    Err(why) => return error_page(StatusCode::BAD_REQUEST, &why),
+                    Err(why) => return error_page(StatusCode::BAD_REQUEST, &why.to_string()),
                 }
             }
             _ => return error_page(StatusCode::BAD_REQUEST, "Choose who it may send to."),
@@ -593,7 +563,7 @@ mailbox, choose what each may do, and disconnect them.</p>\
         let csrf = form.get("csrf_token").map_or("", String::as_str);
         let rules = match notify_form(&body) {
             Ok(rules) => rules,
-            Err(why) => return error_page(StatusCode::BAD_REQUEST, &why),
+            Err(why) => return error_page(StatusCode::BAD_REQUEST, &why.to_string()),
         };
         match self
             .auth

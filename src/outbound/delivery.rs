@@ -1,5 +1,5 @@
 //! Background notifications over HTTP: the [`Deliverer`] that posts a notice to a Standard
-//! Webhooks endpoint or to Poke's inbound message API (design note §A5, §A6.1 (3)).
+//! Webhooks endpoint or to Poke's inbound message API.
 //!
 //! The destination URL is chosen by a person, so every request goes through the SSRF guard
 //! ([`guard`]): public addresses only, checked before connecting and pinned for the connect.

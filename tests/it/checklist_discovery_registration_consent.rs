@@ -1,4 +1,4 @@
-//! security-checklist.md sections A (discovery), B (registration) and C (authorization and
+//! docs/security-checklist.md sections A (discovery), B (registration) and C (authorization and
 //! consent): one test per row, named after its requirement.
 
 use serde_json::{Value, json};

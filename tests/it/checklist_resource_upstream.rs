@@ -1,4 +1,4 @@
-//! security-checklist.md sections G (the resource server, `/mcp`) and H (our server as the
+//! docs/security-checklist.md sections G (the resource server, `/mcp`) and H (our server as the
 //! upstream's OAuth client): one test per row, named after its requirement; plus the stolen
 //! vault and the concurrent-refresh requirements of the issue.
 

@@ -1,4 +1,4 @@
-//! security-checklist.md sections D (token endpoint), E (refresh tokens) and F (revocation):
+//! docs/security-checklist.md sections D (token endpoint), E (refresh tokens) and F (revocation):
 //! one test per row, named after its requirement.
 
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! Background delivery over real HTTPS, against sinks on loopback (design note §A5, §A6.1 (3)):
+//! Background delivery over real HTTPS, against sinks on loopback:
 //! a Standard Webhooks receiver that checks signatures with its own HMAC, a Poke stub that
 //! checks the bearer key, scripted failures for the retry schedule, and the SSRF guard refusing
 //! private destinations before any connection. Nothing here leaves 127.0.0.1: the private

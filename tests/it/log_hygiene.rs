@@ -1,6 +1,6 @@
 //! The real binary's log after a whole connect flow, tool calls, a refresh and a revocation:
 //! no token, code, state, CSRF value, upstream secret or mail content may appear in it
-//! (checklist J; design §9).
+//! (`docs/security-checklist.md` J1).
 
 use std::{
     io::Read as _,

@@ -1,7 +1,8 @@
-//! Refresh-token rotation with reuse detection that never strands a client (RFC 9700 §4.14,
-//! security-checklist §6.3): the previous refresh token keeps answering with the *same* new pair
-//! until that pair is used, so a lost response or a retry never kills the grant; anything older,
-//! or the previous one after its successor was used, is a stolen token and ends the grant.
+//! Refresh-token rotation with reuse detection that never strands a client (RFC 9700 §4.14.2;
+//! `docs/security-checklist.md` E1–E5): the previous refresh token keeps answering with the
+//! *same* new pair until that pair is used, so a lost response or a retry never kills the grant;
+//! anything older, or the previous one after its successor was used, is a stolen token and ends
+//! the grant.
 
 /// Where a presented refresh token stands in its grant's chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

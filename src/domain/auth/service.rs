@@ -211,13 +211,6 @@ pub fn provider_answer(error: &str, description: Option<&str>) -> String {
     }
 }
 
-fn digest_hex(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The authorization server.
 pub struct AuthService<V, C, U, M> {
     vault: Arc<V>,
@@ -226,7 +219,7 @@ pub struct AuthService<V, C, U, M> {
     mail: Arc<M>,
     refresher: Arc<UpstreamRefresher<V, U>>,
     flows: PendingFlows,
-    sessions: super::settings::SettingsSessions,
+    sessions: super::sessions::SettingsSessions,
     audit: Arc<dyn AuditLog>,
     audience: Audience,
     lifetimes: TokenLifetimes,
@@ -266,7 +259,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
             mail,
             refresher,
             flows: PendingFlows::default(),
-            sessions: super::settings::SettingsSessions::default(),
+            sessions: super::sessions::SettingsSessions::default(),
             audit: Arc::new(NoAudit),
             audience,
             lifetimes,
@@ -284,7 +277,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         &self.flows
     }
 
-    pub(super) fn sessions(&self) -> &super::settings::SettingsSessions {
+    pub(super) fn sessions(&self) -> &super::sessions::SettingsSessions {
         &self.sessions
     }
 
@@ -515,7 +508,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
             resource: request.resource.clone(),
             scope: request.scope.clone(),
             code_challenge: request.code_challenge.clone(),
-            account_digest: digest_hex(&account.username),
+            account_digest: super::sessions::account_digest(&account.username),
             upstream: tokens,
             capabilities: CapabilitySet::read_only(),
         };

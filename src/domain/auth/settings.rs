@@ -3,107 +3,38 @@
 //! a hash of its identity), changes a grant's capabilities or revokes it. Every change checks
 //! ownership and the session's CSRF token here, so no page or API can skip them.
 
-use std::{
-    collections::HashMap,
-    sync::{Mutex, PoisonError},
-    time::{Duration, Instant},
-};
-
-use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::{service::AuthService, token::random_value};
+pub use super::sessions::{
+    SESSION_TTL, SessionTicket, SettingsSession, SettingsSessions, account_digest,
+};
+use super::{flow::PendingError, service::AuthService};
 use crate::domain::{
     grant::{CapabilitySet, GrantId, UpstreamCredential},
     ports::{
-        AuditEvent, AuditKind, ClientStore, GrantSummary, MailStore, TokenVault, UpstreamAuth,
-        VaultError,
+        AuditEvent, AuditKind, ClientStore, GrantSummary, MailStore, MailStoreError, TokenVault,
+        UpstreamAuth, UpstreamAuthError, VaultError,
     },
-    secret::SecretString,
 };
 
-/// How long a settings session lasts.
-pub const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
-const MAX_SESSIONS: usize = 10_000;
-
-/// A signed-in settings session.
-#[derive(Debug, Clone)]
-pub struct SettingsSession {
-    /// SHA-256 (hex) of the upstream account's identity.
-    pub account_digest: String,
-    /// The account's name, to greet the person (kept in memory only).
-    pub account: String,
-    /// The CSRF token every form of this session carries.
-    pub csrf: SecretString,
-    until: Instant,
-}
-
-/// A new session's cookie value.
-#[derive(Debug)]
-pub struct SessionTicket(pub SecretString);
-
-/// Settings sessions, in memory (they last half an hour; a restart signs people out).
-#[derive(Debug, Default)]
-pub struct SettingsSessions(Mutex<HashMap<[u8; 32], SettingsSession>>);
-
-fn digest(value: &str) -> [u8; 32] {
-    Sha256::digest(value.as_bytes()).into()
-}
-
-impl SettingsSessions {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], SettingsSession>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Starts a session for an account.
-    pub fn open(&self, account: &str) -> SessionTicket {
-        let id = random_value();
-        let now = Instant::now();
-        let mut map = self.map();
-        if map.len() >= MAX_SESSIONS {
-            map.retain(|_, s| s.until > now);
-        }
-        map.insert(
-            digest(&id),
-            SettingsSession {
-                account_digest: account_digest(account),
-                account: account.to_owned(),
-                csrf: SecretString::new(random_value()),
-                until: now + SESSION_TTL,
-            },
-        );
-        SessionTicket(SecretString::new(id))
-    }
-
-    /// The live session a cookie names.
-    #[must_use]
-    pub fn get(&self, id: &str) -> Option<SettingsSession> {
-        let mut map = self.map();
-        let key = digest(id);
-        match map.get(&key) {
-            Some(s) if s.until > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                map.remove(&key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Ends a session.
-    pub fn close(&self, id: &str) {
-        self.map().remove(&digest(id));
-    }
-}
-
-/// SHA-256 (hex) of an upstream account identity: how grants are matched to people without
-/// storing who they are.
-#[must_use]
-pub fn account_digest(account: &str) -> String {
-    Sha256::digest(account.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// Why signing in to the settings page failed; the text is a sentence for the person.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// No such sign-in for this browser, too many pending, or it expired.
+    #[error("{0}")]
+    Pending(#[from] PendingError),
+    /// The response names another authorization server (mix-up, RFC 9207).
+    #[error("the sign-in response came from an unexpected server")]
+    WrongIssuer,
+    /// The provider sent no code back.
+    #[error("the mail provider did not complete the sign-in")]
+    NoCode,
+    /// The provider refused or could not be reached.
+    #[error("{0}")]
+    Upstream(#[from] UpstreamAuthError),
+    /// The new sign-in could not read the mailbox.
+    #[error("the mailbox could not be read: {0}")]
+    Mailbox(MailStoreError),
 }
 
 /// Why a settings action was refused.
@@ -157,48 +88,41 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
     ///
     /// # Errors
     /// When too many flows are pending or the upstream is unreachable.
-    pub async fn begin_sign_in(&self, browser: &str) -> Result<String, String> {
-        let (state, challenge) = self
-            .flows()
-            .await_sign_in(browser)
-            .map_err(|e| e.to_string())?;
-        self.upstream()
+    pub async fn begin_sign_in(&self, browser: &str) -> Result<String, SignInError> {
+        let (state, challenge) = self.flows().await_sign_in(browser)?;
+        Ok(self
+            .upstream()
             .authorization_url(&state, &challenge)
-            .await
-            .map_err(|e| e.to_string())
+            .await?)
     }
 
     /// Finishes a settings sign-in, if `state` names one: exchanges the code, reads the
     /// account's identity and drops the upstream tokens. `Ok(None)`: not a sign-in.
     ///
     /// # Errors
-    /// A sentence for the person.
+    /// [`SignInError`], whose text is a sentence for the person.
     pub async fn finish_sign_in(
         &self,
         state: &str,
         browser: &str,
         code: Option<&str>,
         iss: Option<&str>,
-    ) -> Result<Option<SessionTicket>, String> {
+    ) -> Result<Option<SessionTicket>, SignInError> {
         let verifier = match self.flows().take_sign_in(state, browser) {
             Ok(v) => v,
-            Err(super::flow::PendingError::Gone) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+            Err(PendingError::Gone) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         if !self.upstream().accepts_issuer(iss.map(str::to_owned)).await {
-            return Err("the sign-in response came from an unexpected server".into());
+            return Err(SignInError::WrongIssuer);
         }
-        let code = code.ok_or("the mail provider did not complete the sign-in")?;
-        let tokens = self
-            .upstream()
-            .exchange_code(code, &verifier)
-            .await
-            .map_err(|e| e.to_string())?;
+        let code = code.ok_or(SignInError::NoCode)?;
+        let tokens = self.upstream().exchange_code(code, &verifier).await?;
         let account = self
             .mail()
             .account(&UpstreamCredential::Bearer(tokens.access.clone()))
             .await
-            .map_err(|e| format!("the mailbox could not be read: {e}"))?;
+            .map_err(SignInError::Mailbox)?;
         // The tokens of a settings sign-in are never stored: they only proved who this is.
         drop(tokens);
         tracing::info!("settings sign-in");

@@ -1,7 +1,7 @@
-//! How often to poll a mailbox that has no push (notify-compose.md B4): twice as often for a
-//! while after something happened (an arrival, a new listener), the base interval otherwise,
-//! and after an idle hour less and less often, up to a quarter of an hour — a watcher left
-//! open overnight costs almost nothing, and one in use answers quickly.
+//! How often to poll a mailbox that has no push: twice as often for a while after something
+//! happened (an arrival, a new listener), the base interval otherwise, and after an idle hour
+//! less and less often, up to a quarter of an hour — a watcher left open overnight costs almost
+//! nothing, and one in use answers quickly.
 
 use std::time::Duration;
 

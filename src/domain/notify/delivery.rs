@@ -1,12 +1,12 @@
-//! Background delivery of new-mail notices (design note `notify-compose.md` §A6.1 (3), §A5,
-//! §B5): what one notice says, how it is framed for an agent that must not obey it, where it
-//! goes (a Standard Webhooks endpoint or Poke's inbound API), and the retry schedule of one
-//! delivery. No HTTP here: the adapter is `crate::outbound::delivery`.
+//! Background delivery of new-mail notices: what one notice says, how it is framed for an
+//! agent that must not obey it, where it goes (a Standard Webhooks endpoint or Poke's inbound
+//! API), and the retry schedule of one delivery. No HTTP here: the adapter is
+//! `crate::outbound::delivery`.
 //!
 //! A notice goes to an agent that holds the person's mail and calendar and acts on what it
-//! reads (§A5, "Risk to design for"), while its sender and subject are written by whoever sent
-//! the email. So the text states once, before any of it, that what follows is untrusted data;
-//! every untrusted value is quoted on one line that it cannot end or leave, and is cut short.
+//! reads, while its sender and subject are written by whoever sent the email. So the text
+//! states once, before any of it, that what follows is untrusted data; every untrusted value is
+//! quoted on one line that it cannot end or leave, and is cut short.
 
 mod destination;
 mod notice;

@@ -184,7 +184,8 @@ impl MuteRequest {
     pub fn mute(&self, now: DateTime<Utc>) -> Result<Mute, MuteError> {
         let sender = match &self.sender {
             Some(s) => {
-                let mut parsed = recipients::parse_entries(s).map_err(MuteError::Sender)?;
+                let mut parsed =
+                    recipients::parse_entries(s).map_err(|e| MuteError::Sender(e.to_string()))?;
                 if parsed.len() != 1 {
                     return Err(MuteError::Sender("one sender at a time".into()));
                 }

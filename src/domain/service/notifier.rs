@@ -83,7 +83,7 @@ impl Default for Pacing {
     }
 }
 
-/// The least time between two Poke messages (notify-compose.md B5).
+/// The least time between two Poke messages, on top of the connection's rate cap.
 const POKE_SPACING: chrono::Duration = chrono::Duration::minutes(2);
 
 #[derive(Debug, Default)]

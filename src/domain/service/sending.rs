@@ -437,7 +437,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         let rule = self.policy.recipients(&caller.grant).await?;
         let all: Vec<&str> = snapshot.recipients().map(|a| a.email.as_str()).collect();
         let to_check: Vec<String> = recipients::unchecked(&rule, &all, identities)
-            .map_err(SendRefusal::RecipientNotAllowed)?
+            .map_err(|refused| SendRefusal::RecipientNotAllowed(refused.to_owned()))?
             .into_iter()
             .map(str::to_lowercase)
             .collect();

@@ -8,7 +8,7 @@ use std::{fmt::Write as _, sync::Arc};
 
 use poem::{Request, Response, http::StatusCode, http::header};
 
-use super::{Settings, csrf_matches, time};
+use super::{Settings, time};
 use crate::{
     domain::{
         auth::{settings::SettingsError, token::random_value},
@@ -18,11 +18,11 @@ use crate::{
         secret::SecretString,
         service::{BackgroundSetup, TurnOn},
     },
-    inbound::pages::{error_page, escape, see_other, set_cookie},
+    inbound::{
+        browser::{FormError, NOTIFIER_COOKIE, csrf_matches, set_cookie},
+        html::{error_page, escape, see_other},
+    },
 };
-
-/// Binds a notifier consent to the browser that started it.
-pub const NOTIFIER_COOKIE: &str = "mc_notifier";
 
 /// What background delivery means for the person, in the words of the privacy section.
 const WHAT_CHANGES: &str = "You approve a separate <em>mailconnect notifier</em> connection at your mail provider. \
@@ -91,18 +91,19 @@ where
 fn destination(
     form: &std::collections::HashMap<String, String>,
     allow_insecure: bool,
-) -> Result<Destination, String> {
+) -> Result<Destination, FormError> {
     let field = |name: &str| form.get(name).map_or("", |v| v.trim());
     match field("kind") {
         "webhook" => Ok(Destination::Webhook {
-            url: WebhookUrl::parse(field("url"), allow_insecure).map_err(|e| e.to_string())?,
-            secret: WebhookSecret::parse(field("secret")).map_err(|e| e.to_string())?,
+            url: WebhookUrl::parse(field("url"), allow_insecure)
+                .map_err(FormError::from_display)?,
+            secret: WebhookSecret::parse(field("secret")).map_err(FormError::from_display)?,
         }),
         "poke" if !field("poke_key").is_empty() => Ok(Destination::Poke {
             api_key: SecretString::new(field("poke_key")),
         }),
-        "poke" => Err("Enter your Poke API key.".into()),
-        _ => Err("Choose where notifications go.".into()),
+        "poke" => Err(FormError("Enter your Poke API key.".into())),
+        _ => Err(FormError("Choose where notifications go.".into())),
     }
 }
 
@@ -165,7 +166,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C
         };
         let destination = match destination(&form, self.allow_insecure_destinations) {
             Ok(d) => d,
-            Err(why) => return error_page(StatusCode::BAD_REQUEST, &why),
+            Err(why) => return error_page(StatusCode::BAD_REQUEST, &why.to_string()),
         };
         let binding = random_value();
         match setup

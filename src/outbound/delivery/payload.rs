@@ -1,7 +1,7 @@
 //! What goes on the wire: the Standard Webhooks event and its signature
-//! (<https://www.standardwebhooks.com/>, "Signature scheme"), and the Poke inbound message
-//! (design note §A5). Both carry the framed text; the webhook also carries the arrivals as
-//! structured data, under a key that says they are untrusted.
+//! (<https://www.standardwebhooks.com/>, "Signature scheme"), and the Poke inbound message.
+//! Both carry the framed text; the webhook also carries the arrivals as structured data, under
+//! a key that says they are untrusted.
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -114,7 +114,7 @@ async fn the_grants_token_opens_its_credential() {
     );
 }
 
-/// Checklist G10 / design §4: a copy of the database yields no upstream secret or token.
+/// Checklist G10: a copy of the database yields no upstream secret or token.
 #[tokio::test]
 async fn the_database_file_holds_no_secret_in_the_clear() {
     let (p, vault) = temp_db();

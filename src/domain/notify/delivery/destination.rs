@@ -191,7 +191,7 @@ pub enum Destination {
         /// The signing secret.
         secret: WebhookSecret,
     },
-    /// Poke's inbound message API (§A5).
+    /// Poke's inbound message API.
     Poke {
         /// The person's Poke V2 API key.
         api_key: SecretString,

@@ -1,5 +1,5 @@
 //! What one notice says and how it is written out for the agent. The framing lives beside the
-//! notice because it is the prompt-injection boundary (§A5): every untrusted value the notice
+//! notice because it is the prompt-injection boundary: every untrusted value the notice
 //! carries passes through [`untrusted_text`] or [`quoted`] before an agent reads it.
 
 use chrono::{DateTime, Utc};
@@ -13,7 +13,7 @@ use crate::domain::{
 // The notice
 // ---------------------------------------------------------------------------------------------
 
-/// One new email, as a notice tells it: header fields only (§A6.3), never a body.
+/// One new email, as a notice tells it: header fields only, never a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arrival {
     /// The sender (the display name is whatever the sender wrote).
