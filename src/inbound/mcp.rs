@@ -29,11 +29,11 @@ use crate::domain::{
     changes::Keyword,
     grant::{Caller, Capability, GrantId},
     ids::{BlobId, EmailId, ThreadId},
-    notify::{
-        background::BackgroundStore,
-        settings::{MuteRequest, parse_duration},
+    notify::settings::{MuteRequest, parse_duration},
+    ports::{
+        AuditEvent, AuditKind, DynAuditLog, DynBackgroundStore, MailStore, MailStoreError, Policy,
+        TokenVault,
     },
-    ports::{AuditEvent, AuditKind, AuditLog, MailStore, MailStoreError, Policy, TokenVault},
     query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
     search_syntax,
     service::{
@@ -53,14 +53,14 @@ Tools that change mail are off unless the person enabled them for you in mailcon
 pub struct McpHandler<M, V, P> {
     service: Arc<MailService<M, V, P>>,
     tool_deadline: Duration,
-    audit: Arc<dyn AuditLog>,
+    audit: Arc<dyn DynAuditLog>,
     watchers: Arc<ToolListWatchers>,
     /// Our public origin, for review links (`/approve/…`).
     public_url: Option<String>,
     /// The accounts watched for listening streams.
     new_mail: Arc<NewMailWatchers<M, V, P>>,
     /// Background delivery's records, to say whether it is on (never to change it).
-    background: Option<Arc<dyn BackgroundStore>>,
+    background: Option<Arc<dyn DynBackgroundStore>>,
     /// Legacy `resources/subscribe` watchers.
     legacy: Arc<LegacyWatchers>,
     /// Seals 2026-07-28 request states (HMAC under a per-process key: a state outlives
@@ -99,7 +99,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
     pub fn new(
         service: Arc<MailService<M, V, P>>,
         tool_deadline: Duration,
-        audit: Arc<dyn AuditLog>,
+        audit: Arc<dyn DynAuditLog>,
         watchers: Arc<ToolListWatchers>,
     ) -> Self {
         Self {
@@ -123,7 +123,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
 
     /// `get_notify_settings` says whether background delivery is on, from `store`.
     #[must_use]
-    pub fn with_background_status(mut self, store: Option<Arc<dyn BackgroundStore>>) -> Self {
+    pub fn with_background_status(mut self, store: Option<Arc<dyn DynBackgroundStore>>) -> Self {
         self.background = store;
         self
     }
@@ -500,10 +500,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 let _: input::GetNotifySettingsInput = args(arguments)?;
                 let (settings, text) =
                     render::notify_settings(&service.notify_settings(caller).await?);
-                let background = self
-                    .background
-                    .as_ref()
-                    .and_then(|store| store.background(&caller.grant).ok().flatten());
+                let background = match &self.background {
+                    Some(store) => store.background(&caller.grant).await.ok().flatten(),
+                    None => None,
+                };
                 let delivery = match &background {
                     Some(on) => format!(
                         "background delivery to {} ({}) is on; only the person can change it, on the settings page",
@@ -714,7 +714,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
         self.service
             .decide_by_client(caller, approval, accepted)
             .await?;
-        self.audit.record(AuditEvent {
+        self.audit.spawn_record(AuditEvent {
             grant: caller.grant.clone(),
             at: chrono::Utc::now().timestamp(),
             kind: AuditKind::SendDecision {
@@ -1183,7 +1183,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> ServerHandler for McpHandler<M, V, 
             Ok(Reply::InputRequired(_)) => ("needs_approval", None),
             Err(f) => (f.outcome(), None),
         };
-        self.audit.record(AuditEvent {
+        self.audit.spawn_record(AuditEvent {
             grant: caller.grant.clone(),
             at: chrono::Utc::now().timestamp(),
             kind: AuditKind::ToolCall {
@@ -1233,9 +1233,8 @@ mod tests {
 
     use super::*;
     use crate::domain::{
-        approval::MockApprovalStore,
         grant::{AccessToken, CapabilitySet, UpstreamCredential},
-        ports::{MockAuditLog, MockMailStore, MockPolicy, MockTokenVault},
+        ports::{MockApprovalStore, MockAuditLog, MockMailStore, MockPolicy, MockTokenVault},
         secret::SecretString,
         service::ServiceLimits,
     };
@@ -1299,7 +1298,7 @@ mod tests {
     fn sent_by_this_grant() -> MockApprovalStore {
         let mut approvals = MockApprovalStore::new();
         approvals.expect_by_submission().returning(|grant, id| {
-            Ok(Some(crate::domain::approval::ApprovalRecord {
+            let sent = Ok(Some(crate::domain::approval::ApprovalRecord {
                 id: crate::domain::approval::ApprovalId::generate(),
                 grant: grant.clone(),
                 account: String::new(),
@@ -1310,9 +1309,12 @@ mod tests {
                 expires_at: 0,
                 review: vec![],
                 submission: Some(id.to_owned()),
-            }))
+            }));
+            Box::pin(async move { sent })
         });
-        approvals.expect_remove().returning(|_| Ok(()));
+        approvals
+            .expect_remove()
+            .returning(|_| Box::pin(async { Ok(()) }));
         approvals
     }
 
@@ -1327,7 +1329,7 @@ mod tests {
         policy.expect_notify_settings().returning(move |_| {
             calls.fetch_add(1, Ordering::SeqCst);
             Box::pin(async {
-                Err(crate::domain::ports::PolicyError(
+                Err(crate::domain::ports::PolicyError::Unexpected(
                     "reached the policy".into(),
                 ))
             })
@@ -1340,7 +1342,7 @@ mod tests {
         service: Arc<MailService<MockMailStore, MockTokenVault, MockPolicy>>,
     ) -> McpHandler<MockMailStore, MockTokenVault, MockPolicy> {
         let mut audit = MockAuditLog::new();
-        audit.expect_record().return_const(());
+        audit.expect_record().returning(|_| Box::pin(async {}));
         McpHandler::new(
             service,
             Duration::from_secs(5),
@@ -1450,13 +1452,11 @@ mod no_send_without_the_capability {
 
     use super::*;
     use crate::domain::{
-        approval::{
-            ApprovalRecord, DraftDigest, DraftSnapshot, MockApprovalStore, Schedule, Status,
-        },
+        approval::{ApprovalRecord, DraftDigest, DraftSnapshot, Schedule, Status},
         compose::{CreatedDraft, Identity},
         ids::{BlobId, ThreadId},
         mail::Address,
-        ports::{MockMailStore, MockPolicy, MockTokenVault, SearchPage},
+        ports::{MockApprovalStore, MockMailStore, MockPolicy, MockTokenVault, SearchPage},
         recipients::RecipientRule,
         service::{SendSettings, ServiceLimits},
         submission::{SubmissionStatus, UndoStatus},
@@ -1583,14 +1583,21 @@ mod no_send_without_the_capability {
         };
         let mut a = MockApprovalStore::new();
         let found = record.clone();
-        a.expect_find()
-            .returning(move |_, _| Ok(Some(found.clone())));
+        a.expect_find().returning(move |_, _| {
+            let found = found.clone();
+            Box::pin(async move { Ok(Some(found)) })
+        });
         let got = record.clone();
-        a.expect_get().returning(move |_| Ok(Some(got.clone())));
-        a.expect_by_submission().returning(|_, _| Ok(None));
-        a.expect_transition().returning(|_, _, _, _| Ok(()));
-        a.expect_insert().returning(|_| Ok(()));
-        a.expect_remove().returning(|_| Ok(()));
+        a.expect_get().returning(move |_| {
+            let got = got.clone();
+            Box::pin(async move { Ok(Some(got)) })
+        });
+        a.expect_by_submission()
+            .returning(|_, _| Box::pin(async { Ok(None) }));
+        a.expect_transition()
+            .returning(|_, _, _, _| Box::pin(async { Ok(()) }));
+        a.expect_insert().returning(|_| Box::pin(async { Ok(()) }));
+        a.expect_remove().returning(|_| Box::pin(async { Ok(()) }));
         a
     }
 
@@ -1611,10 +1618,10 @@ mod no_send_without_the_capability {
                 policy
                     .expect_notify_settings()
                     .returning(|_| Box::pin(async { Ok(Default::default()) }));
-                let mut vault = MockTokenVault::new();
-                vault
+                policy
                     .expect_set_notify_settings()
                     .returning(|_, _| Box::pin(async { Ok(()) }));
+                let vault = MockTokenVault::new();
                 let service = Arc::new(
                     MailService::new(
                         willing_store(&submissions),

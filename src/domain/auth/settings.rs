@@ -16,8 +16,8 @@ use super::{service::AuthService, token::random_value};
 use crate::domain::{
     grant::{CapabilitySet, GrantId, UpstreamCredential},
     ports::{
-        AuditEvent, AuditKind, ClientStore, GrantSummary, MailStore, TokenVault, UpstreamAuth,
-        VaultError,
+        AuditError, AuditEvent, AuditKind, ClientStore, GrantSummary, MailStore, Policy,
+        TokenVault, UpstreamAuth, VaultError,
     },
     secret::SecretString,
 };
@@ -259,9 +259,10 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
                 ),
             };
             let events = self
-                .vault()
-                .audit_events(&summary.grant, EVENTS_SHOWN)
-                .await?;
+                .audit_log()
+                .events(&summary.grant, EVENTS_SHOWN)
+                .await
+                .map_err(|AuditError::Unexpected(m)| VaultError::Unexpected(m))?;
             out.push(Connection {
                 summary,
                 client_name,
@@ -291,7 +292,12 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
             Err(SettingsError::NotFound)
         }
     }
+}
 
+/// The changes a person makes on the settings page (grant settings: [`Policy`]).
+impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore>
+    AuthService<V, C, U, M>
+{
     /// Replaces a connection's capabilities (`read` always stays).
     ///
     /// # Errors
@@ -305,8 +311,11 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
     ) -> Result<(), SettingsError> {
         self.owned(session, csrf, grant).await?;
         let names: Vec<String> = capabilities.iter().map(|c| c.as_str().to_owned()).collect();
-        self.vault().set_capabilities(grant, capabilities).await?;
-        self.audit_log().record(AuditEvent {
+        self.vault()
+            .set_capabilities(grant, capabilities)
+            .await
+            .map_err(VaultError::from)?;
+        self.audit_log().spawn_record(AuditEvent {
             grant: grant.clone(),
             at: chrono::Utc::now().timestamp(),
             kind: AuditKind::PolicyChanged {
@@ -338,7 +347,10 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
             .map(|g| g.notify)
             .unwrap_or_default();
         rules.mutes = current.mutes;
-        self.vault().set_notify_settings(grant, rules).await?;
+        self.vault()
+            .set_notify_settings(grant, rules)
+            .await
+            .map_err(VaultError::from)?;
         tracing::info!(grant = %grant, "new-mail rules changed in settings");
         Ok(())
     }
@@ -356,12 +368,20 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         review_only: bool,
     ) -> Result<(), SettingsError> {
         self.owned(session, csrf, grant).await?;
-        self.vault().set_recipients(grant, rule).await?;
-        self.vault().set_review_only(grant, review_only).await?;
+        self.vault()
+            .set_recipients(grant, rule)
+            .await
+            .map_err(VaultError::from)?;
+        self.vault()
+            .set_review_only(grant, review_only)
+            .await
+            .map_err(VaultError::from)?;
         tracing::info!(grant = %grant, "sending rules changed in settings");
         Ok(())
     }
+}
 
+impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V, C, U, M> {
     /// Revokes a connection: the grant, its tokens and wrapped keys are deleted.
     ///
     /// # Errors

@@ -1,21 +1,39 @@
-//! The stored forms (JSON values in redb tables; docs/storage-schema.md). Nothing here is
-//! secret in the clear: secrets are sealed or wrapped before they get here.
+//! The stored forms (JSON values; docs/storage-schema.md), the same in every backend, and
+//! the record-level steps of issuing, redeeming and rotating. Nothing here is secret in the
+//! clear: secrets are sealed or wrapped before they get here.
+
+pub mod approval;
+pub mod audit;
+pub mod background;
+pub mod client;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::VaultStoreError;
+use zeroize::Zeroizing;
+
+use super::{
+    VaultStoreError,
+    sealing::{digest, lock, unlock, wrap_purpose},
+};
 use crate::domain::{
     auth::{
+        client::ClientId,
+        pkce::CodeChallenge,
         rotation::RefreshRole,
         token::{IssuedToken, TokenPair},
     },
-    grant::AccessToken,
+    grant::{AccessToken, Capability, CapabilitySet, GrantId},
     ids::ThreadId,
     notify::{
         rules::Mute,
         settings::{NotifySettings, QuietSpec},
     },
+    ports::{CodeBinding, GrantDraft, GrantSummary, RefreshBinding},
+    recipients::RecipientRule,
 };
+
+/// The purpose under which a rotation's answer is locked with the previous refresh token.
+const REPLAY_PURPOSE: &str = "replay-last-refresh";
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, VaultStoreError> {
     serde_json::to_vec(value).map_err(|e| VaultStoreError::Corrupt(e.to_string()))
@@ -73,6 +91,64 @@ pub struct TokenRecord {
     /// refresh token's replay.
     #[serde(default)]
     pub successor: bool,
+}
+
+impl TokenRecord {
+    /// A token of `grant` that wraps its age `identity` under a key only `issued` derives;
+    /// returns the record with the key it is stored under (the token's SHA-256).
+    ///
+    /// # Errors
+    /// [`VaultStoreError::Crypto`].
+    pub fn wrapping(
+        grant: &str,
+        identity: &str,
+        issued: &IssuedToken,
+        kind: TokenKind,
+        successor: bool,
+    ) -> Result<([u8; 32], Self), VaultStoreError> {
+        Self::wrap(
+            grant,
+            identity,
+            &issued.token,
+            kind,
+            Some(issued.expires_at),
+            successor,
+        )
+    }
+
+    /// Like [`TokenRecord::wrapping`], for any token and expiry (`None`: a configured token).
+    ///
+    /// # Errors
+    /// [`VaultStoreError::Crypto`].
+    pub fn wrap(
+        grant: &str,
+        identity: &str,
+        token: &AccessToken,
+        kind: TokenKind,
+        expires_at: Option<i64>,
+        successor: bool,
+    ) -> Result<([u8; 32], Self), VaultStoreError> {
+        let secret = token.expose_secret();
+        let record = Self {
+            grant_id: grant.to_owned(),
+            kind,
+            expires_at,
+            wrapped_identity: Some(lock(
+                identity.as_bytes(),
+                secret,
+                grant,
+                &wrap_purpose(kind.as_str()),
+            )?),
+            successor,
+        };
+        Ok((digest(secret), record))
+    }
+
+    /// Whether it has not expired at `at` (unix seconds).
+    #[must_use]
+    pub fn live(&self, at: i64) -> bool {
+        self.expires_at.is_none_or(|t| t > at)
+    }
 }
 
 /// `grants_v1`: one connected client of one person.
@@ -152,6 +228,142 @@ impl GrantRecord {
         }
     }
 
+    /// A grant from the connect flow, its upstream tokens already `sealed` to `recipient`.
+    #[must_use]
+    pub fn from_draft(
+        draft: &GrantDraft,
+        recipient: &age::x25519::Recipient,
+        sealed: String,
+    ) -> Self {
+        Self {
+            label: String::new(),
+            capabilities: names(&draft.capabilities),
+            client_id: Some(draft.client.as_str().to_owned()),
+            redirect_uri: Some(draft.redirect_uri.clone()),
+            resource: Some(draft.resource.clone()),
+            scope: Some(draft.scope.clone()),
+            code_challenge: Some(draft.code_challenge.as_str().to_owned()),
+            account_digest: Some(draft.account_digest.clone()),
+            ..Self::new(draft.id.as_str(), recipient, sealed)
+        }
+    }
+
+    /// Its capabilities (names no longer known are dropped).
+    #[must_use]
+    pub fn capability_set(&self) -> CapabilitySet {
+        CapabilitySet::with(
+            self.capabilities
+                .iter()
+                .filter_map(|c| Capability::parse(c)),
+        )
+    }
+
+    /// Replaces its capabilities.
+    pub fn set_capabilities(&mut self, capabilities: &CapabilitySet) {
+        self.capabilities = names(capabilities);
+    }
+
+    /// Who it may send to.
+    #[must_use]
+    pub fn recipient_rule(&self) -> RecipientRule {
+        self.recipients
+            .as_deref()
+            .map(RecipientRule::from_stored)
+            .unwrap_or_default()
+    }
+
+    /// Its new-mail rules.
+    #[must_use]
+    pub fn notify_settings(&self) -> NotifySettings {
+        self.notify
+            .clone()
+            .map(NotifyRecord::into_settings)
+            .unwrap_or_default()
+    }
+
+    /// Whether it is a connection yet (its code was redeemed) of `account_digest`.
+    #[must_use]
+    pub fn connection_of(&self, account_digest: &str) -> bool {
+        self.code_used && self.account_digest.as_deref() == Some(account_digest)
+    }
+
+    /// What settings list of it.
+    #[must_use]
+    pub fn summary(&self, last_used_at: Option<i64>) -> GrantSummary {
+        GrantSummary {
+            grant: GrantId::new(self.id.clone()),
+            client: ClientId::new(self.client_id.clone().unwrap_or_default()),
+            redirect_uri: self.redirect_uri.clone().unwrap_or_default(),
+            created_at: self.created_at,
+            last_used_at,
+            capabilities: self.capability_set(),
+            recipients: self.recipient_rule(),
+            notify: self.notify_settings(),
+            review_only: self.review_only,
+        }
+    }
+
+    /// What its code was issued for.
+    #[must_use]
+    pub fn code_binding(&self) -> CodeBinding {
+        CodeBinding {
+            grant: GrantId::new(self.id.clone()),
+            client: ClientId::new(self.client_id.clone().unwrap_or_default()),
+            redirect_uri: self.redirect_uri.clone().unwrap_or_default(),
+            resource: self.resource.clone().unwrap_or_default(),
+            scope: self.scope.clone().unwrap_or_default(),
+            code_challenge: CodeChallenge::from_stored(
+                self.code_challenge.clone().unwrap_or_default(),
+            ),
+            used: self.code_used,
+        }
+    }
+
+    /// What the refresh token with SHA-256 `key` belongs to.
+    #[must_use]
+    pub fn refresh_binding(&self, key: &[u8; 32]) -> RefreshBinding {
+        RefreshBinding {
+            grant: GrantId::new(self.id.clone()),
+            client: ClientId::new(self.client_id.clone().unwrap_or_default()),
+            scope: self.scope.clone().unwrap_or_default(),
+            resource: self.resource.clone().unwrap_or_default(),
+            role: self.role_of(&hex(key)),
+        }
+    }
+
+    /// Its code was redeemed for `pair`.
+    pub fn redeemed(&mut self, pair: &TokenPair) {
+        self.code_used = true;
+        self.refresh_current = Some(hex(&digest(pair.refresh.token.expose_secret())));
+    }
+
+    /// The refresh token `presented` was rotated into `pair`: the answer is kept for a retry
+    /// with `presented` (locked under it), and `presented` becomes the previous token.
+    ///
+    /// # Errors
+    /// [`VaultStoreError`] when the answer can't be encoded or locked.
+    pub fn rotated(&mut self, presented: &str, pair: &TokenPair) -> Result<(), VaultStoreError> {
+        let answer = Zeroizing::new(encode(&IssuedPairRecord::from_pair(pair))?);
+        self.replay = Some(lock(&answer, presented, &self.id, REPLAY_PURPOSE)?);
+        self.refresh_previous = self.refresh_current.take();
+        self.refresh_current = Some(hex(&digest(pair.refresh.token.expose_secret())));
+        self.successor_used = false;
+        Ok(())
+    }
+
+    /// The pair the last rotation answered, for a retry with the token it rotated.
+    ///
+    /// # Errors
+    /// [`VaultStoreError::Corrupt`] when it does not open with `presented`.
+    pub fn replayed(&self, presented: &str) -> Result<TokenPair, VaultStoreError> {
+        self.replay
+            .as_deref()
+            .and_then(|r| unlock(r, presented, &self.id, REPLAY_PURPOSE))
+            .and_then(|plain| serde_json::from_slice::<IssuedPairRecord>(&plain).ok())
+            .map(|r| r.to_pair())
+            .ok_or_else(|| VaultStoreError::Corrupt("the last refresh answer does not open".into()))
+    }
+
     /// Where a refresh token (by its digest, hex) stands in this grant's chain.
     pub fn role_of(&self, digest_hex: &str) -> RefreshRole {
         if self.refresh_current.as_deref() == Some(digest_hex) {
@@ -210,20 +422,9 @@ impl Drop for IssuedPairRecord {
     }
 }
 
-/// `clients_v1`: a registered, fetched or configured client.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ClientRecord {
-    pub id: String,
-    pub name: String,
-    pub redirect_uris: Vec<String>,
-    pub kind: String,
-    pub auth_method: String,
-    /// SHA-256 (hex) of the client secret.
-    pub secret_digest: Option<String>,
-    pub created_at: i64,
-    /// Unix seconds of the last grant created for it (registrations never used expire).
-    #[serde(default)]
-    pub last_granted_at: Option<i64>,
+/// Capability names as stored.
+fn names(capabilities: &CapabilitySet) -> Vec<String> {
+    capabilities.iter().map(|c| c.as_str().to_owned()).collect()
 }
 
 /// `revoked_v1`: a connection that ended, kept (nothing secret) for its audit log until the
@@ -235,6 +436,37 @@ pub struct Tombstone {
     pub redirect_uri: String,
     pub created_at: i64,
     pub revoked_at: i64,
+}
+
+impl Tombstone {
+    /// What is kept of a removed grant at `now`: only of a connection the person made (its
+    /// code was redeemed), so settings can still show what it did and that it ended.
+    #[must_use]
+    pub fn of(grant: &GrantRecord, now: i64) -> Option<Self> {
+        (grant.code_used && grant.account_digest.is_some()).then(|| Self {
+            account_digest: grant.account_digest.clone().unwrap_or_default(),
+            client_id: grant.client_id.clone().unwrap_or_default(),
+            redirect_uri: grant.redirect_uri.clone().unwrap_or_default(),
+            created_at: grant.created_at,
+            revoked_at: now,
+        })
+    }
+
+    /// What settings list of the ended connection `grant`.
+    #[must_use]
+    pub fn summary(self, grant: &str) -> GrantSummary {
+        GrantSummary {
+            grant: GrantId::new(grant),
+            client: ClientId::new(self.client_id),
+            redirect_uri: self.redirect_uri,
+            created_at: self.created_at,
+            last_used_at: Some(self.revoked_at),
+            capabilities: CapabilitySet::read_only(),
+            recipients: RecipientRule::default(),
+            notify: NotifySettings::default(),
+            review_only: false,
+        }
+    }
 }
 
 /// `GrantRecord.notify`: the new-mail rules (docs/storage-schema.md).
