@@ -49,38 +49,22 @@ pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-impl From<VaultStoreError> for VaultError {
-    fn from(e: VaultStoreError) -> Self {
-        Self::Unexpected(e.to_string())
-    }
+/// Every storage port's error takes a backend failure as its `Unexpected`.
+macro_rules! unexpected_from_store {
+    ($($port_error:ty),* $(,)?) => {$(
+        impl From<VaultStoreError> for $port_error {
+            fn from(e: VaultStoreError) -> Self {
+                Self::Unexpected(e.to_string())
+            }
+        }
+    )*};
 }
 
-impl From<VaultStoreError> for PolicyError {
-    fn from(e: VaultStoreError) -> Self {
-        Self::Unexpected(e.to_string())
-    }
-}
-
-impl From<VaultStoreError> for ApprovalError {
-    fn from(e: VaultStoreError) -> Self {
-        Self::Unexpected(e.to_string())
-    }
-}
-
-impl From<VaultStoreError> for BackgroundError {
-    fn from(e: VaultStoreError) -> Self {
-        Self::Unexpected(e.to_string())
-    }
-}
-
-impl From<VaultStoreError> for AuditError {
-    fn from(e: VaultStoreError) -> Self {
-        Self::Unexpected(e.to_string())
-    }
-}
-
-impl From<VaultStoreError> for RegistrationError {
-    fn from(e: VaultStoreError) -> Self {
-        Self::Unexpected(e.to_string())
-    }
-}
+unexpected_from_store!(
+    VaultError,
+    PolicyError,
+    ApprovalError,
+    BackgroundError,
+    AuditError,
+    RegistrationError,
+);

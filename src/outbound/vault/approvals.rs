@@ -24,12 +24,9 @@ use crate::{
 impl RedbVault {
     fn approvals_all(&self) -> Result<Vec<ApprovalRecord>, ApprovalError> {
         self.read(|tx| {
-            let mut out = Vec::new();
             rows_of(tx, APPROVALS, |id, raw| {
-                out.push(StoredApproval::decode(raw)?.into_record(id)?);
-                Ok::<_, ApprovalError>(())
-            })?;
-            Ok(out)
+                StoredApproval::decode(raw)?.into_record(id).map(Some)
+            })
         })
     }
 

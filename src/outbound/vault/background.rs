@@ -219,15 +219,12 @@ impl BackgroundStore for BackgroundVault {
     async fn backgrounds(&self) -> Result<Vec<Background>, BackgroundError> {
         self.run(|v, _| {
             v.read(|tx| {
-                let mut out = Vec::new();
                 rows_of(tx, BACKGROUNDS, |grant, raw| {
                     // A record that does not decode is skipped, not fatal to the list.
-                    if let Ok(r) = decode::<BackgroundRecord>(raw) {
-                        out.push(r.summary(grant));
-                    }
-                    Ok::<_, BackgroundError>(())
-                })?;
-                Ok(out)
+                    Ok(decode::<BackgroundRecord>(raw)
+                        .ok()
+                        .map(|r| r.summary(grant)))
+                })
             })
         })
         .await
@@ -337,14 +334,7 @@ impl NotifierKeyring for NotifierVault {
 
     async fn notifier_accounts(&self) -> Result<Vec<String>, BackgroundError> {
         self.run(|v, _| {
-            v.read(|tx| {
-                let mut out = Vec::new();
-                rows_of(tx, NOTIFIERS, |account, _| {
-                    out.push(account.to_owned());
-                    Ok::<_, BackgroundError>(())
-                })?;
-                Ok(out)
-            })
+            v.read(|tx| rows_of(tx, NOTIFIERS, |account, _| Ok(Some(account.to_owned()))))
         })
         .await
     }

@@ -139,22 +139,24 @@ impl RedbVault {
     }
 }
 
-/// Every row of a table that is created on its first write (none before).
-pub(super) fn rows_of<V: redb::Value + 'static, E: From<VaultStoreError>>(
+/// What `each` makes of every row of a table that is created on its first write (none
+/// before); rows it makes nothing of are left out.
+pub(super) fn rows_of<V: redb::Value + 'static, T, E: From<VaultStoreError>>(
     tx: &redb::ReadTransaction,
     table: TableDefinition<&str, V>,
-    mut each: impl FnMut(&str, V::SelfType<'_>) -> Result<(), E>,
-) -> Result<(), E> {
+    mut each: impl FnMut(&str, V::SelfType<'_>) -> Result<Option<T>, E>,
+) -> Result<Vec<T>, E> {
     let table = match tx.open_table(table) {
         Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
         Err(e) => return Err(db_err(e).into()),
     };
+    let mut out = Vec::new();
     for row in table.iter().map_err(db_err)? {
         let (k, v) = row.map_err(db_err)?;
-        each(k.value(), v.value())?;
+        out.extend(each(k.value(), v.value())?);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// One value of a table that is created on its first write (none before).

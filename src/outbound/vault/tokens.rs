@@ -105,16 +105,20 @@ impl RedbVault {
         })
     }
 
-    /// The grant of a live (unexpired) token of `kind`.
-    fn live_grant(
+    /// What `bind` makes of the grant of a live (unexpired) token of `kind`, given the
+    /// token's digest.
+    async fn binding<T: Send + 'static>(
         &self,
         token: &AccessToken,
         kind: TokenKind,
-    ) -> Result<Option<GrantRecord>, VaultStoreError> {
+        bind: impl FnOnce(&GrantRecord, &[u8; 32]) -> T + Send + 'static,
+    ) -> Result<Option<T>, VaultError> {
+        let key = digest(token.expose_secret());
         Ok(self
-            .read_token(&digest(token.expose_secret()))?
+            .run(move |v| v.read_token(&key))
+            .await?
             .filter(|(record, _)| record.kind == kind && record.live(now()))
-            .map(|(_, grant)| grant))
+            .map(|(_, grant)| bind(&grant, &key)))
     }
 
     fn create_grant_blocking(
@@ -332,14 +336,8 @@ impl TokenVault for RedbVault {
     }
 
     async fn code_binding(&self, code: &AccessToken) -> Result<Option<CodeBinding>, VaultError> {
-        let code = code.clone();
-        self.run(move |v| {
-            Ok::<_, VaultError>(
-                v.live_grant(&code, TokenKind::Code)?
-                    .map(|g| g.code_binding()),
-            )
-        })
-        .await
+        self.binding(code, TokenKind::Code, |g, _| g.code_binding())
+            .await
     }
 
     async fn redeem_code(
@@ -357,14 +355,8 @@ impl TokenVault for RedbVault {
         &self,
         refresh: &AccessToken,
     ) -> Result<Option<RefreshBinding>, VaultError> {
-        let refresh = refresh.clone();
-        self.run(move |v| {
-            Ok::<_, VaultError>(
-                v.live_grant(&refresh, TokenKind::Refresh)?
-                    .map(|g| g.refresh_binding(&digest(refresh.expose_secret()))),
-            )
-        })
-        .await
+        self.binding(refresh, TokenKind::Refresh, GrantRecord::refresh_binding)
+            .await
     }
 
     async fn rotate_refresh(

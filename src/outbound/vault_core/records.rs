@@ -6,6 +6,9 @@ pub mod approval;
 pub mod audit;
 pub mod background;
 pub mod client;
+pub mod notify;
+
+pub use self::notify::NotifyRecord;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -23,11 +26,7 @@ use crate::domain::{
         token::{IssuedToken, TokenPair},
     },
     grant::{AccessToken, Capability, CapabilitySet, GrantId},
-    ids::ThreadId,
-    notify::{
-        rules::Mute,
-        settings::{NotifySettings, QuietSpec},
-    },
+    notify::settings::NotifySettings,
     ports::{CodeBinding, GrantDraft, GrantSummary, RefreshBinding},
     recipients::RecipientRule,
 };
@@ -469,86 +468,79 @@ impl Tombstone {
     }
 }
 
-/// `GrantRecord.notify`: the new-mail rules (docs/storage-schema.md).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct NotifyRecord {
-    #[serde(default)]
-    pub deny: Vec<String>,
-    #[serde(default)]
-    pub allow: Vec<String>,
-    #[serde(default)]
-    pub only_allowed: bool,
-    #[serde(default)]
-    pub vip_breaks_quiet: bool,
-    #[serde(default)]
-    pub zone: String,
-    /// `[iso weekdays, start minute, end minute]`.
-    #[serde(default)]
-    pub quiet: Vec<(Vec<u8>, u16, u16)>,
-    /// `[sender, thread, until (unix seconds)]`.
-    #[serde(default)]
-    pub mutes: Vec<(Option<String>, Option<String>, i64)>,
-    /// Folders watched besides the Inbox.
-    #[serde(default)]
-    pub mailboxes: Vec<String>,
-    #[serde(default)]
-    pub replies_are_vip: bool,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        approval::{ApprovalId, ApprovalRecord, DraftDigest, Status},
+        ids::EmailId,
+        ports::{AuditEvent, AuditKind},
+    };
 
-impl NotifyRecord {
-    pub fn from_settings(s: &NotifySettings) -> Self {
-        Self {
-            deny: s.deny.clone(),
-            allow: s.allow.clone(),
-            only_allowed: s.only_allowed,
-            vip_breaks_quiet: s.vip_breaks_quiet,
-            zone: s.zone.clone(),
-            quiet: s
-                .quiet
-                .iter()
-                .map(|q| (q.days.clone(), q.start, q.end))
-                .collect(),
-            mutes: s
-                .mutes
-                .iter()
-                .map(|m| {
-                    (
-                        m.sender.clone(),
-                        m.thread.as_ref().map(ToString::to_string),
-                        m.until.timestamp(),
-                    )
-                })
-                .collect(),
-            mailboxes: s.mailboxes.clone(),
-            replies_are_vip: s.replies_are_vip,
-        }
-    }
-
-    pub fn into_settings(self) -> NotifySettings {
-        NotifySettings {
-            mailboxes: self.mailboxes,
-            replies_are_vip: self.replies_are_vip,
-            deny: self.deny,
-            allow: self.allow,
-            only_allowed: self.only_allowed,
-            vip_breaks_quiet: self.vip_breaks_quiet,
-            zone: self.zone,
-            quiet: self
-                .quiet
-                .into_iter()
-                .map(|(days, start, end)| QuietSpec { days, start, end })
-                .collect(),
-            mutes: self
-                .mutes
-                .into_iter()
-                .filter_map(|(sender, thread, until)| {
-                    Some(Mute {
-                        sender,
-                        thread: thread.and_then(|t| ThreadId::parse(t).ok()),
-                        until: chrono::DateTime::from_timestamp(until, 0)?,
-                    })
-                })
-                .collect(),
-        }
+    /// The stored forms are the schema's (docs/storage-schema.md), to the byte: every backend
+    /// writes these, and files written before stay readable.
+    #[test]
+    fn records_keep_their_stored_form() {
+        let token = TokenRecord {
+            grant_id: "g1".into(),
+            kind: TokenKind::Refresh,
+            expires_at: Some(10),
+            wrapped_identity: None,
+            successor: false,
+        };
+        assert_eq!(
+            String::from_utf8(encode(&token).unwrap()).unwrap(),
+            r#"{"grant_id":"g1","kind":"refresh","expires_at":10,"wrapped_identity":null,"successor":false}"#
+        );
+        let old: GrantRecord = decode(
+            br#"{"id":"g1","created_at":5,"recipient":"age1x","sealed_props":"c2VhbGVk","capabilities":["read","organize"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (old.capability_set(), old.recipient_rule(), old.review_only),
+            (
+                CapabilitySet::with([Capability::Organize]),
+                RecipientRule::Anyone,
+                false
+            )
+        );
+        assert_eq!(
+            String::from_utf8(encode(&old).unwrap()).unwrap(),
+            r#"{"id":"g1","created_at":5,"label":"","recipient":"age1x","sealed_props":"c2VhbGVk","capabilities":["read","organize"],"recipients":null,"review_only":false,"notify":null,"client_id":null,"redirect_uri":null,"resource":null,"scope":null,"code_challenge":null,"account_digest":null,"code_used":false,"refresh_current":null,"refresh_previous":null,"successor_used":false,"replay":null}"#
+        );
+        let event = audit::encode_event(&AuditEvent {
+            grant: GrantId::new("g1"),
+            at: 3,
+            kind: AuditKind::ToolCall {
+                tool: "search_email".into(),
+                outcome: "ok".into(),
+                count: None,
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(event).unwrap(),
+            r#"{"at":3,"kind":"tool_call","tool":"search_email","outcome":"ok","count":null}"#
+        );
+        let id = ApprovalId::parse("AAAAAAAAAAAAAAAAAAAAAA").unwrap();
+        let approval = approval::StoredApproval::from_record(&ApprovalRecord {
+            id: id.clone(),
+            grant: GrantId::new("g1"),
+            account: "acct".into(),
+            draft: EmailId::parse("M1").unwrap(),
+            digest: DraftDigest([0xab; 32]),
+            status: Status::Pending,
+            created_at: 1,
+            expires_at: 2,
+            review: vec![1, 2, 3],
+            submission: None,
+        });
+        assert_eq!(
+            String::from_utf8(approval.encode().unwrap()).unwrap(),
+            format!(
+                r#"{{"grant":"g1","account":"acct","draft":"M1","digest":"{}","status":"pending","created_at":1,"expires_at":2,"review":"AQID","submission":null}}"#,
+                "ab".repeat(32)
+            )
+        );
     }
 }

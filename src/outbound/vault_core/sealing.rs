@@ -218,3 +218,42 @@ pub fn unwrap_identity(record: &TokenRecord, token: &str) -> Option<Zeroizing<St
     )?;
     String::from_utf8(plain.to_vec()).ok().map(Zeroizing::new)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Locked before the vault core moved (docs/storage-schema.md `wrapped_identity`): the
+    /// derivation (salt, info) and the layout (nonce ‖ ciphertext) must never change, or
+    /// existing vaults no longer open.
+    const LOCKED: &str = "cenQ0P+YEowZSUtqAq8PyX0bywrRRSV4YoT7VAOW/U3RGrwpOn2l+a5dUE8MbcU0";
+
+    #[test]
+    fn a_wrapped_identity_from_an_existing_vault_still_unwraps() {
+        let purpose = wrap_purpose("access");
+        let plain = unlock(LOCKED, "g1.token", "g1", &purpose).unwrap();
+        assert_eq!(plain.as_slice(), b"AGE-SECRET-KEY-1TEST");
+        assert!(unlock(LOCKED, "g1.other", "g1", &purpose).is_none());
+        assert!(unlock(LOCKED, "g1.token", "g2", &purpose).is_none());
+        assert!(unlock(LOCKED, "g1.token", "g1", &wrap_purpose("refresh")).is_none());
+    }
+
+    #[test]
+    fn sealed_props_open_only_with_the_grants_identity() {
+        let (identity, recipient) = new_identity();
+        let tokens = UpstreamTokens {
+            access: SecretString::new("up"),
+            refresh: Some(SecretString::new("up-refresh")),
+            expires_at: Some(7),
+            issued_at: None,
+        };
+        let sealed = seal(&Sealable::Tokens(&tokens), &recipient).unwrap();
+        let opened = open_props(&sealed, &identity).unwrap();
+        assert_eq!(
+            opened.credential,
+            UpstreamCredential::Bearer(SecretString::new("up"))
+        );
+        assert_eq!(opened.expires_at, Some(7));
+        assert!(open_props(&sealed, &new_identity().0).is_none());
+    }
+}
