@@ -349,9 +349,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         self.check_recipients(caller, &snapshot, &identities)
             .await?;
         let digest = DraftDigest::of(&snapshot, &identity.id, &schedule);
-        let (grant, draft) = (caller.grant.clone(), id.clone());
         let existing = approvals
-            .find(&grant, &draft)
+            .find(&caller.grant, id)
             .await
             .map_err(approval_error)?;
         let now = now();
@@ -539,12 +538,14 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             return Err(SendRefusal::ApprovalUsed.into());
         }
         let approvals = Arc::clone(self.approvals()?);
-        let s = approvals.as_ref();
-        let decided = async {
+        let (id, grant) = (id.clone(), caller.grant.clone());
+        // Its own task, so that a caller giving up midway never leaves a decision half made.
+        let decided = tokio::spawn(async move {
+            let s = approvals.as_ref();
             let record = s
-                .get(id)
+                .get(&id)
                 .await?
-                .filter(|r| r.grant == caller.grant)
+                .filter(|r| r.grant == grant)
                 .ok_or(ApprovalError::Conflict)?;
             match record.typed() {
                 Typed::Pending(p) if approve => p.approve(s, now()).await.map(drop),
@@ -562,8 +563,11 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 }
                 _ => Err(ApprovalError::Conflict),
             }
-        };
-        decided.await.map_err(approval_error)
+        });
+        decided
+            .await
+            .unwrap_or_else(|e| Err(ApprovalError::Unexpected(format!("approval task: {e}"))))
+            .map_err(approval_error)
     }
 
     /// `cancel_send`: cancels a held submission; its email is a draft in Drafts again.
