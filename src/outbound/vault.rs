@@ -19,7 +19,7 @@ mod audit;
 mod background;
 mod clients;
 mod grants;
-pub mod schema;
+mod schema;
 mod sweep;
 mod tokens;
 
