@@ -2,14 +2,14 @@
 //! in docs/storage-schema.md). What is sealed, wrapped and stored, and how, is
 //! [`super::vault_core`]'s; this adapter maps it onto redb tables:
 //!
-//! - [`schema`](self::schema): tables, versions and migrations, the write transaction;
+//! - `schema`: tables, versions and migrations, the write transaction;
 //! - `tokens`: [`TokenVault`](crate::domain::ports::TokenVault) (open, issue, rotate, revoke);
 //! - `grants`: [`Policy`](crate::domain::ports::Policy), listing, configured grants;
 //! - `approvals`, `audit`, `background`, `clients`: one port each;
 //! - `sweep`: [`Sweeper`](crate::domain::ports::Sweeper).
 //!
 //! redb is synchronous: every port call runs its work on the blocking pool through
-//! [`RedbVault::run`]. Opened grants and capabilities are cached in memory (bounded, opened
+//! `RedbVault::run`. Opened grants and capabilities are cached in memory (bounded, opened
 //! grants for at most [`OPEN_CACHE_TTL`] and never past the token's expiry); every write
 //! through this vault purges the grant's entries, and redb has one owning process, so a
 //! change takes effect on the next request.

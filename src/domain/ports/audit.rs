@@ -84,7 +84,8 @@ pub enum AuditError {
 #[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
 pub trait AuditLog: Sync + 'static {
     /// Records an event. Recording never fails the operation it records: a lost event is
-    /// logged by the store, and callers that must not wait use [`DynAuditLog::spawn_record`].
+    /// logged by the store, and callers that must not wait use `spawn_record` on an
+    /// `Arc<dyn DynAuditLog>`.
     async fn record(&self, event: AuditEvent);
 
     /// A grant's most recent events, newest first (in the order they were recorded).
