@@ -17,11 +17,11 @@ use crate::{
             upstream_refresh::UpstreamRefresher,
         },
         grant::{AccessToken, CapabilitySet, GrantId},
-        notify::{
-            background::{BackgroundStore, NotifierKeyring},
-            delivery::RetrySchedule,
+        notify::delivery::RetrySchedule,
+        ports::{
+            ClientStore as _, DynAuditLog, DynBackgroundStore, DynNotifierKeyring, SweepRules,
+            Sweeper as _,
         },
-        ports::{AuditLog, ClientStore as _},
         service::{
             BackgroundSetup, MailService, Notifier, NotifierSettings, ServiceLimits, WatchTuning,
         },
@@ -163,7 +163,7 @@ fn background_delivery(
     vault: &RedbVault,
     mail: Arc<JmapMailStore>,
     redirect_uri: url::Url,
-) -> Result<(BackgroundSide, Arc<dyn BackgroundStore>), StartError> {
+) -> Result<(BackgroundSide, Arc<dyn DynBackgroundStore>), StartError> {
     let key = match NotifierKey::load(&bg.key_file).map_err(StartError::Adapter)? {
         Some(key) => key,
         None => {
@@ -180,8 +180,9 @@ fn background_delivery(
             NotifierKey::create(&bg.key_file).map_err(StartError::Adapter)?
         }
     };
-    let store: Arc<dyn BackgroundStore> = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
-    let keyring: Arc<dyn NotifierKeyring> = Arc::new(NotifierVault::new(vault.clone(), key));
+    let store: Arc<dyn DynBackgroundStore> =
+        Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
+    let keyring: Arc<dyn DynNotifierKeyring> = Arc::new(NotifierVault::new(vault.clone(), key));
     let upstream = Arc::new(LazyUpstream::new(
         UpstreamSettings {
             client_id: bg.client_id.clone(),
@@ -307,7 +308,7 @@ async fn build_app(
     );
     let openapi = http::committed_form(&http::api_service(Arc::clone(&auth)));
     let watchers = Arc::new(ToolListWatchers::default());
-    let audit: Arc<dyn AuditLog> = Arc::new(vault.clone());
+    let audit: Arc<dyn DynAuditLog> = Arc::new(vault.clone());
     let handler = McpHandler::new(
         Arc::clone(&service),
         config.limits.tool_timeout,
@@ -386,12 +387,14 @@ pub fn spawn_sweeper(vault: RedbVault, retention: Retention) {
         let mut every = tokio::time::interval(SWEEP_EVERY);
         loop {
             every.tick().await;
-            let v = vault.clone();
-            match tokio::task::spawn_blocking(move || v.sweep(UNUSED_CLIENT_SECS, retention)).await
-            {
-                Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "vault swept"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "vault sweep failed"),
-                _ => {}
+            let rules = SweepRules {
+                unused_client_secs: UNUSED_CLIENT_SECS,
+                retention,
+            };
+            match vault.sweep(rules).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "vault swept"),
+                Err(e) => tracing::warn!(error = %e, "vault sweep failed"),
+                Ok(_) => {}
             }
         }
     });

@@ -6,3 +6,4 @@ pub mod jmap;
 pub mod pdf;
 pub mod upstream_oauth;
 pub mod vault;
+pub mod vault_core;

@@ -4,7 +4,7 @@
 //! every recipient incl. Bcc, subject, bodies, attachments, threading headers, send time). It
 //! is single use and short-lived, and moves through `Pending → Approved → Claimed → Sent`
 //! (or `Pending → Declined`): the transitions are methods of the state they leave, and each is
-//! a compare-and-swap in the [`ApprovalStore`], so a claim cannot happen twice and a declined,
+//! a compare-and-swap in the [`ApprovalStore`](super::ports::ApprovalStore), so a claim cannot happen twice and a declined,
 //! expired or changed draft cannot be sent.
 
 use std::marker::PhantomData;
@@ -18,6 +18,7 @@ use super::{
     grant::GrantId,
     ids::{BlobId, EmailId},
     mail::{Address, Attachment},
+    ports::DynApprovalStore,
 };
 
 /// How long a person has to approve a send.
@@ -297,64 +298,7 @@ pub enum ApprovalError {
     Expired,
     /// The store failed.
     #[error("the approval store failed: {0}")]
-    Store(String),
-}
-
-/// Where approvals live. Synchronous (the vault is an embedded database, and callers run it
-/// off the async workers); every transition is a compare-and-swap on the status.
-#[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
-pub trait ApprovalStore: Send + Sync + 'static {
-    /// Stores a new pending approval, replacing any earlier one of the same grant and draft,
-    /// and sweeps lapsed ones.
-    ///
-    /// # Errors
-    /// [`ApprovalError::Store`].
-    fn insert(&self, record: &ApprovalRecord) -> Result<(), ApprovalError>;
-
-    /// One approval.
-    ///
-    /// # Errors
-    /// [`ApprovalError::Store`].
-    fn get(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, ApprovalError>;
-
-    /// The newest approval of `grant` for `draft`.
-    ///
-    /// # Errors
-    /// [`ApprovalError::Store`].
-    fn find(
-        &self,
-        grant: &GrantId,
-        draft: &EmailId,
-    ) -> Result<Option<ApprovalRecord>, ApprovalError>;
-
-    /// The approval of `grant` whose send became `submission`.
-    ///
-    /// # Errors
-    /// [`ApprovalError::Store`].
-    fn by_submission(
-        &self,
-        grant: &GrantId,
-        submission: &str,
-    ) -> Result<Option<ApprovalRecord>, ApprovalError>;
-
-    /// Moves `id` from `from` to `to` (recording `submission` when given), atomically.
-    ///
-    /// # Errors
-    /// [`ApprovalError::Conflict`] when it is not in `from` (or gone); `Store`.
-    fn transition(
-        &self,
-        id: &ApprovalId,
-        from: Status,
-        to: Status,
-        submission: Option<String>,
-    ) -> Result<(), ApprovalError>;
-
-    /// Forgets an approval, unless it is claimed (a send in flight settles it; a stale
-    /// read must not lose it).
-    ///
-    /// # Errors
-    /// [`ApprovalError::Store`].
-    fn remove(&self, id: &ApprovalId) -> Result<(), ApprovalError>;
+    Unexpected(String),
 }
 
 /// Typestate markers.
@@ -381,14 +325,16 @@ impl<S> Approval<S> {
         &self.record
     }
 
-    fn step<T>(
+    async fn step<T>(
         self,
-        store: &dyn ApprovalStore,
+        store: &dyn DynApprovalStore,
         from: Status,
         to: Status,
         submission: Option<String>,
     ) -> Result<Approval<T>, ApprovalError> {
-        store.transition(&self.record.id, from, to, submission.clone())?;
+        store
+            .transition(&self.record.id, from, to, submission.clone())
+            .await?;
         let mut record = self.record;
         record.status = to;
         record.submission = submission.or(record.submission);
@@ -484,23 +430,28 @@ impl Approval<Pending> {
     ///
     /// # Errors
     /// `Expired`, or `Conflict` when it was decided meanwhile.
-    pub fn approve(
+    pub async fn approve(
         self,
-        store: &dyn ApprovalStore,
+        store: &dyn DynApprovalStore,
         now: i64,
     ) -> Result<Approval<Approved>, ApprovalError> {
         if self.record.expired(now) {
             return Err(ApprovalError::Expired);
         }
         self.step(store, Status::Pending, Status::Approved, None)
+            .await
     }
 
     /// The person declined.
     ///
     /// # Errors
     /// `Conflict` when it was decided meanwhile.
-    pub fn decline(self, store: &dyn ApprovalStore) -> Result<ApprovalRecord, ApprovalError> {
+    pub async fn decline(
+        self,
+        store: &dyn DynApprovalStore,
+    ) -> Result<ApprovalRecord, ApprovalError> {
         self.step::<Pending>(store, Status::Pending, Status::Declined, None)
+            .await
             .map(|a| a.record)
     }
 }
@@ -510,15 +461,16 @@ impl Approval<Approved> {
     ///
     /// # Errors
     /// `Expired`, or `Conflict` when another call claimed it first.
-    pub fn claim(
+    pub async fn claim(
         self,
-        store: &dyn ApprovalStore,
+        store: &dyn DynApprovalStore,
         now: i64,
     ) -> Result<Approval<Claimed>, ApprovalError> {
         if self.record.expired(now) {
             return Err(ApprovalError::Expired);
         }
         self.step(store, Status::Approved, Status::Claimed, None)
+            .await
     }
 }
 
@@ -526,13 +478,14 @@ impl Approval<Claimed> {
     /// The submission was accepted.
     ///
     /// # Errors
-    /// `Store`.
-    pub fn sent(
+    /// `Unexpected`.
+    pub async fn sent(
         self,
-        store: &dyn ApprovalStore,
+        store: &dyn DynApprovalStore,
         submission: String,
     ) -> Result<ApprovalRecord, ApprovalError> {
         self.step::<Claimed>(store, Status::Claimed, Status::Sent, Some(submission))
+            .await
             .map(|a| a.record)
     }
 
@@ -541,8 +494,9 @@ impl Approval<Claimed> {
     ///
     /// # Errors
     /// [`ApprovalError::Conflict`] when it moved meanwhile.
-    pub fn left(self, store: &dyn ApprovalStore) -> Result<ApprovalRecord, ApprovalError> {
+    pub async fn left(self, store: &dyn DynApprovalStore) -> Result<ApprovalRecord, ApprovalError> {
         self.step::<Claimed>(store, Status::Claimed, Status::Sent, None)
+            .await
             .map(|a| a.record)
     }
 
@@ -550,9 +504,13 @@ impl Approval<Claimed> {
     /// (e.g. after a rate limit). Never called when the outcome is unknown.
     ///
     /// # Errors
-    /// `Store`.
-    pub fn release(self, store: &dyn ApprovalStore) -> Result<Approval<Approved>, ApprovalError> {
+    /// `Unexpected`.
+    pub async fn release(
+        self,
+        store: &dyn DynApprovalStore,
+    ) -> Result<Approval<Approved>, ApprovalError> {
         self.step(store, Status::Claimed, Status::Approved, None)
+            .await
     }
 }
 
@@ -581,13 +539,14 @@ pub enum DecisionError {
 ///
 /// # Errors
 /// `Unknown`, `OtherAccount`, `Store`.
-pub fn for_account(
-    store: &dyn ApprovalStore,
+pub async fn for_account(
+    store: &dyn DynApprovalStore,
     id: &ApprovalId,
     account: &str,
 ) -> Result<ApprovalRecord, DecisionError> {
     let record = store
         .get(id)
+        .await
         .map_err(|e| DecisionError::Store(e.to_string()))?
         .ok_or(DecisionError::Unknown)?;
     let same = !record.account.is_empty()
@@ -606,27 +565,27 @@ pub fn for_account(
 ///
 /// # Errors
 /// See [`DecisionError`].
-pub fn decide(
-    store: &dyn ApprovalStore,
+pub async fn decide(
+    store: &dyn DynApprovalStore,
     id: &ApprovalId,
     account: &str,
     approve: bool,
     now: i64,
 ) -> Result<ApprovalRecord, DecisionError> {
-    let record = for_account(store, id, account)?;
+    let record = for_account(store, id, account).await?;
     if record.expired(now) {
         return Err(DecisionError::Expired);
     }
     let decided = match record.typed() {
-        Typed::Pending(p) if approve => p.approve(store, now).map(|a| a.record().clone()),
-        Typed::Pending(p) => p.decline(store),
+        Typed::Pending(p) if approve => p.approve(store, now).await.map(|a| a.record().clone()),
+        Typed::Pending(p) => p.decline(store).await,
         Typed::Approved(a) => return Err(DecisionError::Decided(a.record().status)),
         Typed::Settled(r) => return Err(DecisionError::Decided(r.status)),
     };
     decided.map_err(|e| match e {
         ApprovalError::Expired => DecisionError::Expired,
         ApprovalError::Conflict => DecisionError::Decided(Status::Claimed),
-        ApprovalError::Store(m) => DecisionError::Store(m),
+        ApprovalError::Unexpected(m) => DecisionError::Store(m),
     })
 }
 

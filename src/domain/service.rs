@@ -17,7 +17,6 @@ pub use self::notifier::{Notifier, NotifierSettings};
 pub use self::sending::{ApprovalAsk, DraftView, SendOutcome, SendRefusal, SendSettings};
 pub use self::watch::{NewMailWatchers, Subscription, WatchTuning};
 use super::{
-    approval::ApprovalStore,
     auth::upstream_refresh::{RefreshError, UpstreamRefresher, needs_refresh},
     body::{self, BodyPage},
     changes::{self, ChangeReport, Keyword},
@@ -26,8 +25,8 @@ use super::{
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary},
     mailboxes::MailboxDirectory,
     ports::{
-        MailStore, MailStoreError, PageStart, Policy, PolicyError, TokenVault, UpstreamAuth,
-        VaultError,
+        DynApprovalStore, MailStore, MailStoreError, PageStart, Policy, PolicyError, TokenVault,
+        UpstreamAuth, VaultError,
     },
     query::{self, EmailQuery, InvalidArgument, PageCursor, PageSize},
     search_syntax,
@@ -203,7 +202,7 @@ pub struct MailService<M, V, P> {
     renewal: Option<Arc<dyn RenewCredential>>,
     resource: Option<String>,
     documents: Option<Arc<dyn DocumentText>>,
-    approvals: Option<Arc<dyn ApprovalStore>>,
+    approvals: Option<Arc<dyn DynApprovalStore>>,
     sending: SendSettings,
 }
 
@@ -233,7 +232,11 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
 
     /// Sends only with approvals kept in `store` (without one, `send_draft` is refused).
     #[must_use]
-    pub fn with_approvals(mut self, store: Arc<dyn ApprovalStore>, settings: SendSettings) -> Self {
+    pub fn with_approvals(
+        mut self,
+        store: Arc<dyn DynApprovalStore>,
+        settings: SendSettings,
+    ) -> Self {
         self.approvals = Some(store);
         self.sending = settings;
         self

@@ -19,9 +19,12 @@ use super::{
     html::{escape, layout},
 };
 use crate::domain::{
-    approval::{self, ApprovalId, ApprovalRecord, ApprovalStore, DecisionError, Status},
+    approval::{self, ApprovalId, ApprovalRecord, DecisionError, Status},
     auth::{service::AuthService, settings::SettingsSession},
-    ports::{AuditEvent, AuditKind, AuditLog, ClientStore, MailStore, TokenVault, UpstreamAuth},
+    ports::{
+        AuditEvent, AuditKind, ClientStore, DynApprovalStore, DynAuditLog, MailStore, TokenVault,
+        UpstreamAuth,
+    },
 };
 
 /// The page's script (served from our origin: the page allows scripts from 'self' only).
@@ -30,8 +33,8 @@ pub const SCRIPT: &str = include_str!("approve.js");
 /// The review pages.
 pub struct ReviewPage<V, C, U, M> {
     auth: Arc<AuthService<V, C, U, M>>,
-    approvals: Arc<dyn ApprovalStore>,
-    audit: Arc<dyn AuditLog>,
+    approvals: Arc<dyn DynApprovalStore>,
+    audit: Arc<dyn DynAuditLog>,
     secure: bool,
 }
 
@@ -109,8 +112,8 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> ReviewPage<V,
     /// Serves approvals from `approvals`, with settings sessions from `auth`.
     pub fn new(
         auth: Arc<AuthService<V, C, U, M>>,
-        approvals: Arc<dyn ApprovalStore>,
-        audit: Arc<dyn AuditLog>,
+        approvals: Arc<dyn DynApprovalStore>,
+        audit: Arc<dyn DynAuditLog>,
         secure: bool,
     ) -> Self {
         Self {
@@ -128,16 +131,6 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> ReviewPage<V,
 
     fn approval_id(req: &Request) -> Option<ApprovalId> {
         ApprovalId::parse(req.raw_path_param("id").unwrap_or_default())
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn ApprovalStore) -> Result<T, DecisionError> + Send + 'static,
-    ) -> Result<T, DecisionError> {
-        let store = Arc::clone(&self.approvals);
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .unwrap_or_else(|_| Err(DecisionError::Store("task failed".into())))
     }
 
     /// `GET /approve/:id`.
@@ -161,10 +154,12 @@ Sign in with your mail provider to see it and decide.</p><div id=\"review\" data
                 ),
             );
         };
-        let account = session.account_digest.clone();
-        let record = match self
-            .blocking(move |s| approval::for_account(s, &id, &account))
-            .await
+        let record = match approval::for_account(
+            self.approvals.as_ref(),
+            &id,
+            &session.account_digest,
+        )
+        .await
         {
             Ok(r) => r,
             Err(e) => return refused(&e),
@@ -212,13 +207,10 @@ Sign in with your mail provider to see it and decide.</p><div id=\"review\" data
         };
         let account = session.account_digest.clone();
         let now = chrono::Utc::now().timestamp();
-        match self
-            .blocking(move |s| approval::decide(s, &id, &account, approve, now))
-            .await
-        {
+        match approval::decide(self.approvals.as_ref(), &id, &account, approve, now).await {
             Ok(record) => {
                 let decision = if approve { "approved" } else { "declined" };
-                self.audit.record(AuditEvent {
+                self.audit.spawn_record(AuditEvent {
                     grant: record.grant.clone(),
                     at: now,
                     kind: AuditKind::SendDecision {

@@ -298,9 +298,9 @@ pub struct Surfaces<M, V, P, C, U> {
     /// Legacy sessions to tell when a grant's tool list changes.
     pub watchers: Arc<super::mcp::ToolListWatchers>,
     /// Send approvals, for the review page.
-    pub approvals: Arc<dyn crate::domain::approval::ApprovalStore>,
+    pub approvals: Arc<dyn crate::domain::ports::DynApprovalStore>,
     /// Where the review page records decisions.
-    pub audit: Arc<dyn crate::domain::ports::AuditLog>,
+    pub audit: Arc<dyn crate::domain::ports::DynAuditLog>,
     /// Background notifications, when the operator offers them.
     pub background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
     /// Tests only: webhook destinations over http and on loopback.
@@ -308,7 +308,7 @@ pub struct Surfaces<M, V, P, C, U> {
 }
 
 /// The routes: `/mcp` (authenticated), the OAuth API and pages, `/healthz`, `/openapi.json`.
-pub fn routes<M: MailStore, V: TokenVault, P: Policy, C: ClientStore, U: UpstreamAuth>(
+pub fn routes<M: MailStore, V: TokenVault + Policy, P: Policy, C: ClientStore, U: UpstreamAuth>(
     s: Surfaces<M, V, P, C, U>,
 ) -> Route {
     let Surfaces {

@@ -37,8 +37,7 @@ pub use self::subscriptions::ToolListWatchers;
 use self::{contract::CATALOG, subscriptions::LegacyWatchers};
 use crate::domain::{
     grant::Caller,
-    notify::background::BackgroundStore,
-    ports::{AuditLog, MailStore, Policy, TokenVault},
+    ports::{DynAuditLog, DynBackgroundStore, MailStore, Policy, TokenVault},
     service::{MailService, NewMailWatchers, WatchTuning},
 };
 
@@ -53,14 +52,14 @@ Tools that change mail are off unless the person enabled them for you in mailcon
 pub struct McpHandler<M, V, P> {
     service: Arc<MailService<M, V, P>>,
     tool_deadline: Duration,
-    audit: Arc<dyn AuditLog>,
+    audit: Arc<dyn DynAuditLog>,
     watchers: Arc<ToolListWatchers>,
     /// Our public origin, for review links (`/approve/…`).
     public_url: Option<String>,
     /// The accounts watched for listening streams.
     new_mail: Arc<NewMailWatchers<M, V, P>>,
     /// Background delivery's records, to say whether it is on (never to change it).
-    background: Option<Arc<dyn BackgroundStore>>,
+    background: Option<Arc<dyn DynBackgroundStore>>,
     /// Legacy `resources/subscribe` watchers.
     legacy: Arc<LegacyWatchers>,
     /// Seals 2026-07-28 request states (HMAC under a per-process key: a state outlives
@@ -99,7 +98,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
     pub fn new(
         service: Arc<MailService<M, V, P>>,
         tool_deadline: Duration,
-        audit: Arc<dyn AuditLog>,
+        audit: Arc<dyn DynAuditLog>,
         watchers: Arc<ToolListWatchers>,
     ) -> Self {
         Self {
@@ -123,7 +122,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
 
     /// `get_notify_settings` says whether background delivery is on, from `store`.
     #[must_use]
-    pub fn with_background_status(mut self, store: Option<Arc<dyn BackgroundStore>>) -> Self {
+    pub fn with_background_status(mut self, store: Option<Arc<dyn DynBackgroundStore>>) -> Self {
         self.background = store;
         self
     }

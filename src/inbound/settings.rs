@@ -28,7 +28,7 @@ use crate::domain::{
     },
     grant::{Capability, CapabilitySet, GrantId},
     notify::settings::{NotifySettings, QuietSpec},
-    ports::{AuditKind, ClientStore, MailStore, TokenVault, UpstreamAuth},
+    ports::{AuditKind, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
     recipients::{self, RecipientRule},
     service::BackgroundSetup,
 };
@@ -311,7 +311,7 @@ fn connection_html(c: &Connection, csrf: &str, background: &str) -> String {
     html
 }
 
-impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C, U, M> {
+impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C, U, M> {
     /// Serves `auth`; tool list changes go out through `watchers`.
     pub fn new(
         auth: Arc<AuthService<V, C, U, M>>,
@@ -389,11 +389,10 @@ mailbox, choose what each may do, and disconnect them.</p>\
             html.push_str("<p>No assistant is connected to this mailbox.</p>");
         }
         for c in &connections {
-            let background = self
-                .background
-                .as_ref()
-                .map(|setup| background::section(setup, &c.summary, csrf))
-                .unwrap_or_default();
+            let background = match &self.background {
+                Some(setup) => background::section(setup, &c.summary, csrf).await,
+                None => String::new(),
+            };
             html.push_str(&connection_html(c, csrf, &background));
         }
         let ended = self.auth.disconnected(&session).await.unwrap_or_default();
@@ -582,7 +581,10 @@ mailbox, choose what each may do, and disconnect them.</p>\
             Err(resp) => return resp,
         };
         let csrf = csrf.as_str();
-        let background = self.background.as_ref().and_then(|s| s.status(&grant));
+        let background = match &self.background {
+            Some(setup) => setup.status(&grant).await,
+            None => None,
+        };
         match self.auth.revoke_connection(&session, csrf, &grant).await {
             Ok(()) => {
                 // Its destination went with it; the notifier goes with the person's last one.

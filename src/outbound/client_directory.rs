@@ -98,59 +98,71 @@ impl ClientDirectory {
         }
     }
 
-    async fn fetch(&self, url: &str) -> Result<OAuthClient, String> {
-        let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    async fn fetch(&self, url: &str) -> Result<OAuthClient, DocumentError> {
+        use DocumentError::{Invalid, Refused, Unreachable};
+        let parsed = url::Url::parse(url).map_err(|e| Refused(e.to_string()))?;
         let host = parsed
             .host_str()
-            .ok_or("no host")?
+            .ok_or_else(|| Refused("no host".into()))?
             .trim_matches(['[', ']'])
             .to_owned();
-        let port = parsed.port_or_known_default().ok_or("no port")?;
+        let port = parsed
+            .port_or_known_default()
+            .ok_or_else(|| Refused("no port".into()))?;
         let loopback_ok = self.allow_loopback && parsed.scheme() == "http";
         if parsed.scheme() != "https" && !loopback_ok {
-            return Err("metadata documents are fetched over https only".into());
+            return Err(Refused(
+                "metadata documents are fetched over https only".into(),
+            ));
         }
         let addrs: Vec<SocketAddr> = tokio::time::timeout(
             FETCH_TIMEOUT,
             tokio::net::lookup_host((host.as_str(), port)),
         )
         .await
-        .map_err(|_| "name lookup timed out".to_owned())?
-        .map_err(|e| format!("name lookup failed: {e}"))?
+        .map_err(|_| Unreachable("name lookup timed out".into()))?
+        .map_err(|e| Unreachable(format!("name lookup failed: {e}")))?
         .collect();
         let addr = addrs
             .into_iter()
             .find(|a| is_public(a.ip()) || (loopback_ok && a.ip().is_loopback()))
-            .ok_or("the client's host resolves only to private or special addresses")?;
+            .ok_or_else(|| {
+                Refused("the client's host resolves only to private or special addresses".into())
+            })?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(FETCH_TIMEOUT)
             .resolve(&host, addr)
             .user_agent(concat!("mailconnect/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Unreachable(e.to_string()))?;
         let mut response = http
             .get(url)
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| format!("fetch failed: {}", e.without_url()))?;
+            .map_err(|e| Unreachable(format!("fetch failed: {}", e.without_url())))?;
         if !response.status().is_success() {
-            return Err(format!("the document answered HTTP {}", response.status()));
+            return Err(Unreachable(format!(
+                "the document answered HTTP {}",
+                response.status()
+            )));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| e.without_url().to_string())?
+            .map_err(|e| Unreachable(e.without_url().to_string()))?
         {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_DOCUMENT_BYTES {
-                return Err(format!("the document is over {MAX_DOCUMENT_BYTES} bytes"));
+                return Err(Invalid(format!(
+                    "the document is over {MAX_DOCUMENT_BYTES} bytes"
+                )));
             }
         }
         let doc: Document = serde_json::from_slice(&body)
-            .map_err(|e| format!("the document is not client metadata: {e}"))?;
+            .map_err(|e| Invalid(format!("the document is not client metadata: {e}")))?;
         let meta = ClientMetadata {
             redirect_uris: doc.redirect_uris,
             client_name: doc.client_name,
@@ -160,8 +172,22 @@ impl ClientDirectory {
             response_types: doc.response_types,
         };
         client_from_metadata_document(url, doc.client_id.as_deref(), &meta)
-            .map_err(|e| e.to_string())
+            .map_err(|e| Invalid(e.to_string()))
     }
+}
+
+/// Why a client metadata document was refused (logged; the client just isn't known).
+#[derive(Debug, thiserror::Error)]
+enum DocumentError {
+    /// Not a URL, scheme or address we fetch from (the SSRF guard).
+    #[error("{0}")]
+    Refused(String),
+    /// The host could not be reached, or did not answer with a document.
+    #[error("{0}")]
+    Unreachable(String),
+    /// What it answered is not a client metadata document for that URL.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl ClientStore for ClientDirectory {

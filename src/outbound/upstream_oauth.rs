@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::domain::{
     auth::service::provider_answer,
-    ports::{UpstreamAuth, UpstreamAuthError, UpstreamTokens},
+    ports::{RegistrationMemory, UpstreamAuth, UpstreamAuthError, UpstreamTokens},
     secret::SecretString,
 };
 
@@ -537,17 +537,6 @@ pub struct UpstreamSettings {
     pub timeout: Duration,
 }
 
-/// Remembers the client id a registration at the upstream gave us (in the vault's metadata).
-pub trait RegistrationMemory: Send + Sync + 'static {
-    /// The client id stored under `key`.
-    fn recall(&self, key: &str) -> Option<String>;
-    /// Stores a client id under `key`.
-    ///
-    /// # Errors
-    /// When it can't be stored durably.
-    fn remember(&self, key: &str, client_id: &str) -> Result<(), String>;
-}
-
 /// The upstream client, built on first use: discovery and registration need the network, and
 /// the server must start without it (the README's run command reaches no other service).
 pub struct LazyUpstream<R> {
@@ -654,13 +643,7 @@ impl<R: RegistrationMemory> LazyUpstream<R> {
                 self.settings.issuer, self.settings.redirect_uri
             ),
         };
-        let memory = Arc::clone(&self.memory);
-        let lookup = key.clone();
-        if let Some(id) = tokio::task::spawn_blocking(move || memory.recall(&lookup))
-            .await
-            .ok()
-            .flatten()
-        {
+        if let Some(id) = self.memory.recall(&key).await.ok().flatten() {
             return Ok(id);
         }
         let endpoint = endpoint.ok_or_else(|| {
@@ -677,12 +660,10 @@ impl<R: RegistrationMemory> LazyUpstream<R> {
             &self.settings.scopes,
         )
         .await?;
-        let memory = Arc::clone(&self.memory);
-        let stored = id.clone();
-        tokio::task::spawn_blocking(move || memory.remember(&key, &stored))
+        self.memory
+            .remember(&key, &id)
             .await
-            .map_err(|e| UpstreamConfigError(e.to_string()))?
-            .map_err(UpstreamConfigError)?;
+            .map_err(|e| UpstreamConfigError(e.to_string()))?;
         tracing::info!(issuer = %self.settings.issuer, "registered with the upstream authorization server");
         Ok(id)
     }

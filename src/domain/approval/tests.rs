@@ -111,18 +111,18 @@ fn the_digest_ignores_order_and_sees_every_field() {
 #[derive(Default)]
 struct Memory(Mutex<HashMap<String, ApprovalRecord>>);
 
-impl ApprovalStore for Memory {
-    fn insert(&self, record: &ApprovalRecord) -> Result<(), ApprovalError> {
+impl crate::domain::ports::ApprovalStore for Memory {
+    async fn insert(&self, record: &ApprovalRecord) -> Result<(), ApprovalError> {
         self.0
             .lock()
             .unwrap()
             .insert(record.id.as_str().into(), record.clone());
         Ok(())
     }
-    fn get(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, ApprovalError> {
+    async fn get(&self, id: &ApprovalId) -> Result<Option<ApprovalRecord>, ApprovalError> {
         Ok(self.0.lock().unwrap().get(id.as_str()).cloned())
     }
-    fn find(
+    async fn find(
         &self,
         grant: &GrantId,
         draft: &EmailId,
@@ -135,7 +135,7 @@ impl ApprovalStore for Memory {
             .find(|r| r.grant == *grant && r.draft == *draft)
             .cloned())
     }
-    fn by_submission(
+    async fn by_submission(
         &self,
         grant: &GrantId,
         submission: &str,
@@ -148,7 +148,7 @@ impl ApprovalStore for Memory {
             .find(|r| r.grant == *grant && r.submission.as_deref() == Some(submission))
             .cloned())
     }
-    fn transition(
+    async fn transition(
         &self,
         id: &ApprovalId,
         from: Status,
@@ -167,13 +167,13 @@ impl ApprovalStore for Memory {
             _ => Err(ApprovalError::Conflict),
         }
     }
-    fn remove(&self, id: &ApprovalId) -> Result<(), ApprovalError> {
+    async fn remove(&self, id: &ApprovalId) -> Result<(), ApprovalError> {
         self.0.lock().unwrap().remove(id.as_str());
         Ok(())
     }
 }
 
-fn asked(store: &Memory, now: i64) -> Approval<Pending> {
+async fn asked(store: &Memory, now: i64) -> Approval<Pending> {
     let a = Approval::ask(
         GrantId::new("g1"),
         "acct".into(),
@@ -183,67 +183,82 @@ fn asked(store: &Memory, now: i64) -> Approval<Pending> {
         now,
         DEFAULT_TTL_SECS,
     );
-    store.insert(a.record()).unwrap();
+    store.insert(a.record()).await.unwrap();
     a
 }
 
-#[test]
-fn an_approval_is_claimed_once_and_never_after_a_decline_or_expiry() {
+#[tokio::test]
+async fn an_approval_is_claimed_once_and_never_after_a_decline_or_expiry() {
     let store = Memory::default();
-    let pending = asked(&store, 1000);
-    let approved = pending.clone().approve(&store, 1001).unwrap();
+    let pending = asked(&store, 1000).await;
+    let approved = pending.clone().approve(&store, 1001).await.unwrap();
     // The same pending approval can't be decided twice.
     assert_eq!(
-        pending.decline(&store).unwrap_err(),
+        pending.decline(&store).await.unwrap_err(),
         ApprovalError::Conflict
     );
-    let claimed = approved.clone().claim(&store, 1002).unwrap();
+    let claimed = approved.clone().claim(&store, 1002).await.unwrap();
     assert_eq!(
-        approved.claim(&store, 1002).unwrap_err(),
+        approved.claim(&store, 1002).await.unwrap_err(),
         ApprovalError::Conflict,
         "a second claim"
     );
-    let sent = claimed.sent(&store, "S1".into()).unwrap();
+    let sent = claimed.sent(&store, "S1".into()).await.unwrap();
     assert_eq!(sent.status, Status::Sent);
     assert!(matches!(
-        store.get(&sent.id).unwrap().unwrap().typed(),
+        store.get(&sent.id).await.unwrap().unwrap().typed(),
         Typed::Settled(r) if r.submission.as_deref() == Some("S1")
     ));
 
-    let declined = asked(&store, 1000).decline(&store).unwrap();
+    let declined = asked(&store, 1000).await.decline(&store).await.unwrap();
     assert!(matches!(
-        store.get(&declined.id).unwrap().unwrap().typed(),
+        store.get(&declined.id).await.unwrap().unwrap().typed(),
         Typed::Settled(_)
     ));
 
-    let late = asked(&store, 1000);
+    let late = asked(&store, 1000).await;
     assert_eq!(
-        late.approve(&store, 1000 + DEFAULT_TTL_SECS).unwrap_err(),
+        late.approve(&store, 1000 + DEFAULT_TTL_SECS)
+            .await
+            .unwrap_err(),
         ApprovalError::Expired
     );
-    let approved = asked(&store, 1000).approve(&store, 1001).unwrap();
+    let approved = asked(&store, 1000)
+        .await
+        .approve(&store, 1001)
+        .await
+        .unwrap();
     assert_eq!(
-        approved.claim(&store, 1000 + DEFAULT_TTL_SECS).unwrap_err(),
+        approved
+            .claim(&store, 1000 + DEFAULT_TTL_SECS)
+            .await
+            .unwrap_err(),
         ApprovalError::Expired
     );
 
     // A refused submission gives the approval back; it can be claimed again.
     let claimed = asked(&store, 1000)
+        .await
         .approve(&store, 1001)
+        .await
         .unwrap()
         .claim(&store, 1002)
+        .await
         .unwrap();
-    let again = claimed.release(&store).unwrap();
-    assert!(again.claim(&store, 1003).is_ok());
+    let again = claimed.release(&store).await.unwrap();
+    assert!(again.claim(&store, 1003).await.is_ok());
 }
 
-#[test]
-fn an_unknown_outcome_is_settled_only_once_no_send_can_be_in_flight() {
+#[tokio::test]
+async fn an_unknown_outcome_is_settled_only_once_no_send_can_be_in_flight() {
     let store = Memory::default();
     let claimed = asked(&store, 1000)
+        .await
         .approve(&store, 1001)
+        .await
         .unwrap()
         .claim(&store, 1002)
+        .await
         .unwrap();
     let record = claimed.record().clone();
     let lapse = record.expires_at;
@@ -261,10 +276,10 @@ fn an_unknown_outcome_is_settled_only_once_no_send_can_be_in_flight() {
         .clone()
         .unsettled_claim(lapse + CLAIM_SETTLES_AFTER)
         .unwrap();
-    let left = settle.left(&store).unwrap();
+    let left = settle.left(&store).await.unwrap();
     assert_eq!((left.status, left.submission), (Status::Sent, None));
     // Sent or with a known submission: nothing to settle.
-    let known = store.get(&record.id).unwrap().unwrap();
+    let known = store.get(&record.id).await.unwrap().unwrap();
     assert!(known.unsettled_claim(lapse + 10_000).is_none());
 }
 
@@ -310,28 +325,35 @@ fn schedules_hold_for_the_right_time() {
     );
 }
 
-#[test]
-fn only_the_same_mailbox_decides_and_only_once() {
+#[tokio::test]
+async fn only_the_same_mailbox_decides_and_only_once() {
     let store = Memory::default();
-    let a = asked(&store, 1000);
+    let a = asked(&store, 1000).await;
     let id = a.record().id.clone();
     assert_eq!(
-        decide(&store, &id, "someone-else", true, 1001).unwrap_err(),
+        decide(&store, &id, "someone-else", true, 1001)
+            .await
+            .unwrap_err(),
         DecisionError::OtherAccount
     );
     assert_eq!(
-        decide(&store, &ApprovalId::generate(), "acct", true, 1001).unwrap_err(),
+        decide(&store, &ApprovalId::generate(), "acct", true, 1001)
+            .await
+            .unwrap_err(),
         DecisionError::Unknown
     );
     assert_eq!(
-        decide(&store, &id, "acct", true, 1001).unwrap().status,
+        decide(&store, &id, "acct", true, 1001)
+            .await
+            .unwrap()
+            .status,
         Status::Approved
     );
     assert_eq!(
-        decide(&store, &id, "acct", false, 1002).unwrap_err(),
+        decide(&store, &id, "acct", false, 1002).await.unwrap_err(),
         DecisionError::Decided(Status::Approved)
     );
-    let late = asked(&store, 1000);
+    let late = asked(&store, 1000).await;
     assert_eq!(
         decide(
             &store,
@@ -340,15 +362,16 @@ fn only_the_same_mailbox_decides_and_only_once() {
             true,
             1000 + DEFAULT_TTL_SECS
         )
+        .await
         .unwrap_err(),
         DecisionError::Expired
     );
     // A grant without an account (self-hosted) can't be decided on the page at all.
-    let mut blank = asked(&store, 1000).record().clone();
+    let mut blank = asked(&store, 1000).await.record().clone();
     blank.account = String::new();
-    store.insert(&blank).unwrap();
+    store.insert(&blank).await.unwrap();
     assert_eq!(
-        decide(&store, &blank.id, "", true, 1001).unwrap_err(),
+        decide(&store, &blank.id, "", true, 1001).await.unwrap_err(),
         DecisionError::OtherAccount
     );
 }

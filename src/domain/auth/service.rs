@@ -23,8 +23,8 @@ use super::{
 use crate::domain::{
     grant::{AccessToken, CapabilitySet},
     ports::{
-        AuditEvent, AuditKind, AuditLog, ClientStore, GrantDraft, MailStore, MailStoreError,
-        Redemption, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
+        AuditEvent, AuditKind, ClientStore, DynAuditLog, GrantDraft, MailStore, MailStoreError,
+        NoAudit, Redemption, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
     },
     secret::SecretString,
 };
@@ -220,7 +220,7 @@ pub struct AuthService<V, C, U, M> {
     refresher: Arc<UpstreamRefresher<V, U>>,
     flows: PendingFlows,
     sessions: super::sessions::SettingsSessions,
-    audit: Arc<dyn AuditLog>,
+    audit: Arc<dyn DynAuditLog>,
     audience: Audience,
     lifetimes: TokenLifetimes,
 }
@@ -231,14 +231,6 @@ impl<V, C, U, M> std::fmt::Debug for AuthService<V, C, U, M> {
             .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
-}
-
-/// An audit log that keeps nothing (until one is attached with [`AuthService::with_audit`]).
-#[derive(Debug)]
-struct NoAudit;
-
-impl AuditLog for NoAudit {
-    fn record(&self, _event: AuditEvent) {}
 }
 
 impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V, C, U, M> {
@@ -260,6 +252,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
             refresher,
             flows: PendingFlows::default(),
             sessions: super::sessions::SettingsSessions::default(),
+            // Keeps nothing until one is attached with `with_audit`.
             audit: Arc::new(NoAudit),
             audience,
             lifetimes,
@@ -268,7 +261,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
 
     /// Records connections, refreshes and settings changes in `audit`.
     #[must_use]
-    pub fn with_audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
+    pub fn with_audit(mut self, audit: Arc<dyn DynAuditLog>) -> Self {
         self.audit = audit;
         self
     }
@@ -297,12 +290,12 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         &self.clients
     }
 
-    pub(super) fn audit_log(&self) -> &dyn AuditLog {
-        self.audit.as_ref()
+    pub(super) fn audit_log(&self) -> &Arc<dyn DynAuditLog> {
+        &self.audit
     }
 
     fn record(&self, grant: &crate::domain::grant::GrantId, kind: AuditKind) {
-        self.audit.record(AuditEvent {
+        self.audit.spawn_record(AuditEvent {
             grant: grant.clone(),
             at: chrono::Utc::now().timestamp(),
             kind,

@@ -12,8 +12,8 @@ use super::{flow::PendingError, service::AuthService};
 use crate::domain::{
     grant::{CapabilitySet, GrantId, UpstreamCredential},
     ports::{
-        AuditEvent, AuditKind, ClientStore, GrantSummary, MailStore, MailStoreError, TokenVault,
-        UpstreamAuth, UpstreamAuthError, VaultError,
+        AuditError, AuditEvent, AuditKind, ClientStore, GrantSummary, MailStore, MailStoreError,
+        Policy, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
     },
 };
 
@@ -183,9 +183,10 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
                 ),
             };
             let events = self
-                .vault()
-                .audit_events(&summary.grant, EVENTS_SHOWN)
-                .await?;
+                .audit_log()
+                .events(&summary.grant, EVENTS_SHOWN)
+                .await
+                .map_err(|AuditError::Unexpected(m)| VaultError::Unexpected(m))?;
             out.push(Connection {
                 summary,
                 client_name,
@@ -215,7 +216,12 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
             Err(SettingsError::NotFound)
         }
     }
+}
 
+/// The changes a person makes on the settings page (grant settings: [`Policy`]).
+impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore>
+    AuthService<V, C, U, M>
+{
     /// Replaces a connection's capabilities (`read` always stays).
     ///
     /// # Errors
@@ -229,8 +235,11 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
     ) -> Result<(), SettingsError> {
         self.owned(session, csrf, grant).await?;
         let names: Vec<String> = capabilities.iter().map(|c| c.as_str().to_owned()).collect();
-        self.vault().set_capabilities(grant, capabilities).await?;
-        self.audit_log().record(AuditEvent {
+        self.vault()
+            .set_capabilities(grant, capabilities)
+            .await
+            .map_err(VaultError::from)?;
+        self.audit_log().spawn_record(AuditEvent {
             grant: grant.clone(),
             at: chrono::Utc::now().timestamp(),
             kind: AuditKind::PolicyChanged {
@@ -262,7 +271,10 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
             .map(|g| g.notify)
             .unwrap_or_default();
         rules.mutes = current.mutes;
-        self.vault().set_notify_settings(grant, rules).await?;
+        self.vault()
+            .set_notify_settings(grant, rules)
+            .await
+            .map_err(VaultError::from)?;
         tracing::info!(grant = %grant, "new-mail rules changed in settings");
         Ok(())
     }
@@ -280,12 +292,20 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         review_only: bool,
     ) -> Result<(), SettingsError> {
         self.owned(session, csrf, grant).await?;
-        self.vault().set_recipients(grant, rule).await?;
-        self.vault().set_review_only(grant, review_only).await?;
+        self.vault()
+            .set_recipients(grant, rule)
+            .await
+            .map_err(VaultError::from)?;
+        self.vault()
+            .set_review_only(grant, review_only)
+            .await
+            .map_err(VaultError::from)?;
         tracing::info!(grant = %grant, "sending rules changed in settings");
         Ok(())
     }
+}
 
+impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V, C, U, M> {
     /// Revokes a connection: the grant, its tokens and wrapped keys are deleted.
     ///
     /// # Errors

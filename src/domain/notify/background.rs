@@ -10,11 +10,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::delivery::Destination;
 use crate::domain::{
     grant::{GrantId, UpstreamCredential},
     notify::ChangeFeed,
-    ports::{MailStoreError, PushChannel, UpstreamTokens},
+    ports::{MailStoreError, PushChannel},
 };
 
 /// How the last delivery went.
@@ -44,127 +43,6 @@ pub struct Background {
     pub since: DateTime<Utc>,
     /// The last delivery.
     pub last: Option<LastDelivery>,
-}
-
-/// Why a background record could not be stored or read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BackgroundError {
-    /// The store failed.
-    #[error("the background store failed: {0}")]
-    Store(String),
-    /// Background delivery is not set up by the operator (no notifier key).
-    #[error("background notifications are not available on this server")]
-    Unavailable,
-}
-
-/// The records, as the front end sees them: it can seal and list, never open.
-pub trait BackgroundStore: Send + Sync {
-    /// Seals `tokens` to the notifier for `account` (replacing an earlier notifier grant).
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn seal_notifier(&self, account: &str, tokens: &UpstreamTokens) -> Result<(), BackgroundError>;
-
-    /// Where the notifier's last look at `account` left off (an encoded cursor: the server's
-    /// state and a time, nothing of the mail), so a restart misses nothing.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn cursor(&self, account: &str) -> Result<Option<String>, BackgroundError>;
-
-    /// Records where the last look left off.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn save_cursor(&self, account: &str, cursor: &str) -> Result<(), BackgroundError>;
-
-    /// Turns background delivery on for `grant`, sealing `destination`'s secrets.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn seal_destination(
-        &self,
-        grant: &GrantId,
-        account: &str,
-        destination: &Destination,
-    ) -> Result<(), BackgroundError>;
-
-    /// Turns background delivery on for `grant` only if the person has a notifier grant, in
-    /// one transaction (the notifier ends grants no destination uses); false: consent first.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn seal_destination_if_notifier(
-        &self,
-        grant: &GrantId,
-        account: &str,
-        destination: &Destination,
-    ) -> Result<bool, BackgroundError>;
-
-    /// Removes the destinations of connections that no longer exist; returns how many.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn remove_orphans(&self) -> Result<usize, BackgroundError>;
-
-    /// The connection's background delivery, if on.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn background(&self, grant: &GrantId) -> Result<Option<Background>, BackgroundError>;
-
-    /// Every connection with background delivery on.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn backgrounds(&self) -> Result<Vec<Background>, BackgroundError>;
-
-    /// Records how a delivery went.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn record_delivery(&self, grant: &GrantId, last: &LastDelivery) -> Result<(), BackgroundError>;
-
-    /// Turns background delivery off for `grant` (its destination's secrets go with it);
-    /// returns whether the person has other connections delivering in the background.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn remove_destination(&self, grant: &GrantId) -> Result<bool, BackgroundError>;
-}
-
-/// What only the notifier can do: open what was sealed to it, and delete a notifier grant.
-pub trait NotifierKeyring: Send + Sync {
-    /// The person's notifier tokens, if any.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn open_notifier(&self, account: &str) -> Result<Option<UpstreamTokens>, BackgroundError>;
-
-    /// A connection's destination, if any.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn open_destination(&self, grant: &GrantId) -> Result<Option<Destination>, BackgroundError>;
-
-    /// The people with a notifier grant.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn notifier_accounts(&self) -> Result<Vec<String>, BackgroundError>;
-
-    /// Deletes the person's notifier grant if no connection delivers through it any more, in
-    /// one transaction, and returns its tokens (to revoke them at the provider).
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn take_unused(&self, account: &str) -> Result<Option<UpstreamTokens>, BackgroundError>;
-
-    /// Deletes the person's notifier grant.
-    ///
-    /// # Errors
-    /// [`BackgroundError`].
-    fn remove_notifier(&self, account: &str) -> Result<(), BackgroundError>;
 }
 
 /// The notifier's whole view of a mailbox: new mail's headers and the push channel. No search,

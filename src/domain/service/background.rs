@@ -22,10 +22,10 @@ use crate::domain::{
     },
     grant::{GrantId, UpstreamCredential},
     notify::{
-        background::{Background, BackgroundStore, NotifierControl},
+        background::{Background, NotifierControl},
         delivery::Destination,
     },
-    ports::{MailStore, UpstreamAuth},
+    ports::{DynBackgroundStore, MailStore, UpstreamAuth},
     secret::SecretString,
 };
 
@@ -51,7 +51,7 @@ pub enum TurnOn {
 pub struct BackgroundSetup<U, M> {
     upstream: Arc<U>,
     mail: Arc<M>,
-    store: Arc<dyn BackgroundStore>,
+    store: Arc<dyn DynBackgroundStore>,
     control: Arc<dyn NotifierControl>,
     pending: Mutex<HashMap<[u8; 32], Pending<Consent>>>,
 }
@@ -69,7 +69,7 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
     pub fn new(
         upstream: Arc<U>,
         mail: Arc<M>,
-        store: Arc<dyn BackgroundStore>,
+        store: Arc<dyn DynBackgroundStore>,
         control: Arc<dyn NotifierControl>,
     ) -> Self {
         Self {
@@ -83,8 +83,8 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
 
     /// The connection's background delivery, if on.
     #[must_use]
-    pub fn status(&self, grant: &GrantId) -> Option<Background> {
-        self.store.background(grant).ok().flatten()
+    pub async fn status(&self, grant: &GrantId) -> Option<Background> {
+        self.store.background(grant).await.ok().flatten()
     }
 
     /// Turns background delivery on for `grant` of the person `account` (an account digest;
@@ -104,6 +104,7 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
         if self
             .store
             .seal_destination_if_notifier(grant, account, &destination)
+            .await
             .map_err(|e| e.to_string())?
         {
             self.control.wake();
@@ -204,9 +205,11 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
         }
         self.store
             .seal_destination(&consent.grant, &consent.account, &consent.destination)
+            .await
             .map_err(|e| e.to_string())?;
         self.store
             .seal_notifier(&consent.account, tokens)
+            .await
             .map_err(|e| e.to_string())
     }
 
@@ -216,11 +219,17 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
     /// # Errors
     /// A sentence for the person.
     pub async fn turn_off(&self, grant: &GrantId) -> Result<(), String> {
-        let Some(on) = self.store.background(grant).map_err(|e| e.to_string())? else {
+        let Some(on) = self
+            .store
+            .background(grant)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(());
         };
         self.store
             .remove_destination(grant)
+            .await
             .map_err(|e| e.to_string())?;
         // Ends the notifier grant only if no other connection of the person uses it.
         self.control.turn_off(&on.account).await?;

@@ -261,10 +261,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             .map_err(|e| InvalidArgument::new("mute", e.to_string()))?;
         let mut settings = self.policy.notify_settings(&caller.grant).await?;
         settings.add_mute(mute, now);
-        self.vault
+        self.policy
             .set_notify_settings(&caller.grant, settings.clone())
             .await
-            .map_err(ServiceError::Unauthenticated)?;
+            .map_err(|e| ServiceError::Unauthenticated(e.into()))?;
         Ok(settings)
     }
 

@@ -21,10 +21,7 @@ use crate::domain::{
     grant::{Capability, GrantId, UpstreamCredential},
     notify::{
         arrival,
-        background::{
-            Background, BackgroundStore, LastDelivery, NotifierControl, NotifierKeyring,
-            NotifierMailbox,
-        },
+        background::{Background, LastDelivery, NotifierControl, NotifierMailbox},
         cursor::NewMailCursor,
         delivery::{
             Arrival, AttemptOutcome, Deliverer, DeliveryError, DeliveryOutcome, Destination,
@@ -33,7 +30,10 @@ use crate::domain::{
         rules::{Decision, RateCap, Rules},
         settings::NotifySettings,
     },
-    ports::{MailStoreError, Policy, UpstreamAuth, UpstreamAuthError, UpstreamTokens},
+    ports::{
+        DynBackgroundStore, DynNotifierKeyring, MailStoreError, Policy, UpstreamAuth,
+        UpstreamAuthError, UpstreamTokens,
+    },
 };
 
 /// Renew the notifier's access token this long before it expires.
@@ -98,8 +98,8 @@ pub struct Notifier<N, U, P, D> {
     upstream: Arc<U>,
     policy: P,
     deliverer: Arc<D>,
-    keyring: Arc<dyn NotifierKeyring>,
-    store: Arc<dyn BackgroundStore>,
+    keyring: Arc<dyn DynNotifierKeyring>,
+    store: Arc<dyn DynBackgroundStore>,
     settings: NotifierSettings,
     accounts: tokio::sync::Mutex<HashMap<String, AccountState>>,
     wake: tokio::sync::Notify,
@@ -149,8 +149,8 @@ where
         upstream: Arc<U>,
         policy: P,
         deliverer: Arc<D>,
-        keyring: Arc<dyn NotifierKeyring>,
-        store: Arc<dyn BackgroundStore>,
+        keyring: Arc<dyn DynNotifierKeyring>,
+        store: Arc<dyn DynBackgroundStore>,
         settings: NotifierSettings,
     ) -> Self {
         Self {
@@ -218,13 +218,13 @@ where
     pub async fn look_all(self: &Arc<Self>, only: Option<&HashSet<String>>) {
         if only.is_none() {
             // Destinations of connections that ended without the settings page knowing.
-            match self.store.remove_orphans() {
+            match self.store.remove_orphans().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "destinations of ended connections removed"),
                 Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
             }
         }
-        let backgrounds = match self.store.backgrounds() {
+        let backgrounds = match self.store.backgrounds().await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "background list failed");
@@ -246,7 +246,7 @@ where
                 Ok(()) => {}
                 Err(LookError::Ended) => {
                     tracing::info!("a notifier grant ended at the provider; turning it off");
-                    self.forget(&account, &grants);
+                    self.forget(&account, &grants).await;
                 }
                 Err(e) => tracing::info!(error = %e, "background look failed"),
             }
@@ -279,6 +279,7 @@ where
         let unused = self
             .keyring
             .notifier_accounts()
+            .await
             .unwrap_or_default()
             .into_iter()
             .filter(|a| !by_account.contains_key(a));
@@ -326,11 +327,11 @@ where
     }
 
     /// The person revoked the notifier at the provider: its record and destinations go.
-    fn forget(&self, account: &str, grants: &[Background]) {
+    async fn forget(&self, account: &str, grants: &[Background]) {
         for b in grants {
-            let _ = self.store.remove_destination(&b.grant);
+            let _ = self.store.remove_destination(&b.grant).await;
         }
-        let _ = self.keyring.remove_notifier(account);
+        let _ = self.keyring.remove_notifier(account).await;
     }
 
     /// Ends `account`'s notifier grant if no connection delivers through it: deleted in one
@@ -345,6 +346,7 @@ where
         let Some(tokens) = self
             .keyring
             .take_unused(account)
+            .await
             .map_err(|e| e.to_string())?
         else {
             return Ok(false);
@@ -372,6 +374,7 @@ where
         let tokens = self
             .keyring
             .open_notifier(account)
+            .await
             .map_err(|e| LookError::Store(e.to_string()))?
             .ok_or(LookError::NoGrant)?;
         let now = Utc::now().timestamp();
@@ -389,6 +392,7 @@ where
                 };
                 self.store
                     .seal_notifier(account, &fresh)
+                    .await
                     .map_err(|e| LookError::Store(e.to_string()))?;
                 Ok(UpstreamCredential::Bearer(fresh.access))
             }
@@ -406,6 +410,7 @@ where
             state.cursor = self
                 .store
                 .cursor(account)
+                .await
                 .ok()
                 .flatten()
                 .and_then(|c| NewMailCursor::decode(&c));
@@ -435,7 +440,7 @@ where
             now,
         );
         if state.cursor.as_ref() != Some(&cursor)
-            && let Err(e) = self.store.save_cursor(account, &cursor.encode())
+            && let Err(e) = self.store.save_cursor(account, &cursor.encode()).await
         {
             tracing::warn!(error = %e, "the notifier's cursor was not saved");
         }
@@ -501,7 +506,7 @@ where
     fn deliver(self: &Arc<Self>, grant: GrantId, notice: Notice) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            let destination = match this.keyring.open_destination(&grant) {
+            let destination = match this.keyring.open_destination(&grant).await {
                 Ok(Some(d)) => d,
                 Ok(None) => return,
                 Err(e) => {
@@ -537,7 +542,7 @@ where
                 delivered: report.outcome == DeliveryOutcome::Delivered,
                 detail,
             };
-            if let Err(e) = this.store.record_delivery(&grant, &last) {
+            if let Err(e) = this.store.record_delivery(&grant, &last).await {
                 tracing::warn!(error = %e, "delivery record failed");
             }
         });
@@ -549,13 +554,13 @@ where
 /// now.
 struct StillOn<D> {
     inner: Arc<D>,
-    keyring: Arc<dyn NotifierKeyring>,
+    keyring: Arc<dyn DynNotifierKeyring>,
     grant: GrantId,
 }
 
 impl<D: Deliverer> Deliverer for StillOn<D> {
     async fn attempt(&self, _destination: &Destination, notice: &Notice) -> AttemptOutcome {
-        match self.keyring.open_destination(&self.grant) {
+        match self.keyring.open_destination(&self.grant).await {
             Ok(Some(now)) => self.inner.attempt(&now, notice).await,
             Ok(None) => AttemptOutcome::Permanent(DeliveryError::Misconfigured(
                 "background delivery was turned off".into(),
@@ -883,6 +888,7 @@ mod tests {
         };
         n.store
             .seal_destination(&grant, "acct", &destination)
+            .await
             .unwrap();
         let mut inner = MockDeliverer::new();
         inner.expect_attempt().times(1).returning(|_, _| {
@@ -904,7 +910,7 @@ mod tests {
             still_on.attempt(&destination, &notice).await,
             AttemptOutcome::Delivered { .. }
         ));
-        n.store.remove_destination(&grant).unwrap();
+        n.store.remove_destination(&grant).await.unwrap();
         assert!(matches!(
             still_on.attempt(&destination, &notice).await,
             AttemptOutcome::Permanent(_)
@@ -930,9 +936,10 @@ mod tests {
                     issued_at: None,
                 },
             )
+            .await
             .unwrap();
         let n = Arc::new(n);
         n.look_all(None).await;
-        assert!(n.keyring.notifier_accounts().unwrap().is_empty());
+        assert!(n.keyring.notifier_accounts().await.unwrap().is_empty());
     }
 }

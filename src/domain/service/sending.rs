@@ -8,15 +8,15 @@ use zeroize::Zeroizing;
 use super::{MailService, ServiceError, require};
 use crate::domain::{
     approval::{
-        self, Approval, ApprovalError, ApprovalId, ApprovalRecord, ApprovalStore, DraftDigest,
-        DraftSnapshot, Schedule, Status, Typed,
+        self, Approval, ApprovalError, ApprovalId, ApprovalRecord, DraftDigest, DraftSnapshot,
+        Schedule, Status, Typed,
     },
     body,
     compose::{self, CreatedDraft, DraftRequest, Identity, NewDraft, Original},
     grant::{Caller, Capability},
     ids::EmailId,
     mail::Attachment,
-    ports::{MailStore, MailStoreError, Policy, TokenVault},
+    ports::{DynApprovalStore, MailStore, MailStoreError, Policy, TokenVault},
     query::InvalidArgument,
     recipients,
     submission::{Submission, SubmissionStatus},
@@ -149,28 +149,18 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Runs a store call off the async workers (the vault is an embedded database).
-async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn ApprovalStore>,
-    f: impl FnOnce(&dyn ApprovalStore) -> Result<T, ApprovalError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .unwrap_or_else(|_| Err(ApprovalError::Store("approval task failed".into())))
-        .map_err(approval_error)
-}
-
 fn approval_error(e: ApprovalError) -> ServiceError {
     match e {
         ApprovalError::Conflict => SendRefusal::ApprovalUsed.into(),
         ApprovalError::Expired => SendRefusal::ApprovalExpired.into(),
-        ApprovalError::Store(m) => MailStoreError::Unavailable(format!("approvals: {m}")).into(),
+        ApprovalError::Unexpected(m) => {
+            MailStoreError::Unavailable(format!("approvals: {m}")).into()
+        }
     }
 }
 
 impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
-    fn approvals(&self) -> Result<&Arc<dyn ApprovalStore>, ServiceError> {
+    fn approvals(&self) -> Result<&Arc<dyn DynApprovalStore>, ServiceError> {
         self.approvals
             .as_ref()
             .ok_or_else(|| SendRefusal::NoWayToApprove.into())
@@ -359,8 +349,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         self.check_recipients(caller, &snapshot, &identities)
             .await?;
         let digest = DraftDigest::of(&snapshot, &identity.id, &schedule);
-        let (grant, draft) = (caller.grant.clone(), id.clone());
-        let existing = blocking(&approvals, move |s| s.find(&grant, &draft)).await?;
+        let existing = approvals
+            .find(&caller.grant, id)
+            .await
+            .map_err(approval_error)?;
         let now = now();
         // A pending approval (or none) is asked again: its key is gone with its tool result.
         match existing.map(ApprovalRecord::typed) {
@@ -414,8 +406,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             self.sending.approval_ttl_secs,
         );
         let record = ask.record().clone();
-        let stored = record.clone();
-        blocking(&approvals, move |s| s.insert(&stored)).await?;
+        approvals.insert(&record).await.map_err(approval_error)?;
         Ok(SendOutcome::NeedsApproval(Box::new(ApprovalAsk {
             id: record.id,
             key,
@@ -461,11 +452,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
 
     async fn forget(
         &self,
-        approvals: &Arc<dyn ApprovalStore>,
+        approvals: &Arc<dyn DynApprovalStore>,
         record: &ApprovalRecord,
     ) -> Result<(), ServiceError> {
-        let id = record.id.clone();
-        blocking(approvals, move |s| s.remove(&id)).await
+        approvals.remove(&record.id).await.map_err(approval_error)
     }
 
     /// Claims the approval (once), submits, and records the outcome. A refusal gives the
@@ -473,13 +463,16 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     async fn send_approved(
         &self,
         caller: &Caller,
-        approvals: &Arc<dyn ApprovalStore>,
+        approvals: &Arc<dyn DynApprovalStore>,
         approved: Approval<approval::Approved>,
         snapshot: &DraftSnapshot,
         identity: &Identity,
         schedule: &Schedule,
     ) -> Result<SubmissionStatus, ServiceError> {
-        let claimed = blocking(approvals, move |s| approved.claim(s, now())).await?;
+        let claimed = approved
+            .claim(approvals.as_ref(), now())
+            .await
+            .map_err(approval_error)?;
         let mut rcpt_to: Vec<String> = Vec::new();
         for a in snapshot.recipients() {
             if !rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(&a.email)) {
@@ -504,8 +497,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             .await;
         match outcome {
             Ok(status) => {
-                let id = status.id.clone();
-                blocking(approvals, move |s| claimed.sent(s, id)).await?;
+                claimed
+                    .sent(approvals.as_ref(), status.id.clone())
+                    .await
+                    .map_err(approval_error)?;
                 Ok(status)
             }
             Err(ServiceError::Store(
@@ -515,7 +510,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 | MailStoreError::NotFound(_)
                 | MailStoreError::Unauthorized),
             )) => {
-                blocking(approvals, move |s| claimed.release(s).map(drop)).await?;
+                claimed
+                    .release(approvals.as_ref())
+                    .await
+                    .map_err(approval_error)?;
                 Err(e.into())
             }
             Err(ServiceError::Store(e)) => Err(SendRefusal::Unconfirmed(e.to_string()).into()),
@@ -541,26 +539,35 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         }
         let approvals = Arc::clone(self.approvals()?);
         let (id, grant) = (id.clone(), caller.grant.clone());
-        blocking(&approvals, move |s| {
+        // Its own task, so that a caller giving up midway never leaves a decision half made.
+        let decided = tokio::spawn(async move {
+            let s = approvals.as_ref();
             let record = s
-                .get(&id)?
+                .get(&id)
+                .await?
                 .filter(|r| r.grant == grant)
-                .ok_or(ApprovalError::Store(String::new()))
-                .map_err(|_| ApprovalError::Conflict)?;
+                .ok_or(ApprovalError::Conflict)?;
             match record.typed() {
-                Typed::Pending(p) if approve => p.approve(s, now()).map(drop),
+                Typed::Pending(p) if approve => p.approve(s, now()).await.map(drop),
                 // The client's caller hears "declined" now; the next send_draft asks afresh.
-                Typed::Pending(p) => p.decline(s).and_then(|r| s.remove(&r.id)),
+                Typed::Pending(p) => {
+                    let r = p.decline(s).await?;
+                    s.remove(&r.id).await
+                }
                 // A "no" after a "yes" (page, then dialog) wins while nothing was sent yet.
                 Typed::Approved(a) if !approve => {
-                    let id = a.record().id.clone();
-                    s.transition(&id, Status::Approved, Status::Declined, None)
-                        .and_then(|()| s.remove(&id))
+                    let id = &a.record().id;
+                    s.transition(id, Status::Approved, Status::Declined, None)
+                        .await?;
+                    s.remove(id).await
                 }
                 _ => Err(ApprovalError::Conflict),
             }
-        })
-        .await
+        });
+        decided
+            .await
+            .unwrap_or_else(|e| Err(ApprovalError::Unexpected(format!("approval task: {e}"))))
+            .map_err(approval_error)
     }
 
     /// `cancel_send`: cancels a held submission; its email is a draft in Drafts again.
@@ -575,9 +582,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         require(caller, Capability::Send, "cancel sending")?;
         // Only a send this connection made: never the person's own (or another assistant's).
         let approvals = Arc::clone(self.approvals()?);
-        let (grant, id) = (caller.grant.clone(), submission.to_owned());
-        let record = blocking(&approvals, move |s| s.by_submission(&grant, &id))
-            .await?
+        let record = approvals
+            .by_submission(&caller.grant, submission)
+            .await
+            .map_err(approval_error)?
             .filter(|r| r.status == Status::Sent)
             .ok_or(SendRefusal::NotOurs)?;
         let draft = self
@@ -610,8 +618,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             // still knows it went.
             Err(ServiceError::Store(MailStoreError::NotFound(why))) => {
                 let approvals = Arc::clone(self.approvals()?);
-                let (grant, id) = (caller.grant.clone(), submission.to_owned());
-                let sent = blocking(&approvals, move |s| s.by_submission(&grant, &id)).await?;
+                let sent = approvals
+                    .by_submission(&caller.grant, submission)
+                    .await
+                    .map_err(approval_error)?;
                 sent.filter(|r| r.status == Status::Sent)
                     .map(|r| SubmissionStatus {
                         id: submission.to_owned(),
@@ -647,8 +657,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     ) -> Result<Option<ApprovalRecord>, ServiceError> {
         require(caller, Capability::Send, "see sending status")?;
         let approvals = Arc::clone(self.approvals()?);
-        let (grant, wanted) = (caller.grant.clone(), draft.clone());
-        let found = blocking(&approvals, move |s| s.find(&grant, &wanted)).await?;
+        let found = approvals
+            .find(&caller.grant, draft)
+            .await
+            .map_err(approval_error)?;
         let Some(claim) = found.clone().and_then(|r| r.unsettled_claim(now())) else {
             return Ok(found);
         };
@@ -668,6 +680,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         if !left {
             return Ok(found);
         }
-        blocking(&approvals, move |s| claim.left(s).map(Some)).await
+        claim
+            .left(approvals.as_ref())
+            .await
+            .map(Some)
+            .map_err(approval_error)
     }
 }

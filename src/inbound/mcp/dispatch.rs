@@ -101,7 +101,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             Ok(Reply::InputRequired(_)) => ("needs_approval", None),
             Err(f) => (f.outcome(), None),
         };
-        self.audit.record(AuditEvent {
+        self.audit.spawn_record(AuditEvent {
             grant: caller.grant.clone(),
             at: chrono::Utc::now().timestamp(),
             kind: AuditKind::ToolCall {
@@ -267,10 +267,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             ToolCall::GetNotifySettings(_) => {
                 let (settings, text) =
                     render::notify_settings(&service.notify_settings(caller).await?);
-                let background = self
-                    .background
-                    .as_ref()
-                    .and_then(|store| store.background(&caller.grant).ok().flatten());
+                let background = match &self.background {
+                    Some(store) => store.background(&caller.grant).await.ok().flatten(),
+                    None => None,
+                };
                 let delivery = match &background {
                     Some(on) => format!(
                         "background delivery to {} ({}) is on; only the person can change it, on the settings page",

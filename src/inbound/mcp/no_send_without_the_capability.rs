@@ -13,12 +13,14 @@ use super::{
     tests::{call, caller_with, capability_sets, handler_for},
 };
 use crate::domain::{
-    approval::{ApprovalRecord, DraftDigest, DraftSnapshot, MockApprovalStore, Schedule, Status},
+    approval::{ApprovalRecord, DraftDigest, DraftSnapshot, Schedule, Status},
     compose::{CreatedDraft, Identity},
     grant::{Capability, GrantId},
     ids::{BlobId, EmailId, ThreadId},
     mail::Address,
-    ports::{MailStoreError, MockMailStore, MockPolicy, MockTokenVault, SearchPage},
+    ports::{
+        MailStoreError, MockApprovalStore, MockMailStore, MockPolicy, MockTokenVault, SearchPage,
+    },
     recipients::RecipientRule,
     service::{MailService, SendSettings, ServiceLimits},
     submission::{SubmissionStatus, UndoStatus},
@@ -145,14 +147,21 @@ fn approved_store() -> MockApprovalStore {
     };
     let mut a = MockApprovalStore::new();
     let found = record.clone();
-    a.expect_find()
-        .returning(move |_, _| Ok(Some(found.clone())));
+    a.expect_find().returning(move |_, _| {
+        let found = found.clone();
+        Box::pin(async move { Ok(Some(found)) })
+    });
     let got = record.clone();
-    a.expect_get().returning(move |_| Ok(Some(got.clone())));
-    a.expect_by_submission().returning(|_, _| Ok(None));
-    a.expect_transition().returning(|_, _, _, _| Ok(()));
-    a.expect_insert().returning(|_| Ok(()));
-    a.expect_remove().returning(|_| Ok(()));
+    a.expect_get().returning(move |_| {
+        let got = got.clone();
+        Box::pin(async move { Ok(Some(got)) })
+    });
+    a.expect_by_submission()
+        .returning(|_, _| Box::pin(async { Ok(None) }));
+    a.expect_transition()
+        .returning(|_, _, _, _| Box::pin(async { Ok(()) }));
+    a.expect_insert().returning(|_| Box::pin(async { Ok(()) }));
+    a.expect_remove().returning(|_| Box::pin(async { Ok(()) }));
     a
 }
 
@@ -171,10 +180,10 @@ async fn only_send_draft_with_send_submits() {
             policy
                 .expect_notify_settings()
                 .returning(|_| Box::pin(async { Ok(Default::default()) }));
-            let mut vault = MockTokenVault::new();
-            vault
+            policy
                 .expect_set_notify_settings()
                 .returning(|_, _| Box::pin(async { Ok(()) }));
+            let vault = MockTokenVault::new();
             let service = Arc::new(
                 MailService::new(
                     willing_store(&submissions),

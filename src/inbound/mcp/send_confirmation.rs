@@ -160,7 +160,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
         self.service
             .decide_by_client(caller, approval, accepted)
             .await?;
-        self.audit.record(AuditEvent {
+        self.audit.spawn_record(AuditEvent {
             grant: caller.grant.clone(),
             at: chrono::Utc::now().timestamp(),
             kind: AuditKind::SendDecision {

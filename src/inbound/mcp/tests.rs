@@ -17,10 +17,11 @@ use super::{
     send_confirmation::Confirm,
 };
 use crate::domain::{
-    approval::MockApprovalStore,
     grant::{AccessToken, Caller, Capability, CapabilitySet, GrantId, UpstreamCredential},
     ids::EmailId,
-    ports::{MailStoreError, MockAuditLog, MockMailStore, MockPolicy, MockTokenVault},
+    ports::{
+        MailStoreError, MockApprovalStore, MockAuditLog, MockMailStore, MockPolicy, MockTokenVault,
+    },
     secret::SecretString,
     service::{MailService, ServiceError, ServiceLimits},
 };
@@ -89,7 +90,7 @@ pub(super) fn call(tool: &str) -> ToolCall {
 fn sent_by_this_grant() -> MockApprovalStore {
     let mut approvals = MockApprovalStore::new();
     approvals.expect_by_submission().returning(|grant, id| {
-        Ok(Some(crate::domain::approval::ApprovalRecord {
+        let sent = Ok(Some(crate::domain::approval::ApprovalRecord {
             id: crate::domain::approval::ApprovalId::generate(),
             grant: grant.clone(),
             account: String::new(),
@@ -100,9 +101,12 @@ fn sent_by_this_grant() -> MockApprovalStore {
             expires_at: 0,
             review: vec![],
             submission: Some(id.to_owned()),
-        }))
+        }));
+        Box::pin(async move { sent })
     });
-    approvals.expect_remove().returning(|_| Ok(()));
+    approvals
+        .expect_remove()
+        .returning(|_| Box::pin(async { Ok(()) }));
     approvals
 }
 
@@ -117,7 +121,7 @@ fn reaching_policy(calls: &Arc<AtomicUsize>) -> MockPolicy {
     policy.expect_notify_settings().returning(move |_| {
         calls.fetch_add(1, Ordering::SeqCst);
         Box::pin(async {
-            Err(crate::domain::ports::PolicyError(
+            Err(crate::domain::ports::PolicyError::Unexpected(
                 "reached the policy".into(),
             ))
         })
@@ -130,7 +134,7 @@ pub(super) fn handler_for(
     service: Arc<MailService<MockMailStore, MockTokenVault, MockPolicy>>,
 ) -> McpHandler<MockMailStore, MockTokenVault, MockPolicy> {
     let mut audit = MockAuditLog::new();
-    audit.expect_record().return_const(());
+    audit.expect_record().returning(|_| Box::pin(async {}));
     McpHandler::new(
         service,
         Duration::from_secs(5),

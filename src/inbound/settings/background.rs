@@ -14,7 +14,7 @@ use crate::{
         auth::{settings::SettingsError, token::random_value},
         grant::Capability,
         notify::delivery::{Destination, WebhookSecret, WebhookUrl},
-        ports::{ClientStore, MailStore, TokenVault, UpstreamAuth},
+        ports::{ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
         secret::SecretString,
         service::{BackgroundSetup, TurnOn},
     },
@@ -31,7 +31,7 @@ It sees only new messages' sender, subject and time, and sends those to the dest
 It can't read bodies, change or send mail, and no AI client can use it. Turn it off here, or revoke \"mailconnect notifier\" at your provider, and it is deleted.";
 
 /// The background part of a connection's box.
-pub(super) fn section<U, M>(
+pub(super) async fn section<U, M>(
     setup: &BackgroundSetup<U, M>,
     g: &crate::domain::ports::GrantSummary,
     csrf: &str,
@@ -43,7 +43,7 @@ where
     let id = escape(g.grant.as_str());
     let csrf = escape(csrf);
     let mut html = String::from("<details><summary>Background notifications</summary>");
-    let status = setup.status(&g.grant);
+    let status = setup.status(&g.grant).await;
     if status.is_none() && !g.capabilities.allows(Capability::Notify) {
         html.push_str("<p>Turn on <em>Hear about new mail</em> first.</p></details>");
         return html;
@@ -107,7 +107,7 @@ fn destination(
     }
 }
 
-impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C, U, M> {
+impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C, U, M> {
     fn setup(&self) -> Option<Arc<BackgroundSetup<U, M>>> {
         self.background.clone()
     }

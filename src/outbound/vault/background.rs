@@ -1,273 +1,92 @@
-//! Background delivery in the vault file: `notifier_v1` (account digest → the notifier's
-//! upstream tokens, age-sealed to the notifier key) and `background_v1` (grant → destination,
-//! its secrets sealed the same way, and the last delivery).
+//! Background delivery on redb: `notifier_v1` (account digest → the notifier's upstream
+//! tokens, sealed to the notifier key), `notifier_cursor_v1`, and `background_v1` (grant →
+//! destination, its secrets sealed the same way, and the last delivery).
 //!
 //! The front end gets a [`BackgroundVault`]: the key's public half, enough to seal and list.
 //! Only the notifier gets a [`NotifierVault`], built from the [`NotifierKey`] read from a file
 //! the configuration keeps outside the vault directory.
 
-use std::path::Path;
-
-use age::secrecy::ExposeSecret as _;
-use base64::{Engine as _, engine::general_purpose::STANDARD};
-use chrono::{DateTime, Utc};
-use redb::{
-    ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition,
-};
-use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use redb::{ReadableTable as _, ReadableTableMetadata as _, WriteTransaction};
 
 use super::{
     RedbVault,
-    crypto::{Sealable, open_props, seal},
+    schema::{BACKGROUNDS, CURSORS, GRANTS, NOTIFIERS, get_from, rows_of},
 };
-use crate::domain::{
-    grant::{GrantId, UpstreamCredential},
-    notify::{
-        background::{Background, BackgroundError, BackgroundStore, LastDelivery, NotifierKeyring},
-        delivery::{Destination, WebhookSecret, WebhookUrl},
+use crate::{
+    domain::{
+        grant::GrantId,
+        notify::{
+            background::{Background, LastDelivery},
+            delivery::Destination,
+        },
+        ports::{BackgroundError, BackgroundStore, NotifierKeyring, UpstreamTokens},
     },
-    ports::UpstreamTokens,
-    secret::SecretString,
+    outbound::vault_core::{
+        db_err,
+        notifier_key::{NotifierKey, NotifierSeal},
+        records::background::{BackgroundRecord, NotifierRecord, decode, encode},
+    },
 };
-
-pub const NOTIFIERS: TableDefinition<&str, &[u8]> = TableDefinition::new("notifier_v1");
-pub const BACKGROUNDS: TableDefinition<&str, &[u8]> = TableDefinition::new("background_v1");
-/// Where the notifier's last look at an account left off: apart from the sealed tokens, so
-/// saving it can never write back a token a refresh just replaced.
-pub const CURSORS: TableDefinition<&str, &str> = TableDefinition::new("notifier_cursor_v1");
-
-/// The notifier's private key: opens notifier grants and destinations, nothing else.
-pub struct NotifierKey(age::x25519::Identity);
-
-impl std::fmt::Debug for NotifierKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NotifierKey(…)")
-    }
-}
-
-/// The notifier key's public half: seals to the notifier.
-#[derive(Debug, Clone)]
-pub struct NotifierSeal(pub(super) age::x25519::Recipient);
-
-impl NotifierKey {
-    /// Reads the key at `path`; `None` when there is no file. A key file others may read is
-    /// refused.
-    ///
-    /// # Errors
-    /// A sentence naming the file when it can't be read, is readable by others or holds no
-    /// key.
-    pub fn load(path: &Path) -> Result<Option<Self>, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => Zeroizing::new(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("{} can't be read: {e}", path.display())),
-        };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(format!(
-                    "{} may be read by others (mode {:o}); make it owner-only (chmod 600)",
-                    path.display(),
-                    mode & 0o777
-                ));
-            }
-        }
-        text.lines()
-            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-            .and_then(|l| l.trim().parse::<age::x25519::Identity>().ok())
-            .map(|k| Some(Self(k)))
-            .ok_or_else(|| format!("{} holds no age identity", path.display()))
-    }
-
-    /// Creates a key at `path` (owner-only); refuses to replace a file.
-    ///
-    /// # Errors
-    /// A sentence naming the file when it can't be created.
-    pub fn create(path: &Path) -> Result<Self, String> {
-        let identity = age::x25519::Identity::generate();
-        let text = Zeroizing::new(format!(
-            "# mailconnect notifier key: opens background-notification grants only\n{}\n",
-            identity.to_string().expose_secret()
-        ));
-        write_private(path, text.as_bytes())
-            .map_err(|e| format!("{} can't be created: {e}", path.display()))?;
-        Ok(Self(identity))
-    }
-
-    /// Reads the key at `path`, or creates one there when there is none (tests; the server
-    /// never replaces a lost key while grants sealed to it exist, see `app`).
-    ///
-    /// # Errors
-    /// See [`NotifierKey::load`] and [`NotifierKey::create`].
-    #[cfg(test)]
-    pub(crate) fn load_or_create(path: &Path) -> Result<Self, String> {
-        match Self::load(path)? {
-            Some(key) => Ok(key),
-            None => Self::create(path),
-        }
-    }
-
-    /// The public half.
-    #[must_use]
-    pub fn seal(&self) -> NotifierSeal {
-        NotifierSeal(self.0.to_public())
-    }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
-}
-
-#[derive(Serialize, Deserialize)]
-struct NotifierRecord {
-    sealed: String,
-    created_at: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct BackgroundRecord {
-    account: String,
-    kind: String,
-    target: String,
-    since: i64,
-    /// The destination, age-sealed to the notifier (base64).
-    sealed: String,
-    #[serde(default)]
-    last: Option<LastRecord>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct LastRecord {
-    at: i64,
-    delivered: bool,
-    detail: String,
-}
-
-/// A destination's secrets, as sealed.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum SealedDestination {
-    Webhook { url: String, secret: String },
-    Poke { api_key: String },
-}
-
-fn err(e: impl std::fmt::Display) -> BackgroundError {
-    BackgroundError::Store(e.to_string())
-}
 
 /// Whether `account` has a notifier grant, inside a write transaction.
-fn has_notifier(tx: &redb::WriteTransaction, account: &str) -> Result<bool, BackgroundError> {
+fn has_notifier(tx: &WriteTransaction, account: &str) -> Result<bool, BackgroundError> {
     Ok(tx
         .open_table(NOTIFIERS)
-        .map_err(err)?
+        .map_err(db_err)?
         .get(account)
-        .map_err(err)?
+        .map_err(db_err)?
         .is_some())
 }
 
-fn to_time(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(secs, 0).unwrap_or_default()
-}
-
-fn summary(grant: &str, r: BackgroundRecord) -> Background {
-    Background {
-        grant: GrantId::new(grant.to_owned()),
-        account: r.account,
-        kind: r.kind,
-        target: r.target,
-        since: to_time(r.since),
-        last: r.last.map(|l| LastDelivery {
-            at: to_time(l.at),
-            delivered: l.delivered,
-            detail: l.detail,
-        }),
+/// Whether any destination of `account` is left in `background_v1`.
+fn delivers_for(
+    table: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+    account: &str,
+) -> Result<bool, BackgroundError> {
+    let mut used = false;
+    for row in table.iter().map_err(db_err)? {
+        let (_, v) = row.map_err(db_err)?;
+        used |= decode::<BackgroundRecord>(v.value()).is_ok_and(|r| r.account() == account);
     }
+    Ok(used)
 }
 
 impl RedbVault {
     fn get_json<T: serde::de::DeserializeOwned>(
         &self,
-        table: TableDefinition<&str, &[u8]>,
+        table: redb::TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<T>, BackgroundError> {
-        let tx = self.db.begin_read().map_err(err)?;
-        let table = match tx.open_table(table) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(err(e)),
-        };
-        table
-            .get(key)
-            .map_err(err)?
-            .map(|v| serde_json::from_slice(v.value()).map_err(err))
-            .transpose()
+        self.read(|tx| get_from(tx, table, key, |raw| decode(raw))?.transpose())
     }
 
     fn put_json(
         &self,
-        table: TableDefinition<&str, &[u8]>,
+        table: redb::TableDefinition<&str, &[u8]>,
         key: &str,
-        value: &impl Serialize,
+        value: &impl serde::Serialize,
     ) -> Result<(), BackgroundError> {
-        let bytes = serde_json::to_vec(value).map_err(err)?;
-        let tx = self.db.begin_write().map_err(err)?;
-        tx.open_table(table)
-            .map_err(err)?
-            .insert(key, bytes.as_slice())
-            .map_err(err)?;
-        tx.commit().map_err(err)
+        let bytes = encode(value)?;
+        self.write_tx(|tx| {
+            tx.open_table(table)
+                .map_err(db_err)?
+                .insert(key, bytes.as_slice())
+                .map_err(db_err)?;
+            Ok(())
+        })
     }
 
     /// How many notifier grants the vault holds (a missing key file then can't be replaced by
-    /// a fresh one: those grants would never open again).
+    /// a fresh one: those grants would never open again). Blocking: called at start-up.
     ///
     /// # Errors
     /// [`BackgroundError`].
     pub fn notifier_grants(&self) -> Result<usize, BackgroundError> {
-        let tx = self.db.begin_read().map_err(err)?;
-        match tx.open_table(NOTIFIERS) {
-            Ok(t) => Ok(usize::try_from(t.len().map_err(err)?).unwrap_or(usize::MAX)),
+        self.read(|tx| match tx.open_table(NOTIFIERS) {
+            Ok(t) => Ok(usize::try_from(t.len().map_err(db_err)?).unwrap_or(usize::MAX)),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(err(e)),
-        }
-    }
-
-    /// Every row of `table` (none before the first write created it).
-    fn rows(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-    ) -> Result<Vec<(String, Vec<u8>)>, BackgroundError> {
-        let tx = self.db.begin_read().map_err(err)?;
-        let table = match tx.open_table(table) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(err(e)),
-        };
-        let mut out = Vec::new();
-        for row in table.iter().map_err(err)? {
-            let (k, v) = row.map_err(err)?;
-            out.push((k.value().to_owned(), v.value().to_vec()));
-        }
-        Ok(out)
-    }
-
-    fn all_backgrounds(&self) -> Result<Vec<(String, BackgroundRecord)>, BackgroundError> {
-        Ok(self
-            .rows(BACKGROUNDS)?
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
-            .collect())
+            Err(e) => Err(db_err(e).into()),
+        })
     }
 }
 
@@ -285,327 +104,284 @@ impl BackgroundVault {
         Self { vault, seal }
     }
 
-    fn sealed(&self, plain: &[u8]) -> Result<String, BackgroundError> {
-        let bytes = age::encrypt(&self.seal.0, plain).map_err(err)?;
-        Ok(STANDARD.encode(bytes))
-    }
-
-    /// A destination as stored: what the page shows in the clear, its secrets sealed.
-    fn destination_record(
+    /// Runs blocking `work` on the vault's blocking pool.
+    async fn run<T: Send + 'static>(
         &self,
-        account: &str,
-        destination: &Destination,
-    ) -> Result<BackgroundRecord, BackgroundError> {
-        let (target, secret) = match destination {
-            Destination::Webhook { url, secret } => (
-                url.host().to_owned(),
-                SealedDestination::Webhook {
-                    url: url.as_url().to_string(),
-                    secret: secret.to_whsec().expose_secret().to_owned(),
-                },
-            ),
-            Destination::Poke { api_key } => (
-                "Poke".to_owned(),
-                SealedDestination::Poke {
-                    api_key: api_key.expose_secret().to_owned(),
-                },
-            ),
-        };
-        let plain = Zeroizing::new(serde_json::to_vec(&secret).map_err(err)?);
-        drop(secret);
-        Ok(BackgroundRecord {
-            account: account.to_owned(),
-            kind: destination.kind().to_owned(),
-            target,
-            since: Utc::now().timestamp(),
-            sealed: self.sealed(&plain)?,
-            last: None,
-        })
+        work: impl FnOnce(&RedbVault, &NotifierSeal) -> Result<T, BackgroundError> + Send + 'static,
+    ) -> Result<T, BackgroundError> {
+        let seal = self.seal.clone();
+        self.vault.run(move |v| work(v, &seal)).await
     }
 }
 
 impl BackgroundStore for BackgroundVault {
-    fn seal_notifier(&self, account: &str, tokens: &UpstreamTokens) -> Result<(), BackgroundError> {
-        let sealed = seal(&Sealable::Tokens(tokens), &self.seal.0).map_err(err)?;
-        self.vault.put_json(
-            NOTIFIERS,
-            account,
-            &NotifierRecord {
-                sealed,
-                created_at: Utc::now().timestamp(),
-            },
-        )
-    }
-
-    fn cursor(&self, account: &str) -> Result<Option<String>, BackgroundError> {
-        let tx = self.vault.db.begin_read().map_err(err)?;
-        let table = match tx.open_table(CURSORS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(err(e)),
-        };
-        Ok(table
-            .get(account)
-            .map_err(err)?
-            .map(|v| v.value().to_owned()))
-    }
-
-    fn save_cursor(&self, account: &str, cursor: &str) -> Result<(), BackgroundError> {
-        let tx = self.vault.db.begin_write().map_err(err)?;
-        {
-            // Only for a notifier that still exists: a turned-off one leaves nothing behind.
-            if has_notifier(&tx, account)? {
-                tx.open_table(CURSORS)
-                    .map_err(err)?
-                    .insert(account, cursor)
-                    .map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)
-    }
-
-    fn seal_destination_if_notifier(
+    async fn seal_notifier(
         &self,
-        grant: &GrantId,
         account: &str,
-        destination: &Destination,
-    ) -> Result<bool, BackgroundError> {
-        let record = self.destination_record(account, destination)?;
-        let bytes = serde_json::to_vec(&record).map_err(err)?;
-        let tx = self.vault.db.begin_write().map_err(err)?;
-        let sealed = {
-            let exists = has_notifier(&tx, account)?;
-            if exists {
-                tx.open_table(BACKGROUNDS)
-                    .map_err(err)?
-                    .insert(grant.as_str(), bytes.as_slice())
-                    .map_err(err)?;
-            }
-            exists
-        };
-        tx.commit().map_err(err)?;
-        Ok(sealed)
+        tokens: &UpstreamTokens,
+    ) -> Result<(), BackgroundError> {
+        let (account, tokens) = (account.to_owned(), tokens.clone());
+        self.run(move |v, seal| {
+            v.put_json(NOTIFIERS, &account, &NotifierRecord::seal(&tokens, seal)?)
+        })
+        .await
     }
 
-    fn remove_orphans(&self) -> Result<usize, BackgroundError> {
-        let tx = self.vault.db.begin_write().map_err(err)?;
-        let removed = {
-            let grants = tx.open_table(super::GRANTS).map_err(err)?;
-            let mut table = tx.open_table(BACKGROUNDS).map_err(err)?;
-            let mut orphans = Vec::new();
-            for row in table.iter().map_err(err)? {
-                let (k, _) = row.map_err(err)?;
-                let grant = k.value().to_owned();
-                if grants.get(grant.as_str()).map_err(err)?.is_none() {
-                    orphans.push(grant);
+    async fn cursor(&self, account: &str) -> Result<Option<String>, BackgroundError> {
+        let account = account.to_owned();
+        self.run(move |v, _| Ok(v.read(|tx| get_from(tx, CURSORS, &account, str::to_owned))?))
+            .await
+    }
+
+    async fn save_cursor(&self, account: &str, cursor: &str) -> Result<(), BackgroundError> {
+        let (account, cursor) = (account.to_owned(), cursor.to_owned());
+        self.run(move |v, _| {
+            v.write_tx(|tx| {
+                // Only for a notifier that still exists: a turned-off one leaves nothing behind.
+                if has_notifier(tx, &account)? {
+                    tx.open_table(CURSORS)
+                        .map_err(db_err)?
+                        .insert(account.as_str(), cursor.as_str())
+                        .map_err(db_err)?;
                 }
-            }
-            for grant in &orphans {
-                table.remove(grant.as_str()).map_err(err)?;
-            }
-            orphans.len()
-        };
-        tx.commit().map_err(err)?;
-        Ok(removed)
+                Ok(())
+            })
+        })
+        .await
     }
 
-    fn seal_destination(
+    async fn seal_destination(
         &self,
         grant: &GrantId,
         account: &str,
         destination: &Destination,
     ) -> Result<(), BackgroundError> {
-        let record = self.destination_record(account, destination)?;
-        self.vault.put_json(BACKGROUNDS, grant.as_str(), &record)
+        let record = BackgroundRecord::seal(account, destination, &self.seal)?;
+        let grant = grant.clone();
+        self.run(move |v, _| v.put_json(BACKGROUNDS, grant.as_str(), &record))
+            .await
     }
 
-    fn background(&self, grant: &GrantId) -> Result<Option<Background>, BackgroundError> {
-        Ok(self
-            .vault
-            .get_json::<BackgroundRecord>(BACKGROUNDS, grant.as_str())?
-            .map(|r| summary(grant.as_str(), r)))
-    }
-
-    fn backgrounds(&self) -> Result<Vec<Background>, BackgroundError> {
-        Ok(self
-            .vault
-            .all_backgrounds()?
-            .into_iter()
-            .map(|(g, r)| summary(&g, r))
-            .collect())
-    }
-
-    fn record_delivery(&self, grant: &GrantId, last: &LastDelivery) -> Result<(), BackgroundError> {
-        let tx = self.vault.db.begin_write().map_err(err)?;
-        {
-            let mut table = tx.open_table(BACKGROUNDS).map_err(err)?;
-            let current = table
-                .get(grant.as_str())
-                .map_err(err)?
-                .map(|v| serde_json::from_slice::<BackgroundRecord>(v.value()));
-            // Turned off meanwhile: nothing comes back.
-            if let Some(Ok(mut record)) = current {
-                record.last = Some(LastRecord {
-                    at: last.at.timestamp(),
-                    delivered: last.delivered,
-                    detail: last.detail.clone(),
-                });
-                let bytes = serde_json::to_vec(&record).map_err(err)?;
-                table
-                    .insert(grant.as_str(), bytes.as_slice())
-                    .map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)
-    }
-
-    fn remove_destination(&self, grant: &GrantId) -> Result<bool, BackgroundError> {
-        let tx = self.vault.db.begin_write().map_err(err)?;
-        let others = {
-            let mut table = tx.open_table(BACKGROUNDS).map_err(err)?;
-            let removed = table.remove(grant.as_str()).map_err(err)?;
-            let account = removed
-                .and_then(|v| serde_json::from_slice::<BackgroundRecord>(v.value()).ok())
-                .map(|r| r.account);
-            let mut others = false;
-            if let Some(account) = account {
-                for row in table.iter().map_err(err)? {
-                    let (_, v) = row.map_err(err)?;
-                    others |= serde_json::from_slice::<BackgroundRecord>(v.value())
-                        .is_ok_and(|r| r.account == account);
+    async fn seal_destination_if_notifier(
+        &self,
+        grant: &GrantId,
+        account: &str,
+        destination: &Destination,
+    ) -> Result<bool, BackgroundError> {
+        let bytes = encode(&BackgroundRecord::seal(account, destination, &self.seal)?)?;
+        let (grant, account) = (grant.clone(), account.to_owned());
+        self.run(move |v, _| {
+            v.write_tx(|tx| {
+                let exists = has_notifier(tx, &account)?;
+                if exists {
+                    tx.open_table(BACKGROUNDS)
+                        .map_err(db_err)?
+                        .insert(grant.as_str(), bytes.as_slice())
+                        .map_err(db_err)?;
                 }
-            }
-            others
-        };
-        tx.commit().map_err(err)?;
-        Ok(others)
+                Ok(exists)
+            })
+        })
+        .await
+    }
+
+    async fn remove_orphans(&self) -> Result<usize, BackgroundError> {
+        self.run(|v, _| {
+            v.write_tx(|tx| {
+                let grants = tx.open_table(GRANTS).map_err(db_err)?;
+                let mut table = tx.open_table(BACKGROUNDS).map_err(db_err)?;
+                let mut orphans = Vec::new();
+                for row in table.iter().map_err(db_err)? {
+                    let (k, _) = row.map_err(db_err)?;
+                    let grant = k.value().to_owned();
+                    if grants.get(grant.as_str()).map_err(db_err)?.is_none() {
+                        orphans.push(grant);
+                    }
+                }
+                for grant in &orphans {
+                    table.remove(grant.as_str()).map_err(db_err)?;
+                }
+                Ok(orphans.len())
+            })
+        })
+        .await
+    }
+
+    async fn background(&self, grant: &GrantId) -> Result<Option<Background>, BackgroundError> {
+        let grant = grant.clone();
+        self.run(move |v, _| {
+            Ok(v.get_json::<BackgroundRecord>(BACKGROUNDS, grant.as_str())?
+                .map(|r| r.summary(grant.as_str())))
+        })
+        .await
+    }
+
+    async fn backgrounds(&self) -> Result<Vec<Background>, BackgroundError> {
+        self.run(|v, _| {
+            v.read(|tx| {
+                rows_of(tx, BACKGROUNDS, |grant, raw| {
+                    // A record that does not decode is skipped, not fatal to the list.
+                    Ok(decode::<BackgroundRecord>(raw)
+                        .ok()
+                        .map(|r| r.summary(grant)))
+                })
+            })
+        })
+        .await
+    }
+
+    async fn record_delivery(
+        &self,
+        grant: &GrantId,
+        last: &LastDelivery,
+    ) -> Result<(), BackgroundError> {
+        let (grant, last) = (grant.clone(), last.clone());
+        self.run(move |v, _| {
+            v.write_tx(|tx| {
+                let mut table = tx.open_table(BACKGROUNDS).map_err(db_err)?;
+                let current = table
+                    .get(grant.as_str())
+                    .map_err(db_err)?
+                    .map(|v| decode::<BackgroundRecord>(v.value()));
+                // Turned off meanwhile: nothing comes back.
+                if let Some(Ok(mut record)) = current {
+                    record.set_last(&last);
+                    table
+                        .insert(grant.as_str(), encode(&record)?.as_slice())
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn remove_destination(&self, grant: &GrantId) -> Result<bool, BackgroundError> {
+        let grant = grant.clone();
+        self.run(move |v, _| {
+            v.write_tx(|tx| {
+                let mut table = tx.open_table(BACKGROUNDS).map_err(db_err)?;
+                let removed = table.remove(grant.as_str()).map_err(db_err)?;
+                let account = removed
+                    .and_then(|v| decode::<BackgroundRecord>(v.value()).ok())
+                    .map(|r| r.account().to_owned());
+                match account {
+                    Some(account) => delivers_for(&table, &account),
+                    None => Ok(false),
+                }
+            })
+        })
+        .await
     }
 }
 
 /// The notifier's side: opens what was sealed to it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NotifierVault {
     vault: RedbVault,
-    key: NotifierKey,
+    key: std::sync::Arc<NotifierKey>,
 }
 
 impl NotifierVault {
     /// Opens with `key` from `vault`.
     #[must_use]
     pub fn new(vault: RedbVault, key: NotifierKey) -> Self {
-        Self { vault, key }
+        Self {
+            vault,
+            key: std::sync::Arc::new(key),
+        }
     }
 
-    /// The tokens a record holds, if this key opens them.
-    fn tokens(&self, record: &NotifierRecord) -> Option<UpstreamTokens> {
-        let props = open_props(&record.sealed, &self.key.0)?;
-        let UpstreamCredential::Bearer(access) = props.credential else {
-            return None;
-        };
-        Some(UpstreamTokens {
-            access,
-            refresh: props.refresh.map(|r| r.token),
-            expires_at: props.expires_at,
-            issued_at: props.issued_at,
-        })
-    }
-
-    #[cfg(test)]
-    pub(super) fn key_for_tests(&self) -> &age::x25519::Identity {
-        &self.key.0
-    }
-
-    fn open(&self, sealed: &str) -> Option<Zeroizing<Vec<u8>>> {
-        let raw = STANDARD.decode(sealed).ok()?;
-        age::decrypt(&self.key.0, &raw).ok().map(Zeroizing::new)
+    /// Runs blocking `work` on the vault's blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&RedbVault, &NotifierKey) -> Result<T, BackgroundError> + Send + 'static,
+    ) -> Result<T, BackgroundError> {
+        let key = std::sync::Arc::clone(&self.key);
+        self.vault.run(move |v| work(v, &key)).await
     }
 }
 
 impl NotifierKeyring for NotifierVault {
-    fn open_notifier(&self, account: &str) -> Result<Option<UpstreamTokens>, BackgroundError> {
-        let Some(record) = self.vault.get_json::<NotifierRecord>(NOTIFIERS, account)? else {
-            return Ok(None);
-        };
-        self.tokens(&record)
-            .map(Some)
-            .ok_or_else(|| err("the notifier grant does not open with this key"))
+    async fn open_notifier(
+        &self,
+        account: &str,
+    ) -> Result<Option<UpstreamTokens>, BackgroundError> {
+        let account = account.to_owned();
+        self.run(move |v, key| {
+            let Some(record) = v.get_json::<NotifierRecord>(NOTIFIERS, &account)? else {
+                return Ok(None);
+            };
+            record.open(key).map(Some).ok_or_else(|| {
+                BackgroundError::Unexpected("the notifier grant does not open with this key".into())
+            })
+        })
+        .await
     }
 
-    fn open_destination(&self, grant: &GrantId) -> Result<Option<Destination>, BackgroundError> {
-        let Some(record) = self
-            .vault
-            .get_json::<BackgroundRecord>(BACKGROUNDS, grant.as_str())?
-        else {
-            return Ok(None);
-        };
-        let plain = self
-            .open(&record.sealed)
-            .ok_or_else(|| err("the destination does not open with this key"))?;
-        let sealed: SealedDestination = serde_json::from_slice(&plain).map_err(err)?;
-        Ok(Some(match sealed {
-            SealedDestination::Webhook { url, secret } => Destination::Webhook {
-                url: WebhookUrl::parse(&url, true).map_err(err)?,
-                secret: WebhookSecret::parse(&secret).map_err(err)?,
-            },
-            SealedDestination::Poke { api_key } => Destination::Poke {
-                api_key: SecretString::new(api_key),
-            },
-        }))
+    async fn open_destination(
+        &self,
+        grant: &GrantId,
+    ) -> Result<Option<Destination>, BackgroundError> {
+        let grant = grant.clone();
+        self.run(move |v, key| {
+            v.get_json::<BackgroundRecord>(BACKGROUNDS, grant.as_str())?
+                .map(|record| record.open(key))
+                .transpose()
+        })
+        .await
     }
 
-    fn notifier_accounts(&self) -> Result<Vec<String>, BackgroundError> {
-        Ok(self
-            .vault
-            .rows(NOTIFIERS)?
-            .into_iter()
-            .map(|(account, _)| account)
-            .collect())
+    async fn notifier_accounts(&self) -> Result<Vec<String>, BackgroundError> {
+        self.run(|v, _| {
+            v.read(|tx| rows_of(tx, NOTIFIERS, |account, _| Ok(Some(account.to_owned()))))
+        })
+        .await
     }
 
-    fn remove_notifier(&self, account: &str) -> Result<(), BackgroundError> {
-        let tx = self.vault.db.begin_write().map_err(err)?;
-        tx.open_table(NOTIFIERS)
-            .map_err(err)?
-            .remove(account)
-            .map_err(err)?;
-        tx.open_table(CURSORS)
-            .map_err(err)?
-            .remove(account)
-            .map_err(err)?;
-        tx.commit().map_err(err)
+    async fn remove_notifier(&self, account: &str) -> Result<(), BackgroundError> {
+        let account = account.to_owned();
+        self.run(move |v, _| {
+            v.write_tx(|tx| {
+                tx.open_table(NOTIFIERS)
+                    .map_err(db_err)?
+                    .remove(account.as_str())
+                    .map_err(db_err)?;
+                tx.open_table(CURSORS)
+                    .map_err(db_err)?
+                    .remove(account.as_str())
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
     }
 
-    fn take_unused(&self, account: &str) -> Result<Option<UpstreamTokens>, BackgroundError> {
-        let tx = self.vault.db.begin_write().map_err(err)?;
-        let taken = {
-            let backgrounds = tx.open_table(BACKGROUNDS).map_err(err)?;
-            let mut used = false;
-            for row in backgrounds.iter().map_err(err)? {
-                let (_, v) = row.map_err(err)?;
-                used |= serde_json::from_slice::<BackgroundRecord>(v.value())
-                    .is_ok_and(|r| r.account == account);
-            }
-            if used {
-                None
-            } else {
+    async fn take_unused(&self, account: &str) -> Result<Option<UpstreamTokens>, BackgroundError> {
+        let account = account.to_owned();
+        self.run(move |v, key| {
+            let taken = v.write_tx(|tx| {
+                let used = delivers_for(&tx.open_table(BACKGROUNDS).map_err(db_err)?, &account)?;
+                if used {
+                    return Ok::<_, BackgroundError>(None);
+                }
                 let removed = tx
                     .open_table(NOTIFIERS)
-                    .map_err(err)?
-                    .remove(account)
-                    .map_err(err)?
+                    .map_err(db_err)?
+                    .remove(account.as_str())
+                    .map_err(db_err)?
                     .map(|v| v.value().to_vec());
                 tx.open_table(CURSORS)
-                    .map_err(err)?
-                    .remove(account)
-                    .map_err(err)?;
-                removed
-            }
-        };
-        tx.commit().map_err(err)?;
-        let Some(bytes) = taken else {
-            return Ok(None);
-        };
-        let record: NotifierRecord = serde_json::from_slice(&bytes).map_err(err)?;
-        Ok(self.tokens(&record))
+                    .map_err(db_err)?
+                    .remove(account.as_str())
+                    .map_err(db_err)?;
+                Ok(removed)
+            })?;
+            let Some(bytes) = taken else {
+                return Ok(None);
+            };
+            Ok(decode::<NotifierRecord>(&bytes)?.open(key))
+        })
+        .await
     }
 }

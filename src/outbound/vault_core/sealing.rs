@@ -1,6 +1,7 @@
-//! The vault's cryptography: age X25519 for the sealed upstream tokens ("props"), and
-//! ChaCha20-Poly1305 under HKDF-SHA256 keys derived from our tokens for everything only a
-//! token holder may open (the grant's age identity, a refresh's replayable answer).
+//! The vault's cryptography, the same for every backend: age X25519 for the sealed upstream
+//! tokens ("props") and background secrets, and ChaCha20-Poly1305 under HKDF-SHA256 keys
+//! derived from our tokens for everything only a token holder may open (the grant's age
+//! identity, a refresh's replayable answer). docs/storage-schema.md "`TokenRecord`".
 
 use age::secrecy::ExposeSecret as _;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use super::VaultStoreError;
+use super::{VaultStoreError, records::TokenRecord};
 use crate::domain::{
     grant::UpstreamCredential,
     ports::{UpstreamRefresh, UpstreamTokens},
@@ -136,15 +137,12 @@ pub fn seal(
         serde_json::to_vec(&props).map_err(|e| VaultStoreError::Crypto(e.to_string()))?,
     );
     drop(props);
-    let sealed =
-        age::encrypt(recipient, &plain).map_err(|e| VaultStoreError::Crypto(e.to_string()))?;
-    Ok(STANDARD.encode(sealed))
+    seal_bytes(&plain, recipient)
 }
 
 /// Opens sealed props with the grant's identity.
 pub fn open_props(sealed: &str, identity: &age::x25519::Identity) -> Option<OpenedProps> {
-    let raw = STANDARD.decode(sealed).ok()?;
-    let plain = Zeroizing::new(age::decrypt(identity, &raw).ok()?);
+    let plain = open_sealed(sealed, identity)?;
     Some(match serde_json::from_slice::<Props>(&plain).ok()? {
         Props::Basic { username, password } => OpenedProps {
             credential: UpstreamCredential::Basic {
@@ -187,4 +185,75 @@ pub fn new_identity() -> (age::x25519::Identity, age::x25519::Recipient) {
 /// The identity as text, wiped on drop.
 pub fn identity_text(identity: &age::x25519::Identity) -> Zeroizing<String> {
     Zeroizing::new(identity.to_string().expose_secret().to_owned())
+}
+
+/// Seals bytes to an age recipient (base64 of the age ciphertext).
+///
+/// # Errors
+/// [`VaultStoreError::Crypto`].
+pub fn seal_bytes(
+    plain: &[u8],
+    recipient: &age::x25519::Recipient,
+) -> Result<String, VaultStoreError> {
+    let sealed =
+        age::encrypt(recipient, plain).map_err(|e| VaultStoreError::Crypto(e.to_string()))?;
+    Ok(STANDARD.encode(sealed))
+}
+
+/// Opens what [`seal_bytes`] sealed; `None` when `identity` is not the one it was sealed to.
+pub fn open_sealed(sealed: &str, identity: &age::x25519::Identity) -> Option<Zeroizing<Vec<u8>>> {
+    let raw = STANDARD.decode(sealed).ok()?;
+    age::decrypt(identity, &raw).ok().map(Zeroizing::new)
+}
+
+/// Unwraps a grant's age identity with a presented token; `None` when the token is retired
+/// or is not the one it was wrapped under.
+pub fn unwrap_identity(record: &TokenRecord, token: &str) -> Option<Zeroizing<String>> {
+    let wrapped = record.wrapped_identity.as_deref()?;
+    let plain = unlock(
+        wrapped,
+        token,
+        &record.grant_id,
+        &wrap_purpose(record.kind.as_str()),
+    )?;
+    String::from_utf8(plain.to_vec()).ok().map(Zeroizing::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Locked before the vault core moved (docs/storage-schema.md `wrapped_identity`): the
+    /// derivation (salt, info) and the layout (nonce ‖ ciphertext) must never change, or
+    /// existing vaults no longer open.
+    const LOCKED: &str = "cenQ0P+YEowZSUtqAq8PyX0bywrRRSV4YoT7VAOW/U3RGrwpOn2l+a5dUE8MbcU0";
+
+    #[test]
+    fn a_wrapped_identity_from_an_existing_vault_still_unwraps() {
+        let purpose = wrap_purpose("access");
+        let plain = unlock(LOCKED, "g1.token", "g1", &purpose).unwrap();
+        assert_eq!(plain.as_slice(), b"AGE-SECRET-KEY-1TEST");
+        assert!(unlock(LOCKED, "g1.other", "g1", &purpose).is_none());
+        assert!(unlock(LOCKED, "g1.token", "g2", &purpose).is_none());
+        assert!(unlock(LOCKED, "g1.token", "g1", &wrap_purpose("refresh")).is_none());
+    }
+
+    #[test]
+    fn sealed_props_open_only_with_the_grants_identity() {
+        let (identity, recipient) = new_identity();
+        let tokens = UpstreamTokens {
+            access: SecretString::new("up"),
+            refresh: Some(SecretString::new("up-refresh")),
+            expires_at: Some(7),
+            issued_at: None,
+        };
+        let sealed = seal(&Sealable::Tokens(&tokens), &recipient).unwrap();
+        let opened = open_props(&sealed, &identity).unwrap();
+        assert_eq!(
+            opened.credential,
+            UpstreamCredential::Bearer(SecretString::new("up"))
+        );
+        assert_eq!(opened.expires_at, Some(7));
+        assert!(open_props(&sealed, &new_identity().0).is_none());
+    }
 }

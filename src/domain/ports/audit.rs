@@ -1,0 +1,143 @@
+//! The audit log: what each grant did or had done to it, appended and read through one port
+//! (docs/storage-schema.md `audit_v1`).
+
+use std::sync::Arc;
+
+use crate::domain::grant::GrantId;
+
+use super::BoxFuture;
+
+/// Something a grant did or had done to it, for the person's audit log. Never mail content,
+/// addresses or tokens: tool names, outcomes and counts only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// The grant.
+    pub grant: GrantId,
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened.
+    pub kind: AuditKind,
+}
+
+/// What an audit event records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditKind {
+    /// The client connected (its code was redeemed).
+    Connected,
+    /// The client refreshed its tokens.
+    Refreshed,
+    /// A tool call: its name, outcome and how many emails it touched.
+    ToolCall {
+        /// The tool.
+        tool: String,
+        /// `ok`, `not_permitted`, `not_found`…
+        outcome: String,
+        /// Emails changed, for write tools.
+        count: Option<u64>,
+    },
+    /// The person changed the grant's capabilities.
+    PolicyChanged {
+        /// The new set, by name.
+        capabilities: Vec<String>,
+    },
+    /// The grant ended (revoked by the person or the client, a reused token, or the upstream
+    /// ended it); its tokens and sealed credentials are gone.
+    Revoked,
+    /// The person approved or declined sending a draft (`approved`, `declined`), where
+    /// (`review_page`, `client_dialog`). No content.
+    SendDecision {
+        /// What they decided.
+        decision: String,
+        /// Where.
+        via: String,
+    },
+}
+
+/// How long and how much of the audit log is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events (and ended connections) older than this many seconds are swept.
+    pub max_age_secs: i64,
+    /// Events kept per grant; older ones are swept.
+    pub max_events: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age_secs: 90 * 86_400,
+            max_events: 500,
+        }
+    }
+}
+
+/// Why the audit log could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// The store failed.
+    #[error("the audit log failed: {0}")]
+    Unexpected(String),
+}
+
+/// Where audit events go and are read back.
+#[trait_variant::make(Send)]
+#[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
+pub trait AuditLog: Sync + 'static {
+    /// Records an event. Recording never fails the operation it records: a lost event is
+    /// logged by the store, and callers that must not wait use `spawn_record` on an
+    /// `Arc<dyn DynAuditLog>`.
+    async fn record(&self, event: AuditEvent);
+
+    /// A grant's most recent events, newest first (in the order they were recorded).
+    ///
+    /// # Errors
+    /// [`AuditError`].
+    async fn events(&self, grant: &GrantId, limit: usize) -> Result<Vec<AuditEvent>, AuditError>;
+}
+
+/// [`AuditLog`] behind `Arc<dyn …>` (the inbound adapters share one log).
+pub trait DynAuditLog: Send + Sync + 'static {
+    /// See [`AuditLog::record`].
+    fn record(&self, event: AuditEvent) -> BoxFuture<'_, ()>;
+    /// See [`AuditLog::events`].
+    fn events<'a>(
+        &'a self,
+        grant: &'a GrantId,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<AuditEvent>, AuditError>>;
+}
+
+impl<T: AuditLog> DynAuditLog for T {
+    fn record(&self, event: AuditEvent) -> BoxFuture<'_, ()> {
+        Box::pin(AuditLog::record(self, event))
+    }
+
+    fn events<'a>(
+        &'a self,
+        grant: &'a GrantId,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<AuditEvent>, AuditError>> {
+        Box::pin(AuditLog::events(self, grant, limit))
+    }
+}
+
+impl dyn DynAuditLog {
+    /// Records `event` without making the caller wait for the write (as an answer to a client
+    /// never waits on the log); must run inside a tokio runtime.
+    pub fn spawn_record(self: &Arc<Self>, event: AuditEvent) {
+        let log = Arc::clone(self);
+        tokio::spawn(async move { log.record(event).await });
+    }
+}
+
+/// An audit log that keeps nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAudit;
+
+impl AuditLog for NoAudit {
+    async fn record(&self, _event: AuditEvent) {}
+
+    async fn events(&self, _grant: &GrantId, _limit: usize) -> Result<Vec<AuditEvent>, AuditError> {
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,132 @@
+//! The storage ports' contract: one function per behaviour a backend must have, generic over
+//! the ports, so every backend's tests run the same rules (redb today: `vault/tests.rs`).
+//! Each function starts from an empty store and panics on the first broken rule.
+//!
+//! A backend's test module calls each function with a fresh store; see
+//! docs/storage-schema.md for what the rules protect.
+
+// A contract check is a test: a failed step is a failed test.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use crate::domain::{
+    auth::{
+        client::ClientId,
+        pkce::CodeChallenge,
+        token::{IssuedToken, TokenPair, new_grant_id, new_token},
+    },
+    grant::{CapabilitySet, GrantId, UpstreamCredential},
+    ports::{AuditEvent, AuditKind, GrantDraft, Redemption, TokenVault, UpstreamTokens},
+    secret::SecretString,
+};
+
+mod approvals;
+mod background;
+mod settings;
+mod tokens;
+mod upkeep;
+
+pub use self::{
+    approvals::{a_new_ask_replaces_older_ones_but_never_a_claim, approvals_compare_and_swap},
+    background::{
+        a_connection_ending_takes_its_destination_with_it,
+        destinations_of_ended_connections_are_removed,
+        only_the_notifier_key_opens_background_records,
+        the_notifier_ends_only_an_unused_grant_and_turning_on_needs_one,
+        turning_off_says_whether_the_notifier_is_still_needed,
+    },
+    settings::{audit_events_read_back_newest_first, grant_settings_round_trip},
+    tokens::{
+        a_grants_access_token_opens_its_credential,
+        a_refresh_token_two_generations_old_revokes_the_grant,
+        a_refreshed_upstream_token_is_resealed_for_every_token, an_expired_code_is_unknown,
+        code_is_single_use, only_access_tokens_open_a_grant_for_mcp,
+        refresh_rotation_replays_until_the_successor_is_used_then_revokes,
+        removing_a_grant_ends_it_and_keeps_its_log, revocation_by_the_owning_client_only,
+    },
+    upkeep::{clients_and_registrations_round_trip, sweeping_removes_what_expired},
+};
+
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+/// The client every connection in the contract is issued to.
+pub const CLIENT: &str = "client-a";
+/// The account (digest) every connection in the contract belongs to.
+pub const ACCOUNT: &str = "00";
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn issued(grant: &GrantId, secs: i64) -> IssuedToken {
+    IssuedToken {
+        token: new_token(grant),
+        expires_at: now() + secs,
+    }
+}
+
+/// A fresh pair for `grant` (an hour, a day).
+#[must_use]
+pub fn pair(grant: &GrantId) -> TokenPair {
+    TokenPair {
+        access: issued(grant, 3600),
+        refresh: issued(grant, 86400),
+        scope: "mail".into(),
+    }
+}
+
+/// Upstream tokens whose access token is `secret`.
+#[must_use]
+pub fn upstream(secret: &str) -> UpstreamTokens {
+    UpstreamTokens {
+        access: SecretString::new(secret),
+        refresh: Some(SecretString::new(format!("{secret}-refresh"))),
+        expires_at: Some(now() + 3600),
+        issued_at: Some(now()),
+    }
+}
+
+fn bearer(secret: &str) -> UpstreamCredential {
+    UpstreamCredential::Bearer(SecretString::new(secret))
+}
+
+fn draft(grant: &GrantId, upstream_secret: &str) -> GrantDraft {
+    GrantDraft {
+        id: grant.clone(),
+        client: ClientId::new(CLIENT),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        resource: "http://127.0.0.1:1/mcp".into(),
+        scope: "mail".into(),
+        code_challenge: CodeChallenge::from_stored(CHALLENGE.into()),
+        account_digest: ACCOUNT.into(),
+        upstream: upstream(upstream_secret),
+        capabilities: CapabilitySet::read_only(),
+    }
+}
+
+/// A grant as the connect flow makes it: created with a code, the code redeemed. Returns the
+/// grant and its first pair.
+pub async fn connected<S: TokenVault>(store: &S, upstream_secret: &str) -> (GrantId, TokenPair) {
+    let grant = new_grant_id();
+    let code = issued(&grant, 300);
+    store
+        .create_grant(draft(&grant, upstream_secret), code.clone())
+        .await
+        .unwrap();
+    let binding = store.code_binding(&code.token).await.unwrap().unwrap();
+    assert_eq!((binding.grant, binding.used), (grant.clone(), false));
+    let Redemption::Issued(p) = store.redeem_code(&code.token, pair(&grant)).await.unwrap() else {
+        panic!("the code was not redeemed");
+    };
+    (grant, p)
+}
+
+fn event(grant: &GrantId, tool: &str) -> AuditEvent {
+    AuditEvent {
+        grant: grant.clone(),
+        at: now(),
+        kind: AuditKind::ToolCall {
+            tool: tool.into(),
+            outcome: "ok".into(),
+            count: None,
+        },
+    }
+}
