@@ -700,14 +700,33 @@ impl<R: RegistrationMemory> UpstreamAuth for LazyUpstream<R> {
         self.client().await?.exchange_code(code, verifier).await
     }
 
+    /// Transient failures (network, 5xx, 429) get a few jittered retries here, for every
+    /// caller; `invalid_grant` and configuration errors are final at once.
     async fn refresh(&self, refresh: &SecretString) -> Result<UpstreamTokens, UpstreamAuthError> {
-        self.client().await?.refresh(refresh).await
+        let client = self.client().await?;
+        let mut delay_ms = REFRESH_RETRY_BASE_MS;
+        for _ in 1..REFRESH_ATTEMPTS {
+            match client.refresh(refresh).await {
+                Err(UpstreamAuthError::Unavailable(why)) => {
+                    tracing::warn!(reason = %why, "upstream refresh failed; retrying");
+                    let jitter = rand::random_range(0..=delay_ms / 2);
+                    tokio::time::sleep(Duration::from_millis(delay_ms + jitter)).await;
+                    delay_ms *= 2;
+                }
+                other => return other,
+            }
+        }
+        client.refresh(refresh).await
     }
 
     async fn revoke(&self, token: &SecretString) -> Result<(), UpstreamAuthError> {
         self.client().await?.revoke(token).await
     }
 }
+
+/// Upstream refresh attempts in all, for transient failures.
+pub const REFRESH_ATTEMPTS: u32 = 3;
+const REFRESH_RETRY_BASE_MS: u64 = 250;
 
 /// The name the main client registers under.
 pub const MAIN_CLIENT_NAME: &str = "mailconnect";

@@ -294,12 +294,14 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         &self.audit
     }
 
-    fn record(&self, grant: &crate::domain::grant::GrantId, kind: AuditKind) {
-        self.audit.spawn_record(AuditEvent {
-            grant: grant.clone(),
-            at: chrono::Utc::now().timestamp(),
-            kind,
-        });
+    async fn record(&self, grant: &crate::domain::grant::GrantId, kind: AuditKind) {
+        self.audit
+            .record(AuditEvent {
+                grant: grant.clone(),
+                at: chrono::Utc::now().timestamp(),
+                kind,
+            })
+            .await;
     }
 
     /// Our issuer and resource.
@@ -628,7 +630,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V
         {
             Redemption::Issued(pair) => {
                 tracing::info!(client = %client.id, grant = %binding.grant, "code redeemed");
-                self.record(&binding.grant, AuditKind::Connected);
+                self.record(&binding.grant, AuditKind::Connected).await;
                 Ok(pair)
             }
             Redemption::Revoked => {

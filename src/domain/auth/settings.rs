@@ -239,13 +239,15 @@ impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore>
             .set_capabilities(grant, capabilities)
             .await
             .map_err(VaultError::from)?;
-        self.audit_log().spawn_record(AuditEvent {
-            grant: grant.clone(),
-            at: chrono::Utc::now().timestamp(),
-            kind: AuditKind::PolicyChanged {
-                capabilities: names,
-            },
-        });
+        self.audit_log()
+            .record(AuditEvent {
+                grant: grant.clone(),
+                at: chrono::Utc::now().timestamp(),
+                kind: AuditKind::PolicyChanged {
+                    capabilities: names,
+                },
+            })
+            .await;
         tracing::info!(grant = %grant, "capabilities changed in settings");
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Refreshing a grant's upstream token: single-flight per grant, double-checked against what is
-//! stored, durably re-sealed before anyone uses it. Upstream refresh tokens may be single use
+//! stored, durably re-sealed before anyone uses it (transient failures are retried by the
+//! upstream adapter). Upstream refresh tokens may be single use
 //! (Fastmail revokes the grant on reuse), so two refreshes of one grant must never race.
 
 use std::{
@@ -38,18 +39,29 @@ pub struct UpstreamRefresher<V, U> {
     locks: Mutex<HashMap<GrantId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Whether a grant's upstream access token is at or near its end.
+/// The one rule for when an upstream access token is renewed, for client grants and the
+/// notifier alike: at most [`REFRESH_AHEAD_SECS`] before it expires, or a quarter of its
+/// lifetime if that is shorter; never without an expiry or a refresh token to renew with.
 #[must_use]
-pub fn needs_refresh(opened: &OpenedGrant, now: i64) -> bool {
-    let Some(expires_at) = opened.upstream_expires_at else {
+pub fn due(expires_at: Option<i64>, issued_at: Option<i64>, refreshable: bool, now: i64) -> bool {
+    let Some(expires_at) = expires_at else {
         return false;
     };
-    let ahead = opened
-        .upstream_issued_at
-        .map_or(REFRESH_AHEAD_SECS, |issued| {
-            REFRESH_AHEAD_SECS.min((expires_at - issued) / 4)
-        });
-    opened.upstream_refresh.is_some() && expires_at - ahead <= now
+    let ahead = issued_at.map_or(REFRESH_AHEAD_SECS, |issued| {
+        REFRESH_AHEAD_SECS.min((expires_at - issued) / 4)
+    });
+    refreshable && expires_at - ahead <= now
+}
+
+/// Whether a grant's upstream access token is at or near its end ([`due`]).
+#[must_use]
+pub fn needs_refresh(opened: &OpenedGrant, now: i64) -> bool {
+    due(
+        opened.upstream_expires_at,
+        opened.upstream_issued_at,
+        opened.upstream_refresh.is_some(),
+        now,
+    )
 }
 
 impl<V: TokenVault, U: UpstreamAuth> UpstreamRefresher<V, U> {
@@ -93,7 +105,7 @@ impl<V: TokenVault, U: UpstreamAuth> UpstreamRefresher<V, U> {
         let Some(refresh) = current.upstream_refresh else {
             return Err(RefreshError::NotRefreshable);
         };
-        match self.refresh_with_retries(&refresh.token).await {
+        match self.upstream.refresh(&refresh.token).await {
             Ok(tokens) => {
                 let tokens = UpstreamTokens {
                     refresh: tokens.refresh.or(Some(refresh.token)),
@@ -118,32 +130,7 @@ impl<V: TokenVault, U: UpstreamAuth> UpstreamRefresher<V, U> {
             Err(e) => Err(RefreshError::Unavailable(e.to_string())),
         }
     }
-
-    /// Transient failures get a few jittered retries; `invalid_grant` and configuration errors
-    /// are final at once.
-    async fn refresh_with_retries(
-        &self,
-        refresh: &crate::domain::secret::SecretString,
-    ) -> Result<UpstreamTokens, UpstreamAuthError> {
-        let mut delay_ms = RETRY_BASE_MS;
-        for _ in 1..RETRY_ATTEMPTS {
-            match self.upstream.refresh(refresh).await {
-                Err(UpstreamAuthError::Unavailable(why)) => {
-                    tracing::warn!(reason = %why, "upstream refresh failed; retrying");
-                    let jitter = rand::random_range(0..=delay_ms / 2);
-                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms + jitter)).await;
-                    delay_ms *= 2;
-                }
-                other => return other,
-            }
-        }
-        self.upstream.refresh(refresh).await
-    }
 }
-
-/// Upstream refresh attempts in all, for transient failures.
-pub const RETRY_ATTEMPTS: u32 = 3;
-const RETRY_BASE_MS: u64 = 250;
 
 #[cfg(test)]
 mod tests {
@@ -257,7 +244,7 @@ mod tests {
         let mut upstream = MockUpstreamAuth::new();
         upstream
             .expect_refresh()
-            .times(usize::try_from(RETRY_ATTEMPTS).unwrap())
+            .times(1)
             .returning(|_| Box::pin(async { Err(UpstreamAuthError::Unavailable("503".into())) }));
         let mut vault = vault_with("a1", Arc::default());
         vault.expect_remove_grant().never();

@@ -1,8 +1,6 @@
 //! The audit log: what each grant did or had done to it, appended and read through one port
 //! (docs/storage-schema.md `audit_v1`).
 
-use std::sync::Arc;
-
 use crate::domain::grant::GrantId;
 
 use super::BoxFuture;
@@ -83,9 +81,8 @@ pub enum AuditError {
 #[trait_variant::make(Send)]
 #[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
 pub trait AuditLog: Sync + 'static {
-    /// Records an event. Recording never fails the operation it records: a lost event is
-    /// logged by the store, and callers that must not wait use `spawn_record` on an
-    /// `Arc<dyn DynAuditLog>`.
+    /// Records an event. Recording never fails the operation it records, nor makes it wait:
+    /// the store writes on its own time and logs an event it lost.
     async fn record(&self, event: AuditEvent);
 
     /// A grant's most recent events, newest first (in the order they were recorded).
@@ -118,15 +115,6 @@ impl<T: AuditLog> DynAuditLog for T {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<AuditEvent>, AuditError>> {
         Box::pin(AuditLog::events(self, grant, limit))
-    }
-}
-
-impl dyn DynAuditLog {
-    /// Records `event` without making the caller wait for the write (as an answer to a client
-    /// never waits on the log); must run inside a tokio runtime.
-    pub fn spawn_record(self: &Arc<Self>, event: AuditEvent) {
-        let log = Arc::clone(self);
-        tokio::spawn(async move { log.record(event).await });
     }
 }
 

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 
 use super::push_wake::{Opened, PushPatience, keep_open};
 use crate::domain::{
+    auth::upstream_refresh::due,
     grant::{Capability, GrantId, UpstreamCredential},
     notify::{
         arrival,
@@ -35,9 +36,6 @@ use crate::domain::{
         UpstreamAuthError, UpstreamTokens,
     },
 };
-
-/// Renew the notifier's access token this long before it expires.
-const RENEW_AHEAD_SECS: i64 = 120;
 
 /// How the notifier runs.
 #[derive(Debug, Clone)]
@@ -377,10 +375,12 @@ where
             .await
             .map_err(|e| LookError::Store(e.to_string()))?
             .ok_or(LookError::NoGrant)?;
-        let now = Utc::now().timestamp();
-        let expiring = tokens
-            .expires_at
-            .is_some_and(|t| t - RENEW_AHEAD_SECS <= now);
+        let expiring = due(
+            tokens.expires_at,
+            tokens.issued_at,
+            tokens.refresh.is_some(),
+            Utc::now().timestamp(),
+        );
         let Some(refresh) = tokens.refresh.clone().filter(|_| force || expiring) else {
             return Ok(UpstreamCredential::Bearer(tokens.access));
         };

@@ -537,15 +537,16 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         if approve && self.policy.review_only(&caller.grant).await? {
             return Err(SendRefusal::ApprovalUsed.into());
         }
-        let approvals = Arc::clone(self.approvals()?);
-        let (id, grant) = (id.clone(), caller.grant.clone());
-        // Its own task, so that a caller giving up midway never leaves a decision half made.
-        let decided = tokio::spawn(async move {
+        let approvals = self.approvals()?;
+        let grant = &caller.grant;
+        // A caller must not give up midway (a decision half made): the inbound adapter runs
+        // this as a task of its own.
+        let decided = async {
             let s = approvals.as_ref();
             let record = s
-                .get(&id)
+                .get(id)
                 .await?
-                .filter(|r| r.grant == grant)
+                .filter(|r| &r.grant == grant)
                 .ok_or(ApprovalError::Conflict)?;
             match record.typed() {
                 Typed::Pending(p) if approve => p.approve(s, now()).await.map(drop),
@@ -563,11 +564,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 }
                 _ => Err(ApprovalError::Conflict),
             }
-        });
-        decided
-            .await
-            .unwrap_or_else(|e| Err(ApprovalError::Unexpected(format!("approval task: {e}"))))
-            .map_err(approval_error)
+        };
+        decided.await.map_err(approval_error)
     }
 
     /// `cancel_send`: cancels a held submission; its email is a draft in Drafts again.

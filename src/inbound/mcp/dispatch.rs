@@ -101,15 +101,17 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             Ok(Reply::InputRequired(_)) => ("needs_approval", None),
             Err(f) => (f.outcome(), None),
         };
-        self.audit.spawn_record(AuditEvent {
-            grant: caller.grant.clone(),
-            at: chrono::Utc::now().timestamp(),
-            kind: AuditKind::ToolCall {
-                tool: name.clone(),
-                outcome: audited.to_owned(),
-                count,
-            },
-        });
+        self.audit
+            .record(AuditEvent {
+                grant: caller.grant.clone(),
+                at: chrono::Utc::now().timestamp(),
+                kind: AuditKind::ToolCall {
+                    tool: name.clone(),
+                    outcome: audited.to_owned(),
+                    count,
+                },
+            })
+            .await;
         let result = match outcome {
             Ok(Reply::InputRequired(asked)) => {
                 tracing::info!(tool = %name, grant = %caller.grant, outcome = "input_required", elapsed_us, "tool call");

@@ -157,17 +157,26 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
         approval: &ApprovalId,
         accepted: bool,
     ) -> Result<(), ToolFailure> {
-        self.service
-            .decide_by_client(caller, approval, accepted)
-            .await?;
-        self.audit.spawn_record(AuditEvent {
-            grant: caller.grant.clone(),
-            at: chrono::Utc::now().timestamp(),
-            kind: AuditKind::SendDecision {
-                decision: if accepted { "approved" } else { "declined" }.into(),
-                via: "client_dialog".into(),
-            },
-        });
+        // A task of its own, so that a client hanging up midway never leaves a decision half
+        // made.
+        let (service, who, id) = (
+            std::sync::Arc::clone(&self.service),
+            caller.clone(),
+            approval.clone(),
+        );
+        tokio::spawn(async move { service.decide_by_client(&who, &id, accepted).await })
+            .await
+            .map_err(|e| ToolFailure::Internal(format!("the decision's task: {e}")))??;
+        self.audit
+            .record(AuditEvent {
+                grant: caller.grant.clone(),
+                at: chrono::Utc::now().timestamp(),
+                kind: AuditKind::SendDecision {
+                    decision: if accepted { "approved" } else { "declined" }.into(),
+                    via: "client_dialog".into(),
+                },
+            })
+            .await;
         if accepted {
             Ok(())
         } else {
