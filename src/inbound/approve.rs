@@ -210,16 +210,17 @@ Sign in with your mail provider to see it and decide.</p><div id=\"review\" data
         match approval::decide(self.approvals.as_ref(), &id, &account, approve, now).await {
             Ok(record) => {
                 let decision = if approve { "approved" } else { "declined" };
-                self.audit
-                    .record(AuditEvent {
+                crate::inbound::record_in_background(
+                    &self.audit,
+                    AuditEvent {
                         grant: record.grant.clone(),
                         at: now,
                         kind: AuditKind::SendDecision {
                             decision: decision.into(),
                             via: "review_page".into(),
                         },
-                    })
-                    .await;
+                    },
+                );
                 let outcome = if approve {
                     "<h1>Approved</h1><p id=\"outcome\">Approved. Tell your assistant you approved it: it sends the email on its next try. \
 If the draft changes before then, it won't be sent.</p>"

@@ -81,8 +81,9 @@ pub enum AuditError {
 #[trait_variant::make(Send)]
 #[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
 pub trait AuditLog: Sync + 'static {
-    /// Records an event. Recording never fails the operation it records, nor makes it wait:
-    /// the store writes on its own time and logs an event it lost.
+    /// Records an event, durably once it returns. Recording never fails the operation it
+    /// records: the store logs an event it lost. An adapter that must not make a client wait
+    /// for it records from a task of its own.
     async fn record(&self, event: AuditEvent);
 
     /// A grant's most recent events, newest first (in the order they were recorded).

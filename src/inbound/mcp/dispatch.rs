@@ -101,8 +101,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
             Ok(Reply::InputRequired(_)) => ("needs_approval", None),
             Err(f) => (f.outcome(), None),
         };
-        self.audit
-            .record(AuditEvent {
+        crate::inbound::record_in_background(
+            &self.audit,
+            AuditEvent {
                 grant: caller.grant.clone(),
                 at: chrono::Utc::now().timestamp(),
                 kind: AuditKind::ToolCall {
@@ -110,8 +111,8 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                     outcome: audited.to_owned(),
                     count,
                 },
-            })
-            .await;
+            },
+        );
         let result = match outcome {
             Ok(Reply::InputRequired(asked)) => {
                 tracing::info!(tool = %name, grant = %caller.grant, outcome = "input_required", elapsed_us, "tool call");

@@ -167,16 +167,17 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
         tokio::spawn(async move { service.decide_by_client(&who, &id, accepted).await })
             .await
             .map_err(|e| ToolFailure::Internal(format!("the decision's task: {e}")))??;
-        self.audit
-            .record(AuditEvent {
+        crate::inbound::record_in_background(
+            &self.audit,
+            AuditEvent {
                 grant: caller.grant.clone(),
                 at: chrono::Utc::now().timestamp(),
                 kind: AuditKind::SendDecision {
                     decision: if accepted { "approved" } else { "declined" }.into(),
                     via: "client_dialog".into(),
                 },
-            })
-            .await;
+            },
+        );
         if accepted {
             Ok(())
         } else {
