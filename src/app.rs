@@ -22,11 +22,10 @@ use crate::{
             ClientStore as _, DynAuditLog, DynBackgroundStore, DynNotifierKeyring, SweepRules,
             Sweeper as _,
         },
-        service::{
-            BackgroundSetup, MailService, Notifier, NotifierSettings, ServiceLimits, WatchTuning,
-        },
+        service::{BackgroundSetup, MailService, Notifier, NotifierSettings, ServiceLimits},
     },
     inbound::{
+        background_work::{NotifierRunner, WatchTuning},
         http::{self, Surfaces},
         listener::NoDelayAcceptor,
         mcp::{McpHandler, ToolListWatchers},
@@ -221,14 +220,15 @@ fn background_delivery(
             schedule: RetrySchedule::standard(),
         },
     ));
-    tokio::spawn(Arc::clone(&notifier).run());
+    let runner = Arc::new(NotifierRunner::new(notifier));
+    tokio::spawn(Arc::clone(&runner).run());
     tracing::info!("background notifications offered");
     Ok((
         Arc::new(BackgroundSetup::new(
             upstream,
             mail,
             Arc::clone(&store),
-            notifier,
+            runner,
         )),
         store,
     ))

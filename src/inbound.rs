@@ -1,6 +1,7 @@
 //! Driving adapters: the HTTP surface (poem) and the MCP endpoint (rmcp) mounted in it.
 
 pub mod approve;
+pub mod background_work;
 mod browser;
 mod html;
 pub mod http;

@@ -7,15 +7,12 @@ use std::{future::Future, pin::Pin, sync::Arc};
 mod background;
 mod new_mail;
 mod notifier;
-mod push_wake;
 mod sending;
-mod watch;
 
 pub use self::background::{BackgroundSetup, TurnOn};
 pub use self::new_mail::{Look, NewMail, NewMailRequest, Sifted, Suppressed};
-pub use self::notifier::{Notifier, NotifierSettings};
+pub use self::notifier::{LookError, Notifier, NotifierSettings, PushOpening, Round};
 pub use self::sending::{ApprovalAsk, DraftView, SendOutcome, SendRefusal, SendSettings};
-pub use self::watch::{NewMailWatchers, Subscription, WatchTuning};
 use super::{
     auth::upstream_refresh::{RefreshError, UpstreamRefresher, needs_refresh},
     body::{self, BodyPage},

@@ -35,10 +35,11 @@ use rmcp::{
 
 pub use self::subscriptions::ToolListWatchers;
 use self::{contract::CATALOG, subscriptions::LegacyWatchers};
+use super::background_work::{NewMailWatchers, WatchTuning};
 use crate::domain::{
     grant::Caller,
     ports::{DynAuditLog, DynBackgroundStore, MailStore, Policy, TokenVault},
-    service::{MailService, NewMailWatchers, WatchTuning},
+    service::MailService,
 };
 
 /// What the model reads first; the first 512 characters must stand alone (Codex, ChatGPT).

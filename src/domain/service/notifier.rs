@@ -7,22 +7,25 @@
 //! account a cursor (stored, so a restart resumes where the last look left off), and in memory
 //! per connection a rate cap and the headers held for the digest at the end of quiet hours
 //! (lost on a restart: held arrivals then go untold, a loss we accept over storing headers).
+//!
+//! It decides; it does not run. The rounds, the push channels and the deliveries' tasks and
+//! waits are the background-work adapter's (`inbound::background_work`).
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    sync::{Arc, PoisonError, atomic::AtomicBool},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    future::Future,
+    sync::Arc,
     time::Duration,
 };
 
 use chrono::{DateTime, Utc};
 
-use super::push_wake::{Opened, PushPatience, keep_open};
 use crate::domain::{
     auth::upstream_refresh::due,
     grant::{Capability, GrantId, UpstreamCredential},
     notify::{
         arrival,
-        background::{Background, LastDelivery, NotifierControl, NotifierMailbox},
+        background::{Background, LastDelivery, NotifierMailbox},
         cursor::NewMailCursor,
         delivery::{
             Arrival, AttemptOutcome, Deliverer, DeliveryError, DeliveryOutcome, Destination,
@@ -32,7 +35,7 @@ use crate::domain::{
         settings::NotifySettings,
     },
     ports::{
-        DynBackgroundStore, DynNotifierKeyring, MailStoreError, Policy, UpstreamAuth,
+        DynBackgroundStore, DynNotifierKeyring, MailStoreError, Policy, PushChannel, UpstreamAuth,
         UpstreamAuthError, UpstreamTokens,
     },
 };
@@ -49,9 +52,6 @@ pub struct NotifierSettings {
     /// The retries of one delivery.
     pub schedule: RetrySchedule,
 }
-
-/// How long a wake waits for the rest of a burst.
-const SETTLE: Duration = Duration::from_millis(300);
 
 /// One connection's pacing.
 #[derive(Debug)]
@@ -100,11 +100,6 @@ pub struct Notifier<N, U, P, D> {
     store: Arc<dyn DynBackgroundStore>,
     settings: NotifierSettings,
     accounts: tokio::sync::Mutex<HashMap<String, AccountState>>,
-    wake: tokio::sync::Notify,
-    /// Accounts whose push channel woke us, or `None` inside for "all" (settings changed).
-    woken: std::sync::Mutex<Option<HashSet<String>>>,
-    /// One push task per account.
-    pushes: std::sync::Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// One refresh at a time: a rotated refresh token used twice ends the grant.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -117,9 +112,31 @@ impl<N, U, P, D> std::fmt::Debug for Notifier<N, U, P, D> {
     }
 }
 
-/// Why a look at one account failed.
+/// What one round found.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// The notices to deliver, each to a connection's destination.
+    pub notices: Vec<(GrantId, Notice)>,
+    /// Accounts whose server had more changes than one look reads: look again at once.
+    pub again: HashSet<String>,
+    /// On a round over every account: the accounts delivering in the background now.
+    pub accounts: Option<BTreeSet<String>>,
+}
+
+/// What opening an account's push channel came to.
+#[derive(Debug)]
+pub enum PushOpening {
+    /// The channel.
+    Channel(PushChannel),
+    /// The server offers no push.
+    NotOffered,
+    /// The account has no notifier grant (any more).
+    NoGrant,
+}
+
+/// Why the notifier could not look at, or reach, one account.
 #[derive(Debug, thiserror::Error)]
-enum LookError {
+pub enum LookError {
     #[error("no notifier grant")]
     NoGrant,
     #[error("the notifier grant ended at the provider")]
@@ -160,60 +177,20 @@ where
             store,
             settings,
             accounts: tokio::sync::Mutex::new(HashMap::new()),
-            wake: tokio::sync::Notify::new(),
-            woken: std::sync::Mutex::new(Some(HashSet::new())),
-            pushes: std::sync::Mutex::new(HashMap::new()),
             refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Looks at every account with background delivery on, every poll interval, and at an
-    /// account as soon as its push channel says something changed.
-    pub async fn run(self: Arc<Self>) {
-        let mut woken = None;
-        // The next look at every account comes on time however often pushes wake some.
-        let mut next_full = tokio::time::Instant::now();
-        loop {
-            if woken.is_none() {
-                let base = self.settings.poll;
-                let tenth = u64::try_from(base.as_millis() / 10).unwrap_or(u64::MAX);
-                next_full = tokio::time::Instant::now()
-                    + base
-                    + Duration::from_millis(rand::random_range(0..=tenth));
-            }
-            self.look_all(woken.as_ref()).await;
-            woken = tokio::select! {
-                () = self.wake.notified() => {
-                    // The rest of a burst joins this wake.
-                    tokio::time::sleep(SETTLE).await;
-                    self.take_woken()
-                }
-                () = tokio::time::sleep_until(next_full) => None,
-            };
-        }
+    /// How it was set up.
+    #[must_use]
+    pub fn settings(&self) -> &NotifierSettings {
+        &self.settings
     }
 
-    /// The accounts woken since the last look (`None`: all of them).
-    fn take_woken(&self) -> Option<HashSet<String>> {
-        let mut woken = self.woken.lock().unwrap_or_else(PoisonError::into_inner);
-        woken.replace(HashSet::new())
-    }
-
-    fn woken_by(&self, account: Option<&str>) {
-        let mut woken = self.woken.lock().unwrap_or_else(PoisonError::into_inner);
-        match (account, woken.as_mut()) {
-            (Some(account), Some(set)) => {
-                set.insert(account.to_owned());
-            }
-            (None, _) => *woken = None,
-            (Some(_), None) => {}
-        }
-        drop(woken);
-        self.wake.notify_one();
-    }
-
-    /// One look at every account with background delivery on (`only`: at these).
-    pub async fn look_all(self: &Arc<Self>, only: Option<&HashSet<String>>) {
+    /// One look at every account with background delivery on (`only`: at these); what it
+    /// found is the caller's to deliver.
+    pub async fn look_all(&self, only: Option<&HashSet<String>>) -> Round {
+        let mut round = Round::default();
         if only.is_none() {
             // Destinations of connections that ended without the settings page knowing.
             match self.store.remove_orphans().await {
@@ -226,7 +203,7 @@ where
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "background list failed");
-                return;
+                return round;
             }
         };
         let mut by_account: BTreeMap<String, Vec<Background>> = BTreeMap::new();
@@ -235,12 +212,13 @@ where
         }
         if only.is_none() {
             self.tidy(&by_account).await;
+            round.accounts = Some(by_account.keys().cloned().collect());
         }
         for (account, grants) in by_account {
             if only.is_some_and(|o| !o.contains(&account)) {
                 continue;
             }
-            match self.look(&account, &grants).await {
+            match self.look(&account, &grants, &mut round).await {
                 Ok(()) => {}
                 Err(LookError::Ended) => {
                     tracing::info!("a notifier grant ended at the provider; turning it off");
@@ -249,31 +227,17 @@ where
                 Err(e) => tracing::info!(error = %e, "background look failed"),
             }
         }
+        round
     }
 
-    /// Matches the push tasks and cursors to the accounts delivering in the background, and
-    /// ends notifier grants no connection uses any more (its last one ended some other way
-    /// than the settings page).
-    async fn tidy(self: &Arc<Self>, by_account: &BTreeMap<String, Vec<Background>>) {
+    /// Matches the cursors to the accounts delivering in the background, and ends notifier
+    /// grants no connection uses any more (its last one ended some other way than the
+    /// settings page).
+    async fn tidy(&self, by_account: &BTreeMap<String, Vec<Background>>) {
         self.accounts
             .lock()
             .await
             .retain(|account, _| by_account.contains_key(account));
-        {
-            let mut pushes = self.pushes.lock().unwrap_or_else(PoisonError::into_inner);
-            pushes.retain(|account, task| {
-                let keep = by_account.contains_key(account);
-                if !keep {
-                    task.abort();
-                }
-                keep
-            });
-            for account in by_account.keys() {
-                if !pushes.contains_key(account) {
-                    pushes.insert(account.clone(), self.spawn_push(account.clone()));
-                }
-            }
-        }
         let unused = self
             .keyring
             .notifier_accounts()
@@ -288,40 +252,26 @@ where
         }
     }
 
-    /// Keeps `account`'s push channel open, waking the look at that account.
-    fn spawn_push(self: &Arc<Self>, account: String) -> tokio::task::AbortHandle {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let live = AtomicBool::new(false);
-            let patience = PushPatience {
-                ping: this.settings.ping,
-                idle: this.settings.poll,
-                retry: this.settings.push_retry,
+    /// Opens `account`'s push channel with its notifier grant, renewed once if the server
+    /// refuses it.
+    ///
+    /// # Errors
+    /// [`LookError`].
+    pub async fn open_push(&self, account: &str) -> Result<PushOpening, LookError> {
+        let mut force = false;
+        loop {
+            let cred = match self.credential(account, force).await {
+                Ok(cred) => cred,
+                Err(LookError::NoGrant) => return Ok(PushOpening::NoGrant),
+                Err(e) => return Err(e),
             };
-            let open = || async {
-                let mut force = false;
-                loop {
-                    let cred = match this.credential(&account, force).await {
-                        Ok(cred) => cred,
-                        Err(LookError::NoGrant) => return Opened::NoCredential,
-                        Err(e) => {
-                            return Opened::Failed {
-                                why: e.to_string(),
-                                wait: None,
-                            };
-                        }
-                    };
-                    match this.mail.open_push(&cred, this.settings.ping).await {
-                        Ok(Some(channel)) => return Opened::Channel(channel),
-                        Ok(None) => return Opened::NotOffered,
-                        Err(MailStoreError::Unauthorized) if !force => force = true,
-                        Err(e) => return Opened::failed(&e),
-                    }
-                }
-            };
-            keep_open(open, patience, &live, || this.woken_by(Some(&account))).await;
-        })
-        .abort_handle()
+            match self.mail.open_push(&cred, self.settings.ping).await {
+                Ok(Some(channel)) => return Ok(PushOpening::Channel(channel)),
+                Ok(None) => return Ok(PushOpening::NotOffered),
+                Err(MailStoreError::Unauthorized) if !force => force = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The person revoked the notifier at the provider: its record and destinations go.
@@ -401,7 +351,12 @@ where
         }
     }
 
-    async fn look(self: &Arc<Self>, account: &str, grants: &[Background]) -> Result<(), LookError> {
+    async fn look(
+        &self,
+        account: &str,
+        grants: &[Background],
+        round: &mut Round,
+    ) -> Result<(), LookError> {
         let mut accounts = self.accounts.lock().await;
         let state = accounts.entry(account.to_owned()).or_default();
         if state.cursor.is_none() {
@@ -446,7 +401,7 @@ where
         }
         state.cursor = Some(cursor);
         if feed.more {
-            self.woken_by(Some(account));
+            round.again.insert(account.to_owned());
         }
         for b in grants {
             let pacing = state.pacing.entry(b.grant.clone()).or_default();
@@ -479,7 +434,7 @@ where
                 })
                 .collect();
             if let Some(notice) = notice(&rules, pacing, &mine, now) {
-                self.deliver(b.grant.clone(), notice);
+                round.notices.push((b.grant.clone(), notice));
             }
         }
         Ok(())
@@ -501,11 +456,16 @@ where
         self.policy.notify_settings(grant).await.map(Some)
     }
 
-    /// Delivers in the background (a slow destination holds up nobody) and records the
-    /// outcome for the settings page.
-    fn deliver(self: &Arc<Self>, grant: GrantId, notice: Notice) {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
+    /// Delivers `notice` to `grant`'s destination with the retry schedule, waiting between
+    /// attempts with `sleep` (for hours: the caller runs this apart from everything else),
+    /// and records the outcome for the settings page.
+    pub async fn deliver<S, F>(&self, grant: GrantId, notice: Notice, sleep: S)
+    where
+        S: Fn(Duration) -> F,
+        F: Future<Output = ()>,
+    {
+        let this = self;
+        {
             let destination = match this.keyring.open_destination(&grant).await {
                 Ok(Some(d)) => d,
                 Ok(None) => return,
@@ -524,7 +484,7 @@ where
                 &destination,
                 &notice,
                 &this.settings.schedule,
-                tokio::time::sleep,
+                sleep,
             )
             .await;
             let attempts = match report.attempts {
@@ -545,7 +505,7 @@ where
             if let Err(e) = this.store.record_delivery(&grant, &last).await {
                 tracing::warn!(error = %e, "delivery record failed");
             }
-        });
+        }
     }
 }
 
@@ -650,25 +610,6 @@ fn notice(
         arrivals: listed,
         digest,
     })
-}
-
-impl<N, U, P, D> NotifierControl for Notifier<N, U, P, D>
-where
-    N: NotifierMailbox,
-    U: UpstreamAuth,
-    P: Policy,
-    D: Deliverer,
-{
-    fn turn_off<'a>(
-        &'a self,
-        account: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
-        Box::pin(async move { self.end_unused(account).await.map(|_| ()) })
-    }
-
-    fn wake(&self) {
-        self.woken_by(None);
-    }
 }
 
 #[cfg(test)]

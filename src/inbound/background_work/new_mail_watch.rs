@@ -18,14 +18,12 @@ use std::{
 use chrono::Utc;
 use tokio::{sync::mpsc, task::AbortHandle};
 
-use super::{
-    MailService, ServiceError,
-    push_wake::{Opened, PushPatience, keep_open},
-};
+use super::push_wake::{Opened, PushPatience, keep_open};
 use crate::domain::{
     grant::{Caller, Capability},
     notify::{cadence, cursor::NewMailCursor, rules::Announcer},
     ports::{MailStore, Policy, TokenVault},
+    service::{Look, MailService, ServiceError},
 };
 
 /// How often and how patiently an account is watched.
@@ -349,7 +347,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
     }
 
     /// Applies each listener's rules to the arrivals and records what it owes its stream.
-    async fn sift_for_each(&self, watch: &AccountWatch, look: &super::Look) {
+    async fn sift_for_each(&self, watch: &AccountWatch, look: &Look) {
         let now = Utc::now();
         let callers: Vec<(u64, Caller)> = watch
             .listeners()
