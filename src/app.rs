@@ -163,7 +163,9 @@ fn background_delivery(
     mail: Arc<JmapMailStore>,
     redirect_uri: url::Url,
 ) -> Result<(BackgroundSide, Arc<dyn DynBackgroundStore>), StartError> {
-    let key = match NotifierKey::load(&bg.key_file).map_err(StartError::Adapter)? {
+    let key = match NotifierKey::load(&bg.key_file)
+        .map_err(|e| StartError::Adapter(e.to_string()))?
+    {
         Some(key) => key,
         None => {
             // A new key would never open grants sealed to the old one (a failed mount?).
@@ -176,7 +178,7 @@ fn background_delivery(
                     bg.key_file.display()
                 )));
             }
-            NotifierKey::create(&bg.key_file).map_err(StartError::Adapter)?
+            NotifierKey::create(&bg.key_file).map_err(|e| StartError::Adapter(e.to_string()))?
         }
     };
     let store: Arc<dyn DynBackgroundStore> =

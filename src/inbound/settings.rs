@@ -506,7 +506,7 @@ mailbox, choose what each may do, and disconnect them.</p>\
                     && let Some(setup) = &self.background
                     && let Err(why) = setup.turn_off(&grant).await
                 {
-                    return error_page(StatusCode::BAD_GATEWAY, &why);
+                    return error_page(StatusCode::BAD_GATEWAY, &why.to_string());
                 }
                 see_other("/settings?done=saved")
             }

@@ -66,6 +66,19 @@ pub trait NotifierMailbox: Sync + 'static {
     ) -> Result<Option<PushChannel>, MailStoreError>;
 }
 
+/// Why a notifier grant could not be ended cleanly; the text is a sentence for the person.
+#[derive(Debug, thiserror::Error)]
+pub enum TurnOffError {
+    /// Its record could not be read or deleted.
+    #[error("{0}")]
+    Store(#[from] crate::domain::ports::BackgroundError),
+    /// Deleted here, but the provider did not confirm revoking it.
+    #[error(
+        "the notifier's access was deleted here, but the mail provider did not confirm revoking it ({0}); revoke \"mailconnect notifier\" in its security settings"
+    )]
+    NotRevoked(crate::domain::ports::UpstreamAuthError),
+}
+
 /// What the front end may ask of the notifier, which holds the key: it never gets the key.
 pub trait NotifierControl: Send + Sync {
     /// Ends a person's notifier grant if no connection of theirs delivers through it any more:
@@ -73,7 +86,7 @@ pub trait NotifierControl: Send + Sync {
     fn turn_off<'a>(
         &'a self,
         account: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TurnOffError>> + Send + 'a>>;
 
     /// Settings changed: look again soon.
     fn wake(&self);

@@ -22,10 +22,13 @@ use crate::domain::{
     },
     grant::{GrantId, UpstreamCredential},
     notify::{
-        background::{Background, NotifierControl},
+        background::{Background, NotifierControl, TurnOffError},
         delivery::Destination,
     },
-    ports::{DynBackgroundStore, MailStore, UpstreamAuth},
+    ports::{
+        BackgroundError, DynBackgroundStore, MailStore, MailStoreError, UpstreamAuth,
+        UpstreamAuthError,
+    },
     secret::SecretString,
 };
 
@@ -45,6 +48,40 @@ pub enum TurnOn {
     Done,
     /// First approve the notifier at the provider: send the browser here.
     Consent(String),
+}
+
+/// Why turning background delivery on or off failed; the text is a sentence for the person.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// No such consent for this browser, too many pending, or it expired.
+    #[error("{0}")]
+    Pending(#[from] PendingError),
+    /// The answer names another authorization server (mix-up, RFC 9207).
+    #[error("the answer came from an unexpected server")]
+    WrongIssuer,
+    /// The provider sent no code back.
+    #[error("the mail provider did not approve the notifier")]
+    NotApproved,
+    /// The provider's sign-in could not be started.
+    #[error("the mail provider's sign-in is unavailable: {0}")]
+    SignInUnavailable(UpstreamAuthError),
+    /// The provider refused the code or could not be reached.
+    #[error("{0}")]
+    Upstream(#[from] UpstreamAuthError),
+    /// The new grant could not read the mailbox.
+    #[error("the mailbox could not be read: {0}")]
+    Mailbox(MailStoreError),
+    /// The person approved the notifier for another mailbox.
+    #[error(
+        "you approved the notifier for a different mailbox than the one signed in to settings; nothing was turned on"
+    )]
+    OtherMailbox,
+    /// The background records failed.
+    #[error("{0}")]
+    Store(#[from] BackgroundError),
+    /// Ending the notifier grant did not go cleanly.
+    #[error("{0}")]
+    TurnOff(#[from] TurnOffError),
 }
 
 /// The settings page's side of background delivery.
@@ -91,21 +128,20 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
     /// the caller checked the grant is theirs and may hear about new mail).
     ///
     /// # Errors
-    /// A sentence for the person.
+    /// [`SetupError`].
     pub async fn turn_on(
         &self,
         account: &str,
         grant: &GrantId,
         destination: Destination,
         browser: &str,
-    ) -> Result<TurnOn, String> {
+    ) -> Result<TurnOn, SetupError> {
         // With the notifier grant checked in the same transaction: the notifier may be ending
         // one no destination uses right now.
         if self
             .store
             .seal_destination_if_notifier(grant, account, &destination)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
         {
             self.control.wake();
             tracing::info!(grant = %grant, kind = destination.kind(), "background delivery on");
@@ -127,41 +163,36 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
                 csrf: [0; 32],
                 until: Instant::now() + PENDING_TTL,
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let url = self
             .upstream
             .authorization_url(&state, &pkce.challenge)
             .await
-            .map_err(|e| format!("the mail provider's sign-in is unavailable: {e}"))?;
+            .map_err(SetupError::SignInUnavailable)?;
         Ok(TurnOn::Consent(url))
     }
 
     /// Finishes a notifier consent, if `state` names one (`Ok(None)`: not ours).
     ///
     /// # Errors
-    /// A sentence for the person: a refused or failed consent, another mailbox.
+    /// [`SetupError`]: a refused or failed consent, another mailbox.
     pub async fn finish(
         &self,
         state: &str,
         browser: &str,
         code: Option<&str>,
         iss: Option<&str>,
-    ) -> Result<Option<GrantId>, String> {
+    ) -> Result<Option<GrantId>, SetupError> {
         let consent = match take(&self.pending, &digest(state), browser, None) {
             Ok(c) => c,
             Err(PendingError::Gone) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         if !self.upstream.accepts_issuer(iss.map(str::to_owned)).await {
-            return Err("the answer came from an unexpected server".into());
+            return Err(SetupError::WrongIssuer);
         }
-        let code = code.ok_or("the mail provider did not approve the notifier")?;
-        let tokens = self
-            .upstream
-            .exchange_code(code, &consent.verifier)
-            .await
-            .map_err(|e| e.to_string())?;
+        let code = code.ok_or(SetupError::NotApproved)?;
+        let tokens = self.upstream.exchange_code(code, &consent.verifier).await?;
         if let Err(why) = self.keep(&consent, &tokens).await {
             // A grant we don't keep is revoked, whatever went wrong.
             let token = tokens.refresh.as_ref().unwrap_or(&tokens.access);
@@ -180,8 +211,8 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
     /// connection delivering in the background, the notifier grant is revoked and deleted.
     ///
     /// # Errors
-    /// A sentence for the person.
-    pub async fn connection_ended(&self, account: &str) -> Result<(), String> {
+    /// [`TurnOffError`].
+    pub async fn connection_ended(&self, account: &str) -> Result<(), TurnOffError> {
         self.control.turn_off(account).await
     }
 
@@ -191,46 +222,31 @@ impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
         &self,
         consent: &Consent,
         tokens: &crate::domain::ports::UpstreamTokens,
-    ) -> Result<(), String> {
+    ) -> Result<(), SetupError> {
         let account = self
             .mail
             .account(&UpstreamCredential::Bearer(tokens.access.clone()))
             .await
-            .map_err(|e| format!("the mailbox could not be read: {e}"))?;
+            .map_err(SetupError::Mailbox)?;
         if account_digest(&account.username) != consent.account {
-            return Err(
-                "you approved the notifier for a different mailbox than the one signed in to settings; nothing was turned on"
-                    .into(),
-            );
+            return Err(SetupError::OtherMailbox);
         }
         self.store
             .seal_destination(&consent.grant, &consent.account, &consent.destination)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.store
-            .seal_notifier(&consent.account, tokens)
-            .await
-            .map_err(|e| e.to_string())
+            .await?;
+        Ok(self.store.seal_notifier(&consent.account, tokens).await?)
     }
 
     /// Turns background delivery off for `grant`; with the person's last connection delivering
     /// in the background, the notifier grant is revoked at the provider and deleted.
     ///
     /// # Errors
-    /// A sentence for the person.
-    pub async fn turn_off(&self, grant: &GrantId) -> Result<(), String> {
-        let Some(on) = self
-            .store
-            .background(grant)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
+    /// [`SetupError`].
+    pub async fn turn_off(&self, grant: &GrantId) -> Result<(), SetupError> {
+        let Some(on) = self.store.background(grant).await? else {
             return Ok(());
         };
-        self.store
-            .remove_destination(grant)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.store.remove_destination(grant).await?;
         // Ends the notifier grant only if no other connection of the person uses it.
         self.control.turn_off(&on.account).await?;
         tracing::info!(grant = %grant, "background delivery off");

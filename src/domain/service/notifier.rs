@@ -25,7 +25,7 @@ use crate::domain::{
     grant::{Capability, GrantId, UpstreamCredential},
     notify::{
         arrival,
-        background::{Background, LastDelivery, NotifierMailbox},
+        background::{Background, LastDelivery, NotifierMailbox, TurnOffError},
         cursor::NewMailCursor,
         delivery::{
             Arrival, AttemptOutcome, Deliverer, DeliveryError, DeliveryOutcome, Destination,
@@ -287,25 +287,18 @@ where
     /// no refresh re-seals it meanwhile.
     ///
     /// # Errors
-    /// A sentence when the record can't be read or deleted, or the provider did not confirm
+    /// [`TurnOffError`]: the record can't be read or deleted, or the provider did not confirm
     /// the revocation (the grant is deleted here anyway).
-    pub async fn end_unused(&self, account: &str) -> Result<bool, String> {
+    pub async fn end_unused(&self, account: &str) -> Result<bool, TurnOffError> {
         let _one_at_a_time = self.refreshing.lock().await;
-        let Some(tokens) = self
-            .keyring
-            .take_unused(account)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
+        let Some(tokens) = self.keyring.take_unused(account).await? else {
             return Ok(false);
         };
         self.accounts.lock().await.remove(account);
         let token = tokens.refresh.unwrap_or(tokens.access);
         if let Err(e) = self.upstream.revoke(&token).await {
             tracing::warn!(error = %e, "the provider did not revoke the notifier grant");
-            return Err(format!(
-                "the notifier's access was deleted here, but the mail provider did not confirm revoking it ({e}); revoke \"mailconnect notifier\" in its security settings"
-            ));
+            return Err(TurnOffError::NotRevoked(e));
         }
         tracing::info!("a notifier grant was revoked and deleted");
         Ok(true)

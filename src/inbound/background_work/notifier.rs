@@ -13,7 +13,7 @@ use std::{
 use super::push_wake::{Opened, PushPatience, keep_open};
 use crate::domain::{
     notify::{
-        background::{NotifierControl, NotifierMailbox},
+        background::{NotifierControl, NotifierMailbox, TurnOffError},
         delivery::Deliverer,
     },
     ports::{Policy, UpstreamAuth},
@@ -172,7 +172,8 @@ where
     fn turn_off<'a>(
         &'a self,
         account: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TurnOffError>> + Send + 'a>>
+    {
         Box::pin(async move { self.notifier.end_unused(account).await.map(|_| ()) })
     }
 

@@ -181,7 +181,7 @@ impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore> Sett
                 }
                 resp
             }
-            Err(why) => error_page(StatusCode::SERVICE_UNAVAILABLE, &why),
+            Err(why) => error_page(StatusCode::SERVICE_UNAVAILABLE, &why.to_string()),
         }
     }
 

@@ -20,6 +20,32 @@ impl std::fmt::Debug for NotifierKey {
 #[derive(Debug, Clone)]
 pub struct NotifierSeal(age::x25519::Recipient);
 
+/// Why the notifier key file can't be used; the text names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// It can't be read or created.
+    #[error("{path} can't be {doing}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// "read" or "created".
+        doing: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Others may read it.
+    #[error("{path} may be read by others (mode {mode:o}); make it owner-only (chmod 600)")]
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It holds no age identity.
+    #[error("{0} holds no age identity")]
+    NoKey(String),
+}
+
 impl NotifierKey {
     /// Reads the key at `path`; `None` when there is no file. A key file others may read is
     /// refused.
@@ -27,46 +53,53 @@ impl NotifierKey {
     /// # Errors
     /// A sentence naming the file when it can't be read, is readable by others or holds no
     /// key.
-    pub fn load(path: &Path) -> Result<Option<Self>, String> {
+    pub fn load(path: &Path) -> Result<Option<Self>, KeyFileError> {
+        let io = |doing, source| KeyFileError::Io {
+            path: path.display().to_string(),
+            doing,
+            source,
+        };
         let text = match std::fs::read_to_string(path) {
             Ok(text) => Zeroizing::new(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("{} can't be read: {e}", path.display())),
+            Err(e) => return Err(io("read", e)),
         };
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = std::fs::metadata(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
+                .map_err(|e| io("read", e))?
                 .permissions()
                 .mode();
             if mode & 0o077 != 0 {
-                return Err(format!(
-                    "{} may be read by others (mode {:o}); make it owner-only (chmod 600)",
-                    path.display(),
-                    mode & 0o777
-                ));
+                return Err(KeyFileError::Exposed {
+                    path: path.display().to_string(),
+                    mode: mode & 0o777,
+                });
             }
         }
         text.lines()
             .find(|l| l.starts_with("AGE-SECRET-KEY-"))
             .and_then(|l| l.trim().parse::<age::x25519::Identity>().ok())
             .map(|k| Some(Self(k)))
-            .ok_or_else(|| format!("{} holds no age identity", path.display()))
+            .ok_or_else(|| KeyFileError::NoKey(path.display().to_string()))
     }
 
     /// Creates a key at `path` (owner-only); refuses to replace a file.
     ///
     /// # Errors
     /// A sentence naming the file when it can't be created.
-    pub fn create(path: &Path) -> Result<Self, String> {
+    pub fn create(path: &Path) -> Result<Self, KeyFileError> {
         let identity = age::x25519::Identity::generate();
         let text = Zeroizing::new(format!(
             "# mailconnect notifier key: opens background-notification grants only\n{}\n",
             identity.to_string().expose_secret()
         ));
-        write_private(path, text.as_bytes())
-            .map_err(|e| format!("{} can't be created: {e}", path.display()))?;
+        write_private(path, text.as_bytes()).map_err(|source| KeyFileError::Io {
+            path: path.display().to_string(),
+            doing: "created",
+            source,
+        })?;
         Ok(Self(identity))
     }
 
@@ -76,7 +109,7 @@ impl NotifierKey {
     /// # Errors
     /// See [`NotifierKey::load`] and [`NotifierKey::create`].
     #[cfg(any(test, feature = "test-support"))]
-    pub fn load_or_create(path: &Path) -> Result<Self, String> {
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyFileError> {
         match Self::load(path)? {
             Some(key) => Ok(key),
             None => Self::create(path),
@@ -132,7 +165,7 @@ mod tests {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             let refused = NotifierKey::load(&path).unwrap_err();
-            assert!(refused.contains("read by others"), "{refused}");
+            assert!(refused.to_string().contains("read by others"), "{refused}");
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         std::fs::write(&path, "garbage").unwrap();
