@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, value::RawValue};
+
+use super::session::MethodResponse;
+use crate::domain::ports::MailStoreError;
 
 /// The session resource (RFC 8620 §2).
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +70,7 @@ pub struct MethodErrorWire {
     pub description: Option<String>,
 }
 
+/// The answer of a `/get` (RFC 8620 §5.1).
 #[derive(Debug, Deserialize)]
 pub struct GetResponse<T> {
     #[serde(default = "Vec::new")]
@@ -198,4 +202,93 @@ pub struct ThreadWire {
     pub id: String,
     #[serde(default)]
     pub email_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IdentityWire {
+    pub id: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmissionWire {
+    pub id: String,
+    #[serde(default)]
+    pub email_id: Option<String>,
+    #[serde(default)]
+    pub envelope: Option<EnvelopeWire>,
+    #[serde(default)]
+    pub undo_status: Option<String>,
+    #[serde(default)]
+    pub send_at: Option<String>,
+    #[serde(default)]
+    pub delivery_status: Option<HashMap<String, DeliveryWire>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvelopeWire {
+    #[serde(default)]
+    pub rcpt_to: Vec<EnvelopeAddressWire>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeAddressWire {
+    #[serde(default)]
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeliveryWire {
+    #[serde(default)]
+    pub delivered: Option<String>,
+}
+
+/// Decodes the arguments of a `method` response.
+///
+/// # Errors
+/// [`MailStoreError::Protocol`] when they aren't what `method` answers.
+pub fn decode<T: DeserializeOwned>(method: &str, args: &RawValue) -> Result<T, MailStoreError> {
+    serde_json::from_str(args.get()).map_err(|e| MailStoreError::Protocol(format!("{method}: {e}")))
+}
+
+/// Takes the first `method` response out of `responses`.
+///
+/// # Errors
+/// [`MailStoreError::Protocol`] when there is none.
+pub fn take(
+    responses: &mut Vec<MethodResponse>,
+    method: &str,
+) -> Result<Box<RawValue>, MailStoreError> {
+    let index = responses
+        .iter()
+        .position(|(name, _)| name == method)
+        .ok_or_else(|| MailStoreError::Protocol(format!("missing {method} response")))?;
+    Ok(responses.remove(index).1)
+}
+
+/// Takes the first `method` response out of `responses`, decoded.
+///
+/// # Errors
+/// [`MailStoreError::Protocol`] when there is none or it doesn't decode.
+pub fn take_as<T: DeserializeOwned>(
+    responses: &mut Vec<MethodResponse>,
+    method: &str,
+) -> Result<T, MailStoreError> {
+    decode(method, &take(responses, method)?)
+}
+
+/// The objects of the first `method` response (a `/get`) in `responses`.
+///
+/// # Errors
+/// [`MailStoreError::Protocol`] when there is none or it doesn't decode.
+pub fn take_list<T: DeserializeOwned>(
+    responses: &mut Vec<MethodResponse>,
+    method: &str,
+) -> Result<Vec<T>, MailStoreError> {
+    Ok(take_as::<GetResponse<T>>(responses, method)?.list)
 }
