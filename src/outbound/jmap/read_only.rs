@@ -97,7 +97,7 @@ pub enum ReadCall {
     /// `Thread/get` of the threads of the emails the previous call got.
     ThreadGetFound,
     /// `Email/get` of every email of the threads the previous call got: where each is and who
-    /// wrote it ([`MEMBER_PROPERTIES`]), to tell the threads the person wrote in.
+    /// wrote it (`MEMBER_PROPERTIES`), to tell the threads the person wrote in.
     EmailGetMembers,
     /// `Identity/get`: the person's own addresses.
     IdentityGet,
