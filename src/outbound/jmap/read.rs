@@ -139,7 +139,7 @@ pub async fn thread(
 ) -> Result<(Vec<EmailSummary>, Vec<Mailbox>), MailStoreError> {
     let calls = vec![
         Call::new("Thread/get", conn.account(), "thread").ids([id.as_str()]),
-        summaries_of("thread", "Thread/get", "/list/*/emailIds", conn.account()),
+        summaries_of(conn.account(), "thread", "Thread/get", "/list/*/emailIds"),
     ];
     let (mut responses, mailboxes) = conn.call_with_mailboxes(calls).await?;
     let threads = take_list::<ThreadWire>(&mut responses, "Thread/get")?;
@@ -163,7 +163,7 @@ pub async fn thread(
 }
 
 /// The `Email/get` of the summaries of the emails the call `call` (a `name`) found at `path`.
-fn summaries_of(call: &str, name: &str, path: &str, account: &str) -> Call {
+fn summaries_of(account: &str, call: &str, name: &str, path: &str) -> Call {
     Call::new("Email/get", account, "emails")
         .ids_from(call, name, path)
         .properties(SUMMARY_PROPERTIES)

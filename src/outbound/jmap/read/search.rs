@@ -58,7 +58,7 @@ pub async fn search(
             .arg("collapseThreads", false)
             .arg("calculateTotal", true)
             .arg("limit", limit),
-        summaries_of("query", "Email/query", "/ids", conn.account()),
+        summaries_of(conn.account(), "query", "Email/query", "/ids"),
     ];
     let (mut responses, mailboxes) = conn.call_with_mailboxes(calls).await?;
     let page: QueryResponse = take_as(&mut responses, "Email/query")?;
