@@ -11,7 +11,10 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use reqwest::header::{self, HeaderValue};
+use reqwest::{
+    Method, RequestBuilder,
+    header::{self, HeaderValue},
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -130,6 +133,19 @@ impl Transport {
         value
     }
 
+    /// A request to the server, authorised as `cred`, counted as sent.
+    fn authorised(&self, method: Method, url: Url, cred: &UpstreamCredential) -> RequestBuilder {
+        self.count();
+        self.http
+            .request(method, url)
+            .header(header::AUTHORIZATION, Self::authorization(cred))
+    }
+
+    /// Sends `request`; not reaching the server is [`MailStoreError::Unavailable`].
+    async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response, MailStoreError> {
+        request.send().await.map_err(|e| self.transport_error(&e))
+    }
+
     /// The session for `cred`, from cache or fetched.
     ///
     /// # Errors
@@ -139,16 +155,10 @@ impl Transport {
         if let Some(cached) = self.lock().get(&key) {
             return Ok(Arc::clone(cached));
         }
-        self.count();
-        let response = self
-            .http
-            .get(self.config.session_url.clone())
-            .header(header::AUTHORIZATION, Self::authorization(cred))
-            .header(header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
-        let body = Self::checked_body(response).await?;
+        let request = self
+            .authorised(Method::GET, self.config.session_url.clone(), cred)
+            .header(header::ACCEPT, "application/json");
+        let body = Self::checked_body(self.send(request).await?).await?;
         let wire: SessionWire = serde_json::from_slice(&body)
             .map_err(|e| MailStoreError::Protocol(format!("session: {e}")))?;
         let session = Arc::new(self.resolve(wire)?);
@@ -280,17 +290,11 @@ impl Transport {
         session: &Session,
         request: &Value,
     ) -> Result<ResponseWire, MailStoreError> {
-        self.count();
-        let response = self
-            .http
-            .post(session.api_url.clone())
-            .header(header::AUTHORIZATION, Self::authorization(cred))
+        let request = self
+            .authorised(Method::POST, session.api_url.clone(), cred)
             .header(header::ACCEPT, "application/json")
-            .json(request)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
-        let body = match Self::checked_body(response).await {
+            .json(request);
+        let body = match Self::checked_body(self.send(request).await?).await {
             Err(MailStoreError::Unauthorized) => {
                 self.forget(cred);
                 return Err(MailStoreError::Unauthorized);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::{StatusCode, header};
+use reqwest::{Method, StatusCode, header};
 use url::Url;
 
 use super::{Session, Transport};
@@ -49,17 +49,12 @@ impl Transport {
             .replace("{ping}", &ping.as_secs().max(1).to_string());
         let url = Url::parse(&url)
             .map_err(|e| MailStoreError::Protocol(format!("eventSourceUrl: {e}")))?;
-        self.count();
-        let response = self
-            .http
-            .get(url)
-            .header(header::AUTHORIZATION, Self::authorization(cred))
+        let request = self
+            .authorised(Method::GET, url, cred)
             .header(header::ACCEPT, "text/event-stream")
             // The stream outlives the API deadline; an hour, then a reconnect and a catch-up.
-            .timeout(PUSH_STREAM_LIFETIME)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+            .timeout(PUSH_STREAM_LIFETIME);
+        let response = self.send(request).await?;
         match response.status() {
             StatusCode::OK => Ok(EventSource::Open(response)),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -97,14 +92,7 @@ impl Transport {
         );
         let url =
             Url::parse(&url).map_err(|e| MailStoreError::Protocol(format!("downloadUrl: {e}")))?;
-        self.count();
-        let mut response = self
-            .http
-            .get(url)
-            .header(header::AUTHORIZATION, Self::authorization(cred))
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        let mut response = self.send(self.authorised(Method::GET, url, cred)).await?;
         if !response.status().is_success() {
             return Err(Self::status_error(&response));
         }
