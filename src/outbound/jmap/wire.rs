@@ -29,16 +29,12 @@ pub struct SessionWire {
     pub state: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct AccountWire {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub is_personal: bool,
-    #[serde(default)]
     pub is_read_only: bool,
-    #[serde(default)]
     pub account_capabilities: HashMap<String, Value>,
 }
 
@@ -53,11 +49,11 @@ pub struct ResponseWire {
 }
 
 /// A request-level error (RFC 8620 §3.6.1, RFC 7807).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ProblemWire {
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub detail: Option<String>,
 }
 
@@ -79,12 +75,10 @@ pub struct GetResponse<T> {
     pub state: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct QueryResponse {
-    #[serde(default)]
     pub position: u64,
-    #[serde(default)]
     pub total: Option<u64>,
 }
 
@@ -108,11 +102,10 @@ pub struct MailboxWire {
 
 /// An address (RFC 8621 `EmailAddress`); also decodes `Identity` objects, of which only the
 /// name and address are used.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct AddressWire {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub email: Option<String>,
 }
 
@@ -169,38 +162,29 @@ pub struct EmailWire {
     pub body_values: HashMap<String, BodyValueWire>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct BodyPartWire {
-    #[serde(default)]
     pub part_id: Option<String>,
-    #[serde(default)]
     pub blob_id: Option<String>,
-    #[serde(default)]
     pub size: u64,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub mime_type: Option<String>,
-    #[serde(default)]
     pub charset: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct BodyValueWire {
-    #[serde(default)]
     pub value: String,
-    #[serde(default)]
     pub is_truncated: bool,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ThreadWire {
-    #[serde(default)]
     pub id: String,
-    #[serde(default)]
     pub email_ids: Vec<String>,
 }
 
@@ -229,22 +213,21 @@ pub struct SubmissionWire {
     pub delivery_status: Option<HashMap<String, DeliveryWire>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct EnvelopeWire {
-    #[serde(default)]
     pub rcpt_to: Vec<EnvelopeAddressWire>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct EnvelopeAddressWire {
-    #[serde(default)]
     pub email: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct DeliveryWire {
-    #[serde(default)]
     pub delivered: Option<String>,
 }
 

@@ -142,16 +142,12 @@ async fn feed(
 }
 
 /// An email of a new email's thread, as [`super::MEMBER_PROPERTIES`] fetch it.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 struct MemberWire {
-    #[serde(default)]
     id: String,
-    #[serde(default)]
     mailbox_ids: std::collections::HashMap<String, bool>,
-    #[serde(default)]
     keywords: std::collections::HashMap<String, bool>,
-    #[serde(default)]
     from: Option<Vec<AddressWire>>,
 }
 
