@@ -6,16 +6,20 @@
 use std::{collections::HashMap, future::Future, time::Duration};
 
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::session::MethodResponse;
+use super::{
+    request::Call,
+    retry::{ATTEMPTS, MAX_WAIT, delay},
+    session::MethodResponse,
+    set::SetResponse,
+    wire::decode,
+};
 use crate::domain::{
     changes::{ChangeOutcome, ChangeReport},
     ids::EmailId,
     ports::MailStoreError,
 };
-
-use super::retry::{ATTEMPTS, MAX_WAIT, delay};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -34,23 +38,6 @@ struct StatesWire {
     list: Vec<StateWire>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SetErrorWire {
-    #[serde(rename = "type")]
-    kind: String,
-    description: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SetWire {
-    #[serde(default)]
-    updated: Option<Map<String, Value>>,
-    #[serde(default)]
-    not_updated: Option<HashMap<String, SetErrorWire>>,
-}
-
 /// A JMAP set of names (`keywords`, `mailboxIds`): name → true.
 type NameSet = HashMap<String, bool>;
 
@@ -66,8 +53,7 @@ impl States {
     /// # Errors
     /// [`MailStoreError::Protocol`] when it isn't one.
     pub fn decode(args: &serde_json::value::RawValue) -> Result<Self, MailStoreError> {
-        let wire: StatesWire = serde_json::from_str(args.get())
-            .map_err(|e| MailStoreError::Protocol(format!("Email/get: {e}")))?;
+        let wire: StatesWire = decode("Email/get", args)?;
         Ok(Self {
             by_id: wire
                 .list
@@ -113,15 +99,9 @@ pub struct SetOutcome {
 /// # Errors
 /// [`MailStoreError::Protocol`] when it isn't one.
 pub fn set_outcome(args: &serde_json::value::RawValue) -> Result<SetOutcome, MailStoreError> {
-    let wire: SetWire = serde_json::from_str(args.get())
-        .map_err(|e| MailStoreError::Protocol(format!("Email/set: {e}")))?;
+    let wire: SetResponse<Value> = decode("Email/set", args)?;
     let mut out = SetOutcome {
-        updated: wire
-            .updated
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect(),
+        updated: wire.updated.unwrap_or_default().into_keys().collect(),
         ..SetOutcome::default()
     };
     for (id, err) in wire.not_updated.unwrap_or_default() {
@@ -144,16 +124,15 @@ pub fn set_outcome(args: &serde_json::value::RawValue) -> Result<SetOutcome, Mai
 }
 
 /// The `Email/get` call that reads the state before a change.
-#[must_use]
-pub fn state_call(account: &str, ids: &[EmailId]) -> Value {
-    json!(["Email/get", {"accountId": account, "ids": ids.iter().map(EmailId::as_str).collect::<Vec<_>>(),
-        "properties": ["id", "keywords", "mailboxIds"]}, "before"])
+pub fn state_call(account: &str, ids: &[EmailId]) -> Call {
+    Call::new("Email/get", account, "before")
+        .ids(ids.iter().map(EmailId::as_str))
+        .properties(&["id", "keywords", "mailboxIds"])
 }
 
 /// The `Email/set` call for `patches` (id → patch object).
-#[must_use]
-pub fn set_call(account: &str, patches: &Map<String, Value>) -> Value {
-    json!(["Email/set", {"accountId": account, "update": patches}, "set"])
+pub fn set_call(account: &str, patches: &Map<String, Value>) -> Call {
+    Call::new("Email/set", account, "set").arg("update", patches.clone())
 }
 
 /// Applies `patches` with `send` (one `Email/set` per attempt), retrying throttled ids; returns

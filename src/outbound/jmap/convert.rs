@@ -6,15 +6,17 @@ use serde_json::Value;
 
 use super::{
     session::{CORE, MAIL, Session},
-    wire::{AddressWire, BodyPartWire, EmailWire, MailboxWire},
+    wire::{AddressWire, BodyPartWire, EmailWire, IdentityWire, MailboxWire, SubmissionWire},
 };
 use crate::domain::{
     body,
+    compose::Identity,
     ids::{BlobId, EmailId, MailboxId, ThreadId},
     mail::{
         AccountInfo, Address, Attachment, Email, EmailSummary, Keywords, Mailbox, MailboxRole,
         RawBody, ServerLimits,
     },
+    submission::{SubmissionStatus, UndoStatus},
 };
 
 pub fn mailbox(w: MailboxWire) -> Option<Mailbox> {
@@ -228,6 +230,41 @@ pub fn account_info(session: &Session, identities: Vec<AddressWire>) -> AccountI
             max_objects_in_get: limit(core_caps, "maxObjectsInGet"),
         },
         identities: addresses(Some(identities)),
+    }
+}
+
+pub fn identity(w: IdentityWire) -> Identity {
+    Identity {
+        id: w.id,
+        email: w.email,
+        name: w.name.filter(|n| !n.is_empty()),
+    }
+}
+
+pub fn submission(w: SubmissionWire, email: Option<&EmailId>) -> SubmissionStatus {
+    let mut delivery: Vec<(String, String)> = w
+        .delivery_status
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(rcpt, d)| (rcpt, d.delivered.unwrap_or_else(|| "unknown".into())))
+        .collect();
+    delivery.sort();
+    SubmissionStatus {
+        id: w.id,
+        email: w
+            .email_id
+            .and_then(|e| EmailId::parse(e).ok())
+            .or_else(|| email.cloned()),
+        undo_status: match w.undo_status.as_deref() {
+            Some("pending") => UndoStatus::Pending,
+            Some("canceled") => UndoStatus::Canceled,
+            _ => UndoStatus::Final,
+        },
+        send_at: w
+            .send_at
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        delivery,
     }
 }
 

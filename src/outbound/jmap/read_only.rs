@@ -18,21 +18,21 @@
 //! let call = mailconnect::outbound::jmap::ReadCall::EmailGetFound { properties: &["bodyValues"] };
 //! ```
 
+mod feed;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+pub use self::feed::{change_feed, tools_feed};
 use super::{
-    MAILBOX_PROPERTIES, compose,
-    convert::{mailbox, summary},
-    decode, push,
-    session::{CORE, EventSource, MAIL, SUBMISSION, Session, Transport, TransportConfig},
-    take,
-    wire::{AddressWire, EmailWire, GetResponse, MailboxWire, ThreadWire},
+    mailboxes::mailbox_get,
+    push,
+    read::identity_get,
+    request::{Call, newest_first, utc_date},
+    session::{EventSource, Transport, TransportConfig},
 };
 use crate::domain::{
     grant::UpstreamCredential,
-    ids::ThreadId,
-    mail::Mailbox,
     notify::{ChangeFeed, background::NotifierMailbox},
     ports::{MailStoreError, PushChannel},
 };
@@ -97,7 +97,7 @@ pub enum ReadCall {
     /// `Thread/get` of the threads of the emails the previous call got.
     ThreadGetFound,
     /// `Email/get` of every email of the threads the previous call got: where each is and who
-    /// wrote it ([`MEMBER_PROPERTIES`]), to tell the threads the person wrote in.
+    /// wrote it (`MEMBER_PROPERTIES`), to tell the threads the person wrote in.
     EmailGetMembers,
     /// `Identity/get`: the person's own addresses.
     IdentityGet,
@@ -121,32 +121,36 @@ impl ReadCall {
 
     /// The invocation at `index`, after `previous` (the call whose ids it reads, if any).
     fn wire(&self, account: &str, index: usize, previous: Option<&Self>) -> Value {
-        let back = |name: &str, path: &str| json!({"resultOf": index.saturating_sub(1).to_string(), "name": name, "path": path});
-        let args = match self {
-            Self::EmailChanges { since } => {
-                json!({"accountId": account, "sinceState": since, "maxChanges": MAX_CHANGES})
-            }
-            Self::EmailQueryRecent { after } => json!({"accountId": account,
-                "filter": {"after": after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
-                "sort": [{"property": "receivedAt", "isAscending": false}],
-                "limit": MAX_CHANGES}),
+        let id = index.to_string();
+        let before = index.saturating_sub(1).to_string();
+        let call = Call::new(self.method(), account, id.as_str());
+        match self {
+            Self::EmailChanges { since } => call
+                .arg("sinceState", since.as_str())
+                .arg("maxChanges", MAX_CHANGES),
+            Self::EmailQueryRecent { after } => call
+                .arg("filter", json!({"after": utc_date(after)}))
+                .arg("sort", newest_first())
+                .arg("limit", MAX_CHANGES),
             Self::EmailGetFound { properties } => {
-                let ids = match previous {
-                    Some(Self::EmailChanges { .. }) => back("Email/changes", "/created"),
-                    _ => back("Email/query", "/ids"),
-                };
-                json!({"accountId": account, "properties": properties.properties(), "#ids": ids})
+                let call = call.properties(&properties.properties());
+                match previous {
+                    Some(Self::EmailChanges { .. }) => {
+                        call.ids_from(&before, "Email/changes", "/created")
+                    }
+                    _ => call.ids_from(&before, "Email/query", "/ids"),
+                }
             }
-            Self::ThreadGetFound => {
-                json!({"accountId": account, "#ids": back("Email/get", "/list/*/threadId")})
-            }
-            Self::EmailGetMembers => json!({"accountId": account,
-                "properties": MEMBER_PROPERTIES,
-                "#ids": back("Thread/get", "/list/*/emailIds")}),
-            Self::IdentityGet => json!({"accountId": account}),
-            Self::MailboxGet => json!({"accountId": account, "properties": MAILBOX_PROPERTIES}),
-        };
-        json!([self.method(), args, index.to_string()])
+            Self::ThreadGetFound => call.ids_from(&before, "Email/get", "/list/*/threadId"),
+            Self::EmailGetMembers => call.properties(MEMBER_PROPERTIES).ids_from(
+                &before,
+                "Thread/get",
+                "/list/*/emailIds",
+            ),
+            Self::IdentityGet => identity_get(account, id),
+            Self::MailboxGet => mailbox_get(account, id),
+        }
+        .into()
     }
 }
 
@@ -159,193 +163,6 @@ fn invocations(calls: &[ReadCall], account: &str) -> Vec<Value> {
             let previous = i.checked_sub(1).and_then(|p| calls.get(p));
             call.wire(account, i, previous)
         })
-        .collect()
-}
-
-/// What was created since `state` (or received since `since`, on a fresh start or when the
-/// server no longer knows the state), in one request per attempt: the changes, the created
-/// emails with `properties`, the mailboxes and the identities.
-///
-/// # Errors
-/// See [`MailStoreError`].
-pub async fn change_feed(
-    transport: &Transport,
-    cred: &UpstreamCredential,
-    session: &Session,
-    state: Option<&str>,
-    since: DateTime<Utc>,
-    properties: Fetched,
-) -> Result<ChangeFeed, MailStoreError> {
-    if let Some(state) = state {
-        let calls = [
-            ReadCall::EmailChanges {
-                since: state.to_owned(),
-            },
-            ReadCall::EmailGetFound { properties },
-            ReadCall::ThreadGetFound,
-            ReadCall::EmailGetMembers,
-        ];
-        match feed(transport, cred, session, &calls).await {
-            Ok((mut responses, feed)) => {
-                #[derive(serde::Deserialize)]
-                #[serde(rename_all = "camelCase")]
-                struct Changes {
-                    new_state: String,
-                    #[serde(default)]
-                    has_more_changes: bool,
-                }
-                let changes: Changes =
-                    decode("Email/changes", &take(&mut responses, "Email/changes")?)?;
-                return Ok(ChangeFeed {
-                    state: changes.new_state,
-                    more: changes.has_more_changes,
-                    ..feed
-                });
-            }
-            // A state the server can't answer from (too old, garbage): a fresh look.
-            Err(MailStoreError::Rejected { kind, .. })
-                if kind == "cannotCalculateChanges" || kind == "invalidArguments" => {}
-            Err(other) => return Err(other),
-        }
-    }
-    let calls = [
-        ReadCall::EmailQueryRecent { after: since },
-        ReadCall::EmailGetFound { properties },
-        ReadCall::ThreadGetFound,
-        ReadCall::EmailGetMembers,
-    ];
-    let (_, feed) = feed(transport, cred, session, &calls).await?;
-    Ok(ChangeFeed {
-        reset: state.is_some(),
-        ..feed
-    })
-}
-
-async fn feed(
-    transport: &Transport,
-    cred: &UpstreamCredential,
-    session: &Session,
-    calls: &[ReadCall],
-) -> Result<(Vec<super::session::MethodResponse>, ChangeFeed), MailStoreError> {
-    let submission = session.wire.capabilities.contains_key(SUBMISSION);
-    let mut calls = calls.to_vec();
-    if submission {
-        calls.push(ReadCall::IdentityGet);
-    }
-    calls.push(ReadCall::MailboxGet);
-    let using: &[&str] = if submission {
-        &[CORE, MAIL, SUBMISSION]
-    } else {
-        &[CORE, MAIL]
-    };
-    // Which threads the person wrote in is a best-effort extra: a server that refuses it (a
-    // burst of long threads can exceed maxObjectsInGet) must not stop new mail.
-    let optional: Vec<String> = calls
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| matches!(c, ReadCall::ThreadGetFound | ReadCall::EmailGetMembers))
-        .map(|(i, _)| i.to_string())
-        .collect();
-    let optional: Vec<&str> = optional.iter().map(String::as_str).collect();
-    let mut responses = transport
-        .call_with_optional(
-            cred,
-            session,
-            using,
-            invocations(&calls, &session.account_id),
-            &optional,
-        )
-        .await?;
-    let mailboxes: Vec<Mailbox> =
-        decode::<GetResponse<MailboxWire>>("Mailbox/get", &take(&mut responses, "Mailbox/get")?)?
-            .list
-            .into_iter()
-            .filter_map(mailbox)
-            .collect();
-    let identities = if submission {
-        decode::<GetResponse<compose::IdentityWire>>(
-            "Identity/get",
-            &take(&mut responses, "Identity/get")?,
-        )?
-        .list
-        .into_iter()
-        .map(compose::identity)
-        .collect()
-    } else {
-        Vec::new()
-    };
-    let created =
-        decode::<GetResponse<EmailWire>>("Email/get", &take(&mut responses, "Email/get")?)?;
-    let threads = take(&mut responses, "Thread/get")
-        .and_then(|raw| decode::<GetResponse<ThreadWire>>("Thread/get", &raw));
-    let members = take(&mut responses, "Email/get")
-        .and_then(|raw| decode::<GetResponse<MemberWire>>("Email/get", &raw));
-    let my_threads = match (threads, members) {
-        (Ok(threads), Ok(members)) => {
-            threads_written_in(&threads.list, &members.list, &mailboxes, &identities)
-        }
-        _ => Vec::new(),
-    };
-    let feed = ChangeFeed {
-        state: created.state.clone().unwrap_or_default(),
-        created: created.list.into_iter().filter_map(summary).collect(),
-        more: false,
-        reset: false,
-        mailboxes,
-        identities,
-        my_threads,
-    };
-    Ok((responses, feed))
-}
-
-/// An email of a new email's thread, as [`MEMBER_PROPERTIES`] fetch it.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MemberWire {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    mailbox_ids: std::collections::HashMap<String, bool>,
-    #[serde(default)]
-    keywords: std::collections::HashMap<String, bool>,
-    #[serde(default)]
-    from: Option<Vec<AddressWire>>,
-}
-
-/// The threads with mail the person wrote that is not a draft: in Sent, or from one of
-/// their identities.
-fn threads_written_in(
-    threads: &[ThreadWire],
-    members: &[MemberWire],
-    mailboxes: &[Mailbox],
-    identities: &[crate::domain::compose::Identity],
-) -> Vec<ThreadId> {
-    let sent: Vec<&str> = mailboxes
-        .iter()
-        .filter(|m| m.role.as_ref().is_some_and(|r| r.as_str() == "sent"))
-        .map(|m| m.id.as_str())
-        .collect();
-    let written = |m: &MemberWire| {
-        let draft = m.keywords.get("$draft").copied().unwrap_or(false);
-        let in_sent = m
-            .mailbox_ids
-            .iter()
-            .any(|(id, on)| *on && sent.contains(&id.as_str()));
-        let from_me = m.from.iter().flatten().any(|a| {
-            a.email
-                .as_deref()
-                .is_some_and(|e| identities.iter().any(|i| i.covers(e)))
-        });
-        !draft && (in_sent || from_me)
-    };
-    threads
-        .iter()
-        .filter(|t| {
-            t.email_ids
-                .iter()
-                .any(|id| members.iter().any(|m| &m.id == id && written(m)))
-        })
-        .filter_map(|t| ThreadId::parse(t.id.clone()).ok())
         .collect()
 }
 

@@ -12,14 +12,19 @@ use std::{
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use reqwest::{
-    StatusCode,
+    Method, RequestBuilder,
     header::{self, HeaderValue},
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::wire::{MethodErrorWire, ProblemWire, ResponseWire, SessionWire};
+mod errors;
+mod streams;
+
+use self::errors::method_error;
+pub use self::{errors::method_error_of, streams::EventSource};
+use super::wire::{MethodErrorWire, ResponseWire, SessionWire};
 use crate::domain::{grant::UpstreamCredential, ports::MailStoreError};
 
 pub const CORE: &str = "urn:ietf:params:jmap:core";
@@ -43,9 +48,6 @@ type CredKey = [u8; 32];
 
 const SESSION_CACHE_LIMIT: usize = 10_000;
 
-/// Longest one push stream is kept open before it is reopened.
-const PUSH_STREAM_LIFETIME: Duration = Duration::from_secs(3600);
-
 /// Transport settings.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
@@ -62,17 +64,6 @@ pub struct Transport {
     config: TransportConfig,
     sessions: Mutex<HashMap<CredKey, Arc<Session>>>,
     requests: AtomicU64,
-}
-
-/// The answer to an EventSource request.
-#[derive(Debug)]
-pub enum EventSource {
-    /// The event stream.
-    Open(reqwest::Response),
-    /// 400: the server refused the arguments (a type it doesn't know).
-    Refused,
-    /// No push here.
-    NotOffered,
 }
 
 /// One method response: `(name, raw arguments)`.
@@ -142,6 +133,19 @@ impl Transport {
         value
     }
 
+    /// A request to the server, authorised as `cred`, counted as sent.
+    fn authorised(&self, method: Method, url: Url, cred: &UpstreamCredential) -> RequestBuilder {
+        self.count();
+        self.http
+            .request(method, url)
+            .header(header::AUTHORIZATION, Self::authorization(cred))
+    }
+
+    /// Sends `request`; not reaching the server is [`MailStoreError::Unavailable`].
+    async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response, MailStoreError> {
+        request.send().await.map_err(|e| self.transport_error(&e))
+    }
+
     /// The session for `cred`, from cache or fetched.
     ///
     /// # Errors
@@ -151,16 +155,10 @@ impl Transport {
         if let Some(cached) = self.lock().get(&key) {
             return Ok(Arc::clone(cached));
         }
-        self.count();
-        let response = self
-            .http
-            .get(self.config.session_url.clone())
-            .header(header::AUTHORIZATION, Self::authorization(cred))
-            .header(header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
-        let body = Self::checked_body(response).await?;
+        let request = self
+            .authorised(Method::GET, self.config.session_url.clone(), cred)
+            .header(header::ACCEPT, "application/json");
+        let body = Self::checked_body(self.send(request).await?).await?;
         let wire: SessionWire = serde_json::from_slice(&body)
             .map_err(|e| MailStoreError::Protocol(format!("session: {e}")))?;
         let session = Arc::new(self.resolve(wire)?);
@@ -292,17 +290,11 @@ impl Transport {
         session: &Session,
         request: &Value,
     ) -> Result<ResponseWire, MailStoreError> {
-        self.count();
-        let response = self
-            .http
-            .post(session.api_url.clone())
-            .header(header::AUTHORIZATION, Self::authorization(cred))
+        let request = self
+            .authorised(Method::POST, session.api_url.clone(), cred)
             .header(header::ACCEPT, "application/json")
-            .json(request)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
-        let body = match Self::checked_body(response).await {
+            .json(request);
+        let body = match Self::checked_body(self.send(request).await?).await {
             Err(MailStoreError::Unauthorized) => {
                 self.forget(cred);
                 return Err(MailStoreError::Unauthorized);
@@ -320,217 +312,8 @@ impl Transport {
         }
         Ok(wire)
     }
-
-    /// Opens the session's EventSource (RFC 8620 §7.3) for `types`, never closing after a
-    /// state, with a ping every `ping`. Without a URL, or answered 404, 405, 501 or a success
-    /// without a stream (Debian's Cyrus answers 204), the server offers no push and the caller
-    /// polls instead.
-    ///
-    /// # Errors
-    /// [`MailStoreError::Unauthorized`] on 401/403; anything else is transient (a server
-    /// restarting answers 500; 429 and 503 carry their `Retry-After`), as are transport
-    /// failures: the caller retries on its backoff.
-    pub async fn event_source(
-        &self,
-        cred: &UpstreamCredential,
-        session: &Session,
-        types: &str,
-        ping: Duration,
-    ) -> Result<EventSource, MailStoreError> {
-        let Some(template) = &session.event_source_template else {
-            return Ok(EventSource::NotOffered);
-        };
-        let url = template
-            .replace("{types}", types)
-            .replace("{closeafter}", "no")
-            .replace("{ping}", &ping.as_secs().max(1).to_string());
-        let url = Url::parse(&url)
-            .map_err(|e| MailStoreError::Protocol(format!("eventSourceUrl: {e}")))?;
-        self.count();
-        let response = self
-            .http
-            .get(url)
-            .header(header::AUTHORIZATION, Self::authorization(cred))
-            .header(header::ACCEPT, "text/event-stream")
-            // The stream outlives the API deadline; an hour, then a reconnect and a catch-up.
-            .timeout(PUSH_STREAM_LIFETIME)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
-        match response.status() {
-            StatusCode::OK => Ok(EventSource::Open(response)),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                self.forget(cred);
-                Err(MailStoreError::Unauthorized)
-            }
-            StatusCode::BAD_REQUEST => Ok(EventSource::Refused),
-            StatusCode::NOT_FOUND
-            | StatusCode::METHOD_NOT_ALLOWED
-            | StatusCode::NOT_IMPLEMENTED => Ok(EventSource::NotOffered),
-            s if s.is_success() => Ok(EventSource::NotOffered),
-            _ => Err(Self::status_error(&response)),
-        }
-    }
-
-    /// Downloads a blob, refusing more than `max_bytes` while streaming.
-    ///
-    /// # Errors
-    /// See [`MailStoreError`].
-    pub async fn download(
-        &self,
-        cred: &UpstreamCredential,
-        session: &Session,
-        blob_id: &str,
-        name: &str,
-        mime_type: &str,
-        max_bytes: u64,
-    ) -> Result<Vec<u8>, MailStoreError> {
-        let url = expand_download(
-            &session.download_template,
-            &session.account_id,
-            blob_id,
-            name,
-            mime_type,
-        );
-        let url =
-            Url::parse(&url).map_err(|e| MailStoreError::Protocol(format!("downloadUrl: {e}")))?;
-        self.count();
-        let mut response = self
-            .http
-            .get(url)
-            .header(header::AUTHORIZATION, Self::authorization(cred))
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
-        if !response.status().is_success() {
-            return Err(Self::status_error(&response));
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(&e))?
-        {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > max_bytes {
-                return Err(MailStoreError::TooLarge {
-                    size: bytes.len() as u64,
-                    limit: max_bytes,
-                });
-            }
-        }
-        Ok(bytes)
-    }
-
-    async fn checked_body(response: reqwest::Response) -> Result<Vec<u8>, MailStoreError> {
-        let status = response.status();
-        if status.is_success() {
-            return response.bytes().await.map(|b| b.to_vec()).map_err(|e| {
-                MailStoreError::Unavailable(format!("reading the response: {}", short(&e)))
-            });
-        }
-        let headers_only = Self::status_error(&response);
-        let body = response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .unwrap_or_default();
-        match headers_only {
-            MailStoreError::Rejected { .. } => Err(Self::status_error_with_body(status, &body)),
-            other => Err(other),
-        }
-    }
-
-    fn status_error(response: &reqwest::Response) -> MailStoreError {
-        let status = response.status();
-        match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => MailStoreError::Unauthorized,
-            StatusCode::NOT_FOUND => {
-                MailStoreError::NotFound("the mail server has no such object".into())
-            }
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-                MailStoreError::RateLimited {
-                    retry_after: response
-                        .headers()
-                        .get(header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs),
-                }
-            }
-            s if s.is_server_error() => MailStoreError::Unavailable(format!("HTTP {}", s.as_u16())),
-            s => MailStoreError::Rejected {
-                kind: format!("HTTP {}", s.as_u16()),
-                description: None,
-            },
-        }
-    }
-
-    fn status_error_with_body(status: StatusCode, body: &[u8]) -> MailStoreError {
-        let problem: Option<ProblemWire> = serde_json::from_slice(body).ok();
-        MailStoreError::Rejected {
-            kind: problem
-                .as_ref()
-                .and_then(|p| p.kind.clone())
-                .unwrap_or_else(|| format!("HTTP {}", status.as_u16())),
-            description: problem
-                .and_then(|p| p.detail)
-                .map(|d| d.chars().take(300).collect()),
-        }
-    }
-
-    fn transport_error(&self, e: &reqwest::Error) -> MailStoreError {
-        if e.is_timeout() {
-            MailStoreError::Unavailable(format!(
-                "no answer within {} s",
-                self.config.timeout.as_secs()
-            ))
-        } else if e.is_connect() {
-            MailStoreError::Unavailable("cannot connect".into())
-        } else {
-            MailStoreError::Unavailable(short(e))
-        }
-    }
 }
 
-/// Error text without the URL (it may carry an account id) and without a source chain.
-fn short(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "<url>");
-    }
-    text.chars().take(200).collect()
-}
-
-/// A method error response's arguments as the domain error.
-pub fn method_error_of(args: &serde_json::value::RawValue) -> MailStoreError {
-    match serde_json::from_str::<MethodErrorWire>(args.get()) {
-        Ok(err) => method_error(err),
-        Err(e) => MailStoreError::Protocol(format!("method error: {e}")),
-    }
-}
-
-fn method_error(err: MethodErrorWire) -> MailStoreError {
-    let description = err.description.map(|d| d.chars().take(300).collect());
-    match err.kind.as_str() {
-        "accountNotFound" | "accountNotSupportedByMethod" => MailStoreError::Rejected {
-            kind: err.kind,
-            description,
-        },
-        "serverUnavailable" | "serverFail" => MailStoreError::Unavailable(format!(
-            "{}{}",
-            err.kind,
-            description.map(|d| format!(": {d}")).unwrap_or_default()
-        )),
-        "rateLimit" | "tooManyRequests" => MailStoreError::RateLimited { retry_after: None },
-        _ => MailStoreError::Rejected {
-            kind: err.kind,
-            description,
-        },
-    }
-}
-
-/// Expands the RFC 8620 §6.2 download template (level-1 RFC 6570: every value percent-encoded).
 /// Resolves a URL template (RFC 6570) against the session URL before its braces are
 /// expanded, keeping them literal (url would percent-encode them).
 fn resolve_template(base: &Url, raw: &str) -> String {
@@ -549,43 +332,9 @@ fn resolve_template(base: &Url, raw: &str) -> String {
     }
 }
 
-fn expand_download(
-    template: &str,
-    account: &str,
-    blob: &str,
-    name: &str,
-    mime_type: &str,
-) -> String {
-    let enc = |s: &str| {
-        url::form_urlencoded::byte_serialize(s.as_bytes())
-            .collect::<String>()
-            .replace('+', "%20")
-    };
-    template
-        .replace("{accountId}", &enc(account))
-        .replace("{blobId}", &enc(blob))
-        .replace("{name}", &enc(name))
-        .replace("{type}", &enc(mime_type))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn download_template_is_percent_encoded() {
-        let url = expand_download(
-            "https://h/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
-            "alice@example.test",
-            "Gabc",
-            "report q1.pdf",
-            "application/pdf",
-        );
-        assert_eq!(
-            url,
-            "https://h/jmap/download/alice%40example.test/Gabc/report%20q1.pdf?accept=application%2Fpdf"
-        );
-    }
 
     fn transport(session_url: &str) -> Transport {
         Transport::new(TransportConfig {

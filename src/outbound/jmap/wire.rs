@@ -3,8 +3,11 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, value::RawValue};
+
+use super::session::MethodResponse;
+use crate::domain::ports::MailStoreError;
 
 /// The session resource (RFC 8620 §2).
 #[derive(Debug, Clone, Deserialize)]
@@ -26,16 +29,12 @@ pub struct SessionWire {
     pub state: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct AccountWire {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub is_personal: bool,
-    #[serde(default)]
     pub is_read_only: bool,
-    #[serde(default)]
     pub account_capabilities: HashMap<String, Value>,
 }
 
@@ -50,11 +49,11 @@ pub struct ResponseWire {
 }
 
 /// A request-level error (RFC 8620 §3.6.1, RFC 7807).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ProblemWire {
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub detail: Option<String>,
 }
 
@@ -67,6 +66,7 @@ pub struct MethodErrorWire {
     pub description: Option<String>,
 }
 
+/// The answer of a `/get` (RFC 8620 §5.1).
 #[derive(Debug, Deserialize)]
 pub struct GetResponse<T> {
     #[serde(default = "Vec::new")]
@@ -75,12 +75,10 @@ pub struct GetResponse<T> {
     pub state: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct QueryResponse {
-    #[serde(default)]
     pub position: u64,
-    #[serde(default)]
     pub total: Option<u64>,
 }
 
@@ -104,11 +102,10 @@ pub struct MailboxWire {
 
 /// An address (RFC 8621 `EmailAddress`); also decodes `Identity` objects, of which only the
 /// name and address are used.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct AddressWire {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub email: Option<String>,
 }
 
@@ -165,37 +162,116 @@ pub struct EmailWire {
     pub body_values: HashMap<String, BodyValueWire>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct BodyPartWire {
-    #[serde(default)]
     pub part_id: Option<String>,
-    #[serde(default)]
     pub blob_id: Option<String>,
-    #[serde(default)]
     pub size: u64,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub mime_type: Option<String>,
-    #[serde(default)]
     pub charset: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct BodyValueWire {
-    #[serde(default)]
     pub value: String,
-    #[serde(default)]
     pub is_truncated: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ThreadWire {
+    pub id: String,
+    pub email_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IdentityWire {
+    pub id: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ThreadWire {
-    #[serde(default)]
+pub struct SubmissionWire {
     pub id: String,
     #[serde(default)]
-    pub email_ids: Vec<String>,
+    pub email_id: Option<String>,
+    #[serde(default)]
+    pub envelope: Option<EnvelopeWire>,
+    #[serde(default)]
+    pub undo_status: Option<String>,
+    #[serde(default)]
+    pub send_at: Option<String>,
+    #[serde(default)]
+    pub delivery_status: Option<HashMap<String, DeliveryWire>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EnvelopeWire {
+    pub rcpt_to: Vec<EnvelopeAddressWire>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EnvelopeAddressWire {
+    pub email: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeliveryWire {
+    pub delivered: Option<String>,
+}
+
+/// Decodes the arguments of a `method` response.
+///
+/// # Errors
+/// [`MailStoreError::Protocol`] when they aren't what `method` answers.
+pub fn decode<T: DeserializeOwned>(method: &str, args: &RawValue) -> Result<T, MailStoreError> {
+    serde_json::from_str(args.get()).map_err(|e| MailStoreError::Protocol(format!("{method}: {e}")))
+}
+
+/// Takes the first `method` response out of `responses`.
+///
+/// # Errors
+/// [`MailStoreError::Protocol`] when there is none.
+pub fn take(
+    responses: &mut Vec<MethodResponse>,
+    method: &str,
+) -> Result<Box<RawValue>, MailStoreError> {
+    let index = responses
+        .iter()
+        .position(|(name, _)| name == method)
+        .ok_or_else(|| MailStoreError::Protocol(format!("missing {method} response")))?;
+    Ok(responses.remove(index).1)
+}
+
+/// Takes the first `method` response out of `responses`, decoded.
+///
+/// # Errors
+/// [`MailStoreError::Protocol`] when there is none or it doesn't decode.
+pub fn take_as<T: DeserializeOwned>(
+    responses: &mut Vec<MethodResponse>,
+    method: &str,
+) -> Result<T, MailStoreError> {
+    decode(method, &take(responses, method)?)
+}
+
+/// The objects of the first `method` response (a `/get`) in `responses`.
+///
+/// # Errors
+/// [`MailStoreError::Protocol`] when there is none or it doesn't decode.
+pub fn take_list<T: DeserializeOwned>(
+    responses: &mut Vec<MethodResponse>,
+    method: &str,
+) -> Result<Vec<T>, MailStoreError> {
+    Ok(take_as::<GetResponse<T>>(responses, method)?.list)
 }
