@@ -22,7 +22,9 @@ use crate::{
             ClientStore as _, DynAuditLog, DynBackgroundStore, DynNotifierKeyring, SweepRules,
             Sweeper as _,
         },
-        service::{BackgroundSetup, MailService, Notifier, NotifierSettings, ServiceLimits},
+        service::{
+            BackgroundSetup, MailService, Notifier, NotifierSettings, ReviewDesk, ServiceLimits,
+        },
     },
     inbound::{
         background_work::{NotifierRunner, WatchTuning},
@@ -339,8 +341,7 @@ async fn build_app(
         allowed_origins: config.server.allowed_origins.clone(),
         secure_cookies: config.server.public_url.scheme() == "https",
         watchers,
-        approvals: Arc::new(vault.clone()),
-        audit: Arc::clone(&audit),
+        review: Arc::new(ReviewDesk::new(Arc::new(vault.clone()), Arc::clone(&audit))),
         background,
         allow_insecure_destinations: config
             .notify

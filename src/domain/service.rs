@@ -7,11 +7,13 @@ use std::{future::Future, pin::Pin, sync::Arc};
 mod background;
 mod new_mail;
 mod notifier;
+mod review;
 mod sending;
 
 pub use self::background::{BackgroundSetup, TurnOn};
 pub use self::new_mail::{Look, NewMail, NewMailRequest, Sifted, Suppressed};
 pub use self::notifier::{LookError, Notifier, NotifierSettings, PushOpening, Round};
+pub use self::review::ReviewDesk;
 pub use self::sending::{ApprovalAsk, DraftView, SendOutcome, SendRefusal, SendSettings};
 use super::{
     auth::upstream_refresh::{RefreshError, UpstreamRefresher, needs_refresh},

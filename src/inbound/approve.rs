@@ -19,12 +19,10 @@ use super::{
     html::{escape, layout},
 };
 use crate::domain::{
-    approval::{self, ApprovalId, ApprovalRecord, DecisionError, Status},
+    approval::{ApprovalId, ApprovalRecord, DecisionError},
     auth::{service::AuthService, settings::SettingsSession},
-    ports::{
-        AuditEvent, AuditKind, ClientStore, DynApprovalStore, DynAuditLog, MailStore, TokenVault,
-        UpstreamAuth,
-    },
+    ports::{ClientStore, MailStore, TokenVault, UpstreamAuth},
+    service::ReviewDesk,
 };
 
 /// The page's script (served from our origin: the page allows scripts from 'self' only).
@@ -33,8 +31,7 @@ pub const SCRIPT: &str = include_str!("approve.js");
 /// The review pages.
 pub struct ReviewPage<V, C, U, M> {
     auth: Arc<AuthService<V, C, U, M>>,
-    approvals: Arc<dyn DynApprovalStore>,
-    audit: Arc<dyn DynAuditLog>,
+    desk: Arc<ReviewDesk>,
     secure: bool,
 }
 
@@ -109,19 +106,9 @@ and only this exact version can be sent. This request expires at {expires}.</p>\
 }
 
 impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> ReviewPage<V, C, U, M> {
-    /// Serves approvals from `approvals`, with settings sessions from `auth`.
-    pub fn new(
-        auth: Arc<AuthService<V, C, U, M>>,
-        approvals: Arc<dyn DynApprovalStore>,
-        audit: Arc<dyn DynAuditLog>,
-        secure: bool,
-    ) -> Self {
-        Self {
-            auth,
-            approvals,
-            audit,
-            secure,
-        }
+    /// Serves the approvals of `desk`, with settings sessions from `auth`.
+    pub fn new(auth: Arc<AuthService<V, C, U, M>>, desk: Arc<ReviewDesk>, secure: bool) -> Self {
+        Self { auth, desk, secure }
     }
 
     fn session(&self, req: &Request) -> Option<SettingsSession> {
@@ -154,22 +141,11 @@ Sign in with your mail provider to see it and decide.</p><div id=\"review\" data
                 ),
             );
         };
-        let record = match approval::for_account(
-            self.approvals.as_ref(),
-            &id,
-            &session.account_digest,
-        )
-        .await
-        {
+        let now = chrono::Utc::now().timestamp();
+        let record = match self.desk.pending(&id, &session.account_digest, now).await {
             Ok(r) => r,
             Err(e) => return refused(&e),
         };
-        if record.expired(chrono::Utc::now().timestamp()) {
-            return refused(&DecisionError::Expired);
-        }
-        if record.status != Status::Pending {
-            return refused(&DecisionError::Decided(record.status));
-        }
         page(
             StatusCode::OK,
             layout(
@@ -207,20 +183,8 @@ Sign in with your mail provider to see it and decide.</p><div id=\"review\" data
         };
         let account = session.account_digest.clone();
         let now = chrono::Utc::now().timestamp();
-        match approval::decide(self.approvals.as_ref(), &id, &account, approve, now).await {
+        match self.desk.decide(&id, &account, approve, now).await {
             Ok(record) => {
-                let decision = if approve { "approved" } else { "declined" };
-                crate::inbound::record_in_background(
-                    &self.audit,
-                    AuditEvent {
-                        grant: record.grant.clone(),
-                        at: now,
-                        kind: AuditKind::SendDecision {
-                            decision: decision.into(),
-                            via: "review_page".into(),
-                        },
-                    },
-                );
                 let outcome = if approve {
                     "<h1>Approved</h1><p id=\"outcome\">Approved. Tell your assistant you approved it: it sends the email on its next try. \
 If the draft changes before then, it won't be sent.</p>"

@@ -297,10 +297,8 @@ pub struct Surfaces<M, V, P, C, U> {
     pub secure_cookies: bool,
     /// Legacy sessions to tell when a grant's tool list changes.
     pub watchers: Arc<super::mcp::ToolListWatchers>,
-    /// Send approvals, for the review page.
-    pub approvals: Arc<dyn crate::domain::ports::DynApprovalStore>,
-    /// Where the review page records decisions.
-    pub audit: Arc<dyn crate::domain::ports::DynAuditLog>,
+    /// The review page's use cases.
+    pub review: Arc<crate::domain::service::ReviewDesk>,
     /// Background notifications, when the operator offers them.
     pub background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
     /// Tests only: webhook destinations over http and on loopback.
@@ -321,8 +319,7 @@ pub fn routes<M: MailStore, V: TokenVault + Policy, P: Policy, C: ClientStore, U
         allowed_origins,
         secure_cookies,
         watchers,
-        approvals,
-        audit,
+        review,
         background,
         allow_insecure_destinations,
     } = s;
@@ -424,8 +421,7 @@ pub fn routes<M: MailStore, V: TokenVault + Policy, P: Policy, C: ClientStore, U
     );
     let review = Arc::new(super::approve::ReviewPage::new(
         Arc::clone(&auth),
-        approvals,
-        audit,
+        review,
         secure_cookies,
     ));
     let pages = Arc::new(Pages::new(auth, secure_cookies, background));
