@@ -1,23 +1,23 @@
-//! The domain core: mail, grants, policy and the use cases behind the tools.
+//! The domain core: mail, grants, policy and the use cases behind the tools, in rooms by
+//! subject — the mail model, search, sending, sign-in and grants, new mail — beside the ports
+//! and the use cases.
 //!
 //! It knows no HTTP, JSON-RPC, JMAP JSON or storage engine; the outside world is reached only
-//! through the ports in [`ports`]. See README, "Design".
+//! through the ports in [`ports`]. See README, "Design", and docs/architecture.md.
 
-pub mod approval;
 pub mod auth;
-pub mod body;
-pub mod changes;
-pub mod compose;
 pub mod grant;
-pub mod ids;
 pub mod mail;
-pub mod mailboxes;
 pub mod notify;
 pub mod ports;
-pub mod query;
-pub mod recipients;
-pub mod search_syntax;
+pub mod search;
 pub mod secret;
+pub mod sending;
 pub mod service;
-pub mod submission;
-pub mod text_extract;
+
+// The modules by their short names, as the rest of the crate and the tests name them.
+pub use self::{
+    mail::{body, changes, ids, mailboxes, text_extract},
+    search::{query, search_syntax},
+    sending::{approval, compose, recipients, submission},
+};

@@ -3,7 +3,7 @@
 #![no_main]
 
 #[allow(dead_code, unreachable_pub, missing_docs)]
-#[path = "../../src/domain/search_syntax.rs"]
+#[path = "../../src/domain/search/search_syntax.rs"]
 mod search_syntax;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,11 @@
 //! The mail model the use cases work on (RFC 8621 concepts, none of its JSON).
 
+pub mod body;
+pub mod changes;
+pub mod ids;
+pub mod mailboxes;
+pub mod text_extract;
+
 use chrono::{DateTime, Utc};
 
 use super::ids::{BlobId, EmailId, MailboxId, ThreadId};

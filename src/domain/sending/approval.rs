@@ -4,7 +4,7 @@
 //! every recipient incl. Bcc, subject, bodies, attachments, threading headers, send time). It
 //! is single use and short-lived, and moves through `Pending → Approved → Claimed → Sent`
 //! (or `Pending → Declined`): the transitions are methods of the state they leave, and each is
-//! a compare-and-swap in the [`ApprovalStore`](super::ports::ApprovalStore), so a claim cannot happen twice and a declined,
+//! a compare-and-swap in the [`ApprovalStore`](crate::domain::ports::ApprovalStore), so a claim cannot happen twice and a declined,
 //! expired or changed draft cannot be sent.
 
 use std::marker::PhantomData;
@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use super::{
+use crate::domain::{
     grant::GrantId,
     ids::{BlobId, EmailId},
     mail::{Address, Attachment},

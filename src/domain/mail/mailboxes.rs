@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{
+use crate::domain::{
     ids::MailboxId,
     mail::{Mailbox, MailboxRole},
 };

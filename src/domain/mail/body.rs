@@ -25,7 +25,7 @@ mod quotes;
 mod tidy;
 
 pub use self::{html::html_to_text, preview::clean_preview, quotes::collapse_quotes, tidy::tidy};
-use super::mail::RawBody;
+use crate::domain::mail::RawBody;
 
 /// Default characters of body per `get_email` call.
 pub const DEFAULT_BODY_CHARS: u64 = 20_000;

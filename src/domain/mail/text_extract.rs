@@ -1,6 +1,6 @@
 //! Text from attachments: text formats decoded by their charset; other formats have none.
 
-use super::{body::html_to_text, mail::AttachmentContent};
+use crate::domain::{body::html_to_text, mail::AttachmentContent};
 
 /// An attachment's text, possibly cut at the cap.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::ids::EmailId;
+use crate::domain::ids::EmailId;
 
 /// A draft to submit.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{
+use crate::domain::{
     ids::{BlobId, EmailId},
     mail::{Address, Attachment, Email},
     query::InvalidArgument,
@@ -129,7 +129,7 @@ pub struct CreatedDraft {
     /// Its id (content-derived on some servers: an edit is a new id).
     pub id: EmailId,
     /// Its thread (a reply lands in the original's).
-    pub thread_id: super::ids::ThreadId,
+    pub thread_id: crate::domain::ids::ThreadId,
 }
 
 fn invalid(argument: &'static str, reason: impl Into<String>) -> InvalidArgument {
