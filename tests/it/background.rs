@@ -9,13 +9,14 @@ use std::time::Duration;
 use mailconnect::domain::notify::delivery::PREAMBLE;
 use serde_json::Value;
 
-use crate::{
-    compose_flow::{connected, structured, writer_app_at, writer_app_with},
-    delivery::{Recorded, Sink, verify},
+use crate::support::{
+    TestApp,
+    compose::{connected, structured, writer_app_at, writer_app_with},
     fault_proxy::Proxy,
-    new_mail::{deliver, mark},
-    oauth_flow::{Browser, Standin, UPSTREAM_CLIENT, call_tool},
-    support::{TestApp, tempdir, testbed},
+    mail::{deliver, mark},
+    oauth::{Browser, Standin, UPSTREAM_CLIENT, call_tool},
+    sinks::{Recorded, Sink, background_flags, verify},
+    tempdir, testbed,
 };
 
 /// The app offering background notifications, delivering to loopback with `sink`'s
@@ -37,24 +38,6 @@ async fn offering_at(
     }
     let (standin, app) = writer_app_at(session_url, &args).await;
     (standin, app, keys)
-}
-
-/// The flags that offer background notifications delivering to `sink` (its certificate
-/// trusted, loopback allowed), with the directory holding the notifier key and the certificate.
-pub(crate) fn background_flags(sink: &Sink) -> (tempdir::Dir, Vec<String>) {
-    let keys = tempdir::Dir::new("notifier-key");
-    let ca = keys.0.join("sink.pem");
-    std::fs::write(&ca, &sink.cert_pem).unwrap();
-    let key = keys.0.join("notifier.key");
-    let flags = vec![
-        "--notify-background".to_owned(),
-        "--notifier-key-file".to_owned(),
-        key.display().to_string(),
-        "--test-allow-private-destinations".to_owned(),
-        "--test-delivery-ca-file".to_owned(),
-        ca.display().to_string(),
-    ];
-    (keys, flags)
 }
 
 /// Turns on background delivery to `sink`'s `/hook` for `grant` with the secret the settings
@@ -101,7 +84,7 @@ async fn turn_on(
     browser: &mut Browser,
     grant: &str,
     form: &[(&str, &str)],
-) -> crate::oauth_flow::Page {
+) -> crate::support::oauth::Page {
     let on = browser
         .post_form(
             &format!("{}/settings/connections/{grant}/background", app.base()),

@@ -15,15 +15,15 @@ use std::{path::Path, time::Duration};
 
 use serde_json::{Value, json};
 
-use crate::{
-    browser::{CHROMIUM, Script, assert_screenshot, screenshots},
-    compose::sent_with,
-    compose_flow::{
-        approval_path, connected, draft, is_error, marker, structured, text, writer_app_with,
+use crate::support::{
+    TestApp,
+    chromium::{CHROMIUM, Script, assert_screenshot, screenshots},
+    compose::{
+        approval_path, connected, draft, is_error, marker, sent_with, structured, text, writer_app,
+        writer_app_with,
     },
-    control::writer_app,
-    oauth_flow::call_tool,
-    support::{TestApp, testbed},
+    oauth::call_tool,
+    testbed,
 };
 
 /// The main walk's screenshots, and the width each is taken at.

@@ -13,10 +13,11 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{
-    browser::{CHROMIUM, Script, assert_screenshot, screenshots},
-    control::{EMAIL, email_state, grant_of, tool_names, writer_app},
-    oauth_flow::{Client, call_tool, pkce},
+use crate::support::{
+    chromium::{CHROMIUM, Script, assert_screenshot, screenshots},
+    compose::writer_app,
+    mail::{EMAIL, email_state},
+    oauth::{Client, call_tool, grant_of, pkce, tool_names},
 };
 
 /// Names with every character HTML escapes, and a long one that must wrap on a phone.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::oauth_flow::{Browser, Client, Standin, pkce, query, spawn_oauth_app};
+use crate::support::oauth::{Browser, Client, Standin, pkce, query, spawn_oauth_app};
 
 async fn setup() -> (Standin, crate::support::TestApp) {
     let standin = Standin::start();
@@ -713,7 +713,7 @@ async fn c12_the_upstream_state_cookie_is_set_only_after_approval_and_host_prefi
             "--upstream-issuer".into(),
             standin.url.clone(),
             "--upstream-client-id".into(),
-            crate::oauth_flow::UPSTREAM_CLIENT.into(),
+            crate::support::oauth::UPSTREAM_CLIENT.into(),
             "--public-url".into(),
             "https://mail.example.test".into(),
         ],

@@ -4,11 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    oauth_flow::{
-        Browser, Client, Standin, Tokens, call_tool, pkce, query, spawn_oauth_app, tokens,
-    },
-    support::{TestApp, testbed},
+use crate::support::{
+    TestApp,
+    oauth::{Browser, Client, Standin, Tokens, call_tool, pkce, query, spawn_oauth_app, tokens},
+    testbed,
 };
 
 async fn connected(extra: &[&str]) -> (Standin, TestApp, Client, Tokens) {
@@ -553,7 +552,7 @@ async fn h6_upstream_invalid_grant_ends_the_grant_and_the_client_reauthorizes() 
         401
     );
     assert_eq!(
-        crate::checklist_tokens_error(client.refresh(&t.refresh).await).await,
+        crate::support::oauth::error_code(client.refresh(&t.refresh).await).await,
         "invalid_grant"
     );
     let again = client.connect().await;
@@ -575,7 +574,8 @@ async fn h7_sixty_four_concurrent_calls_needing_a_refresh_make_one_upstream_refr
             let base = app.base();
             let token = t.access.clone();
             tokio::spawn(async move {
-                crate::oauth_flow::call_tool_at(&base, &token, "list_mailboxes", json!({})).await
+                crate::support::oauth::call_tool_at(&base, &token, "list_mailboxes", json!({}))
+                    .await
             })
         })
         .collect();

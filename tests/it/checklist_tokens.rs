@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    oauth_flow::{Browser, Client, Returned, Standin, Tokens, call_tool, spawn_oauth_app, tokens},
-    support::TestApp,
+use crate::support::{
+    TestApp,
+    oauth::{Browser, Client, Returned, Standin, Tokens, call_tool, spawn_oauth_app, tokens},
 };
 
 async fn setup(extra: &[&str]) -> (Standin, TestApp, Client) {

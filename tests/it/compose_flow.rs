@@ -4,97 +4,22 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    compose::sent_with,
-    control::{grant_of, sign_in, writer_app},
-    oauth_flow::{Browser, Client, Standin, call_tool, call_tool_at},
-    support::{TestApp, spawn_configured, tempdir, testbed},
+use crate::support::{
+    TestApp,
+    compose::{
+        approval_path, connected, decide, draft, is_error, marker, structured, text,
+        writer_app_with,
+    },
+    compose::{sent_with, writer_app},
+    oauth::{Browser, Client, call_tool, call_tool_at, grant_of, sign_in},
+    testbed,
 };
-
-pub(crate) fn text(result: &Value) -> String {
-    result["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-pub(crate) fn structured(result: &Value) -> &Value {
-    &result["result"]["structuredContent"]
-}
-
-pub(crate) fn is_error(result: &Value) -> bool {
-    result["result"]["isError"] == true
-}
-
-/// A connected client of the writer with `capabilities` enabled on the settings page.
-pub(crate) async fn connected(app: &TestApp, capabilities: &[&str]) -> (String, Browser, String) {
-    let tokens = Client::register(app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
-    let grant = grant_of(&tokens);
-    let (mut browser, page) = sign_in(app).await;
-    let csrf = page.field("csrf_token");
-    let mut form = vec![("csrf_token", csrf.as_str())];
-    form.extend(capabilities.iter().map(|c| (*c, "on")));
-    let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/capabilities", app.base()),
-            &form,
-        )
-        .await;
-    assert_eq!(saved.status, 303, "{}", saved.body);
-    (tokens.access, browser, csrf)
-}
-
-pub(crate) fn marker() -> String {
-    format!("mcflow-{:016x}", rand::random::<u64>())
-}
-
-pub(crate) async fn draft(app: &TestApp, token: &str, mark: &str) -> String {
-    let (_, r) = call_tool(
-        app,
-        token,
-        "draft_email",
-        json!({"to": ["Carol <carol@example.org>"], "subject": format!("Plan {mark}"),
-               "body_text": format!("See you at noon. {mark}")}),
-    )
-    .await;
-    assert!(!is_error(&r), "{r}");
-    structured(&r)["draft_id"].as_str().unwrap().to_owned()
-}
-
-/// The review page's URL from a `send_draft` result's link, without the fragment (this client
-/// has no script to read it).
-pub(crate) fn approval_path(result: &Value) -> String {
-    let url = structured(result)["approval_url"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no approval_url: {result}"));
-    let (path, fragment) = url.split_once('#').unwrap();
-    assert!(fragment.starts_with("k=") && fragment.len() > 40, "{url}");
-    path.to_owned()
-}
-
-/// Opens the review page at `url` (signed in) and posts `decision` with its CSRF token.
-pub(crate) async fn decide(
-    browser: &mut Browser,
-    url: &str,
-    decision: &str,
-) -> crate::oauth_flow::Page {
-    let page = browser.get(url).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    assert!(page.body.contains("data-sealed=\""), "{}", page.body);
-    let csrf = page.field("csrf_token");
-    browser
-        .post_form(url, &[("csrf_token", &csrf), ("decision", decision)])
-        .await
-}
 
 #[tokio::test]
 async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
     let (_standin, app) = writer_app().await;
     let (token, mut browser, _) = connected(&app, &["send"]).await;
-    let tools = crate::control::tool_names(&app, &token).await;
+    let tools = crate::support::oauth::tool_names(&app, &token).await;
     for t in [
         "draft_email",
         "list_drafts",
@@ -306,33 +231,11 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
     assert!(sent_with(&mark).is_empty());
 }
 
-/// The writer app with extra flags.
-pub(crate) async fn writer_app_with(extra: &[&str]) -> (Standin, TestApp) {
-    writer_app_at(testbed().get("JMAP_SESSION_URL"), extra).await
-}
-
-/// The app over the JMAP session at `session_url` (a proxy in front of Cyrus), signing in as
-/// the writer.
-pub(crate) async fn writer_app_at(session_url: &str, extra: &[&str]) -> (Standin, TestApp) {
-    let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
-    let mut args = vec![
-        "--jmap-session-url".to_owned(),
-        session_url.into(),
-        "--upstream-issuer".into(),
-        standin.url.clone(),
-        "--upstream-client-id".into(),
-        crate::oauth_flow::UPSTREAM_CLIENT.into(),
-    ];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let app = spawn_configured(tempdir::Dir::new("compose"), &args).await;
-    (standin, app)
-}
-
 #[tokio::test]
 async fn compose_flow_without_send_no_tool_reaches_submission() {
     let (_standin, app) = writer_app().await;
     let (token, _, _) = connected(&app, &["draft"]).await;
-    let tools = crate::control::tool_names(&app, &token).await;
+    let tools = crate::support::oauth::tool_names(&app, &token).await;
     assert!(tools.contains(&"draft_email".to_owned()));
     assert!(
         !tools
@@ -645,7 +548,7 @@ async fn compose_flow_review_page_only_never_asks_in_the_clients_form() {
     let asked = send_with_form(&app, &token, &id, json!({})).await;
     let state = asked["result"]["requestState"].as_str().unwrap().to_owned();
 
-    let (mut browser, page) = crate::control::sign_in(&app).await;
+    let (mut browser, page) = crate::support::oauth::sign_in(&app).await;
     let csrf = page.field("csrf_token");
     let grant = token.split('.').next().unwrap();
     let saved = browser

@@ -5,11 +5,12 @@
 
 use serde_json::json;
 
-use crate::{
-    compose::{release, sent_with},
-    compose_flow::{approval_path, connected, decide, draft, is_error, marker, structured, text},
-    control::writer_app,
-    oauth_flow::{Browser, call_tool},
+use crate::support::{
+    compose::{
+        approval_path, connected, decide, draft, is_error, marker, release, sent_with, structured,
+        text, writer_app,
+    },
+    oauth::{Browser, call_tool},
 };
 
 /// Approves the draft's pending send on the review page (the browser is signed in).

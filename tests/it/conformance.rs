@@ -21,7 +21,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::oauth_flow::{Client, Standin, spawn_oauth_app};
+use crate::support::oauth::{Client, Standin, spawn_oauth_app};
 
 /// How long one whole runner invocation may take: a run takes about a second, and this stays
 /// under nextest's 2-minute kill (.config/nextest.toml) so the report still gets printed. The
@@ -418,7 +418,7 @@ async fn alpha_suite_2026_07_28_requirements_pass_but_for_the_reviewed_baseline(
 /// the redirect on its own loopback listener).
 #[tokio::test]
 async fn authorization_server_scenarios_pass() {
-    use crate::oauth_flow::{Browser, Standin, UPSTREAM_CLIENT};
+    use crate::support::oauth::{Browser, Standin, UPSTREAM_CLIENT};
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -4,71 +4,14 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    oauth_flow::{Browser, Client, Page, Standin, Tokens, UPSTREAM_CLIENT, call_tool},
-    support::{RawMcp, TestApp, spawn_configured, tempdir, testbed},
+use crate::support::{
+    RawMcp, TestApp,
+    compose::writer_app,
+    mail::{EMAIL, email_state, jmap},
+    oauth::{Browser, Client, Page, Standin, call_tool},
+    oauth::{grant_of, sign_in, tool_names},
+    testbed,
 };
-
-/// The writer's copy of a seed email in the Inbox, read ("Grüße aus München", docs/testbed.md).
-/// Its id differs from alice's copy because the seed addresses each user by name (so the bytes,
-/// and with them Cyrus's id, differ), and it is as deterministic.
-pub(crate) const EMAIL: &str = "M90089a6e6ff4b78d4c8a1333";
-
-/// The stand-in signs the writer user in; the app reads the writer's mailbox.
-pub(crate) async fn writer_app() -> (Standin, TestApp) {
-    let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
-    let app = spawn_configured(
-        tempdir::Dir::new("control"),
-        &[
-            "--jmap-session-url".into(),
-            testbed().get("JMAP_SESSION_URL").into(),
-            "--upstream-issuer".into(),
-            standin.url.clone(),
-            "--upstream-client-id".into(),
-            UPSTREAM_CLIENT.into(),
-        ],
-    )
-    .await;
-    (standin, app)
-}
-
-/// Signs in to the settings page: the browser goes to the stand-in and back.
-pub(crate) async fn sign_in(app: &TestApp) -> (Browser, Page) {
-    let mut browser = Browser::default();
-    let start = browser.get(&format!("{}/settings", app.base())).await;
-    assert!(
-        start.body.contains("action=\"/settings/sign-in\""),
-        "{}",
-        start.body
-    );
-    let go = browser
-        .post_form(
-            &format!("{}/settings/sign-in", app.base()),
-            &[("sign_in", "1")],
-        )
-        .await;
-    assert_eq!(go.status, 303, "{}", go.body);
-    let upstream = browser.get(&go.location()).await;
-    let back = browser.get(&upstream.location()).await;
-    assert_eq!(
-        (back.status, back.location()),
-        (303, "/settings".to_owned()),
-        "{}",
-        back.body
-    );
-    let page = browser.get(&format!("{}/settings", app.base())).await;
-    assert!(
-        page.body
-            .contains("Signed in as <strong>bob@example.test</strong>"),
-        "{}",
-        page.body
-    );
-    (browser, page)
-}
-
-pub(crate) fn grant_of(t: &Tokens) -> String {
-    t.access.split('.').next().unwrap().to_owned()
-}
 
 async fn set_organize(
     app: &TestApp,
@@ -87,27 +30,6 @@ async fn set_organize(
             &form,
         )
         .await
-}
-
-/// The writer's mailbox over JMAP directly (not through mailconnect).
-async fn jmap(calls: Value) -> Value {
-    let tb = testbed();
-    reqwest::Client::new()
-        .post(tb.get("JMAP_SESSION_URL"))
-        .basic_auth(tb.get("JMAP_WRITER_USERNAME"), Some(tb.get("JMAP_WRITER_PASSWORD")))
-        .json(&json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], "methodCalls": calls}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-pub(crate) async fn email_state(id: &str) -> Value {
-    let account = testbed().get("JMAP_WRITER_USERNAME");
-    let r = jmap(json!([["Email/get", {"accountId": account, "ids": [id], "properties": ["keywords", "mailboxIds"]}, "g"]])).await;
-    r["methodResponses"][0][1]["list"][0].clone()
 }
 
 async fn mailbox_id(role: &str) -> String {
@@ -129,32 +51,6 @@ async fn mailbox_count() -> usize {
     let account = testbed().get("JMAP_WRITER_USERNAME");
     let r = jmap(json!([["Mailbox/get", {"accountId": account, "properties": ["id"]}, "m"]])).await;
     r["methodResponses"][0][1]["list"].as_array().unwrap().len()
-}
-
-pub(crate) async fn tool_names(app: &TestApp, token: &str) -> Vec<String> {
-    let r = reqwest::Client::new()
-        .post(format!("{}/mcp", app.base()))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/list")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "0"},
-            "io.modelcontextprotocol/clientCapabilities": {}}}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    v["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 fn text(body: &Value) -> String {
@@ -451,7 +347,7 @@ async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant()
 async fn settings_show_only_the_signed_in_persons_connections() {
     let (_standin, app) = writer_app().await;
     let alice_standin = Standin::start();
-    let alice_app = crate::oauth_flow::spawn_oauth_app(&alice_standin, &[]).await;
+    let alice_app = crate::support::oauth::spawn_oauth_app(&alice_standin, &[]).await;
     let alices = Client::register(&alice_app, "http://127.0.0.1:41999/cb")
         .await
         .connect()

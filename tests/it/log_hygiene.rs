@@ -10,9 +10,9 @@ use std::{
 
 use serde_json::json;
 
-use crate::{
-    oauth_flow::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool_at, tokens},
-    support::testbed,
+use crate::support::{
+    oauth::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool_at, tokens},
+    testbed,
 };
 
 /// Stops the binary and returns everything it logged.
@@ -183,8 +183,8 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
 async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
     let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
     // Background delivery too: a webhook on loopback hears of the arrival.
-    let sink = crate::delivery::Sink::start(vec![]).await;
-    let (_keys, flags) = crate::background::background_flags(&sink);
+    let sink = crate::support::sinks::Sink::start(vec![]).await;
+    let (_keys, flags) = crate::support::sinks::background_flags(&sink);
     let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.extend(["--notify-poll-secs", "1"]);
     let (server, base, _data) = spawn_binary(&standin, &args, "debug").await;
@@ -229,7 +229,7 @@ async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
         .as_str()
         .unwrap()
         .to_owned();
-    crate::new_mail::deliver(&sender, &subject);
+    crate::support::mail::deliver(&sender, &subject);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, news) = call_tool_at(
         &base,
@@ -326,14 +326,14 @@ async fn a_listening_client_that_disconnects_logs_no_error() {
         assert_eq!(stream.status(), 200);
         let mut seen = String::new();
         assert!(
-            crate::new_mail::read_until(&mut stream, &mut seen, "acknowledged", 5).await,
+            crate::support::mail::read_until(&mut stream, &mut seen, "acknowledged", 5).await,
             "{seen}"
         );
         // A look happens while it listens; then the client goes away mid-stream.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         drop(stream);
         // The server learns of it when it next writes to the stream: mail arrives.
-        crate::new_mail::deliver("ivan@example.org", &crate::new_mail::mark("Gone"));
+        crate::support::mail::deliver("ivan@example.org", &crate::support::mail::mark("Gone"));
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     // A 2025-11-25 session: its stream, a subscription, then the client ends the session.

@@ -3,10 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    fake_jmap,
-    support::{RawMcp, Reply, TOKEN, spawn_app, spawn_app_with, text},
-};
+use crate::support::{RawMcp, Reply, TOKEN, fake_jmap, spawn_app, spawn_app_with, text};
 
 const MODERN: &str = "2026-07-28";
 

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::oauth_flow::{Browser, Client, Standin, call_tool, spawn_oauth_app, tokens};
+use crate::support::oauth::{Browser, Client, Standin, call_tool, spawn_oauth_app, tokens};
 
 fn identity_username(body: &serde_json::Value) -> String {
     body["result"]["structuredContent"]["username"]

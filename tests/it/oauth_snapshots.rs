@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::oauth_flow::{Client, Standin, spawn_oauth_app};
+use crate::support::oauth::{Client, Standin, spawn_oauth_app};
 
 fn settings(issuer: &str) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
@@ -78,7 +78,7 @@ async fn oauth_json_bodies() {
     .await;
     let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
     let returned = client
-        .authorize(&mut crate::oauth_flow::Browser::default())
+        .authorize(&mut crate::support::oauth::Browser::default())
         .await;
     let form = [
         ("grant_type", "authorization_code"),
@@ -128,7 +128,7 @@ async fn oauth_json_bodies() {
         let url = client
             .authorize_url("", &[])
             .replace("&code_challenge=&code_challenge_method=S256", "");
-        let page = crate::oauth_flow::Browser::default().get(&url).await;
+        let page = crate::support::oauth::Browser::default().get(&url).await;
         json!({"status": page.status, "location": page.location()})
     };
     settings(&base).bind(|| {

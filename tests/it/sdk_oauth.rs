@@ -15,9 +15,9 @@ use std::{
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::{
-    oauth_flow::{Standin, spawn_oauth_app},
-    support::tempdir,
+use crate::support::{
+    oauth::{Standin, spawn_oauth_app},
+    tempdir,
 };
 
 const USERNAME: &str = "alice@example.test";

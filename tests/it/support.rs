@@ -1,4 +1,23 @@
-//! Shared test support: the Cyrus testbed's settings, an in-process server, a raw MCP client.
+//! Shared test support: the Cyrus testbed's settings, an in-process server, a raw MCP client;
+//! and, one module a subject, the helpers the test modules share (no test module imports
+//! another):
+//! - [`oauth`]: the stand-in upstream, the cookie-keeping browser, the OAuth client, MCP calls
+//!   with a bearer token, signing in to the settings page;
+//! - [`chromium`]: running the playwright-core scripts in headless Chromium;
+//! - [`compose`]: the writer app, connected clients with capabilities, drafts, the review page,
+//!   what the submission stub recorded;
+//! - [`mail`]: the writer's mailbox (LMTP delivery, JMAP directly), the listen stream;
+//! - [`fault_proxy`]: the fault-injecting proxy in front of Cyrus (and its push stand-in);
+//! - [`fake_jmap`]: a misbehaving JMAP server;
+//! - [`sinks`]: the loopback HTTPS webhook / Poke sink and the background-delivery flags.
+
+pub mod chromium;
+pub mod compose;
+pub mod fake_jmap;
+pub mod fault_proxy;
+pub mod mail;
+pub mod oauth;
+pub mod sinks;
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::OnceLock, time::Duration};
 

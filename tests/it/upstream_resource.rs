@@ -7,10 +7,11 @@
 
 use serde_json::{Value, json};
 
-use crate::{
+use crate::support::{
+    TestApp,
     fault_proxy::Proxy,
-    oauth_flow::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool_at, pkce},
-    support::{TestApp, spawn_configured, tempdir},
+    oauth::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool_at, pkce},
+    spawn_configured, tempdir,
 };
 
 const CALLBACK: &str = "http://127.0.0.1:41999/cb";

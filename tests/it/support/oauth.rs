@@ -470,3 +470,73 @@ pub async fn call_tool_at(base: &str, token: &str, tool: &str, args: Value) -> (
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
+
+/// Signs in to the settings page: the browser goes to the stand-in and back.
+pub(crate) async fn sign_in(app: &TestApp) -> (Browser, Page) {
+    let mut browser = Browser::default();
+    let start = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(
+        start.body.contains("action=\"/settings/sign-in\""),
+        "{}",
+        start.body
+    );
+    let go = browser
+        .post_form(
+            &format!("{}/settings/sign-in", app.base()),
+            &[("sign_in", "1")],
+        )
+        .await;
+    assert_eq!(go.status, 303, "{}", go.body);
+    let upstream = browser.get(&go.location()).await;
+    let back = browser.get(&upstream.location()).await;
+    assert_eq!(
+        (back.status, back.location()),
+        (303, "/settings".to_owned()),
+        "{}",
+        back.body
+    );
+    let page = browser.get(&format!("{}/settings", app.base())).await;
+    assert!(
+        page.body
+            .contains("Signed in as <strong>bob@example.test</strong>"),
+        "{}",
+        page.body
+    );
+    (browser, page)
+}
+
+pub(crate) fn grant_of(t: &Tokens) -> String {
+    t.access.split('.').next().unwrap().to_owned()
+}
+
+pub(crate) async fn tool_names(app: &TestApp, token: &str) -> Vec<String> {
+    let r = reqwest::Client::new()
+        .post(format!("{}/mcp", app.base()))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The OAuth `error` code of a response.
+pub async fn error_code(r: reqwest::Response) -> String {
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["error"].as_str().unwrap_or_default().to_owned()
+}
