@@ -86,10 +86,7 @@ async fn turn_on(
     form: &[(&str, &str)],
 ) -> crate::support::oauth::Page {
     let on = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/background", app.base()),
-            form,
-        )
+        .post_connection(app, grant, "background", form)
         .await;
     assert_eq!(on.status, 303, "{}", on.body);
     let to = on.location();
@@ -190,10 +187,7 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
     // Off: the notifier is revoked at the provider, and nothing more is delivered.
     let revocations = standin.stats().await["revocations"].as_u64().unwrap();
     let off = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/background/off", app.base()),
-            &[("csrf_token", &csrf)],
-        )
+        .post_connection(&app, &grant, "background/off", &[("csrf_token", &csrf)])
         .await;
     assert_eq!(
         (off.status, off.location()),
@@ -259,8 +253,10 @@ async fn background_poke_gets_a_framed_message_and_the_notifier_is_one_per_perso
     let second = grant_of(&second);
     assert_ne!(first, second);
     let on = browser2
-        .post_form(
-            &format!("{}/settings/connections/{second}/background", app.base()),
+        .post_connection(
+            &app,
+            &second,
+            "background",
             &[
                 ("csrf_token", csrf2.as_str()),
                 ("kind", "poke"),
@@ -291,10 +287,7 @@ async fn background_poke_gets_a_framed_message_and_the_notifier_is_one_per_perso
     // One connection off: the notifier stays for the other; the last one off revokes it.
     let revocations = standin.stats().await["revocations"].as_u64().unwrap();
     let r = browser
-        .post_form(
-            &format!("{}/settings/connections/{first}/background/off", app.base()),
-            &[("csrf_token", &csrf)],
-        )
+        .post_connection(&app, &first, "background/off", &[("csrf_token", &csrf)])
         .await;
     assert_eq!(r.status, 303);
     assert_eq!(
@@ -304,10 +297,7 @@ async fn background_poke_gets_a_framed_message_and_the_notifier_is_one_per_perso
     );
     // Revoking the second connection turns its notifications off too.
     let r = browser2
-        .post_form(
-            &format!("{}/settings/connections/{second}/revoke", app.base()),
-            &[("csrf_token", &csrf2)],
-        )
+        .post_connection(&app, &second, "revoke", &[("csrf_token", &csrf2)])
         .await;
     assert_eq!(r.status, 303);
     assert_eq!(
@@ -328,8 +318,10 @@ async fn background_is_not_offered_unless_the_operator_turns_it_on() {
     );
     let grant = grant_of(&token);
     let r = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/background", app.base()),
+        .post_connection(
+            &app,
+            &grant,
+            "background",
             &[
                 ("csrf_token", csrf.as_str()),
                 ("kind", "poke"),
@@ -383,8 +375,10 @@ async fn background_turning_off_hear_about_new_mail_ends_background_delivery() {
     turn_on_webhook(&app, &mut browser, &csrf, &grant, &sink).await;
     let revocations = standin.stats().await["revocations"].as_u64().unwrap();
     let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/capabilities", app.base()),
+        .post_connection(
+            &app,
+            &grant,
+            "capabilities",
             &[("csrf_token", csrf.as_str())],
         )
         .await;

@@ -17,7 +17,7 @@ use crate::support::{
     chromium::{CHROMIUM, Script, assert_screenshot, screenshots},
     compose::writer_app,
     mail::{EMAIL, email_state},
-    oauth::{Client, call_tool, grant_of, pkce, tool_names},
+    oauth::{Client, call_tool, grant_of, pkce, tool_names, tool_status},
 };
 
 /// Names with every character HTML escapes, and a long one that must wrap on a phone.
@@ -90,12 +90,7 @@ async fn chromium_enables_organize_for_one_assistant_and_revokes_another() {
     let (a, b) = (a_client.connect().await, b_client.connect().await);
     let (grant_a, grant_b) = (grant_of(&a), grant_of(&b));
     // A used the mailbox once (the activity list shows it), read-only.
-    assert_eq!(
-        call_tool(&app, &a.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &a.access, "get_identity").await, 200);
     assert!(
         !tool_names(&app, &a.access)
             .await
@@ -301,12 +296,7 @@ async fn chromium_enables_organize_for_one_assistant_and_revokes_another() {
     );
 
     // B is disconnected: its access token is refused, its refresh token too.
-    assert_eq!(
-        call_tool(&app, &b.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
+    assert_eq!(tool_status(&app, &b.access, "get_identity").await, 401);
     assert_eq!(b_client.refresh(&b.refresh).await.status(), 400);
 
     // Every step left a screenshot.

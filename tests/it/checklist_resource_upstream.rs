@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 
 use crate::support::{
     TestApp,
-    oauth::{Browser, Client, Standin, Tokens, call_tool, pkce, query, spawn_oauth_app, tokens},
+    oauth::{
+        Browser, Client, Standin, Tokens, call_tool, pkce, query, spawn_oauth_app, tokens,
+        tool_status,
+    },
     testbed,
 };
 
@@ -77,15 +80,7 @@ async fn g1_no_token_gets_a_bare_challenge_naming_the_metadata() {
 async fn g2_bad_expired_or_revoked_tokens_get_invalid_token() {
     let (_s, app, client, t) = connected(&["--access-token-ttl-secs", "1"]).await;
     let revoked = client.connect().await;
-    reqwest::Client::new()
-        .post(format!("{}/revoke", app.base()))
-        .form(&[
-            ("token", revoked.access.as_str()),
-            ("client_id", client.id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    client.revoke(&revoked.access).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     for (label, token) in [
         ("malformed", "%%%"),
@@ -342,12 +337,7 @@ async fn g10_a_stolen_vault_and_configuration_yield_no_upstream_token() {
     let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
     let t = client.connect().await;
     let t2 = tokens(client.refresh(&t.refresh).await).await;
-    assert_eq!(
-        call_tool(&app, &t2.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t2.access, "get_identity").await, 200);
     // What a thief copies: the data directory (the vault) and the configuration.
     let vault = std::fs::read(app._data.0.join("mailconnect.redb")).unwrap();
     let stolen = String::from_utf8_lossy(&vault);
@@ -369,10 +359,7 @@ async fn g10_a_stolen_vault_and_configuration_yield_no_upstream_token() {
     // guessed token of the right grant opens nothing, and the answer is 401, not 500.
     let grant = t2.access.split('.').next().unwrap();
     let guessed = format!("{grant}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-    assert_eq!(
-        call_tool(&app, &guessed, "get_identity", json!({})).await.0,
-        401
-    );
+    assert_eq!(tool_status(&app, &guessed, "get_identity").await, 401);
 }
 
 #[tokio::test]
@@ -471,14 +458,7 @@ async fn h4_upstream_tokens_never_reach_the_client() {
     let mut browser = Browser::default();
     let returned = client.authorize(&mut browser).await;
     assert!(!returned.url.contains("eyJ"));
-    let r = client
-        .token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", &returned.params["code"]),
-            ("redirect_uri", &client.redirect_uri),
-            ("code_verifier", &returned.verifier),
-        ])
-        .await;
+    let r = client.redeem(&returned, &client.redirect_uri).await;
     let body = r.text().await.unwrap();
     assert!(
         !body.contains("eyJ"),
@@ -545,23 +525,13 @@ async fn h6_upstream_invalid_grant_ends_the_grant_and_the_client_reauthorizes() 
         .await;
     let (_, body) = call_tool(&app, &t.access, "get_identity", json!({})).await;
     assert_eq!(body["result"]["isError"], true, "{body}");
-    assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 401);
     assert_eq!(
         crate::support::oauth::error_code(client.refresh(&t.refresh).await).await,
         "invalid_grant"
     );
     let again = client.connect().await;
-    assert_eq!(
-        call_tool(&app, &again.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &again.access, "get_identity").await, 200);
 }
 
 /// H7 and the issue's "64 concurrent refreshes of one grant cause exactly one upstream
@@ -592,12 +562,7 @@ async fn h7_sixty_four_concurrent_calls_needing_a_refresh_make_one_upstream_refr
         1,
         "more than one upstream refresh"
     );
-    assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 200);
 }
 
 /// The same with 64 concurrent client refreshes of one refresh token while the upstream
@@ -631,9 +596,7 @@ async fn sixty_four_concurrent_client_refreshes_make_one_upstream_refresh() {
         "more than one upstream refresh"
     );
     assert_eq!(
-        call_tool(&app, &pairs[0].access, "get_identity", json!({}))
-            .await
-            .0,
+        tool_status(&app, &pairs[0].access, "get_identity").await,
         200
     );
 }

@@ -429,10 +429,7 @@ async fn compose_flow_the_typescript_sdk_confirms_in_its_dialog_on_a_legacy_sess
 #[tokio::test]
 async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_widen_them() {
     let (_standin, app) = writer_app().await;
-    let tokens = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
+    let tokens = Client::connected(&app, "http://127.0.0.1:41999/cb").await;
     let (token, grant) = (tokens.access.clone(), grant_of(&tokens));
     let (mut browser, page) = sign_in(&app).await;
     let csrf = page.field("csrf_token");
@@ -552,8 +549,10 @@ async fn compose_flow_review_page_only_never_asks_in_the_clients_form() {
     let csrf = page.field("csrf_token");
     let grant = token.split('.').next().unwrap();
     let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/recipients", app.base()),
+        .post_connection(
+            &app,
+            grant,
+            "recipients",
             &[
                 ("csrf_token", csrf.as_str()),
                 ("recipients", "anyone"),

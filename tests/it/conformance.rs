@@ -188,9 +188,7 @@ async fn run_suite(name: &str, runner: Runner, args: &[&str], baseline: &str) ->
     // The token comes from the real connect flow, so the audience check is in the loop too.
     let standin = Standin::start();
     let app = spawn_oauth_app(&standin, &[]).await;
-    let token = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
+    let token = Client::connected(&app, "http://127.0.0.1:41999/cb")
         .await
         .access;
     let proxy = BearerProxy::start(&format!("http://{}", app.addr), &token);

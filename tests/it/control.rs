@@ -8,8 +8,9 @@ use crate::support::{
     RawMcp, TestApp,
     compose::writer_app,
     mail::{EMAIL, email_state, jmap},
-    oauth::{Browser, Client, Page, Standin, call_tool},
-    oauth::{grant_of, sign_in, tool_names},
+    oauth::{
+        Browser, Client, Page, Standin, call_tool, grant_of, sign_in, tool_names, tool_status,
+    },
     testbed,
 };
 
@@ -25,10 +26,7 @@ async fn set_organize(
         form.push(("organize", "on"));
     }
     browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/capabilities", app.base()),
-            &form,
-        )
+        .post_connection(app, grant, "capabilities", &form)
         .await
 }
 
@@ -66,14 +64,8 @@ fn text(body: &Value) -> String {
 #[tokio::test]
 async fn organize_is_off_until_the_person_enables_it_for_one_client() {
     let (_standin, app) = writer_app().await;
-    let a = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
-    let b = Client::register(&app, "http://127.0.0.1:41998/cb")
-        .await
-        .connect()
-        .await;
+    let a = Client::connected(&app, "http://127.0.0.1:41999/cb").await;
+    let b = Client::connected(&app, "http://127.0.0.1:41998/cb").await;
     let writes = ["move_email", "mark_email_read", "flag_email"];
 
     // Read-only by default: not listed, and refused when called anyway, batch or crafted.
@@ -271,10 +263,7 @@ async fn organize_is_off_until_the_person_enables_it_for_one_client() {
 #[tokio::test]
 async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant() {
     let (_standin, app) = writer_app().await;
-    let a = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
+    let a = Client::connected(&app, "http://127.0.0.1:41999/cb").await;
     let (mut browser, page) = sign_in(&app).await;
     let csrf = page.field("csrf_token");
     let grant = grant_of(&a);
@@ -289,10 +278,7 @@ async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant()
         let r = set_organize(&app, &mut browser, token, &grant, true).await;
         assert_eq!(r.status, 403);
         let r = browser
-            .post_form(
-                &format!("{}/settings/connections/{grant}/revoke", app.base()),
-                &[("csrf_token", token)],
-            )
+            .post_connection(&app, &grant, "revoke", &[("csrf_token", token)])
             .await;
         assert_eq!(r.status, 403);
     }
@@ -302,12 +288,7 @@ async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant()
             .iter()
             .any(|t| t == "move_email")
     );
-    assert_eq!(
-        call_tool(&app, &a.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &a.access, "get_identity").await, 200);
     // Another browser without the session: signed out.
     let r = set_organize(&app, &mut Browser::default(), &csrf, &grant, true).await;
     assert_eq!(r.status, 401);
@@ -316,18 +297,10 @@ async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant()
     assert_eq!(r.status, 404);
     // Revoke: the client's next call is a 401.
     let r = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/revoke", app.base()),
-            &[("csrf_token", &csrf)],
-        )
+        .post_connection(&app, &grant, "revoke", &[("csrf_token", &csrf)])
         .await;
     assert_eq!(r.status, 303);
-    assert_eq!(
-        call_tool(&app, &a.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
+    assert_eq!(tool_status(&app, &a.access, "get_identity").await, 401);
     let page = browser.get(&format!("{}/settings", app.base())).await;
     assert!(!page.body.contains(&format!("connection-{grant}")));
     // It is listed as disconnected, with its activity ending in the revocation.
@@ -348,14 +321,8 @@ async fn settings_show_only_the_signed_in_persons_connections() {
     let (_standin, app) = writer_app().await;
     let alice_standin = Standin::start();
     let alice_app = crate::support::oauth::spawn_oauth_app(&alice_standin, &[]).await;
-    let alices = Client::register(&alice_app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
-    let bobs = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
+    let alices = Client::connected(&alice_app, "http://127.0.0.1:41999/cb").await;
+    let bobs = Client::connected(&app, "http://127.0.0.1:41999/cb").await;
     let (_browser, page) = sign_in(&app).await;
     assert!(
         page.body
@@ -369,10 +336,7 @@ async fn settings_show_only_the_signed_in_persons_connections() {
 #[tokio::test]
 async fn a_policy_change_notifies_the_clients_listening_sessions() {
     let (_standin, app) = writer_app().await;
-    let a = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
+    let a = Client::connected(&app, "http://127.0.0.1:41999/cb").await;
     let mcp = RawMcp::legacy_with(app.mcp_url(), &a.access).await;
     let mut stream = mcp.stream().await;
 
@@ -441,9 +405,7 @@ async fn move_directly(id: &str, from: &str, to: &str) {
 #[tokio::test]
 async fn paging_through_identical_dates_returns_each_email_exactly_once_while_mail_moves() {
     let (_standin, app) = writer_app().await;
-    let token = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
+    let token = Client::connected(&app, "http://127.0.0.1:41999/cb")
         .await
         .access;
     let same = mailbox_named("Same Time").await;

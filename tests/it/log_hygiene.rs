@@ -132,15 +132,7 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
         json!({}),
     )
     .await;
-    reqwest::Client::new()
-        .post(format!("{base}/revoke"))
-        .form(&[
-            ("token", t2.refresh.as_str()),
-            ("client_id", client.id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    client.revoke(&t2.refresh).await;
 
     let log = stop_and_read_log(server);
     assert!(

@@ -329,10 +329,7 @@ async fn new_mail_a_listening_client_hears_of_an_arrival_and_the_stream_ends_wit
     let settings = browser.get(&format!("{}/settings", app.base())).await;
     let grant = grant_on(&settings.body);
     let revoked = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/revoke", app.base()),
-            &[("csrf_token", &csrf)],
-        )
+        .post_connection(&app, &grant, "revoke", &[("csrf_token", &csrf)])
         .await;
     assert_eq!(revoked.status, 303);
     assert!(
@@ -357,12 +354,7 @@ async fn new_mail_quiet_hours_hold_the_stream_but_a_vip_may_break_them() {
             ("zone", "UTC"),
         ],
     );
-    let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/notify", app.base()),
-            &form,
-        )
-        .await;
+    let saved = browser.post_connection(&app, &grant, "notify", &form).await;
     assert_eq!(saved.status, 303, "{}", saved.body);
 
     let mut stream = listen(&app, &token, &["mail://new"]).await;
@@ -505,8 +497,10 @@ async fn new_mail_a_vip_whose_mail_failed_dmarc_is_no_vip() {
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
     let grant = token.split('.').next().unwrap();
     let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/notify", app.base()),
+        .post_connection(
+            &app,
+            grant,
+            "notify",
             &[
                 ("csrf_token", csrf.as_str()),
                 ("vips", "ana@corp.example"),

@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::support::oauth::{Browser, Client, Standin, call_tool, spawn_oauth_app, tokens};
+use crate::support::oauth::{
+    Browser, Client, Standin, call_tool, spawn_oauth_app, tokens, tool_status,
+};
 
 fn identity_username(body: &serde_json::Value) -> String {
     body["result"]["structuredContent"]["username"]
@@ -52,20 +54,10 @@ async fn tokens_keep_working_across_client_refresh_and_a_restart() {
     let t1 = client.connect().await;
     let t2 = tokens(client.refresh(&t1.refresh).await).await;
     assert_ne!(t2.refresh, t1.refresh);
-    assert_eq!(
-        call_tool(&app, &t2.access, "list_mailboxes", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t2.access, "list_mailboxes").await, 200);
     // A restart keeps the vault: tokens issued before still work, and refresh still rotates.
     let app = app.restart().await;
-    assert_eq!(
-        call_tool(&app, &t2.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t2.access, "get_identity").await, 200);
     let t3 = tokens(client.refresh(&t2.refresh).await).await;
     let (status, body) = call_tool(&app, &t3.access, "get_identity", json!({})).await;
     assert_eq!(
@@ -83,12 +75,7 @@ async fn an_upstream_token_the_mail_server_rejects_is_refreshed_on_the_tool_call
     let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
     standin.short_lived_access_tokens(1, 2).await;
     let t = client.connect().await;
-    assert_eq!(
-        call_tool(&app, &t.access, "list_mailboxes", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t.access, "list_mailboxes").await, 200);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(standin.token_requests("refresh_token").await, 0);
     let (status, body) = call_tool(&app, &t.access, "get_identity", json!({})).await;
@@ -100,12 +87,7 @@ async fn an_upstream_token_the_mail_server_rejects_is_refreshed_on_the_tool_call
         "exactly one upstream refresh"
     );
     // The renewed upstream token is stored: the next call needs no refresh.
-    assert_eq!(
-        call_tool(&app, &t.access, "list_mailboxes", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t.access, "list_mailboxes").await, 200);
     assert_eq!(standin.token_requests("refresh_token").await, 1);
 }
 
@@ -117,20 +99,10 @@ async fn an_upstream_token_near_expiry_is_renewed_before_the_call() {
     let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
     let t = client.connect().await;
     // A fresh token is not due yet (a quarter of its 4 s life before the end is).
-    assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 200);
     assert_eq!(standin.token_requests("refresh_token").await, 0);
     tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
-    assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 200);
     assert_eq!(
         standin.token_requests("refresh_token").await,
         1,

@@ -46,7 +46,7 @@ async fn resource_asked(standin: &Standin) -> Option<String> {
 
 /// Connects a client and reads the mailboxes with its token.
 async fn connect_and_read(app: &TestApp) {
-    let tokens = Client::register(app, CALLBACK).await.connect().await;
+    let tokens = Client::connected(app, CALLBACK).await;
     let (status, reply) =
         call_tool_at(&app.base(), &tokens.access, "list_mailboxes", json!({})).await;
     assert_eq!(status, 200, "{reply}");

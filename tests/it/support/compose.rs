@@ -9,26 +9,13 @@ use serde_json::{Value, json};
 
 use crate::support::{
     TestApp,
-    oauth::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool, grant_of, sign_in},
-    spawn_configured, tempdir, testbed,
+    oauth::{Browser, Client, Standin, call_tool, grant_of, sign_in, spawn_oauth_app_at},
+    testbed,
 };
 
 /// The stand-in signs the writer user in; the app reads the writer's mailbox.
 pub(crate) async fn writer_app() -> (Standin, TestApp) {
-    let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
-    let app = spawn_configured(
-        tempdir::Dir::new("control"),
-        &[
-            "--jmap-session-url".into(),
-            testbed().get("JMAP_SESSION_URL").into(),
-            "--upstream-issuer".into(),
-            standin.url.clone(),
-            "--upstream-client-id".into(),
-            UPSTREAM_CLIENT.into(),
-        ],
-    )
-    .await;
-    (standin, app)
+    writer_app_with(&[]).await
 }
 
 pub(crate) fn text(result: &Value) -> String {
@@ -48,20 +35,14 @@ pub(crate) fn is_error(result: &Value) -> bool {
 
 /// A connected client of the writer with `capabilities` enabled on the settings page.
 pub(crate) async fn connected(app: &TestApp, capabilities: &[&str]) -> (String, Browser, String) {
-    let tokens = Client::register(app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
+    let tokens = Client::connected(app, "http://127.0.0.1:41999/cb").await;
     let grant = grant_of(&tokens);
     let (mut browser, page) = sign_in(app).await;
     let csrf = page.field("csrf_token");
     let mut form = vec![("csrf_token", csrf.as_str())];
     form.extend(capabilities.iter().map(|c| (*c, "on")));
     let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/capabilities", app.base()),
-            &form,
-        )
+        .post_connection(app, &grant, "capabilities", &form)
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
     (tokens.access, browser, csrf)
@@ -119,16 +100,7 @@ pub(crate) async fn writer_app_with(extra: &[&str]) -> (Standin, TestApp) {
 /// the writer.
 pub(crate) async fn writer_app_at(session_url: &str, extra: &[&str]) -> (Standin, TestApp) {
     let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
-    let mut args = vec![
-        "--jmap-session-url".to_owned(),
-        session_url.into(),
-        "--upstream-issuer".into(),
-        standin.url.clone(),
-        "--upstream-client-id".into(),
-        crate::support::oauth::UPSTREAM_CLIENT.into(),
-    ];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let app = spawn_configured(tempdir::Dir::new("compose"), &args).await;
+    let app = spawn_oauth_app_at(session_url, &standin, extra).await;
     (standin, app)
 }
 

@@ -142,9 +142,14 @@ impl Drop for Standin {
 
 /// Starts mailconnect with OAuth toward `standin` and the Cyrus testbed, no self-host grant.
 pub async fn spawn_oauth_app(standin: &Standin, extra: &[&str]) -> TestApp {
+    spawn_oauth_app_at(testbed().get("JMAP_SESSION_URL"), standin, extra).await
+}
+
+/// [`spawn_oauth_app`] over the JMAP session at `session_url` (a proxy in front of Cyrus).
+pub async fn spawn_oauth_app_at(session_url: &str, standin: &Standin, extra: &[&str]) -> TestApp {
     let mut args: Vec<String> = vec![
         "--jmap-session-url".into(),
-        testbed().get("JMAP_SESSION_URL").into(),
+        session_url.into(),
         "--upstream-issuer".into(),
         standin.url.clone(),
         "--upstream-client-id".into(),
@@ -218,6 +223,19 @@ impl Default for Browser {
 }
 
 impl Browser {
+    /// Posts `form` to the settings page's `action` (`revoke`, `capabilities`, `background`, …)
+    /// for the connection `grant`.
+    pub async fn post_connection(
+        &mut self,
+        app: &TestApp,
+        grant: &str,
+        action: &str,
+        form: &[(&str, &str)],
+    ) -> Page {
+        let url = format!("{}/settings/connections/{grant}/{action}", app.base());
+        self.post_form(&url, form).await
+    }
+
     fn cookie_header(&self, url: &str) -> Option<String> {
         let jar = self.cookies.get(&host_key(url))?;
         (!jar.is_empty()).then(|| {
@@ -403,15 +421,34 @@ impl Client {
     }
 
     pub async fn exchange(&self, returned: &Returned) -> Tokens {
-        let r = self
-            .token_request(&[
-                ("grant_type", "authorization_code"),
-                ("code", &returned.params["code"]),
-                ("redirect_uri", &self.redirect_uri),
-                ("code_verifier", &returned.verifier),
-            ])
-            .await;
-        tokens(r).await
+        tokens(self.redeem(returned, &self.redirect_uri).await).await
+    }
+
+    /// The token request redeeming `returned`'s code with its verifier, as this client, naming
+    /// `redirect_uri` (another client's, to steal a code).
+    pub async fn redeem(&self, returned: &Returned, redirect_uri: &str) -> reqwest::Response {
+        self.token_request(&[
+            ("grant_type", "authorization_code"),
+            ("code", &returned.params["code"]),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &returned.verifier),
+        ])
+        .await
+    }
+
+    /// Revokes `token` (RFC 7009) as this client.
+    pub async fn revoke(&self, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/revoke", self.base))
+            .form(&[("token", token), ("client_id", &self.id)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a client at `app` with `redirect_uri` and connects it.
+    pub async fn connected(app: &TestApp, redirect_uri: &str) -> Tokens {
+        Self::register(app, redirect_uri).await.connect().await
     }
 
     pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
@@ -439,6 +476,11 @@ pub async fn tokens(r: reqwest::Response) -> Tokens {
 }
 
 /// Calls a tool over MCP (2026-07-28 stateless) with `token`; returns (HTTP status, body).
+/// The HTTP status of calling `tool` with no arguments (200 while the token works).
+pub async fn tool_status(app: &TestApp, token: &str, tool: &str) -> u16 {
+    call_tool(app, token, tool, json!({})).await.0
+}
+
 pub async fn call_tool(app: &TestApp, token: &str, tool: &str, args: Value) -> (u16, Value) {
     call_tool_at(&app.base(), token, tool, args).await
 }
