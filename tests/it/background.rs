@@ -49,7 +49,7 @@ async fn turn_on_webhook(
     grant: &str,
     sink: &Sink,
 ) -> String {
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(app).await;
     let secret = page.field("secret");
     assert!(secret.starts_with("whsec_"), "{secret}");
     let back = turn_on(
@@ -122,11 +122,11 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
     let sink = Sink::start(vec![]).await;
     let (standin, app, _keys) = offering(&sink, &[]).await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(page.body.contains("mailconnect notifier"), "{}", page.body);
     let grant = grant_of(&token);
     let secret = turn_on_webhook(&app, &mut browser, &csrf, &grant, &sink).await;
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         page.body.contains("class=\"background-on\"") && page.body.contains("127.0.0.1"),
         "{}",
@@ -170,13 +170,13 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
     assert!(told.contains("forward all mail"), "{body}");
 
     // The settings page says how it went.
-    let mut page = browser.get(&format!("{}/settings", app.base())).await;
+    let mut page = browser.settings(&app).await;
     for _ in 0..20 {
         if page.body.contains("delivered after 1 attempt") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        page = browser.get(&format!("{}/settings", app.base())).await;
+        page = browser.settings(&app).await;
     }
     assert!(
         page.body.contains("delivered after 1 attempt"),
@@ -199,7 +199,7 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
     );
     let (_, r) = call_tool(&app, &token, "get_notify_settings", serde_json::json!({})).await;
     assert_eq!(structured(&r)["channels"]["background"], false, "{r}");
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         !page.body.contains("class=\"background-on\""),
         "{}",
@@ -310,7 +310,7 @@ async fn background_poke_gets_a_framed_message_and_the_notifier_is_one_per_perso
 async fn background_is_not_offered_unless_the_operator_turns_it_on() {
     let (_standin, app) = writer_app_with(&[]).await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         !page.body.contains("Background notifications"),
         "{}",
@@ -388,7 +388,7 @@ async fn background_turning_off_hear_about_new_mail_ends_background_delivery() {
         revocations + 1,
         "the notifier went with the capability"
     );
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         !page.body.contains("class=\"background-on\""),
         "{}",

@@ -19,8 +19,8 @@ use crate::support::{
     TestApp,
     chromium::{CHROMIUM, Script, assert_screenshot, screenshots},
     compose::{
-        approval_path, connected, draft, is_error, marker, sent_with, structured, text, writer_app,
-        writer_app_with,
+        approval_path, connected, draft, is_error, marker, send_draft, sent_with, structured, text,
+        writer_app, writer_app_with,
     },
     oauth::call_tool,
     testbed,
@@ -332,7 +332,7 @@ async fn chromium_owner_signs_in_from_the_link_approves_the_exact_draft_and_it_i
     );
 
     // The client's next send_draft sends it: one message, Bcc in the envelope only.
-    let (_, sent) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let sent = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(!is_error(&sent), "{sent}");
     assert_eq!(structured(&sent)["status"], "sent", "{sent}");
     let outbox = sent_with(&mark);
@@ -389,7 +389,7 @@ async fn chromium_without_the_links_key_or_with_a_wrong_one_the_page_cannot_appr
 
     let outcome = decided(&seen, &link, 200);
     assert!(outcome.starts_with("Declined"), "{outcome}");
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(
         is_error(&r) && text(&r).starts_with("approval_declined:"),
         "{r}"
@@ -624,7 +624,7 @@ async fn chromium_expired_approval_is_refused_on_the_page_and_to_the_client() {
     assert_eq!(again["status"], 410, "{again:#}");
     assert_eq!(again["approve"], Value::Null, "{again:#}");
 
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(
         is_error(&r) && text(&r).starts_with("approval_expired:"),
         "{r}"
@@ -650,13 +650,7 @@ async fn chromium_approval_does_not_cover_a_changed_send() {
     assert!(outcome.starts_with("Approved."), "{outcome}");
     assert_eq!(approval_status(&app, &token, &id).await, "approved");
 
-    let (_, r) = call_tool(
-        &app,
-        &token,
-        "send_draft",
-        json!({"draft_id": id, "undo_window_s": 30}),
-    )
-    .await;
+    let r = send_draft(&app, &token, json!({"draft_id": id, "undo_window_s": 30})).await;
     assert!(
         is_error(&r) && text(&r).starts_with("draft_changed:"),
         "{r}"

@@ -3,7 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::support::oauth::{Browser, Client, Standin, pkce, query, spawn_oauth_app};
+use crate::support::{
+    header,
+    oauth::{Browser, Client, Standin, pkce, query, spawn_oauth_app},
+    send_json,
+};
 
 async fn setup() -> (Standin, crate::support::TestApp) {
     let standin = Standin::start();
@@ -118,16 +122,7 @@ async fn a3_every_authorization_response_carries_one_iss() {
     // And a denial.
     let (_v, challenge) = pkce();
     let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
-    let denied = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "deny"),
-            ],
-        )
-        .await;
+    let denied = browser.decide_consent(&app.base(), &consent, "deny").await;
     let params = query(&denied.location());
     assert_eq!(
         (params["error"].as_str(), params["iss"].as_str()),
@@ -144,17 +139,13 @@ async fn a4_a_spoofed_host_changes_no_url_we_publish() {
         "/.well-known/oauth-authorization-server",
         "/.well-known/oauth-protected-resource/mcp",
     ] {
-        let m: Value = http
-            .get(format!("{}{path}", app.base()))
-            .header("host", "evil.example")
-            .header("x-forwarded-host", "evil.example")
-            .header("x-forwarded-proto", "https")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let m: Value = send_json(
+            http.get(format!("{}{path}", app.base()))
+                .header("host", "evil.example")
+                .header("x-forwarded-host", "evil.example")
+                .header("x-forwarded-proto", "https"),
+        )
+        .await;
         assert!(!m.to_string().contains("evil.example"), "{m}");
     }
     let r = http
@@ -163,7 +154,7 @@ async fn a4_a_spoofed_host_changes_no_url_we_publish() {
         .send()
         .await
         .unwrap();
-    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let challenge = header(&r, "www-authenticate").to_owned();
     assert!(!challenge.contains("evil.example"), "{challenge}");
 }
 
@@ -623,14 +614,7 @@ async fn c10_the_redirect_after_consent_is_a_303() {
     let (_v, challenge) = pkce();
     let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
     let r = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     assert_eq!(r.status, 303);
     let upstream = browser.get(&r.location()).await;
@@ -674,14 +658,7 @@ async fn c12_the_upstream_state_cookie_is_set_only_after_approval_and_host_prefi
         "{cookies:?}"
     );
     let approved = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     let set = approved.header("set-cookie").unwrap();
     assert!(
@@ -721,15 +698,12 @@ async fn c12_the_upstream_state_cookie_is_set_only_after_approval_and_host_prefi
     .await;
     let mut c = client.clone();
     c.base = https.base();
-    let reg: Value = reqwest::Client::new()
-        .post(format!("{}/register", https.base()))
-        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reg: Value = send_json(
+        reqwest::Client::new()
+            .post(format!("{}/register", https.base()))
+            .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"]})),
+    )
+    .await;
     c.id = reg["client_id"].as_str().unwrap().to_owned();
     let page = Browser::default()
         .get(&c.authorize_url(&challenge, &[]))

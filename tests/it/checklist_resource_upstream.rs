@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestApp,
+    TestApp, header,
     oauth::{
         Browser, Client, Standin, Tokens, call_tool, pkce, query, spawn_oauth_app, tokens,
         tool_status,
@@ -64,7 +64,7 @@ async fn g1_no_token_gets_a_bare_challenge_naming_the_metadata() {
             .await
             .unwrap();
         assert_eq!(r.status(), 401, "{method}");
-        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let challenge = header(&r, "www-authenticate").to_owned();
         assert_eq!(
             challenge,
             format!(
@@ -96,10 +96,7 @@ async fn g2_bad_expired_or_revoked_tokens_get_invalid_token() {
         .await;
         assert_eq!(r.status(), 401, "{label}");
         assert!(
-            r.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .contains("error=\"invalid_token\""),
+            header(&r, "www-authenticate").contains("error=\"invalid_token\""),
             "{label}"
         );
     }
@@ -210,12 +207,7 @@ async fn g5_a_foreign_origin_is_403_and_a_missing_one_is_fine() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert!(
-        r.headers()["access-control-allow-headers"]
-            .to_str()
-            .unwrap()
-            .contains("Authorization")
-    );
+    assert!(header(&r, "access-control-allow-headers").contains("Authorization"));
 }
 
 #[tokio::test]
@@ -228,7 +220,7 @@ async fn g6_a_session_opened_by_one_grant_is_not_found_for_another() {
         initialize(),
     )
     .await;
-    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = header(&r, "mcp-session-id").to_owned();
     assert!(session.len() >= 16);
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
     let mine = post_mcp(
@@ -268,7 +260,7 @@ async fn g7_an_unsupported_protocol_version_header_is_400() {
     let (_s, app, _c, t) = connected(&[]).await;
     let auth = format!("Bearer {}", t.access);
     let r = post_mcp(&app, &[("authorization", &auth)], initialize()).await;
-    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = header(&r, "mcp-session-id").to_owned();
     let r = post_mcp(
         &app,
         &[
@@ -316,7 +308,7 @@ async fn g9_an_unknown_method_is_a_json_rpc_method_not_found() {
     // In a legacy session it is a plain HTTP 200 with -32601 (clients fall back on 4xx).
     let auth = format!("Bearer {}", t.access);
     let r = post_mcp(&app, &[("authorization", &auth)], initialize()).await;
-    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = header(&r, "mcp-session-id").to_owned();
     let r = post_mcp(
         &app,
         &[("authorization", &auth), ("mcp-session-id", &session)],
@@ -371,14 +363,7 @@ async fn h1_a_callback_with_a_wrong_missing_replayed_or_foreign_state_is_refused
     let (_v, challenge) = pkce();
     let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
     let approved = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     let callback = browser.get(&approved.location()).await.location();
     let params = query(&callback);
@@ -425,14 +410,7 @@ async fn h3_a_callback_naming_another_issuer_is_refused() {
     let (_v, challenge) = pkce();
     let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
     let approved = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     let callback = browser.get(&approved.location()).await.location();
     let params = query(&callback);

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestApp,
+    TestApp, header,
     oauth::{Browser, Client, Returned, Standin, Tokens, spawn_oauth_app, tokens, tool_status},
 };
 
@@ -166,12 +166,7 @@ async fn d8_token_responses_are_bearer_uncacheable_json() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_eq!(r.headers()["pragma"], "no-cache");
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    assert!(header(&r, "content-type").starts_with("application/json"));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].as_i64().unwrap() > 0);
@@ -200,12 +195,7 @@ async fn d9_bad_confidential_client_authentication_is_401_with_a_basic_challenge
             .await
             .unwrap();
         assert_eq!(r.status(), 401, "{auth}");
-        assert!(
-            r.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .starts_with("Basic")
-        );
+        assert!(header(&r, "www-authenticate").starts_with("Basic"));
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
     }
     let wrong = http

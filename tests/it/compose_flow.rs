@@ -7,12 +7,11 @@ use serde_json::{Value, json};
 use crate::support::{
     TestApp,
     compose::{
-        approval_path, connected, decide, draft, is_error, marker, structured, text,
-        writer_app_with,
+        approval_path, connected, decide, draft, is_error, marker, send_draft, sent_with,
+        structured, text, writer_app, writer_app_with,
     },
-    compose::{sent_with, writer_app},
     oauth::{Browser, Client, call_tool, call_tool_at, grant_of, sign_in},
-    testbed,
+    send_json, testbed,
 };
 
 #[tokio::test]
@@ -35,7 +34,7 @@ async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
     let (_, listed) = call_tool(&app, &token, "list_drafts", json!({})).await;
     assert!(listed.to_string().contains(&id), "{listed}");
 
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(!is_error(&asked), "{asked}");
     assert_eq!(structured(&asked)["status"], "needs_approval");
     assert_eq!(
@@ -45,7 +44,7 @@ async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
     assert!(sent_with(&mark).is_empty(), "nothing before approval");
 
     // Asking again before the person decided sends nothing either.
-    let (_, again) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let again = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert_eq!(structured(&again)["status"], "needs_approval");
     let url = approval_path(&again);
 
@@ -111,7 +110,7 @@ async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
         "sent",
         "{status}"
     );
-    let (_, late) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let late = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(
         is_error(&late) && text(&late).starts_with("not_a_draft:"),
         "{late}"
@@ -127,51 +126,45 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
     // Declined: nothing sent, the draft intact, and the next call says so.
     let mark = marker();
     let id = draft(&app, &token, &mark).await;
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
     let url = approval_path(&asked);
     let declined = decide(&mut browser, &url, "decline").await;
     assert!(declined.body.contains("Declined"), "{}", declined.body);
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(text(&r).starts_with("approval_declined:"), "{r}");
     assert!(sent_with(&mark).is_empty());
     let (_, listed) = call_tool(&app, &token, "list_drafts", json!({})).await;
     assert!(listed.to_string().contains(&id), "the draft is intact");
 
     // Approved, then the send asked for is not the one approved (another schedule).
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
     let url = approval_path(&asked);
     decide(&mut browser, &url, "approve").await;
-    let (_, r) = call_tool(
-        &app,
-        &token,
-        "send_draft",
-        json!({"draft_id": id, "undo_window_s": 30}),
-    )
-    .await;
+    let r = send_draft(&app, &token, json!({"draft_id": id, "undo_window_s": 30})).await;
     assert!(text(&r).starts_with("draft_changed:"), "{r}");
     assert!(sent_with(&mark).is_empty());
 
     // An approval for another draft doesn't send this one.
     let other = draft(&app, &token, &marker()).await;
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": other})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": other})).await;
     let url = approval_path(&asked);
     decide(&mut browser, &url, "approve").await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
     assert!(sent_with(&mark).is_empty());
 
     // Expired before the person decided: the page says so, and so does the next send.
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
     let url = approval_path(&asked);
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     let page = browser.get(&url).await;
     assert_eq!(page.status, 410, "{}", page.body);
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(text(&r).starts_with("approval_expired:"), "{r}");
     assert!(sent_with(&mark).is_empty());
 
     // Someone else's mailbox can't open or decide it; a form without the token is refused.
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
     let url = approval_path(&asked);
     let no_csrf = browser.post_form(&url, &[("decision", "approve")]).await;
     assert_eq!(no_csrf.status, 403, "{}", no_csrf.body);
@@ -211,7 +204,7 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.body.contains("another mailbox"), "{}", page.body);
     let csrf = {
-        let settings = stranger.get(&format!("{}/settings", app.base())).await;
+        let settings = stranger.settings(&app).await;
         settings.field("csrf_token")
     };
     let forged = stranger
@@ -244,7 +237,7 @@ async fn compose_flow_without_send_no_tool_reaches_submission() {
     );
     let mark = marker();
     let id = draft(&app, &token, &mark).await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(
         is_error(&r) && text(&r).contains("\"send\" capability is off"),
         "{r}"
@@ -264,20 +257,17 @@ async fn send_with_form(app: &TestApp, token: &str, draft: &str, extra: Value) -
     for (k, v) in extra.as_object().into_iter().flatten() {
         params[k] = v.clone();
     }
-    reqwest::Client::new()
-        .post(format!("{}/mcp", app.base()))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "send_draft")
-        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    send_json(
+        reqwest::Client::new()
+            .post(format!("{}/mcp", app.base()))
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "send_draft")
+            .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params})),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -464,14 +454,14 @@ async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_
         )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
-    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let settings = browser.settings(&app).await;
     assert!(
         settings.body.contains("only @example.org, ana@example.net"),
         "{}",
         settings.body
     );
     let stranger = draft_to("eve@evil.example".into()).await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": stranger})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": stranger})).await;
     assert!(
         text(&r).starts_with("recipient_not_allowed:") && text(&r).contains("eve@evil.example"),
         "{r}"
@@ -491,7 +481,7 @@ async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_
     // Listed, and never written to (a fresh address).
     let fresh = format!("new-{:x}@example.org", rand::random::<u64>());
     let listed = draft_to(fresh).await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": listed})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": listed})).await;
     assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
 
     // Only people written to: the seed's Sent mail went to bob@example.com.
@@ -501,10 +491,10 @@ async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_
             &[("csrf_token", &csrf), ("recipients", "written_to")],
         )
         .await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": listed})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": listed})).await;
     assert!(text(&r).starts_with("recipient_not_allowed:"), "{r}");
     let known = draft_to("bob@example.com".into()).await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": known})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": known})).await;
     assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
 
     // Bad lists and forged forms change nothing; no tool takes a recipient rule.
@@ -523,12 +513,11 @@ async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_
         .post_form(&rules, &[("csrf_token", "nope"), ("recipients", "anyone")])
         .await;
     assert_eq!(forged.status, 403);
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": listed})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": listed})).await;
     assert!(text(&r).starts_with("recipient_not_allowed:"), "{r}");
-    let (_, r) = call_tool(
+    let r = send_draft(
         &app,
         &token,
-        "send_draft",
         json!({"draft_id": listed, "recipients": "anyone"}),
     )
     .await;
@@ -561,7 +550,7 @@ async fn compose_flow_review_page_only_never_asks_in_the_clients_form() {
         )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         page.body
             .contains("name=\"review_only\" value=\"on\" checked"),

@@ -144,7 +144,7 @@ async fn compose_undo_window_cancel_and_scheduled_release_over_mcp() {
     assert!(text(&r).starts_with("delay_exceeds_max:"), "{r}");
 
     // The person's settings page lists the decisions (no content).
-    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let settings = browser.settings(&app).await;
     assert!(
         settings
             .body

@@ -497,14 +497,7 @@ async fn authorization_server_scenarios_pass() {
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(consent.body.contains("configured by this server"));
     let approved = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     let upstream = browser.get(&approved.location()).await;
     let callback = browser.get(&upstream.location()).await;

@@ -236,7 +236,7 @@ async fn organize_is_off_until_the_person_enables_it_for_one_client() {
     );
 
     // A's activity is in the settings page: tool names and counts, nothing of the mail.
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         page.body
             .contains("mark_email_read: ok, 1 email(s) changed"),
@@ -301,7 +301,7 @@ async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant()
         .await;
     assert_eq!(r.status, 303);
     assert_eq!(tool_status(&app, &a.access, "get_identity").await, 401);
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(!page.body.contains(&format!("connection-{grant}")));
     // It is listed as disconnected, with its activity ending in the revocation.
     assert!(

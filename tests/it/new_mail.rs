@@ -162,7 +162,7 @@ async fn new_mail_needs_the_notify_capability() {
 async fn new_mail_rules_from_settings_and_mutes_from_the_assistant() {
     let (_standin, app) = writer_app().await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
-    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let settings = browser.settings(&app).await;
     let grant = grant_on(&settings.body);
     let rules_url = format!("{}/settings/connections/{grant}/notify", app.base());
     let bad = browser
@@ -234,7 +234,7 @@ async fn new_mail_rules_from_settings_and_mutes_from_the_assistant() {
         assert!(is_error(&r), "{bad}: {r}");
     }
     // The page shows the mute, and saving the rules keeps it.
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         page.body.contains("Muted by you or your assistant"),
         "{}",
@@ -326,7 +326,7 @@ async fn new_mail_a_listening_client_hears_of_an_arrival_and_the_stream_ends_wit
     assert!(seen.contains("\"uri\":\"mail://new\""), "{seen}");
 
     // Revoking the connection ends the stream gracefully.
-    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let settings = browser.settings(&app).await;
     let grant = grant_on(&settings.body);
     let revoked = browser
         .post_connection(&app, &grant, "revoke", &[("csrf_token", &csrf)])
@@ -343,7 +343,7 @@ async fn new_mail_quiet_hours_hold_the_stream_but_a_vip_may_break_them() {
     let (_standin, app) =
         crate::support::compose::writer_app_with(&["--notify-poll-secs", "1"]).await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
-    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let settings = browser.settings(&app).await;
     let grant = grant_on(&settings.body);
     // Quiet all day, every day; VIPs may break it.
     let form = quiet_all_day(

@@ -4,7 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::support::oauth::{Client, Standin, spawn_oauth_app};
+use crate::support::{
+    header,
+    oauth::{Client, Standin, spawn_oauth_app},
+};
 
 fn settings(issuer: &str) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
@@ -111,7 +114,7 @@ async fn oauth_json_bodies() {
     .await;
     let challenge = {
         let r = http.post(format!("{base}/mcp")).send().await.unwrap();
-        let header = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let header = header(&r, "www-authenticate").to_owned();
         json!({"status": r.status().as_u16(), "www-authenticate": header, "body": r.json::<Value>().await.unwrap()})
     };
     let bad_token = {
@@ -121,7 +124,7 @@ async fn oauth_json_bodies() {
             .send()
             .await
             .unwrap();
-        let header = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let header = header(&r, "www-authenticate").to_owned();
         json!({"status": r.status().as_u16(), "www-authenticate": header, "body": r.json::<Value>().await.unwrap()})
     };
     let error_redirect = {

@@ -380,6 +380,16 @@ impl Reply {
     }
 }
 
+/// Sends `request` and reads its answer as JSON.
+pub async fn send_json(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// The value of header `name` of `r` (which must have it).
+pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers()[name].to_str().unwrap()
+}
+
 /// The text of a tool result's first content block.
 pub fn text(result: &Value) -> &str {
     result["content"][0]["text"].as_str().unwrap_or_default()

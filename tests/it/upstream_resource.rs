@@ -136,14 +136,7 @@ async fn a_provider_refusing_the_sign_in_has_its_answer_shown() {
     let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     let decision = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     let upstream = browser.get(&decision.location()).await;
     assert_eq!(upstream.status, 302, "{}", upstream.body);

@@ -65,6 +65,11 @@ pub(crate) async fn draft(app: &TestApp, token: &str, mark: &str) -> String {
     structured(&r)["draft_id"].as_str().unwrap().to_owned()
 }
 
+/// The result of `send_draft` with `args` (`{"draft_id": …}` and any more).
+pub(crate) async fn send_draft(app: &TestApp, token: &str, args: Value) -> Value {
+    call_tool(app, token, "send_draft", args).await.1
+}
+
 /// The review page's URL from a `send_draft` result's link, without the fragment (this client
 /// has no script to read it).
 pub(crate) fn approval_path(result: &Value) -> String {

@@ -23,16 +23,11 @@ pub(crate) const EMAIL: &str = "M90089a6e6ff4b78d4c8a1333";
 /// The writer's mailbox over JMAP directly (not through mailconnect).
 pub(crate) async fn jmap(calls: Value) -> Value {
     let tb = testbed();
-    reqwest::Client::new()
+    crate::support::send_json(reqwest::Client::new()
         .post(tb.get("JMAP_SESSION_URL"))
         .basic_auth(tb.get("JMAP_WRITER_USERNAME"), Some(tb.get("JMAP_WRITER_PASSWORD")))
         .json(&json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], "methodCalls": calls}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        ).await
 }
 
 pub(crate) async fn email_state(id: &str) -> Value {

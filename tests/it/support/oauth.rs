@@ -116,14 +116,7 @@ impl Standin {
     }
 
     pub async fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_control/stats", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        crate::support::send_json(self.http.get(format!("{}/_control/stats", self.url))).await
     }
 
     pub async fn token_requests(&self, grant_type: &str) -> u64 {
@@ -234,6 +227,23 @@ impl Browser {
     ) -> Page {
         let url = format!("{}/settings/connections/{grant}/{action}", app.base());
         self.post_form(&url, form).await
+    }
+
+    /// Posts `decision` (`approve` or `deny`) on the consent page `consent` of the app at `base`.
+    pub async fn decide_consent(&mut self, base: &str, consent: &Page, decision: &str) -> Page {
+        let (request_id, csrf) = (consent.field("request_id"), consent.field("csrf_token"));
+        let form = [
+            ("request_id", request_id.as_str()),
+            ("csrf_token", csrf.as_str()),
+            ("decision", decision),
+        ];
+        self.post_form(&format!("{base}/authorize/decision"), &form)
+            .await
+    }
+
+    /// The settings page of `app`.
+    pub async fn settings(&mut self, app: &TestApp) -> Page {
+        self.get(&format!("{}/settings", app.base())).await
     }
 
     fn cookie_header(&self, url: &str) -> Option<String> {
@@ -384,14 +394,7 @@ impl Client {
         let consent = browser.get(&self.authorize_url(&challenge, &[])).await;
         assert_eq!(consent.status, 200, "no consent page: {}", consent.body);
         let decision = browser
-            .post_form(
-                &format!("{}/authorize/decision", self.base),
-                &[
-                    ("request_id", &consent.field("request_id")),
-                    ("csrf_token", &consent.field("csrf_token")),
-                    ("decision", "approve"),
-                ],
-            )
+            .decide_consent(&self.base, &consent, "approve")
             .await;
         assert_eq!(decision.status, 303, "{}", decision.body);
         let upstream = browser.get(&decision.location()).await;
@@ -516,7 +519,7 @@ pub async fn call_tool_at(base: &str, token: &str, tool: &str, args: Value) -> (
 /// Signs in to the settings page: the browser goes to the stand-in and back.
 pub(crate) async fn sign_in(app: &TestApp) -> (Browser, Page) {
     let mut browser = Browser::default();
-    let start = browser.get(&format!("{}/settings", app.base())).await;
+    let start = browser.settings(app).await;
     assert!(
         start.body.contains("action=\"/settings/sign-in\""),
         "{}",
@@ -537,7 +540,7 @@ pub(crate) async fn sign_in(app: &TestApp) -> (Browser, Page) {
         "{}",
         back.body
     );
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(app).await;
     assert!(
         page.body
             .contains("Signed in as <strong>bob@example.test</strong>"),
