@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     TestApp,
-    chromium::{CHROMIUM, Script, assert_screenshot, screenshots},
+    chromium::{CHROMIUM, Script, assert_screenshots, screenshots},
     compose::{
         approval_path, connected, draft, is_error, marker, send_draft, sent_with, structured, text,
         writer_app, writer_app_with,
@@ -345,19 +345,7 @@ async fn chromium_owner_signs_in_from_the_link_approves_the_exact_draft_and_it_i
     assert_eq!(outbox[0].header("Bcc"), None);
     assert_eq!(approval_status(&app, &token, &id).await, "sent");
 
-    for (name, width) in SHOTS {
-        let path = out.join(format!("{name}.png"));
-        assert!(
-            seen["screenshots"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| Path::new(p.as_str().unwrap()) == path),
-            "{name}: {}",
-            seen["screenshots"]
-        );
-        assert_screenshot(&path, *width);
-    }
+    assert_screenshots(&seen, &out, SHOTS);
 }
 
 /// Signed in, the link without its fragment, then with a wrong key: the page says the link is

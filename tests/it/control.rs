@@ -2,11 +2,11 @@
 //! Cyrus testbed (the writer user's copy of the seed: these tests change mail and restore it).
 //! They share that mailbox, so nextest runs them one at a time (.config/nextest.toml).
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::{
     RawMcp, TestApp,
-    compose::writer_app,
+    compose::{text, writer_app},
     mail::{EMAIL, email_state, jmap},
     oauth::{
         Browser, Client, Page, Standin, call_tool, grant_of, sign_in, tool_names, tool_status,
@@ -49,13 +49,6 @@ async fn mailbox_count() -> usize {
     let account = testbed().get("JMAP_WRITER_USERNAME");
     let r = jmap(json!([["Mailbox/get", {"accountId": account, "properties": ["id"]}, "m"]])).await;
     r["methodResponses"][0][1]["list"].as_array().unwrap().len()
-}
-
-fn text(body: &Value) -> String {
-    body["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// The main scenario: read-only by default by every path; the person enables

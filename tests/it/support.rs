@@ -9,6 +9,7 @@
 //! - [`mail`]: the writer's mailbox (LMTP delivery, JMAP directly), the listen stream;
 //! - [`fault_proxy`]: the fault-injecting proxy in front of Cyrus (and its push stand-in);
 //! - [`fake_jmap`]: a misbehaving JMAP server;
+//! - [`node`]: running Node programs (the repository, `PATH`, what setup scripts install);
 //! - [`sinks`]: the loopback HTTPS webhook / Poke sink and the background-delivery flags.
 
 pub mod chromium;
@@ -16,6 +17,7 @@ pub mod compose;
 pub mod fake_jmap;
 pub mod fault_proxy;
 pub mod mail;
+pub mod node;
 pub mod oauth;
 pub mod sinks;
 

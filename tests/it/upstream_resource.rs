@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 use crate::support::{
     TestApp,
     fault_proxy::Proxy,
-    oauth::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool_at, pkce},
-    spawn_configured, tempdir,
+    oauth::{Browser, Client, Standin, call_tool_at, pkce, spawn_oauth_app_at},
 };
 
 const CALLBACK: &str = "http://127.0.0.1:41999/cb";
@@ -20,16 +19,7 @@ const METADATA: &str = "/.well-known/oauth-protected-resource";
 /// The app over `proxy` toward a stand-in started with `standin_args`.
 async fn app_over(proxy: &Proxy, standin_args: &[&str], extra: &[&str]) -> (Standin, TestApp) {
     let standin = Standin::start_with(standin_args);
-    let mut args = vec![
-        "--jmap-session-url".to_owned(),
-        proxy.session_url(),
-        "--upstream-issuer".into(),
-        standin.url.clone(),
-        "--upstream-client-id".into(),
-        UPSTREAM_CLIENT.into(),
-    ];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let app = spawn_configured(tempdir::Dir::new("resource"), &args).await;
+    let app = spawn_oauth_app_at(&proxy.session_url(), &standin, extra).await;
     (standin, app)
 }
 

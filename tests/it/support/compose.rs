@@ -170,6 +170,21 @@ impl Drop for Refusing {
     }
 }
 
+/// Releases the submissions held until `epoch` (calalarmd -t, as root) and waits (5 s at most)
+/// for the messages containing `marker` to reach the outbox; returns them.
+pub(crate) async fn released(epoch: i64, marker: &str) -> Vec<Sent> {
+    release(epoch);
+    let mut sent = Vec::new();
+    for _ in 0..50 {
+        sent = sent_with(marker);
+        if !sent.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    sent
+}
+
 /// Releases held submissions due by `epoch` (calalarmd -t, as root).
 pub(crate) fn release(epoch: i64) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
