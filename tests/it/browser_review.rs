@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     TestApp,
-    chromium::{CHROMIUM, Script, assert_screenshots, screenshots},
+    chromium::{CHROMIUM, Script, assert_screenshots, chain_of, screenshots},
     compose::{
         approval_path, connected, draft, is_error, marker, send_draft, sent_with, structured, text,
         writer_app, writer_app_with,
@@ -117,15 +117,6 @@ async fn review(
     assert_eq!(seen["dialogs"], json!([]), "{seen:#}");
     assert_eq!(seen["page_errors"], json!([]), "{seen:#}");
     seen
-}
-
-fn chain_of(step: &Value) -> Vec<&str> {
-    step["chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap())
-        .collect()
 }
 
 /// The review page once signed in. From the link: the Sign in button took the browser through

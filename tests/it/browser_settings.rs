@@ -14,7 +14,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::support::{
-    chromium::{CHROMIUM, Script, assert_screenshots, screenshots},
+    chromium::{CHROMIUM, Script, assert_screenshots, chain_of, screenshots},
     compose::writer_app,
     mail::{EMAIL, email_state},
     oauth::{Client, call_tool, grant_of, pkce, tool_names, tool_status},
@@ -59,15 +59,6 @@ fn section<'a>(view: &'a Value, grant: &str) -> Option<&'a Value> {
         .unwrap()
         .iter()
         .find(|s| s["grant"] == grant)
-}
-
-fn chain_of(step: &Value) -> Vec<&str> {
-    step["chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap())
-        .collect()
 }
 
 /// The person signs in to settings in Chromium, turns "Organize mail" on for A and revokes B,

@@ -10,6 +10,7 @@ use crate::support::{
         approval_path, connected, decide, draft, is_error, marker, send_draft, sent_with,
         structured, text, writer_app, writer_app_with,
     },
+    mcp_request, meta,
     oauth::{Browser, Client, call_tool, call_tool_at, grant_of, sign_in},
     send_json, testbed,
 };
@@ -251,22 +252,16 @@ async fn compose_flow_without_send_no_tool_reaches_submission() {
 /// `extra` params (a retry's `inputResponses` and `requestState`).
 async fn send_with_form(app: &TestApp, token: &str, draft: &str, extra: Value) -> Value {
     let mut params = json!({"name": "send_draft", "arguments": {"draft_id": draft},
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                  "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
-                  "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
+        "_meta": meta(json!({"elicitation": {}}))});
     for (k, v) in extra.as_object().into_iter().flatten() {
         params[k] = v.clone();
     }
-    send_json(
-        reqwest::Client::new()
-            .post(format!("{}/mcp", app.base()))
-            .bearer_auth(token)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", "send_draft")
-            .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params})),
-    )
+    send_json(mcp_request(
+        &app.base(),
+        token,
+        (7, "tools/call", Some("send_draft")),
+        params,
+    ))
     .await
 }
 

@@ -11,6 +11,7 @@ use std::{
 use serde_json::json;
 
 use crate::support::{
+    mcp_request,
     oauth::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool_at, tokens},
     testbed,
 };
@@ -299,22 +300,15 @@ async fn a_listening_client_that_disconnects_logs_no_error() {
     turn_on(&mut browser, &base, &grant, &["notify"]).await;
 
     for id in 0..2 {
-        let mut stream = reqwest::Client::new()
-            .post(format!("{base}/mcp"))
-            .bearer_auth(&t.access)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "subscriptions/listen")
-            .json(
-                &json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen", "params": {
-                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                          "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
-                          "io.modelcontextprotocol/clientCapabilities": {}},
-                "notifications": {"resourceSubscriptions": ["mail://new"]}}}),
-            )
-            .send()
-            .await
-            .unwrap();
+        let mut stream = mcp_request(
+            &base,
+            &t.access,
+            (id, "subscriptions/listen", None),
+            json!({"notifications": {"resourceSubscriptions": ["mail://new"]}}),
+        )
+        .send()
+        .await
+        .unwrap();
         assert_eq!(stream.status(), 200);
         let mut seen = String::new();
         assert!(

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use crate::support::{
     RawMcp, TestApp,
     compose::{connected, is_error, structured, writer_app},
-    mail::email_state,
-    mail::{deliver, deliver_with, listen, mark, read_until},
+    mail::{deliver, deliver_with, email_state, listen, mark, read_until},
+    mcp_request,
     oauth::call_tool,
     testbed,
 };
@@ -278,23 +278,18 @@ async fn new_mail_a_listening_client_hears_of_an_arrival_and_the_stream_ends_wit
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
 
     // The resource is listed and readable (what check_new_mail gives without a cursor).
-    let r = reqwest::Client::new()
-        .post(format!("{}/mcp", app.base()))
-        .bearer_auth(&token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "resources/read")
-        .header("mcp-name", "mail://new")
-        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": "mail://new",
-            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                      "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
-                      "io.modelcontextprotocol/clientCapabilities": {}}}}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = mcp_request(
+        &app.base(),
+        &token,
+        (3, "resources/read", Some("mail://new")),
+        json!({"uri": "mail://new"}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
     assert!(
         r.contains("mail://new") && r.contains("\\\"emails\\\""),
         "{r}"

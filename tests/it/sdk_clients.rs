@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::support::{
     TOKEN,
-    node::{inspector, path_with, require, root, which},
+    node::{inspector, inspector_env, require, root, which},
     spawn_app, tempdir,
 };
 
@@ -85,15 +85,9 @@ impl Inspector {
             cmd.args(["--header", &format!("Authorization: Bearer {token}")]);
         }
         // Node 22 first on PATH in case the launcher starts `node` by name.
-        let path = path_with(&self.node);
         // The server runs on the other runtime workers while this one waits (multi_thread flavor).
         cmd.args(args)
-            .env("PATH", path)
-            .env("HOME", home)
-            .env("MCP_STORAGE_DIR", home.join("storage"))
-            .env("MCP_INSPECTOR_OAUTH_STATE_PATH", home.join("oauth.json"))
-            .env("MCP_CLIENT_CONFIG_PATH", home.join("client.json"))
-            .env("MCP_CATALOG_PATH", home.join("mcp.json"))
+            .envs(inspector_env(&self.node, home))
             .env_remove("MCP_OAUTH_CALLBACK_URL")
             .env_remove("MCP_AUTO_OPEN_ENABLED")
             .env_remove("BROWSER")

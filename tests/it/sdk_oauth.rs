@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::process::Command;
 
 use crate::support::{
-    node::{inspector, path_with, require, root, which},
+    node::{inspector, inspector_env, require, root, which},
     oauth::{Standin, spawn_oauth_app},
     tempdir,
 };
@@ -399,14 +399,8 @@ impl Inspector {
         if !interactive {
             cmd.arg("--stored-auth-only");
         }
-        let path = path_with(&self.node);
         cmd.args(args)
-            .env("PATH", path)
-            .env("HOME", home)
-            .env("MCP_STORAGE_DIR", home.join("storage"))
-            .env("MCP_INSPECTOR_OAUTH_STATE_PATH", home.join("oauth.json"))
-            .env("MCP_CLIENT_CONFIG_PATH", home.join("client.json"))
-            .env("MCP_CATALOG_PATH", home.join("mcp.json"))
+            .envs(inspector_env(&self.node, home))
             // No OS keychain here: without a file store the tokens die with the process.
             .env("MCP_INSPECTOR_SECRET_STORE", "file")
             .env("MCP_INSPECTOR_SECRET_FILE", home.join("secrets.json"));

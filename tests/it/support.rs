@@ -382,6 +382,37 @@ impl Reply {
     }
 }
 
+/// The `_meta` a 2026-07-28 MCP client sends with every request, declaring `capabilities`.
+pub fn meta(capabilities: Value) -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+           "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
+           "io.modelcontextprotocol/clientCapabilities": capabilities})
+}
+
+/// A 2026-07-28 (stateless) MCP request `method` to `{base}/mcp` with bearer `token`: the
+/// method (and `name`, of a tool or resource) repeated in headers as the transport asks, and
+/// `params` carrying [`meta`] without capabilities unless they have a `_meta` of their own.
+pub fn mcp_request(
+    base: &str,
+    token: &str,
+    (id, method, name): (u64, &str, Option<&str>),
+    mut params: Value,
+) -> reqwest::RequestBuilder {
+    if params.get("_meta").is_none() {
+        params["_meta"] = meta(json!({}));
+    }
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = name {
+        request = request.header("mcp-name", name);
+    }
+    request.json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+}
+
 /// Sends `request` and reads its answer as JSON.
 pub async fn send_json(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json().await.unwrap()

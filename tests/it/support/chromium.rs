@@ -53,6 +53,16 @@ pub(crate) fn assert_screenshots(seen: &Value, out: &Path, shots: &[(&str, u32)]
     }
 }
 
+/// The URLs a script step went through (its redirect chain).
+pub(crate) fn chain_of(step: &Value) -> Vec<&str> {
+    step["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect()
+}
+
 /// Where screenshots a person may want to look at are kept (`target/` is not in git).
 pub(crate) fn screenshots() -> PathBuf {
     root().join("target/screenshots")

@@ -13,7 +13,7 @@ use mailconnect::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, testbed};
+use crate::support::{TestApp, mcp_request, testbed};
 
 /// The writer's copy of a seed email in the Inbox, read ("Grüße aus München", docs/testbed.md).
 /// Its id differs from alice's copy because the seed addresses each user by name (so the bytes,
@@ -99,22 +99,15 @@ pub(crate) fn mark(what: &str) -> String {
 
 /// Opens `subscriptions/listen` (2026-07-28) for `uris`; returns the open response stream.
 pub(crate) async fn listen(app: &TestApp, token: &str, uris: &[&str]) -> reqwest::Response {
-    let r = reqwest::Client::new()
-        .post(format!("{}/mcp", app.base()))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "subscriptions/listen")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 9, "method": "subscriptions/listen", "params": {
-            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                      "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
-                      "io.modelcontextprotocol/clientCapabilities": {}},
-            "notifications": {"toolsListChanged": true, "resourceSubscriptions": uris}}}),
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = mcp_request(
+        &app.base(),
+        token,
+        (9, "subscriptions/listen", None),
+        json!({"notifications": {"toolsListChanged": true, "resourceSubscriptions": uris}}),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 200);
     r
 }

@@ -56,3 +56,20 @@ pub(crate) fn inspector() -> (PathBuf, PathBuf) {
     require(&[&node, &cli], "tests/inspector/setup.sh");
     (node, cli)
 }
+
+/// The environment of one Inspector CLI run: `PATH` with its Node first, and its home, storage,
+/// OAuth state, client config and catalog all under `home` (nothing of the person running the
+/// tests is read or written).
+pub(crate) fn inspector_env(node: &Path, home: &Path) -> Vec<(&'static str, OsString)> {
+    vec![
+        ("PATH", path_with(node)),
+        ("HOME", home.into()),
+        ("MCP_STORAGE_DIR", home.join("storage").into()),
+        (
+            "MCP_INSPECTOR_OAUTH_STATE_PATH",
+            home.join("oauth.json").into(),
+        ),
+        ("MCP_CLIENT_CONFIG_PATH", home.join("client.json").into()),
+        ("MCP_CATALOG_PATH", home.join("mcp.json").into()),
+    ]
+}

@@ -15,7 +15,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::support::{TestApp, spawn_configured, tempdir, testbed};
+use crate::support::{TestApp, mcp_request, send_json, spawn_configured, tempdir, testbed};
 
 /// The stand-in upstream, stopped on drop.
 pub struct Standin {
@@ -490,24 +490,15 @@ pub async fn call_tool(app: &TestApp, token: &str, tool: &str, args: Value) -> (
 
 /// [`call_tool`] by base URL (for spawned tasks).
 pub async fn call_tool_at(base: &str, token: &str, tool: &str, args: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/mcp"))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", tool)
-        .json(&json!({
-            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": tool, "arguments": args,
-                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                          "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
-                          "io.modelcontextprotocol/clientCapabilities": {}}}
-        }))
-        .send()
-        .await
-        .unwrap();
+    let r = mcp_request(
+        base,
+        token,
+        (1, "tools/call", Some(tool)),
+        json!({"name": tool, "arguments": args}),
+    )
+    .send()
+    .await
+    .unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     (
@@ -555,23 +546,13 @@ pub(crate) fn grant_of(t: &Tokens) -> String {
 }
 
 pub(crate) async fn tool_names(app: &TestApp, token: &str) -> Vec<String> {
-    let r = reqwest::Client::new()
-        .post(format!("{}/mcp", app.base()))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/list")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "0"},
-            "io.modelcontextprotocol/clientCapabilities": {}}}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
+    let v = send_json(mcp_request(
+        &app.base(),
+        token,
+        (1, "tools/list", None),
+        json!({}),
+    ))
+    .await;
     v["result"]["tools"]
         .as_array()
         .unwrap()
