@@ -19,8 +19,8 @@ use crate::support::{
     TestApp,
     chromium::{CHROMIUM, Script, assert_screenshots, chain_of, screenshots},
     compose::{
-        approval_path, connected, draft, is_error, marker, send_draft, sent_with, structured, text,
-        writer_app, writer_app_with,
+        approval_path, connected, draft, is_error, marker, send_draft, send_status, sent_with,
+        structured, text, writer_app, writer_app_with,
     },
     oauth::call_tool,
     testbed,
@@ -634,7 +634,7 @@ async fn chromium_approval_does_not_cover_a_changed_send() {
         is_error(&r) && text(&r).starts_with("draft_changed:"),
         "{r}"
     );
-    let (_, status) = call_tool(&app, &token, "get_send_status", json!({"draft_id": id})).await;
+    let status = send_status(&app, &token, json!({"draft_id": id})).await;
     assert_eq!(
         structured(&status)["submission"],
         Value::Null,

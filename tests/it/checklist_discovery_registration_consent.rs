@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     header,
-    oauth::{Browser, Client, Standin, pkce, query, spawn_oauth_app},
+    oauth::{Browser, Client, Standin, oauth_app_with_client, pkce, query, spawn_oauth_app},
     send_json,
 };
 
@@ -641,9 +641,7 @@ async fn c11_a_new_client_gets_our_consent_page_even_after_another_was_approved(
 
 #[tokio::test]
 async fn c12_the_upstream_state_cookie_is_set_only_after_approval_and_host_prefixed_on_https() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:5000/cb").await;
+    let (standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:5000/cb").await;
     let mut browser = Browser::default();
     let (_v, challenge) = pkce();
     let consent = browser.get(&client.authorize_url(&challenge, &[])).await;

@@ -9,8 +9,8 @@ use crate::support::{
     compose::text,
     header,
     oauth::{
-        Browser, Client, Standin, Tokens, call_tool, pkce, query, spawn_oauth_app, tokens,
-        tool_status,
+        Browser, Client, Standin, Tokens, call_tool, oauth_app_with_client, pkce, query,
+        spawn_oauth_app, tokens, tool_status,
     },
     testbed,
 };
@@ -326,9 +326,7 @@ async fn g9_an_unknown_method_is_a_json_rpc_method_not_found() {
 /// answers 401, never 500.
 #[tokio::test]
 async fn g10_a_stolen_vault_and_configuration_yield_no_upstream_token() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
+    let (_standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:41999/cb").await;
     let t = client.connect().await;
     let t2 = tokens(client.refresh(&t.refresh).await).await;
     assert_eq!(tool_status(&app, &t2.access, "get_identity").await, 200);
@@ -358,9 +356,7 @@ async fn g10_a_stolen_vault_and_configuration_yield_no_upstream_token() {
 
 #[tokio::test]
 async fn h1_a_callback_with_a_wrong_missing_replayed_or_foreign_state_is_refused() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
+    let (_standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
     let (_v, challenge) = pkce();
     let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
@@ -405,9 +401,7 @@ async fn h2_pkce_s256_is_sent_upstream_with_a_fresh_verifier_each_time() {
 
 #[tokio::test]
 async fn h3_a_callback_naming_another_issuer_is_refused() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
+    let (standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
     let (_v, challenge) = pkce();
     let consent = browser.get(&client.authorize_url(&challenge, &[])).await;

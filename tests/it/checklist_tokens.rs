@@ -5,14 +5,13 @@ use serde_json::{Value, json};
 
 use crate::support::{
     TestApp, header,
-    oauth::{Browser, Client, Returned, Standin, Tokens, spawn_oauth_app, tokens, tool_status},
+    oauth::{
+        Browser, Client, Returned, Standin, Tokens, oauth_app_with_client, tokens, tool_status,
+    },
 };
 
 async fn setup(extra: &[&str]) -> (Standin, TestApp, Client) {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, extra).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
-    (standin, app, client)
+    oauth_app_with_client(extra, "http://127.0.0.1:41999/cb").await
 }
 
 async fn authorized(client: &Client) -> Returned {

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use crate::support::{
     TestApp,
     compose::{
-        approval_path, connected, decide, draft, is_error, marker, send_draft, sent_with,
-        structured, text, writer_app, writer_app_with,
+        approval_path, connected, decide, decide_asked, draft, is_error, marker, send_draft,
+        send_status, sent_with, structured, text, writer_app, writer_app_with,
     },
     mcp_request, meta,
     oauth::{Browser, Client, call_tool, call_tool_at, grant_of, sign_in},
@@ -92,20 +92,14 @@ async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
     let submission = sent[0]["result"]["structuredContent"]["submission_id"]
         .as_str()
         .unwrap();
-    let (_, status) = call_tool(
-        &app,
-        &token,
-        "get_send_status",
-        json!({"submission_id": submission}),
-    )
-    .await;
+    let status = send_status(&app, &token, json!({"submission_id": submission})).await;
     assert!(!is_error(&status), "{status}");
     assert_eq!(
         structured(&status)["submission"]["undo_status"],
         "final",
         "{status}"
     );
-    let (_, status) = call_tool(&app, &token, "get_send_status", json!({"draft_id": id})).await;
+    let status = send_status(&app, &token, json!({"draft_id": id})).await;
     assert_eq!(
         structured(&status)["approval"]["status"],
         "sent",
@@ -139,8 +133,7 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
 
     // Approved, then the send asked for is not the one approved (another schedule).
     let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
-    let url = approval_path(&asked);
-    decide(&mut browser, &url, "approve").await;
+    decide_asked(&mut browser, &asked, "approve").await;
     let r = send_draft(&app, &token, json!({"draft_id": id, "undo_window_s": 30})).await;
     assert!(text(&r).starts_with("draft_changed:"), "{r}");
     assert!(sent_with(&mark).is_empty());
@@ -148,8 +141,7 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
     // An approval for another draft doesn't send this one.
     let other = draft(&app, &token, &marker()).await;
     let asked = send_draft(&app, &token, json!({"draft_id": other})).await;
-    let url = approval_path(&asked);
-    decide(&mut browser, &url, "approve").await;
+    decide_asked(&mut browser, &asked, "approve").await;
     let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
     assert!(sent_with(&mark).is_empty());
@@ -461,13 +453,7 @@ async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_
         text(&r).starts_with("recipient_not_allowed:") && text(&r).contains("eve@evil.example"),
         "{r}"
     );
-    let (_, status) = call_tool(
-        &app,
-        &token,
-        "get_send_status",
-        json!({"draft_id": stranger}),
-    )
-    .await;
+    let status = send_status(&app, &token, json!({"draft_id": stranger})).await;
     assert_eq!(
         structured(&status)["approval"],
         Value::Null,

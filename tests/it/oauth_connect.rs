@@ -4,7 +4,8 @@
 use serde_json::json;
 
 use crate::support::oauth::{
-    Browser, Client, Standin, call_tool, spawn_oauth_app, tokens, tool_status,
+    Browser, Client, Standin, call_tool, oauth_app_with_client, spawn_oauth_app, tokens,
+    tool_status,
 };
 
 fn identity_username(body: &serde_json::Value) -> String {
@@ -16,9 +17,8 @@ fn identity_username(body: &serde_json::Value) -> String {
 
 #[tokio::test]
 async fn a_client_connects_through_consent_and_the_upstream_and_reads_mail() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
+    let (standin, app, client) =
+        oauth_app_with_client(&[], "http://127.0.0.1:41999/callback").await;
     let mut browser = Browser::default();
     let returned = client.authorize(&mut browser).await;
     assert!(
@@ -48,9 +48,8 @@ async fn a_client_connects_through_consent_and_the_upstream_and_reads_mail() {
 
 #[tokio::test]
 async fn tokens_keep_working_across_client_refresh_and_a_restart() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
+    let (_standin, app, client) =
+        oauth_app_with_client(&[], "http://127.0.0.1:41999/callback").await;
     let t1 = client.connect().await;
     let t2 = tokens(client.refresh(&t1.refresh).await).await;
     assert_ne!(t2.refresh, t1.refresh);
@@ -70,9 +69,8 @@ async fn tokens_keep_working_across_client_refresh_and_a_restart() {
 /// refreshed upstream once, lazily, and the tool call succeeds.
 #[tokio::test]
 async fn an_upstream_token_the_mail_server_rejects_is_refreshed_on_the_tool_call() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
+    let (standin, app, client) =
+        oauth_app_with_client(&[], "http://127.0.0.1:41999/callback").await;
     standin.short_lived_access_tokens(1, 2).await;
     let t = client.connect().await;
     assert_eq!(tool_status(&app, &t.access, "list_mailboxes").await, 200);

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     TestApp,
-    oauth::{Browser, Client, Standin, call_tool, grant_of, sign_in, spawn_oauth_app_at},
+    oauth::{Browser, Client, Page, Standin, call_tool, grant_of, sign_in, spawn_oauth_app_at},
     testbed,
 };
 
@@ -70,6 +70,38 @@ pub(crate) async fn send_draft(app: &TestApp, token: &str, args: Value) -> Value
     call_tool(app, token, "send_draft", args).await.1
 }
 
+/// Asks `send_draft` with `args`, approves on the review page (`browser` signed in), and asks
+/// again; returns the second answer.
+pub(crate) async fn send_approved(
+    app: &TestApp,
+    token: &str,
+    browser: &mut Browser,
+    args: Value,
+) -> Value {
+    let asked = send_draft(app, token, args.clone()).await;
+    let done = decide_asked(browser, &asked, "approve").await;
+    assert!(done.body.contains("Approved"), "{}", done.body);
+    send_draft(app, token, args).await
+}
+
+/// The `submission_id` of a `send_draft` result.
+pub(crate) fn submission_of(result: &Value) -> String {
+    structured(result)["submission_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no submission_id: {result}"))
+        .to_owned()
+}
+
+/// The result of `cancel_send` with `args`.
+pub(crate) async fn cancel_send(app: &TestApp, token: &str, args: Value) -> Value {
+    call_tool(app, token, "cancel_send", args).await.1
+}
+
+/// The result of `get_send_status` with `args`.
+pub(crate) async fn send_status(app: &TestApp, token: &str, args: Value) -> Value {
+    call_tool(app, token, "get_send_status", args).await.1
+}
+
 /// The review page's URL from a `send_draft` result's link, without the fragment (this client
 /// has no script to read it).
 pub(crate) fn approval_path(result: &Value) -> String {
@@ -79,6 +111,11 @@ pub(crate) fn approval_path(result: &Value) -> String {
     let (path, fragment) = url.split_once('#').unwrap();
     assert!(fragment.starts_with("k=") && fragment.len() > 40, "{url}");
     path.to_owned()
+}
+
+/// [`decide`] on the review page linked from the `send_draft` result `asked`.
+pub(crate) async fn decide_asked(browser: &mut Browser, asked: &Value, decision: &str) -> Page {
+    decide(browser, &approval_path(asked), decision).await
 }
 
 /// Opens the review page at `url` (signed in) and posts `decision` with its CSRF token.

@@ -138,6 +138,18 @@ pub async fn spawn_oauth_app(standin: &Standin, extra: &[&str]) -> TestApp {
     spawn_oauth_app_at(testbed().get("JMAP_SESSION_URL"), standin, extra).await
 }
 
+/// A stand-in, the app toward it (with `extra` flags) and a client registered with
+/// `redirect_uri`.
+pub async fn oauth_app_with_client(
+    extra: &[&str],
+    redirect_uri: &str,
+) -> (Standin, TestApp, Client) {
+    let standin = Standin::start();
+    let app = spawn_oauth_app(&standin, extra).await;
+    let client = Client::register(&app, redirect_uri).await;
+    (standin, app, client)
+}
+
 /// [`spawn_oauth_app`] over the JMAP session at `session_url` (a proxy in front of Cyrus).
 pub async fn spawn_oauth_app_at(session_url: &str, standin: &Standin, extra: &[&str]) -> TestApp {
     let mut args: Vec<String> = vec![
