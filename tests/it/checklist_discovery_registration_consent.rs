@@ -120,8 +120,7 @@ async fn a3_every_authorization_response_carries_one_iss() {
         ("invalid_request", app.base().as_str())
     );
     // And a denial.
-    let (_v, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     let denied = browser.decide_consent(&app.base(), &consent, "deny").await;
     let params = query(&denied.location());
     assert_eq!(
@@ -492,9 +491,8 @@ async fn c7_the_consent_form_needs_its_own_csrf_token_once() {
     let a = Client::register(&app, "http://127.0.0.1:5000/cb").await;
     let b = Client::register(&app, "http://127.0.0.1:5001/cb").await;
     let mut browser = Browser::default();
-    let (_v, challenge) = pkce();
-    let page_a = browser.get(&a.authorize_url(&challenge, &[])).await;
-    let page_b = browser.get(&b.authorize_url(&challenge, &[])).await;
+    let page_a = a.open_consent(&mut browser).await;
+    let page_b = b.open_consent(&mut browser).await;
     let decision = format!("{}/authorize/decision", app.base());
     let (rid_a, csrf_a, csrf_b) = (
         page_a.field("request_id"),
@@ -611,8 +609,7 @@ async fn c10_the_redirect_after_consent_is_a_303() {
     let (_s, app) = setup().await;
     let client = Client::register(&app, "http://127.0.0.1:5000/cb").await;
     let mut browser = Browser::default();
-    let (_v, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     let r = browser
         .decide_consent(&app.base(), &consent, "approve")
         .await;
@@ -633,8 +630,7 @@ async fn c11_a_new_client_gets_our_consent_page_even_after_another_was_approved(
         json!({"client_name": "Evil", "redirect_uris": ["https://evil.example/cb"]}),
     )
     .await;
-    let (_v, challenge) = pkce();
-    let page = browser.get(&attacker.authorize_url(&challenge, &[])).await;
+    let page = attacker.open_consent(&mut browser).await;
     assert_eq!(page.status, 200, "the second client skipped consent");
     assert!(page.body.contains("Evil") && page.body.contains("evil.example"));
 }
@@ -643,8 +639,7 @@ async fn c11_a_new_client_gets_our_consent_page_even_after_another_was_approved(
 async fn c12_the_upstream_state_cookie_is_set_only_after_approval_and_host_prefixed_on_https() {
     let (standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:5000/cb").await;
     let mut browser = Browser::default();
-    let (_v, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     let cookies: Vec<String> = consent
         .headers
         .get_all("set-cookie")
@@ -703,9 +698,7 @@ async fn c12_the_upstream_state_cookie_is_set_only_after_approval_and_host_prefi
     )
     .await;
     c.id = reg["client_id"].as_str().unwrap().to_owned();
-    let page = Browser::default()
-        .get(&c.authorize_url(&challenge, &[]))
-        .await;
+    let page = c.open_consent(&mut Browser::default()).await;
     let set = page.header("set-cookie").unwrap();
     assert!(
         set.starts_with("__Host-mc_consent=") && set.contains("; Secure") && set.contains("Path=/"),

@@ -358,8 +358,7 @@ async fn g10_a_stolen_vault_and_configuration_yield_no_upstream_token() {
 async fn h1_a_callback_with_a_wrong_missing_replayed_or_foreign_state_is_refused() {
     let (_standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
-    let (_v, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     let approved = browser
         .decide_consent(&app.base(), &consent, "approve")
         .await;
@@ -403,8 +402,7 @@ async fn h2_pkce_s256_is_sent_upstream_with_a_fresh_verifier_each_time() {
 async fn h3_a_callback_naming_another_issuer_is_refused() {
     let (standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
-    let (_v, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     let approved = browser
         .decide_consent(&app.base(), &consent, "approve")
         .await;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::support::{
     TestApp,
     fault_proxy::Proxy,
-    oauth::{Browser, Client, Standin, call_tool_at, pkce, spawn_oauth_app_at},
+    oauth::{Browser, Client, Standin, call_tool_at, spawn_oauth_app_at},
 };
 
 const CALLBACK: &str = "http://127.0.0.1:41999/cb";
@@ -122,8 +122,7 @@ async fn a_provider_refusing_the_sign_in_has_its_answer_shown() {
         app_over(&proxy, &["--resource", "https://jmap.example/strict"], &[]).await;
     let client = Client::register(&app, CALLBACK).await;
     let mut browser = Browser::default();
-    let (_verifier, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     let decision = browser
         .decide_consent(&app.base(), &consent, "approve")

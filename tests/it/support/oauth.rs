@@ -451,6 +451,12 @@ impl Client {
         .await
     }
 
+    /// Opens this client's consent page in `browser` with a fresh PKCE challenge.
+    pub async fn open_consent(&self, browser: &mut Browser) -> Page {
+        let (_verifier, challenge) = pkce();
+        browser.get(&self.authorize_url(&challenge, &[])).await
+    }
+
     /// Revokes `token` (RFC 7009) as this client.
     pub async fn revoke(&self, token: &str) -> reqwest::Response {
         reqwest::Client::new()
