@@ -1,7 +1,8 @@
-//! Shared by the headless-Chromium tests (`browser_*.rs`): where things are, the preflight,
+//! The one Chromium runner of the headless-browser tests (`browser_*.rs`): the preflight,
 //! and running one of the playwright-core scripts in `tests/browser/` (set up by
 //! `tests/browser/setup.sh`, which `scripts/test` runs). Each script prints its observations
-//! as one JSON line, last on stdout; the tests judge them.
+//! as one JSON line, last on stdout; the tests judge them (screenshots and redirect chains
+//! included).
 
 use std::{
     ffi::OsStr,

@@ -18,6 +18,7 @@ pub(crate) async fn writer_app() -> (Standin, TestApp) {
     writer_app_with(&[]).await
 }
 
+/// The text of a `tools/call` answer's first content block (empty when there is none).
 pub(crate) fn text(result: &Value) -> String {
     result["result"]["content"][0]["text"]
         .as_str()
@@ -25,10 +26,12 @@ pub(crate) fn text(result: &Value) -> String {
         .to_owned()
 }
 
+/// The structured content of a `tools/call` answer.
 pub(crate) fn structured(result: &Value) -> &Value {
     &result["result"]["structuredContent"]
 }
 
+/// Whether a `tools/call` answer is a tool error (shown to the model).
 pub(crate) fn is_error(result: &Value) -> bool {
     result["result"]["isError"] == true
 }
@@ -48,10 +51,12 @@ pub(crate) async fn connected(app: &TestApp, capabilities: &[&str]) -> (String, 
     (tokens.access, browser, csrf)
 }
 
+/// A unique marker to find one test's messages in the outbox by.
 pub(crate) fn marker() -> String {
     format!("mcflow-{:016x}", rand::random::<u64>())
 }
 
+/// Drafts a message to Carol carrying `mark` through `draft_email`; returns its draft id.
 pub(crate) async fn draft(app: &TestApp, token: &str, mark: &str) -> String {
     let (_, r) = call_tool(
         app,

@@ -114,6 +114,7 @@ impl Proxy {
         self.script.faults.lock().unwrap().clear();
     }
 
+    /// The JMAP session URL through the proxy.
     pub(crate) fn session_url(&self) -> String {
         format!("http://{}/jmap/", self.addr)
     }

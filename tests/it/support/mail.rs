@@ -30,12 +30,14 @@ pub(crate) async fn jmap(calls: Value) -> Value {
         ).await
 }
 
+/// The keywords and mailboxes of the writer's email `id`, over JMAP directly.
 pub(crate) async fn email_state(id: &str) -> Value {
     let account = testbed().get("JMAP_WRITER_USERNAME");
     let r = jmap(json!([["Email/get", {"accountId": account, "ids": [id], "properties": ["keywords", "mailboxIds"]}, "g"]])).await;
     r["methodResponses"][0][1]["list"][0].clone()
 }
 
+/// The writer user's credential for the JMAP adapter (basic auth on the testbed).
 pub(crate) fn writer() -> UpstreamCredential {
     UpstreamCredential::Basic {
         username: testbed().get("JMAP_WRITER_USERNAME").into(),
@@ -43,6 +45,7 @@ pub(crate) fn writer() -> UpstreamCredential {
     }
 }
 
+/// The JMAP adapter over the session at `session_url` (Cyrus, or a proxy in front of it).
 pub(crate) fn store(session_url: &str) -> JmapMailStore {
     JmapMailStore::new(TransportConfig {
         session_url: session_url.parse().unwrap(),
@@ -93,6 +96,7 @@ pub(crate) fn deliver_with(from: &str, subject: &str, message_id: &str, headers:
     writer.write_all(b"QUIT\r\n").unwrap();
 }
 
+/// `what` with a random suffix: a subject no other test delivers.
 pub(crate) fn mark(what: &str) -> String {
     format!("{what} {:x}", rand::random::<u32>())
 }

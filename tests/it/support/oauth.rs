@@ -1,7 +1,8 @@
 //! Test support for the connect flow: the stand-in upstream authorization server (a process,
 //! `scripts/testbed.d/standin-upstream.py`, minting tokens the real Cyrus accepts), a headless
 //! "browser" that reads our consent form and follows redirects with its own cookies, and an
-//! OAuth client that registers, authorizes with PKCE and exchanges codes.
+//! OAuth client that registers, authorizes with PKCE and exchanges codes; calling tools with its
+//! access token, and signing in to the settings page.
 
 use std::{
     collections::HashMap,
@@ -559,10 +560,12 @@ pub(crate) async fn sign_in(app: &TestApp) -> (Browser, Page) {
     (browser, page)
 }
 
+/// The grant an access token opens (its id is the token's first part).
 pub(crate) fn grant_of(t: &Tokens) -> String {
     t.access.split('.').next().unwrap().to_owned()
 }
 
+/// The names `tools/list` gives the holder of `token`.
 pub(crate) async fn tool_names(app: &TestApp, token: &str) -> Vec<String> {
     let v = send_json(mcp_request(
         &app.base(),
