@@ -9,8 +9,8 @@ use crate::support::{
     compose::text,
     header,
     oauth::{
-        Browser, Client, Standin, Tokens, call_tool, oauth_app_with_client, pkce, query,
-        spawn_oauth_app, tokens, tool_status,
+        Browser, Client, Standin, Tokens, call_tool, oauth_app_toward, oauth_app_with_client, pkce,
+        query, spawn_oauth_app, tokens, tool_status,
     },
     testbed,
 };
@@ -534,9 +534,12 @@ async fn h7_sixty_four_concurrent_calls_needing_a_refresh_make_one_upstream_refr
 /// token is due: one rotation, one upstream refresh, everyone gets the same pair.
 #[tokio::test]
 async fn sixty_four_concurrent_client_refreshes_make_one_upstream_refresh() {
-    let standin = Standin::start_with(&["--access-ttl", "8"]);
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
+    let (standin, app, client) = oauth_app_toward(
+        Standin::start_with(&["--access-ttl", "8"]),
+        &[],
+        "http://127.0.0.1:41999/cb",
+    )
+    .await;
     let t = client.connect().await;
     // 8 s tokens are due 2 s before their end; wait until the first one is.
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;

@@ -4,8 +4,7 @@
 use serde_json::json;
 
 use crate::support::oauth::{
-    Browser, Client, Standin, call_tool, oauth_app_with_client, spawn_oauth_app, tokens,
-    tool_status,
+    Browser, Standin, call_tool, oauth_app_toward, oauth_app_with_client, tokens, tool_status,
 };
 
 fn identity_username(body: &serde_json::Value) -> String {
@@ -92,9 +91,12 @@ async fn an_upstream_token_the_mail_server_rejects_is_refreshed_on_the_tool_call
 /// An upstream token near its expiry (the upstream said so) is renewed before it is used.
 #[tokio::test]
 async fn an_upstream_token_near_expiry_is_renewed_before_the_call() {
-    let standin = Standin::start_with(&["--access-ttl", "4"]);
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
+    let (standin, app, client) = oauth_app_toward(
+        Standin::start_with(&["--access-ttl", "4"]),
+        &[],
+        "http://127.0.0.1:41999/callback",
+    )
+    .await;
     let t = client.connect().await;
     // A fresh token is not due yet (a quarter of its 4 s life before the end is).
     assert_eq!(tool_status(&app, &t.access, "get_identity").await, 200);

@@ -145,7 +145,15 @@ pub async fn oauth_app_with_client(
     extra: &[&str],
     redirect_uri: &str,
 ) -> (Standin, TestApp, Client) {
-    let standin = Standin::start();
+    oauth_app_toward(Standin::start(), extra, redirect_uri).await
+}
+
+/// [`oauth_app_with_client`] toward `standin` (started with flags of its own).
+pub async fn oauth_app_toward(
+    standin: Standin,
+    extra: &[&str],
+    redirect_uri: &str,
+) -> (Standin, TestApp, Client) {
     let app = spawn_oauth_app(&standin, extra).await;
     let client = Client::register(&app, redirect_uri).await;
     (standin, app, client)
