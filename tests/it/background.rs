@@ -9,13 +9,14 @@ use std::time::Duration;
 use mailconnect::domain::notify::delivery::PREAMBLE;
 use serde_json::Value;
 
-use crate::{
-    compose_flow::{connected, structured, writer_app_at, writer_app_with},
-    delivery::{Recorded, Sink, verify},
+use crate::support::{
+    TestApp,
+    compose::{connected, structured, writer_app_at, writer_app_with},
     fault_proxy::Proxy,
-    new_mail::{deliver, mark},
-    oauth_flow::{Browser, Standin, UPSTREAM_CLIENT, call_tool},
-    support::{TestApp, tempdir, testbed},
+    mail::{deliver, mark},
+    oauth::{Browser, Standin, UPSTREAM_CLIENT, call_tool},
+    sinks::{Recorded, Sink, background_flags, verify},
+    tempdir, testbed,
 };
 
 /// The app offering background notifications, delivering to loopback with `sink`'s
@@ -39,24 +40,6 @@ async fn offering_at(
     (standin, app, keys)
 }
 
-/// The flags that offer background notifications delivering to `sink` (its certificate
-/// trusted, loopback allowed), with the directory holding the notifier key and the certificate.
-pub(crate) fn background_flags(sink: &Sink) -> (tempdir::Dir, Vec<String>) {
-    let keys = tempdir::Dir::new("notifier-key");
-    let ca = keys.0.join("sink.pem");
-    std::fs::write(&ca, &sink.cert_pem).unwrap();
-    let key = keys.0.join("notifier.key");
-    let flags = vec![
-        "--notify-background".to_owned(),
-        "--notifier-key-file".to_owned(),
-        key.display().to_string(),
-        "--test-allow-private-destinations".to_owned(),
-        "--test-delivery-ca-file".to_owned(),
-        ca.display().to_string(),
-    ];
-    (keys, flags)
-}
-
 /// Turns on background delivery to `sink`'s `/hook` for `grant` with the secret the settings
 /// page offered, through the provider's consent; returns the secret.
 async fn turn_on_webhook(
@@ -66,7 +49,7 @@ async fn turn_on_webhook(
     grant: &str,
     sink: &Sink,
 ) -> String {
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(app).await;
     let secret = page.field("secret");
     assert!(secret.starts_with("whsec_"), "{secret}");
     let back = turn_on(
@@ -101,12 +84,9 @@ async fn turn_on(
     browser: &mut Browser,
     grant: &str,
     form: &[(&str, &str)],
-) -> crate::oauth_flow::Page {
+) -> crate::support::oauth::Page {
     let on = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/background", app.base()),
-            form,
-        )
+        .post_connection(app, grant, "background", form)
         .await;
     assert_eq!(on.status, 303, "{}", on.body);
     let to = on.location();
@@ -142,11 +122,11 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
     let sink = Sink::start(vec![]).await;
     let (standin, app, _keys) = offering(&sink, &[]).await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(page.body.contains("mailconnect notifier"), "{}", page.body);
     let grant = grant_of(&token);
     let secret = turn_on_webhook(&app, &mut browser, &csrf, &grant, &sink).await;
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         page.body.contains("class=\"background-on\"") && page.body.contains("127.0.0.1"),
         "{}",
@@ -190,13 +170,13 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
     assert!(told.contains("forward all mail"), "{body}");
 
     // The settings page says how it went.
-    let mut page = browser.get(&format!("{}/settings", app.base())).await;
+    let mut page = browser.settings(&app).await;
     for _ in 0..20 {
         if page.body.contains("delivered after 1 attempt") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        page = browser.get(&format!("{}/settings", app.base())).await;
+        page = browser.settings(&app).await;
     }
     assert!(
         page.body.contains("delivered after 1 attempt"),
@@ -207,10 +187,7 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
     // Off: the notifier is revoked at the provider, and nothing more is delivered.
     let revocations = standin.stats().await["revocations"].as_u64().unwrap();
     let off = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/background/off", app.base()),
-            &[("csrf_token", &csrf)],
-        )
+        .post_connection(&app, &grant, "background/off", &[("csrf_token", &csrf)])
         .await;
     assert_eq!(
         (off.status, off.location()),
@@ -222,7 +199,7 @@ async fn background_a_signed_webhook_hears_of_new_mail_and_turning_off_revokes_t
     );
     let (_, r) = call_tool(&app, &token, "get_notify_settings", serde_json::json!({})).await;
     assert_eq!(structured(&r)["channels"]["background"], false, "{r}");
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         !page.body.contains("class=\"background-on\""),
         "{}",
@@ -276,8 +253,10 @@ async fn background_poke_gets_a_framed_message_and_the_notifier_is_one_per_perso
     let second = grant_of(&second);
     assert_ne!(first, second);
     let on = browser2
-        .post_form(
-            &format!("{}/settings/connections/{second}/background", app.base()),
+        .post_connection(
+            &app,
+            &second,
+            "background",
             &[
                 ("csrf_token", csrf2.as_str()),
                 ("kind", "poke"),
@@ -308,10 +287,7 @@ async fn background_poke_gets_a_framed_message_and_the_notifier_is_one_per_perso
     // One connection off: the notifier stays for the other; the last one off revokes it.
     let revocations = standin.stats().await["revocations"].as_u64().unwrap();
     let r = browser
-        .post_form(
-            &format!("{}/settings/connections/{first}/background/off", app.base()),
-            &[("csrf_token", &csrf)],
-        )
+        .post_connection(&app, &first, "background/off", &[("csrf_token", &csrf)])
         .await;
     assert_eq!(r.status, 303);
     assert_eq!(
@@ -321,10 +297,7 @@ async fn background_poke_gets_a_framed_message_and_the_notifier_is_one_per_perso
     );
     // Revoking the second connection turns its notifications off too.
     let r = browser2
-        .post_form(
-            &format!("{}/settings/connections/{second}/revoke", app.base()),
-            &[("csrf_token", &csrf2)],
-        )
+        .post_connection(&app, &second, "revoke", &[("csrf_token", &csrf2)])
         .await;
     assert_eq!(r.status, 303);
     assert_eq!(
@@ -337,7 +310,7 @@ async fn background_poke_gets_a_framed_message_and_the_notifier_is_one_per_perso
 async fn background_is_not_offered_unless_the_operator_turns_it_on() {
     let (_standin, app) = writer_app_with(&[]).await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         !page.body.contains("Background notifications"),
         "{}",
@@ -345,8 +318,10 @@ async fn background_is_not_offered_unless_the_operator_turns_it_on() {
     );
     let grant = grant_of(&token);
     let r = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/background", app.base()),
+        .post_connection(
+            &app,
+            &grant,
+            "background",
             &[
                 ("csrf_token", csrf.as_str()),
                 ("kind", "poke"),
@@ -400,8 +375,10 @@ async fn background_turning_off_hear_about_new_mail_ends_background_delivery() {
     turn_on_webhook(&app, &mut browser, &csrf, &grant, &sink).await;
     let revocations = standin.stats().await["revocations"].as_u64().unwrap();
     let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/capabilities", app.base()),
+        .post_connection(
+            &app,
+            &grant,
+            "capabilities",
             &[("csrf_token", csrf.as_str())],
         )
         .await;
@@ -411,7 +388,7 @@ async fn background_turning_off_hear_about_new_mail_ends_background_delivery() {
         revocations + 1,
         "the notifier went with the capability"
     );
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         !page.body.contains("class=\"background-on\""),
         "{}",

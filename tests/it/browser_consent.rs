@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{
-    browser::{CHROMIUM, Script},
-    oauth_flow::{Standin, spawn_oauth_app},
-    support::tempdir,
+use crate::support::{
+    chromium::{CHROMIUM, Script},
+    oauth::{Standin, spawn_oauth_app},
+    tempdir,
 };
 
 const EVIL_NAME: &str = "<script>alert(1)</script> Evil";

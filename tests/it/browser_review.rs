@@ -15,15 +15,15 @@ use std::{path::Path, time::Duration};
 
 use serde_json::{Value, json};
 
-use crate::{
-    browser::{CHROMIUM, Script, assert_screenshot, screenshots},
-    compose::sent_with,
-    compose_flow::{
-        approval_path, connected, draft, is_error, marker, structured, text, writer_app_with,
+use crate::support::{
+    TestApp,
+    chromium::{CHROMIUM, Script, assert_screenshots, chain_of, screenshots},
+    compose::{
+        approval_path, connected, draft, is_error, marker, send_draft, send_status, sent_with,
+        structured, text, writer_app, writer_app_with,
     },
-    control::writer_app,
-    oauth_flow::call_tool,
-    support::{TestApp, testbed},
+    oauth::call_tool,
+    testbed,
 };
 
 /// The main walk's screenshots, and the width each is taken at.
@@ -117,15 +117,6 @@ async fn review(
     assert_eq!(seen["dialogs"], json!([]), "{seen:#}");
     assert_eq!(seen["page_errors"], json!([]), "{seen:#}");
     seen
-}
-
-fn chain_of(step: &Value) -> Vec<&str> {
-    step["chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap())
-        .collect()
 }
 
 /// The review page once signed in. From the link: the Sign in button took the browser through
@@ -332,7 +323,7 @@ async fn chromium_owner_signs_in_from_the_link_approves_the_exact_draft_and_it_i
     );
 
     // The client's next send_draft sends it: one message, Bcc in the envelope only.
-    let (_, sent) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let sent = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(!is_error(&sent), "{sent}");
     assert_eq!(structured(&sent)["status"], "sent", "{sent}");
     let outbox = sent_with(&mark);
@@ -345,19 +336,7 @@ async fn chromium_owner_signs_in_from_the_link_approves_the_exact_draft_and_it_i
     assert_eq!(outbox[0].header("Bcc"), None);
     assert_eq!(approval_status(&app, &token, &id).await, "sent");
 
-    for (name, width) in SHOTS {
-        let path = out.join(format!("{name}.png"));
-        assert!(
-            seen["screenshots"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| Path::new(p.as_str().unwrap()) == path),
-            "{name}: {}",
-            seen["screenshots"]
-        );
-        assert_screenshot(&path, *width);
-    }
+    assert_screenshots(&seen, &out, SHOTS);
 }
 
 /// Signed in, the link without its fragment, then with a wrong key: the page says the link is
@@ -389,7 +368,7 @@ async fn chromium_without_the_links_key_or_with_a_wrong_one_the_page_cannot_appr
 
     let outcome = decided(&seen, &link, 200);
     assert!(outcome.starts_with("Declined"), "{outcome}");
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(
         is_error(&r) && text(&r).starts_with("approval_declined:"),
         "{r}"
@@ -624,7 +603,7 @@ async fn chromium_expired_approval_is_refused_on_the_page_and_to_the_client() {
     assert_eq!(again["status"], 410, "{again:#}");
     assert_eq!(again["approve"], Value::Null, "{again:#}");
 
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(
         is_error(&r) && text(&r).starts_with("approval_expired:"),
         "{r}"
@@ -650,18 +629,12 @@ async fn chromium_approval_does_not_cover_a_changed_send() {
     assert!(outcome.starts_with("Approved."), "{outcome}");
     assert_eq!(approval_status(&app, &token, &id).await, "approved");
 
-    let (_, r) = call_tool(
-        &app,
-        &token,
-        "send_draft",
-        json!({"draft_id": id, "undo_window_s": 30}),
-    )
-    .await;
+    let r = send_draft(&app, &token, json!({"draft_id": id, "undo_window_s": 30})).await;
     assert!(
         is_error(&r) && text(&r).starts_with("draft_changed:"),
         "{r}"
     );
-    let (_, status) = call_tool(&app, &token, "get_send_status", json!({"draft_id": id})).await;
+    let status = send_status(&app, &token, json!({"draft_id": id})).await;
     assert_eq!(
         structured(&status)["submission"],
         Value::Null,

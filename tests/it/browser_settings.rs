@@ -13,10 +13,11 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{
-    browser::{CHROMIUM, Script, assert_screenshot, screenshots},
-    control::{EMAIL, email_state, grant_of, tool_names, writer_app},
-    oauth_flow::{Client, call_tool, pkce},
+use crate::support::{
+    chromium::{CHROMIUM, Script, assert_screenshots, chain_of, screenshots},
+    compose::writer_app,
+    mail::{EMAIL, email_state},
+    oauth::{Client, call_tool, grant_of, pkce, tool_names, tool_status},
 };
 
 /// Names with every character HTML escapes, and a long one that must wrap on a phone.
@@ -60,15 +61,6 @@ fn section<'a>(view: &'a Value, grant: &str) -> Option<&'a Value> {
         .find(|s| s["grant"] == grant)
 }
 
-fn chain_of(step: &Value) -> Vec<&str> {
-    step["chain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap())
-        .collect()
-}
-
 /// The person signs in to settings in Chromium, turns "Organize mail" on for A and revokes B,
 /// each by clicking; then A is offered and can use the write tools, B's token is dead, the
 /// mailbox is as before, and every step left a screenshot.
@@ -89,12 +81,7 @@ async fn chromium_enables_organize_for_one_assistant_and_revokes_another() {
     let (a, b) = (a_client.connect().await, b_client.connect().await);
     let (grant_a, grant_b) = (grant_of(&a), grant_of(&b));
     // A used the mailbox once (the activity list shows it), read-only.
-    assert_eq!(
-        call_tool(&app, &a.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &a.access, "get_identity").await, 200);
     assert!(
         !tool_names(&app, &a.access)
             .await
@@ -300,28 +287,11 @@ async fn chromium_enables_organize_for_one_assistant_and_revokes_another() {
     );
 
     // B is disconnected: its access token is refused, its refresh token too.
-    assert_eq!(
-        call_tool(&app, &b.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
+    assert_eq!(tool_status(&app, &b.access, "get_identity").await, 401);
     assert_eq!(b_client.refresh(&b.refresh).await.status(), 400);
 
     // Every step left a screenshot.
-    for (name, width) in SHOTS {
-        let path = out.join(format!("{name}.png"));
-        assert!(
-            seen["screenshots"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| Path::new(p.as_str().unwrap()) == path),
-            "{name}: {}",
-            seen["screenshots"]
-        );
-        assert_screenshot(&path, *width);
-    }
+    assert_screenshots(&seen, &out, SHOTS);
     eprintln!(
         "browser_settings: connect {connected:?}, browser {:?}, MCP checks {:?}; screenshots in {}",
         browsed - connected,

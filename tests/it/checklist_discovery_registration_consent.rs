@@ -3,7 +3,11 @@
 
 use serde_json::{Value, json};
 
-use crate::oauth_flow::{Browser, Client, Standin, pkce, query, spawn_oauth_app};
+use crate::support::{
+    header,
+    oauth::{Browser, Client, Standin, oauth_app_with_client, pkce, query, spawn_oauth_app},
+    send_json,
+};
 
 async fn setup() -> (Standin, crate::support::TestApp) {
     let standin = Standin::start();
@@ -116,18 +120,8 @@ async fn a3_every_authorization_response_carries_one_iss() {
         ("invalid_request", app.base().as_str())
     );
     // And a denial.
-    let (_v, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
-    let denied = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "deny"),
-            ],
-        )
-        .await;
+    let consent = client.open_consent(&mut browser).await;
+    let denied = browser.decide_consent(&app.base(), &consent, "deny").await;
     let params = query(&denied.location());
     assert_eq!(
         (params["error"].as_str(), params["iss"].as_str()),
@@ -144,17 +138,13 @@ async fn a4_a_spoofed_host_changes_no_url_we_publish() {
         "/.well-known/oauth-authorization-server",
         "/.well-known/oauth-protected-resource/mcp",
     ] {
-        let m: Value = http
-            .get(format!("{}{path}", app.base()))
-            .header("host", "evil.example")
-            .header("x-forwarded-host", "evil.example")
-            .header("x-forwarded-proto", "https")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let m: Value = send_json(
+            http.get(format!("{}{path}", app.base()))
+                .header("host", "evil.example")
+                .header("x-forwarded-host", "evil.example")
+                .header("x-forwarded-proto", "https"),
+        )
+        .await;
         assert!(!m.to_string().contains("evil.example"), "{m}");
     }
     let r = http
@@ -163,7 +153,7 @@ async fn a4_a_spoofed_host_changes_no_url_we_publish() {
         .send()
         .await
         .unwrap();
-    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let challenge = header(&r, "www-authenticate").to_owned();
     assert!(!challenge.contains("evil.example"), "{challenge}");
 }
 
@@ -501,9 +491,8 @@ async fn c7_the_consent_form_needs_its_own_csrf_token_once() {
     let a = Client::register(&app, "http://127.0.0.1:5000/cb").await;
     let b = Client::register(&app, "http://127.0.0.1:5001/cb").await;
     let mut browser = Browser::default();
-    let (_v, challenge) = pkce();
-    let page_a = browser.get(&a.authorize_url(&challenge, &[])).await;
-    let page_b = browser.get(&b.authorize_url(&challenge, &[])).await;
+    let page_a = a.open_consent(&mut browser).await;
+    let page_b = b.open_consent(&mut browser).await;
     let decision = format!("{}/authorize/decision", app.base());
     let (rid_a, csrf_a, csrf_b) = (
         page_a.field("request_id"),
@@ -620,17 +609,9 @@ async fn c10_the_redirect_after_consent_is_a_303() {
     let (_s, app) = setup().await;
     let client = Client::register(&app, "http://127.0.0.1:5000/cb").await;
     let mut browser = Browser::default();
-    let (_v, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     let r = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     assert_eq!(r.status, 303);
     let upstream = browser.get(&r.location()).await;
@@ -649,20 +630,16 @@ async fn c11_a_new_client_gets_our_consent_page_even_after_another_was_approved(
         json!({"client_name": "Evil", "redirect_uris": ["https://evil.example/cb"]}),
     )
     .await;
-    let (_v, challenge) = pkce();
-    let page = browser.get(&attacker.authorize_url(&challenge, &[])).await;
+    let page = attacker.open_consent(&mut browser).await;
     assert_eq!(page.status, 200, "the second client skipped consent");
     assert!(page.body.contains("Evil") && page.body.contains("evil.example"));
 }
 
 #[tokio::test]
 async fn c12_the_upstream_state_cookie_is_set_only_after_approval_and_host_prefixed_on_https() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:5000/cb").await;
+    let (standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:5000/cb").await;
     let mut browser = Browser::default();
-    let (_v, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     let cookies: Vec<String> = consent
         .headers
         .get_all("set-cookie")
@@ -674,14 +651,7 @@ async fn c12_the_upstream_state_cookie_is_set_only_after_approval_and_host_prefi
         "{cookies:?}"
     );
     let approved = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     let set = approved.header("set-cookie").unwrap();
     assert!(
@@ -713,7 +683,7 @@ async fn c12_the_upstream_state_cookie_is_set_only_after_approval_and_host_prefi
             "--upstream-issuer".into(),
             standin.url.clone(),
             "--upstream-client-id".into(),
-            crate::oauth_flow::UPSTREAM_CLIENT.into(),
+            crate::support::oauth::UPSTREAM_CLIENT.into(),
             "--public-url".into(),
             "https://mail.example.test".into(),
         ],
@@ -721,19 +691,14 @@ async fn c12_the_upstream_state_cookie_is_set_only_after_approval_and_host_prefi
     .await;
     let mut c = client.clone();
     c.base = https.base();
-    let reg: Value = reqwest::Client::new()
-        .post(format!("{}/register", https.base()))
-        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reg: Value = send_json(
+        reqwest::Client::new()
+            .post(format!("{}/register", https.base()))
+            .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"]})),
+    )
+    .await;
     c.id = reg["client_id"].as_str().unwrap().to_owned();
-    let page = Browser::default()
-        .get(&c.authorize_url(&challenge, &[]))
-        .await;
+    let page = c.open_consent(&mut Browser::default()).await;
     let set = page.header("set-cookie").unwrap();
     assert!(
         set.starts_with("__Host-mc_consent=") && set.contains("; Secure") && set.contains("Path=/"),

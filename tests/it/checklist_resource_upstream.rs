@@ -4,11 +4,15 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    oauth_flow::{
-        Browser, Client, Standin, Tokens, call_tool, pkce, query, spawn_oauth_app, tokens,
+use crate::support::{
+    TestApp,
+    compose::text,
+    header,
+    oauth::{
+        Browser, Client, Standin, Tokens, call_tool, oauth_app_toward, oauth_app_with_client, pkce,
+        query, spawn_oauth_app, tokens, tool_status,
     },
-    support::{TestApp, testbed},
+    testbed,
 };
 
 async fn connected(extra: &[&str]) -> (Standin, TestApp, Client, Tokens) {
@@ -62,7 +66,7 @@ async fn g1_no_token_gets_a_bare_challenge_naming_the_metadata() {
             .await
             .unwrap();
         assert_eq!(r.status(), 401, "{method}");
-        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let challenge = header(&r, "www-authenticate").to_owned();
         assert_eq!(
             challenge,
             format!(
@@ -78,15 +82,7 @@ async fn g1_no_token_gets_a_bare_challenge_naming_the_metadata() {
 async fn g2_bad_expired_or_revoked_tokens_get_invalid_token() {
     let (_s, app, client, t) = connected(&["--access-token-ttl-secs", "1"]).await;
     let revoked = client.connect().await;
-    reqwest::Client::new()
-        .post(format!("{}/revoke", app.base()))
-        .form(&[
-            ("token", revoked.access.as_str()),
-            ("client_id", client.id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    client.revoke(&revoked.access).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     for (label, token) in [
         ("malformed", "%%%"),
@@ -102,10 +98,7 @@ async fn g2_bad_expired_or_revoked_tokens_get_invalid_token() {
         .await;
         assert_eq!(r.status(), 401, "{label}");
         assert!(
-            r.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .contains("error=\"invalid_token\""),
+            header(&r, "www-authenticate").contains("error=\"invalid_token\""),
             "{label}"
         );
     }
@@ -216,12 +209,7 @@ async fn g5_a_foreign_origin_is_403_and_a_missing_one_is_fine() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert!(
-        r.headers()["access-control-allow-headers"]
-            .to_str()
-            .unwrap()
-            .contains("Authorization")
-    );
+    assert!(header(&r, "access-control-allow-headers").contains("Authorization"));
 }
 
 #[tokio::test]
@@ -234,7 +222,7 @@ async fn g6_a_session_opened_by_one_grant_is_not_found_for_another() {
         initialize(),
     )
     .await;
-    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = header(&r, "mcp-session-id").to_owned();
     assert!(session.len() >= 16);
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
     let mine = post_mcp(
@@ -274,7 +262,7 @@ async fn g7_an_unsupported_protocol_version_header_is_400() {
     let (_s, app, _c, t) = connected(&[]).await;
     let auth = format!("Bearer {}", t.access);
     let r = post_mcp(&app, &[("authorization", &auth)], initialize()).await;
-    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = header(&r, "mcp-session-id").to_owned();
     let r = post_mcp(
         &app,
         &[
@@ -322,7 +310,7 @@ async fn g9_an_unknown_method_is_a_json_rpc_method_not_found() {
     // In a legacy session it is a plain HTTP 200 with -32601 (clients fall back on 4xx).
     let auth = format!("Bearer {}", t.access);
     let r = post_mcp(&app, &[("authorization", &auth)], initialize()).await;
-    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = header(&r, "mcp-session-id").to_owned();
     let r = post_mcp(
         &app,
         &[("authorization", &auth), ("mcp-session-id", &session)],
@@ -338,17 +326,10 @@ async fn g9_an_unknown_method_is_a_json_rpc_method_not_found() {
 /// answers 401, never 500.
 #[tokio::test]
 async fn g10_a_stolen_vault_and_configuration_yield_no_upstream_token() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
+    let (_standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:41999/cb").await;
     let t = client.connect().await;
     let t2 = tokens(client.refresh(&t.refresh).await).await;
-    assert_eq!(
-        call_tool(&app, &t2.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t2.access, "get_identity").await, 200);
     // What a thief copies: the data directory (the vault) and the configuration.
     let vault = std::fs::read(app._data.0.join("mailconnect.redb")).unwrap();
     let stolen = String::from_utf8_lossy(&vault);
@@ -370,29 +351,16 @@ async fn g10_a_stolen_vault_and_configuration_yield_no_upstream_token() {
     // guessed token of the right grant opens nothing, and the answer is 401, not 500.
     let grant = t2.access.split('.').next().unwrap();
     let guessed = format!("{grant}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-    assert_eq!(
-        call_tool(&app, &guessed, "get_identity", json!({})).await.0,
-        401
-    );
+    assert_eq!(tool_status(&app, &guessed, "get_identity").await, 401);
 }
 
 #[tokio::test]
 async fn h1_a_callback_with_a_wrong_missing_replayed_or_foreign_state_is_refused() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
+    let (_standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
-    let (_v, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     let approved = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     let callback = browser.get(&approved.location()).await.location();
     let params = query(&callback);
@@ -432,21 +400,11 @@ async fn h2_pkce_s256_is_sent_upstream_with_a_fresh_verifier_each_time() {
 
 #[tokio::test]
 async fn h3_a_callback_naming_another_issuer_is_refused() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
+    let (standin, app, client) = oauth_app_with_client(&[], "http://127.0.0.1:41999/cb").await;
     let mut browser = Browser::default();
-    let (_v, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     let approved = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     let callback = browser.get(&approved.location()).await.location();
     let params = query(&callback);
@@ -472,14 +430,7 @@ async fn h4_upstream_tokens_never_reach_the_client() {
     let mut browser = Browser::default();
     let returned = client.authorize(&mut browser).await;
     assert!(!returned.url.contains("eyJ"));
-    let r = client
-        .token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", &returned.params["code"]),
-            ("redirect_uri", &client.redirect_uri),
-            ("code_verifier", &returned.verifier),
-        ])
-        .await;
+    let r = client.redeem(&returned, &client.redirect_uri).await;
     let body = r.text().await.unwrap();
     assert!(
         !body.contains("eyJ"),
@@ -507,13 +458,6 @@ async fn connected_with_expiring_upstream(extra: &[&str]) -> (Standin, TestApp, 
     (standin, app, client, t)
 }
 
-fn tool_text(body: &Value) -> String {
-    body["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn h5_transient_upstream_refresh_failures_are_retried_and_never_end_the_grant() {
     let (standin, app, _c, t) = connected_with_expiring_upstream(&[]).await;
@@ -523,7 +467,7 @@ async fn h5_transient_upstream_refresh_failures_are_retried_and_never_end_the_gr
     let (status, body) = call_tool(&app, &t.access, "get_identity", json!({})).await;
     assert_eq!(status, 200, "a transient failure must not be a 401: {body}");
     assert_eq!(body["result"]["isError"], true, "{body}");
-    assert!(tool_text(&body).contains("unavailable"), "{body}");
+    assert!(text(&body).contains("unavailable"), "{body}");
     assert_eq!(
         standin.token_requests("refresh_token").await,
         3,
@@ -546,23 +490,13 @@ async fn h6_upstream_invalid_grant_ends_the_grant_and_the_client_reauthorizes() 
         .await;
     let (_, body) = call_tool(&app, &t.access, "get_identity", json!({})).await;
     assert_eq!(body["result"]["isError"], true, "{body}");
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 401);
     assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
-    assert_eq!(
-        crate::checklist_tokens_error(client.refresh(&t.refresh).await).await,
+        crate::support::oauth::error_code(client.refresh(&t.refresh).await).await,
         "invalid_grant"
     );
     let again = client.connect().await;
-    assert_eq!(
-        call_tool(&app, &again.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &again.access, "get_identity").await, 200);
 }
 
 /// H7 and the issue's "64 concurrent refreshes of one grant cause exactly one upstream
@@ -575,7 +509,8 @@ async fn h7_sixty_four_concurrent_calls_needing_a_refresh_make_one_upstream_refr
             let base = app.base();
             let token = t.access.clone();
             tokio::spawn(async move {
-                crate::oauth_flow::call_tool_at(&base, &token, "list_mailboxes", json!({})).await
+                crate::support::oauth::call_tool_at(&base, &token, "list_mailboxes", json!({}))
+                    .await
             })
         })
         .collect();
@@ -592,21 +527,19 @@ async fn h7_sixty_four_concurrent_calls_needing_a_refresh_make_one_upstream_refr
         1,
         "more than one upstream refresh"
     );
-    assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 200);
 }
 
 /// The same with 64 concurrent client refreshes of one refresh token while the upstream
 /// token is due: one rotation, one upstream refresh, everyone gets the same pair.
 #[tokio::test]
 async fn sixty_four_concurrent_client_refreshes_make_one_upstream_refresh() {
-    let standin = Standin::start_with(&["--access-ttl", "8"]);
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
+    let (standin, app, client) = oauth_app_toward(
+        Standin::start_with(&["--access-ttl", "8"]),
+        &[],
+        "http://127.0.0.1:41999/cb",
+    )
+    .await;
     let t = client.connect().await;
     // 8 s tokens are due 2 s before their end; wait until the first one is.
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;
@@ -631,9 +564,7 @@ async fn sixty_four_concurrent_client_refreshes_make_one_upstream_refresh() {
         "more than one upstream refresh"
     );
     assert_eq!(
-        call_tool(&app, &pairs[0].access, "get_identity", json!({}))
-            .await
-            .0,
+        tool_status(&app, &pairs[0].access, "get_identity").await,
         200
     );
 }

@@ -3,16 +3,15 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    oauth_flow::{Browser, Client, Returned, Standin, Tokens, call_tool, spawn_oauth_app, tokens},
-    support::TestApp,
+use crate::support::{
+    TestApp, header,
+    oauth::{
+        Browser, Client, Returned, Standin, Tokens, oauth_app_with_client, tokens, tool_status,
+    },
 };
 
 async fn setup(extra: &[&str]) -> (Standin, TestApp, Client) {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, extra).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
-    (standin, app, client)
+    oauth_app_with_client(extra, "http://127.0.0.1:41999/cb").await
 }
 
 async fn authorized(client: &Client) -> Returned {
@@ -49,7 +48,7 @@ async fn exchange_with(
 }
 
 async fn works(app: &TestApp, access: &str) -> bool {
-    call_tool(app, access, "get_identity", json!({})).await.0 == 200
+    tool_status(app, access, "get_identity").await == 200
 }
 
 #[tokio::test]
@@ -84,12 +83,7 @@ async fn d3_a_code_redeemed_twice_revokes_everything_issued_from_it() {
         error_of(exchange_with(&client, &returned, &[]).await).await,
         (400, "invalid_grant".into())
     );
-    assert_eq!(
-        call_tool(&app, &first.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
+    assert_eq!(tool_status(&app, &first.access, "get_identity").await, 401);
     assert_eq!(
         error_of(client.refresh(&first.refresh).await).await.1,
         "invalid_grant"
@@ -101,14 +95,7 @@ async fn d4_another_client_or_redirect_uri_is_invalid_grant_and_consumes_nothing
     let (_s, app, client) = setup(&[]).await;
     let other = Client::register(&app, "http://127.0.0.1:41999/cb").await;
     let returned = authorized(&client).await;
-    let stolen = other
-        .token_request(&[
-            ("grant_type", "authorization_code"),
-            ("code", &returned.params["code"]),
-            ("redirect_uri", &client.redirect_uri),
-            ("code_verifier", &returned.verifier),
-        ])
-        .await;
+    let stolen = other.redeem(&returned, &client.redirect_uri).await;
     assert_eq!(error_of(stolen).await, (400, "invalid_grant".into()));
     let wrong_redirect = exchange_with(
         &client,
@@ -178,12 +165,7 @@ async fn d8_token_responses_are_bearer_uncacheable_json() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_eq!(r.headers()["pragma"], "no-cache");
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    assert!(header(&r, "content-type").starts_with("application/json"));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].as_i64().unwrap() > 0);
@@ -212,12 +194,7 @@ async fn d9_bad_confidential_client_authentication_is_401_with_a_basic_challenge
             .await
             .unwrap();
         assert_eq!(r.status(), 401, "{auth}");
-        assert!(
-            r.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .starts_with("Basic")
-        );
+        assert!(header(&r, "www-authenticate").starts_with("Basic"));
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
     }
     let wrong = http
@@ -302,12 +279,7 @@ async fn e4_reusing_a_refresh_token_after_its_successor_was_used_revokes_the_gra
         error_of(client.refresh(&t1.refresh).await).await,
         (400, "invalid_grant".into())
     );
-    assert_eq!(
-        call_tool(&app, &t2.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
+    assert_eq!(tool_status(&app, &t2.access, "get_identity").await, 401);
     assert_eq!(
         error_of(client.refresh(&t2.refresh).await).await.1,
         "invalid_grant"
@@ -324,12 +296,7 @@ async fn e5_a_refresh_token_two_generations_old_revokes_the_grant() {
         error_of(client.refresh(&t0.refresh).await).await,
         (400, "invalid_grant".into())
     );
-    assert_eq!(
-        call_tool(&app, &t2.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
+    assert_eq!(tool_status(&app, &t2.access, "get_identity").await, 401);
 }
 
 #[tokio::test]
@@ -368,9 +335,9 @@ async fn e7_a_refresh_by_another_client_is_invalid_grant() {
 
 #[tokio::test]
 async fn e8_a_refresh_after_revocation_is_invalid_grant_not_a_server_error() {
-    let (_s, app, client) = setup(&[]).await;
+    let (_s, _app, client) = setup(&[]).await;
     let t = client.connect().await;
-    revoke(&app, &client, &t.refresh).await;
+    revoke(&client, &t.refresh).await;
     assert_eq!(
         error_of(client.refresh(&t.refresh).await).await,
         (400, "invalid_grant".into())
@@ -394,28 +361,16 @@ async fn e9_after_a_restart_the_newest_refresh_token_works() {
     assert!(works(&app, &t3.access).await);
 }
 
-async fn revoke(app: &TestApp, client: &Client, token: &str) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{}/revoke", app.base()))
-        .form(&[("token", token), ("client_id", &client.id)])
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+async fn revoke(client: &Client, token: &str) -> u16 {
+    client.revoke(token).await.status().as_u16()
 }
 
 #[tokio::test]
 async fn f1_revoking_an_access_token_leaves_the_refresh_token_working() {
     let (_s, app, client) = setup(&[]).await;
     let t = client.connect().await;
-    assert_eq!(revoke(&app, &client, &t.access).await, 200);
-    assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
+    assert_eq!(revoke(&client, &t.access).await, 200);
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 401);
     let t2 = tokens(client.refresh(&t.refresh).await).await;
     assert!(works(&app, &t2.access).await);
 }
@@ -424,13 +379,8 @@ async fn f1_revoking_an_access_token_leaves_the_refresh_token_working() {
 async fn f2_revoking_a_refresh_token_ends_the_whole_grant() {
     let (_s, app, client) = setup(&[]).await;
     let t = client.connect().await;
-    assert_eq!(revoke(&app, &client, &t.refresh).await, 200);
-    assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
+    assert_eq!(revoke(&client, &t.refresh).await, 200);
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 401);
     assert_eq!(
         error_of(client.refresh(&t.refresh).await).await.1,
         "invalid_grant"
@@ -439,11 +389,11 @@ async fn f2_revoking_a_refresh_token_ends_the_whole_grant() {
 
 #[tokio::test]
 async fn f3_unknown_or_already_revoked_tokens_get_the_same_200() {
-    let (_s, app, client) = setup(&[]).await;
+    let (_s, _app, client) = setup(&[]).await;
     let t = client.connect().await;
-    assert_eq!(revoke(&app, &client, "garbage").await, 200);
-    assert_eq!(revoke(&app, &client, &t.refresh).await, 200);
-    assert_eq!(revoke(&app, &client, &t.refresh).await, 200);
+    assert_eq!(revoke(&client, "garbage").await, 200);
+    assert_eq!(revoke(&client, &t.refresh).await, 200);
+    assert_eq!(revoke(&client, &t.refresh).await, 200);
 }
 
 #[tokio::test]
@@ -451,7 +401,7 @@ async fn f4_another_client_cannot_revoke_a_token() {
     let (_s, app, client) = setup(&[]).await;
     let t = client.connect().await;
     let other = Client::register(&app, "http://127.0.0.1:41999/cb").await;
-    assert_eq!(revoke(&app, &other, &t.refresh).await, 200);
+    assert_eq!(revoke(&other, &t.refresh).await, 200);
     assert!(works(&app, &t.access).await);
     tokens(client.refresh(&t.refresh).await).await;
 }
@@ -477,14 +427,9 @@ async fn f5_revocation_checks_client_authentication_first() {
 async fn f6_revocation_deletes_the_grants_sealed_upstream_tokens() {
     let (_s, app, client) = setup(&[]).await;
     let t: Tokens = client.connect().await;
-    assert_eq!(revoke(&app, &client, &t.refresh).await, 200);
+    assert_eq!(revoke(&client, &t.refresh).await, 200);
     // Every token of the grant is gone with its wrapped key: none opens anything any more.
-    assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 401);
     assert_eq!(
         error_of(client.refresh(&t.refresh).await).await.1,
         "invalid_grant"

@@ -2,42 +2,27 @@
 //! submission stub records every message in an outbox and refuses on script
 //! (scripts/testbed.d/fake-sendmail.py). The writer user's mailbox, one test at a time.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::time::Duration;
 
 use mailconnect::{
     domain::{
         body,
         compose::{self, ComposeMode, DraftRequest, Original},
-        grant::UpstreamCredential,
         ids::EmailId,
         mail::{Address, Email},
         ports::{MailStore, MailStoreError, PageStart},
         query::{EmailQuery, PageSize},
-        secret::SecretString,
         submission::{Refusal, Submission, UndoStatus},
     },
-    outbound::jmap::{JmapMailStore, TransportConfig},
+    outbound::jmap::JmapMailStore,
 };
 
-use crate::{fault_proxy::Proxy, support::testbed};
-
-pub(crate) fn writer() -> UpstreamCredential {
-    UpstreamCredential::Basic {
-        username: testbed().get("JMAP_WRITER_USERNAME").into(),
-        password: SecretString::new(testbed().get("JMAP_WRITER_PASSWORD")),
-    }
-}
-
-fn store(session_url: &str) -> JmapMailStore {
-    JmapMailStore::new(TransportConfig {
-        session_url: session_url.parse().unwrap(),
-        timeout: Duration::from_secs(10),
-    })
-    .unwrap()
-}
+use crate::support::{
+    compose::{Refusing, released, sent_with},
+    fault_proxy::Proxy,
+    mail::{store, writer},
+    testbed,
+};
 
 /// The writer's copy of a seed email, found by subject.
 pub(crate) async fn seed_email(s: &JmapMailStore, subject: &str) -> Email {
@@ -63,67 +48,6 @@ pub(crate) async fn seed_email(s: &JmapMailStore, subject: &str) -> Email {
         .id
         .clone();
     s.email(&writer(), &id).await.unwrap().0
-}
-
-/// A message the submission stub received: its raw text and SMTP envelope.
-#[derive(Debug)]
-pub(crate) struct Sent {
-    pub raw: String,
-    pub envelope: serde_json::Value,
-}
-
-impl Sent {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        let head = self.raw.split("\r\n\r\n").next().unwrap_or_default();
-        head.lines().find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim())
-        })
-    }
-}
-
-fn outbox() -> PathBuf {
-    PathBuf::from(testbed().get("CYRUS_OUTBOX"))
-}
-
-/// The messages in the outbox whose raw text contains `marker`.
-pub(crate) fn sent_with(marker: &str) -> Vec<Sent> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(outbox()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "eml") {
-            let raw = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
-            if raw.contains(marker) {
-                let envelope = std::fs::read_to_string(path.with_extension("json")).unwrap();
-                found.push(Sent {
-                    raw,
-                    envelope: serde_json::from_str(&envelope).unwrap(),
-                });
-            }
-        }
-    }
-    found
-}
-
-/// While alive, the stub answers the writer's submissions with `line` ("VERB CODE TEXT").
-pub(crate) struct Refusing(PathBuf);
-
-impl Refusing {
-    pub(crate) fn with(line: &str) -> Self {
-        let path = outbox().join(format!(
-            ".reject-{}",
-            testbed().get("JMAP_WRITER_USERNAME").to_lowercase()
-        ));
-        std::fs::write(&path, format!("{line}\n")).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for Refusing {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 fn marker() -> String {
@@ -350,15 +274,7 @@ async fn compose_undo_restores_the_draft_and_a_held_message_leaves_on_release() 
         .await
         .unwrap();
     assert!(sent_with(&mark).is_empty());
-    release(chrono::Utc::now().timestamp() + 120);
-    let mut sent = Vec::new();
-    for _ in 0..50 {
-        sent = sent_with(&mark);
-        if !sent.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sent = released(chrono::Utc::now().timestamp() + 120, &mark).await;
     assert_eq!(sent.len(), 1, "released once");
     let late = s.cancel_submission(&writer(), &held.id).await;
     assert!(
@@ -404,20 +320,6 @@ async fn compose_undo_of_a_bcc_send_gives_back_the_draft_with_its_bcc() {
         ));
     }
     s.delete_draft(&writer(), &back).await.unwrap();
-}
-
-/// Releases held submissions due by `epoch` (calalarmd -t, as root).
-pub(crate) fn release(epoch: i64) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(root.join("scripts/testbed"))
-        .args(["release", &epoch.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test]

@@ -4,97 +4,22 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    compose::sent_with,
-    control::{grant_of, sign_in, writer_app},
-    oauth_flow::{Browser, Client, Standin, call_tool, call_tool_at},
-    support::{TestApp, spawn_configured, tempdir, testbed},
+use crate::support::{
+    TestApp,
+    compose::{
+        approval_path, connected, decide, decide_asked, draft, is_error, marker, send_draft,
+        send_status, sent_with, structured, text, writer_app, writer_app_with,
+    },
+    mcp_request, meta,
+    oauth::{Browser, Client, call_tool, call_tool_at, grant_of, sign_in},
+    send_json, testbed,
 };
-
-pub(crate) fn text(result: &Value) -> String {
-    result["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-pub(crate) fn structured(result: &Value) -> &Value {
-    &result["result"]["structuredContent"]
-}
-
-pub(crate) fn is_error(result: &Value) -> bool {
-    result["result"]["isError"] == true
-}
-
-/// A connected client of the writer with `capabilities` enabled on the settings page.
-pub(crate) async fn connected(app: &TestApp, capabilities: &[&str]) -> (String, Browser, String) {
-    let tokens = Client::register(app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
-    let grant = grant_of(&tokens);
-    let (mut browser, page) = sign_in(app).await;
-    let csrf = page.field("csrf_token");
-    let mut form = vec![("csrf_token", csrf.as_str())];
-    form.extend(capabilities.iter().map(|c| (*c, "on")));
-    let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/capabilities", app.base()),
-            &form,
-        )
-        .await;
-    assert_eq!(saved.status, 303, "{}", saved.body);
-    (tokens.access, browser, csrf)
-}
-
-pub(crate) fn marker() -> String {
-    format!("mcflow-{:016x}", rand::random::<u64>())
-}
-
-pub(crate) async fn draft(app: &TestApp, token: &str, mark: &str) -> String {
-    let (_, r) = call_tool(
-        app,
-        token,
-        "draft_email",
-        json!({"to": ["Carol <carol@example.org>"], "subject": format!("Plan {mark}"),
-               "body_text": format!("See you at noon. {mark}")}),
-    )
-    .await;
-    assert!(!is_error(&r), "{r}");
-    structured(&r)["draft_id"].as_str().unwrap().to_owned()
-}
-
-/// The review page's URL from a `send_draft` result's link, without the fragment (this client
-/// has no script to read it).
-pub(crate) fn approval_path(result: &Value) -> String {
-    let url = structured(result)["approval_url"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no approval_url: {result}"));
-    let (path, fragment) = url.split_once('#').unwrap();
-    assert!(fragment.starts_with("k=") && fragment.len() > 40, "{url}");
-    path.to_owned()
-}
-
-/// Opens the review page at `url` (signed in) and posts `decision` with its CSRF token.
-pub(crate) async fn decide(
-    browser: &mut Browser,
-    url: &str,
-    decision: &str,
-) -> crate::oauth_flow::Page {
-    let page = browser.get(url).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    assert!(page.body.contains("data-sealed=\""), "{}", page.body);
-    let csrf = page.field("csrf_token");
-    browser
-        .post_form(url, &[("csrf_token", &csrf), ("decision", decision)])
-        .await
-}
 
 #[tokio::test]
 async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
     let (_standin, app) = writer_app().await;
     let (token, mut browser, _) = connected(&app, &["send"]).await;
-    let tools = crate::control::tool_names(&app, &token).await;
+    let tools = crate::support::oauth::tool_names(&app, &token).await;
     for t in [
         "draft_email",
         "list_drafts",
@@ -110,7 +35,7 @@ async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
     let (_, listed) = call_tool(&app, &token, "list_drafts", json!({})).await;
     assert!(listed.to_string().contains(&id), "{listed}");
 
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(!is_error(&asked), "{asked}");
     assert_eq!(structured(&asked)["status"], "needs_approval");
     assert_eq!(
@@ -120,7 +45,7 @@ async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
     assert!(sent_with(&mark).is_empty(), "nothing before approval");
 
     // Asking again before the person decided sends nothing either.
-    let (_, again) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let again = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert_eq!(structured(&again)["status"], "needs_approval");
     let url = approval_path(&again);
 
@@ -167,26 +92,20 @@ async fn compose_flow_approve_on_the_review_page_then_sent_exactly_once() {
     let submission = sent[0]["result"]["structuredContent"]["submission_id"]
         .as_str()
         .unwrap();
-    let (_, status) = call_tool(
-        &app,
-        &token,
-        "get_send_status",
-        json!({"submission_id": submission}),
-    )
-    .await;
+    let status = send_status(&app, &token, json!({"submission_id": submission})).await;
     assert!(!is_error(&status), "{status}");
     assert_eq!(
         structured(&status)["submission"]["undo_status"],
         "final",
         "{status}"
     );
-    let (_, status) = call_tool(&app, &token, "get_send_status", json!({"draft_id": id})).await;
+    let status = send_status(&app, &token, json!({"draft_id": id})).await;
     assert_eq!(
         structured(&status)["approval"]["status"],
         "sent",
         "{status}"
     );
-    let (_, late) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let late = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(
         is_error(&late) && text(&late).starts_with("not_a_draft:"),
         "{late}"
@@ -202,51 +121,43 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
     // Declined: nothing sent, the draft intact, and the next call says so.
     let mark = marker();
     let id = draft(&app, &token, &mark).await;
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
     let url = approval_path(&asked);
     let declined = decide(&mut browser, &url, "decline").await;
     assert!(declined.body.contains("Declined"), "{}", declined.body);
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(text(&r).starts_with("approval_declined:"), "{r}");
     assert!(sent_with(&mark).is_empty());
     let (_, listed) = call_tool(&app, &token, "list_drafts", json!({})).await;
     assert!(listed.to_string().contains(&id), "the draft is intact");
 
     // Approved, then the send asked for is not the one approved (another schedule).
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
-    let url = approval_path(&asked);
-    decide(&mut browser, &url, "approve").await;
-    let (_, r) = call_tool(
-        &app,
-        &token,
-        "send_draft",
-        json!({"draft_id": id, "undo_window_s": 30}),
-    )
-    .await;
+    let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
+    decide_asked(&mut browser, &asked, "approve").await;
+    let r = send_draft(&app, &token, json!({"draft_id": id, "undo_window_s": 30})).await;
     assert!(text(&r).starts_with("draft_changed:"), "{r}");
     assert!(sent_with(&mark).is_empty());
 
     // An approval for another draft doesn't send this one.
     let other = draft(&app, &token, &marker()).await;
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": other})).await;
-    let url = approval_path(&asked);
-    decide(&mut browser, &url, "approve").await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": other})).await;
+    decide_asked(&mut browser, &asked, "approve").await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
     assert!(sent_with(&mark).is_empty());
 
     // Expired before the person decided: the page says so, and so does the next send.
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
     let url = approval_path(&asked);
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
     let page = browser.get(&url).await;
     assert_eq!(page.status, 410, "{}", page.body);
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(text(&r).starts_with("approval_expired:"), "{r}");
     assert!(sent_with(&mark).is_empty());
 
     // Someone else's mailbox can't open or decide it; a form without the token is refused.
-    let (_, asked) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let asked = send_draft(&app, &token, json!({"draft_id": id})).await;
     let url = approval_path(&asked);
     let no_csrf = browser.post_form(&url, &[("decision", "approve")]).await;
     assert_eq!(no_csrf.status, 403, "{}", no_csrf.body);
@@ -286,7 +197,7 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.body.contains("another mailbox"), "{}", page.body);
     let csrf = {
-        let settings = stranger.get(&format!("{}/settings", app.base())).await;
+        let settings = stranger.settings(&app).await;
         settings.field("csrf_token")
     };
     let forged = stranger
@@ -306,33 +217,11 @@ async fn compose_flow_declined_changed_expired_and_replayed_approvals_send_nothi
     assert!(sent_with(&mark).is_empty());
 }
 
-/// The writer app with extra flags.
-pub(crate) async fn writer_app_with(extra: &[&str]) -> (Standin, TestApp) {
-    writer_app_at(testbed().get("JMAP_SESSION_URL"), extra).await
-}
-
-/// The app over the JMAP session at `session_url` (a proxy in front of Cyrus), signing in as
-/// the writer.
-pub(crate) async fn writer_app_at(session_url: &str, extra: &[&str]) -> (Standin, TestApp) {
-    let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
-    let mut args = vec![
-        "--jmap-session-url".to_owned(),
-        session_url.into(),
-        "--upstream-issuer".into(),
-        standin.url.clone(),
-        "--upstream-client-id".into(),
-        crate::oauth_flow::UPSTREAM_CLIENT.into(),
-    ];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let app = spawn_configured(tempdir::Dir::new("compose"), &args).await;
-    (standin, app)
-}
-
 #[tokio::test]
 async fn compose_flow_without_send_no_tool_reaches_submission() {
     let (_standin, app) = writer_app().await;
     let (token, _, _) = connected(&app, &["draft"]).await;
-    let tools = crate::control::tool_names(&app, &token).await;
+    let tools = crate::support::oauth::tool_names(&app, &token).await;
     assert!(tools.contains(&"draft_email".to_owned()));
     assert!(
         !tools
@@ -341,7 +230,7 @@ async fn compose_flow_without_send_no_tool_reaches_submission() {
     );
     let mark = marker();
     let id = draft(&app, &token, &mark).await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": id})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": id})).await;
     assert!(
         is_error(&r) && text(&r).contains("\"send\" capability is off"),
         "{r}"
@@ -355,26 +244,17 @@ async fn compose_flow_without_send_no_tool_reaches_submission() {
 /// `extra` params (a retry's `inputResponses` and `requestState`).
 async fn send_with_form(app: &TestApp, token: &str, draft: &str, extra: Value) -> Value {
     let mut params = json!({"name": "send_draft", "arguments": {"draft_id": draft},
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                  "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
-                  "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
+        "_meta": meta(json!({"elicitation": {}}))});
     for (k, v) in extra.as_object().into_iter().flatten() {
         params[k] = v.clone();
     }
-    reqwest::Client::new()
-        .post(format!("{}/mcp", app.base()))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "send_draft")
-        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    send_json(mcp_request(
+        &app.base(),
+        token,
+        (7, "tools/call", Some("send_draft")),
+        params,
+    ))
+    .await
 }
 
 #[tokio::test]
@@ -526,10 +406,7 @@ async fn compose_flow_the_typescript_sdk_confirms_in_its_dialog_on_a_legacy_sess
 #[tokio::test]
 async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_widen_them() {
     let (_standin, app) = writer_app().await;
-    let tokens = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
+    let tokens = Client::connected(&app, "http://127.0.0.1:41999/cb").await;
     let (token, grant) = (tokens.access.clone(), grant_of(&tokens));
     let (mut browser, page) = sign_in(&app).await;
     let csrf = page.field("csrf_token");
@@ -564,25 +441,19 @@ async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_
         )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
-    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let settings = browser.settings(&app).await;
     assert!(
         settings.body.contains("only @example.org, ana@example.net"),
         "{}",
         settings.body
     );
     let stranger = draft_to("eve@evil.example".into()).await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": stranger})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": stranger})).await;
     assert!(
         text(&r).starts_with("recipient_not_allowed:") && text(&r).contains("eve@evil.example"),
         "{r}"
     );
-    let (_, status) = call_tool(
-        &app,
-        &token,
-        "get_send_status",
-        json!({"draft_id": stranger}),
-    )
-    .await;
+    let status = send_status(&app, &token, json!({"draft_id": stranger})).await;
     assert_eq!(
         structured(&status)["approval"],
         Value::Null,
@@ -591,7 +462,7 @@ async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_
     // Listed, and never written to (a fresh address).
     let fresh = format!("new-{:x}@example.org", rand::random::<u64>());
     let listed = draft_to(fresh).await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": listed})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": listed})).await;
     assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
 
     // Only people written to: the seed's Sent mail went to bob@example.com.
@@ -601,10 +472,10 @@ async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_
             &[("csrf_token", &csrf), ("recipients", "written_to")],
         )
         .await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": listed})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": listed})).await;
     assert!(text(&r).starts_with("recipient_not_allowed:"), "{r}");
     let known = draft_to("bob@example.com".into()).await;
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": known})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": known})).await;
     assert_eq!(structured(&r)["status"], "needs_approval", "{r}");
 
     // Bad lists and forged forms change nothing; no tool takes a recipient rule.
@@ -623,12 +494,11 @@ async fn compose_flow_recipient_rules_refuse_before_asking_and_the_model_cannot_
         .post_form(&rules, &[("csrf_token", "nope"), ("recipients", "anyone")])
         .await;
     assert_eq!(forged.status, 403);
-    let (_, r) = call_tool(&app, &token, "send_draft", json!({"draft_id": listed})).await;
+    let r = send_draft(&app, &token, json!({"draft_id": listed})).await;
     assert!(text(&r).starts_with("recipient_not_allowed:"), "{r}");
-    let (_, r) = call_tool(
+    let r = send_draft(
         &app,
         &token,
-        "send_draft",
         json!({"draft_id": listed, "recipients": "anyone"}),
     )
     .await;
@@ -645,12 +515,14 @@ async fn compose_flow_review_page_only_never_asks_in_the_clients_form() {
     let asked = send_with_form(&app, &token, &id, json!({})).await;
     let state = asked["result"]["requestState"].as_str().unwrap().to_owned();
 
-    let (mut browser, page) = crate::control::sign_in(&app).await;
+    let (mut browser, page) = crate::support::oauth::sign_in(&app).await;
     let csrf = page.field("csrf_token");
     let grant = token.split('.').next().unwrap();
     let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/recipients", app.base()),
+        .post_connection(
+            &app,
+            grant,
+            "recipients",
             &[
                 ("csrf_token", csrf.as_str()),
                 ("recipients", "anyone"),
@@ -659,7 +531,7 @@ async fn compose_flow_review_page_only_never_asks_in_the_clients_form() {
         )
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         page.body
             .contains("name=\"review_only\" value=\"on\" checked"),

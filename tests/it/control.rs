@@ -2,73 +2,17 @@
 //! Cyrus testbed (the writer user's copy of the seed: these tests change mail and restore it).
 //! They share that mailbox, so nextest runs them one at a time (.config/nextest.toml).
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::{
-    oauth_flow::{Browser, Client, Page, Standin, Tokens, UPSTREAM_CLIENT, call_tool},
-    support::{RawMcp, TestApp, spawn_configured, tempdir, testbed},
+use crate::support::{
+    RawMcp, TestApp,
+    compose::{text, writer_app},
+    mail::{EMAIL, email_state, jmap},
+    oauth::{
+        Browser, Client, Page, Standin, call_tool, grant_of, sign_in, tool_names, tool_status,
+    },
+    testbed,
 };
-
-/// The writer's copy of a seed email in the Inbox, read ("Grüße aus München", docs/testbed.md).
-/// Its id differs from alice's copy because the seed addresses each user by name (so the bytes,
-/// and with them Cyrus's id, differ), and it is as deterministic.
-pub(crate) const EMAIL: &str = "M90089a6e6ff4b78d4c8a1333";
-
-/// The stand-in signs the writer user in; the app reads the writer's mailbox.
-pub(crate) async fn writer_app() -> (Standin, TestApp) {
-    let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
-    let app = spawn_configured(
-        tempdir::Dir::new("control"),
-        &[
-            "--jmap-session-url".into(),
-            testbed().get("JMAP_SESSION_URL").into(),
-            "--upstream-issuer".into(),
-            standin.url.clone(),
-            "--upstream-client-id".into(),
-            UPSTREAM_CLIENT.into(),
-        ],
-    )
-    .await;
-    (standin, app)
-}
-
-/// Signs in to the settings page: the browser goes to the stand-in and back.
-pub(crate) async fn sign_in(app: &TestApp) -> (Browser, Page) {
-    let mut browser = Browser::default();
-    let start = browser.get(&format!("{}/settings", app.base())).await;
-    assert!(
-        start.body.contains("action=\"/settings/sign-in\""),
-        "{}",
-        start.body
-    );
-    let go = browser
-        .post_form(
-            &format!("{}/settings/sign-in", app.base()),
-            &[("sign_in", "1")],
-        )
-        .await;
-    assert_eq!(go.status, 303, "{}", go.body);
-    let upstream = browser.get(&go.location()).await;
-    let back = browser.get(&upstream.location()).await;
-    assert_eq!(
-        (back.status, back.location()),
-        (303, "/settings".to_owned()),
-        "{}",
-        back.body
-    );
-    let page = browser.get(&format!("{}/settings", app.base())).await;
-    assert!(
-        page.body
-            .contains("Signed in as <strong>bob@example.test</strong>"),
-        "{}",
-        page.body
-    );
-    (browser, page)
-}
-
-pub(crate) fn grant_of(t: &Tokens) -> String {
-    t.access.split('.').next().unwrap().to_owned()
-}
 
 async fn set_organize(
     app: &TestApp,
@@ -82,32 +26,8 @@ async fn set_organize(
         form.push(("organize", "on"));
     }
     browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/capabilities", app.base()),
-            &form,
-        )
+        .post_connection(app, grant, "capabilities", &form)
         .await
-}
-
-/// The writer's mailbox over JMAP directly (not through mailconnect).
-async fn jmap(calls: Value) -> Value {
-    let tb = testbed();
-    reqwest::Client::new()
-        .post(tb.get("JMAP_SESSION_URL"))
-        .basic_auth(tb.get("JMAP_WRITER_USERNAME"), Some(tb.get("JMAP_WRITER_PASSWORD")))
-        .json(&json!({"using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"], "methodCalls": calls}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-pub(crate) async fn email_state(id: &str) -> Value {
-    let account = testbed().get("JMAP_WRITER_USERNAME");
-    let r = jmap(json!([["Email/get", {"accountId": account, "ids": [id], "properties": ["keywords", "mailboxIds"]}, "g"]])).await;
-    r["methodResponses"][0][1]["list"][0].clone()
 }
 
 async fn mailbox_id(role: &str) -> String {
@@ -131,53 +51,14 @@ async fn mailbox_count() -> usize {
     r["methodResponses"][0][1]["list"].as_array().unwrap().len()
 }
 
-pub(crate) async fn tool_names(app: &TestApp, token: &str) -> Vec<String> {
-    let r = reqwest::Client::new()
-        .post(format!("{}/mcp", app.base()))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/list")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "0"},
-            "io.modelcontextprotocol/clientCapabilities": {}}}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    v["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn text(body: &Value) -> String {
-    body["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// The main scenario: read-only by default by every path; the person enables
 /// `organize` for A in settings; A can mark, flag, move and archive (visible over JMAP);
 /// B, connected to the same mailbox, still cannot; the changes are in A's activity log.
 #[tokio::test]
 async fn organize_is_off_until_the_person_enables_it_for_one_client() {
     let (_standin, app) = writer_app().await;
-    let a = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
-    let b = Client::register(&app, "http://127.0.0.1:41998/cb")
-        .await
-        .connect()
-        .await;
+    let a = Client::connected(&app, "http://127.0.0.1:41999/cb").await;
+    let b = Client::connected(&app, "http://127.0.0.1:41998/cb").await;
     let writes = ["move_email", "mark_email_read", "flag_email"];
 
     // Read-only by default: not listed, and refused when called anyway, batch or crafted.
@@ -348,7 +229,7 @@ async fn organize_is_off_until_the_person_enables_it_for_one_client() {
     );
 
     // A's activity is in the settings page: tool names and counts, nothing of the mail.
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         page.body
             .contains("mark_email_read: ok, 1 email(s) changed"),
@@ -375,10 +256,7 @@ async fn organize_is_off_until_the_person_enables_it_for_one_client() {
 #[tokio::test]
 async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant() {
     let (_standin, app) = writer_app().await;
-    let a = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
+    let a = Client::connected(&app, "http://127.0.0.1:41999/cb").await;
     let (mut browser, page) = sign_in(&app).await;
     let csrf = page.field("csrf_token");
     let grant = grant_of(&a);
@@ -393,10 +271,7 @@ async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant()
         let r = set_organize(&app, &mut browser, token, &grant, true).await;
         assert_eq!(r.status, 403);
         let r = browser
-            .post_form(
-                &format!("{}/settings/connections/{grant}/revoke", app.base()),
-                &[("csrf_token", token)],
-            )
+            .post_connection(&app, &grant, "revoke", &[("csrf_token", token)])
             .await;
         assert_eq!(r.status, 403);
     }
@@ -406,12 +281,7 @@ async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant()
             .iter()
             .any(|t| t == "move_email")
     );
-    assert_eq!(
-        call_tool(&app, &a.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &a.access, "get_identity").await, 200);
     // Another browser without the session: signed out.
     let r = set_organize(&app, &mut Browser::default(), &csrf, &grant, true).await;
     assert_eq!(r.status, 401);
@@ -420,19 +290,11 @@ async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant()
     assert_eq!(r.status, 404);
     // Revoke: the client's next call is a 401.
     let r = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/revoke", app.base()),
-            &[("csrf_token", &csrf)],
-        )
+        .post_connection(&app, &grant, "revoke", &[("csrf_token", &csrf)])
         .await;
     assert_eq!(r.status, 303);
-    assert_eq!(
-        call_tool(&app, &a.access, "get_identity", json!({}))
-            .await
-            .0,
-        401
-    );
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    assert_eq!(tool_status(&app, &a.access, "get_identity").await, 401);
+    let page = browser.settings(&app).await;
     assert!(!page.body.contains(&format!("connection-{grant}")));
     // It is listed as disconnected, with its activity ending in the revocation.
     assert!(
@@ -451,15 +313,9 @@ async fn settings_forms_need_the_sessions_csrf_token_and_the_persons_own_grant()
 async fn settings_show_only_the_signed_in_persons_connections() {
     let (_standin, app) = writer_app().await;
     let alice_standin = Standin::start();
-    let alice_app = crate::oauth_flow::spawn_oauth_app(&alice_standin, &[]).await;
-    let alices = Client::register(&alice_app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
-    let bobs = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
+    let alice_app = crate::support::oauth::spawn_oauth_app(&alice_standin, &[]).await;
+    let alices = Client::connected(&alice_app, "http://127.0.0.1:41999/cb").await;
+    let bobs = Client::connected(&app, "http://127.0.0.1:41999/cb").await;
     let (_browser, page) = sign_in(&app).await;
     assert!(
         page.body
@@ -473,10 +329,7 @@ async fn settings_show_only_the_signed_in_persons_connections() {
 #[tokio::test]
 async fn a_policy_change_notifies_the_clients_listening_sessions() {
     let (_standin, app) = writer_app().await;
-    let a = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
-        .await;
+    let a = Client::connected(&app, "http://127.0.0.1:41999/cb").await;
     let mcp = RawMcp::legacy_with(app.mcp_url(), &a.access).await;
     let mut stream = mcp.stream().await;
 
@@ -545,9 +398,7 @@ async fn move_directly(id: &str, from: &str, to: &str) {
 #[tokio::test]
 async fn paging_through_identical_dates_returns_each_email_exactly_once_while_mail_moves() {
     let (_standin, app) = writer_app().await;
-    let token = Client::register(&app, "http://127.0.0.1:41999/cb")
-        .await
-        .connect()
+    let token = Client::connected(&app, "http://127.0.0.1:41999/cb")
         .await
         .access;
     let same = mailbox_named("Same Time").await;

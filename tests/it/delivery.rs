@@ -6,21 +6,12 @@
 //! count every connection to prove it.
 
 use std::{
-    collections::VecDeque,
-    convert::Infallible,
-    net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{TimeZone as _, Utc};
-use http_body_util::{BodyExt as _, Full};
-use hyper::{Request, Response, body::Bytes, service::service_fn};
-use hyper_util::rt::TokioIo;
 use mailconnect::{
     domain::{
         ids::{EmailId, ThreadId},
@@ -35,236 +26,8 @@ use mailconnect::{
     outbound::delivery::{HttpDeliverer, HttpDelivererConfig},
 };
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
-use tokio_rustls::{
-    TlsAcceptor,
-    rustls::{
-        ServerConfig,
-        crypto::aws_lc_rs,
-        pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
-    },
-};
 
-// ---------------------------------------------------------------------------------------------
-// The loopback HTTPS sink
-// ---------------------------------------------------------------------------------------------
-
-/// One scripted answer.
-#[derive(Debug, Clone)]
-pub(crate) struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    /// Waits this long before answering.
-    delay: Duration,
-}
-
-fn reply(status: u16) -> Reply {
-    Reply {
-        status,
-        headers: Vec::new(),
-        delay: Duration::ZERO,
-    }
-}
-
-/// A request the sink received.
-#[derive(Debug, Clone)]
-pub(crate) struct Recorded {
-    pub(crate) at: Instant,
-    pub(crate) path: String,
-    pub(crate) headers: http::HeaderMap,
-    pub(crate) body: Vec<u8>,
-}
-
-#[derive(Default)]
-struct State {
-    script: Mutex<VecDeque<Reply>>,
-    requests: Mutex<Vec<Recorded>>,
-    bearer: Option<String>,
-}
-
-/// An HTTPS server on 127.0.0.1 with a fresh self-signed certificate: answers its script in
-/// order (then 200), records every request and counts every TCP connection.
-pub(crate) struct Sink {
-    addr: SocketAddr,
-    pub(crate) cert_pem: Vec<u8>,
-    connections: Arc<AtomicUsize>,
-    state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Sink {
-    pub(crate) async fn start(script: Vec<Reply>) -> Self {
-        Self::start_with(script, None).await
-    }
-
-    /// A sink that answers 401 unless the request carries `Authorization: Bearer <bearer>`.
-    pub(crate) async fn start_with(script: Vec<Reply>, bearer: Option<&str>) -> Self {
-        let certified =
-            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-                .unwrap();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            certified.signing_key.serialize_der(),
-        ));
-        let chain: Vec<CertificateDer<'static>> = vec![certified.cert.der().clone()];
-        let mut tls = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(tls));
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let state = Arc::new(State {
-            script: Mutex::new(script.into()),
-            bearer: bearer.map(str::to_owned),
-            ..State::default()
-        });
-        let task = tokio::spawn({
-            let connections = connections.clone();
-            let state = state.clone();
-            async move {
-                while let Ok((tcp, _)) = listener.accept().await {
-                    connections.fetch_add(1, Ordering::SeqCst);
-                    let acceptor = acceptor.clone();
-                    let state = state.clone();
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let service = service_fn(move |req| answer(state.clone(), req));
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service)
-                            .await;
-                    });
-                }
-            }
-        });
-        Self {
-            addr,
-            cert_pem: certified.cert.pem().into_bytes(),
-            connections,
-            state,
-            task,
-        }
-    }
-
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.addr.port())
-    }
-
-    pub(crate) fn requests(&self) -> Vec<Recorded> {
-        self.state.requests.lock().unwrap().clone()
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn answer(
-    state: Arc<State>,
-    req: Request<hyper::body::Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let at = Instant::now();
-    let path = req.uri().path().to_owned();
-    let headers = req.headers().clone();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().to_vec())
-        .unwrap_or_default();
-    let authorized = state.bearer.as_ref().is_none_or(|key| {
-        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {key}"))
-    });
-    state.requests.lock().unwrap().push(Recorded {
-        at,
-        path,
-        headers,
-        body,
-    });
-    let scripted = state.script.lock().unwrap().pop_front();
-    let reply = match scripted {
-        _ if !authorized => reply(401),
-        Some(r) => r,
-        None => reply(200),
-    };
-    tokio::time::sleep(reply.delay).await;
-    let mut response = Response::builder().status(reply.status);
-    for (name, value) in &reply.headers {
-        response = response.header(*name, value);
-    }
-    Ok(response.body(Full::new(Bytes::from_static(b"{}"))).unwrap())
-}
-
-// ---------------------------------------------------------------------------------------------
-// An independent Standard Webhooks verifier
-// ---------------------------------------------------------------------------------------------
-
-/// HMAC-SHA256 written out from RFC 2104, so the check below shares no code with the signer.
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// What a receiver does (Standard Webhooks, "Verifying webhook signatures"): the secret's
-/// bytes are the base64 after `whsec_`; the signed content is `{id}.{timestamp}.{body}`; one of
-/// the space-separated `v1,<base64>` signatures must match; the timestamp must be recent.
-pub(crate) fn verify(whsec: &str, headers: &http::HeaderMap, body: &[u8]) -> Result<(), String> {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(format!("no {name}"))
-    };
-    let id = get("webhook-id")?;
-    let timestamp = get("webhook-timestamp")?;
-    let signatures = get("webhook-signature")?;
-    let sent: i64 = timestamp.parse().map_err(|_| "timestamp not a number")?;
-    if (Utc::now().timestamp() - sent).abs() > 60 {
-        return Err(format!("timestamp {sent} is not recent"));
-    }
-    let key = STANDARD
-        .decode(whsec.strip_prefix("whsec_").ok_or("no whsec_")?)
-        .map_err(|e| e.to_string())?;
-    let mut content = format!("{id}.{timestamp}.").into_bytes();
-    content.extend_from_slice(body);
-    let expected = STANDARD.encode(hmac_sha256(&key, &content));
-    signatures
-        .split(' ')
-        .filter_map(|s| s.strip_prefix("v1,"))
-        .any(|s| s == expected)
-        .then_some(())
-        .ok_or_else(|| "no signature matches".into())
-}
+use crate::support::sinks::{Reply, Sink, hex, hmac_sha256, reply, verify};
 
 #[test]
 fn the_independent_verifier_is_right() {
@@ -444,7 +207,7 @@ async fn a_gone_endpoint_is_a_permanent_failure_after_one_attempt() {
 #[tokio::test]
 async fn redirects_are_not_followed() {
     let sink = Sink::start(Vec::new()).await;
-    sink.state.script.lock().unwrap().push_back(Reply {
+    sink.then_answer(Reply {
         headers: vec![("location", sink.url("/elsewhere"))],
         ..reply(302)
     });
@@ -585,7 +348,7 @@ async fn a_wrong_poke_key_is_a_permanent_failure() {
 async fn private_destinations_are_refused_before_any_connection() {
     let sink = Sink::start(Vec::new()).await;
     let guarded = deliverer(&sink, false);
-    let port = sink.addr.port();
+    let port = sink.port();
     for url in [
         format!("https://127.0.0.1:{port}/"),
         format!("https://localhost:{port}/"),
@@ -646,7 +409,7 @@ async fn the_test_flag_opens_loopback_and_nothing_else() {
         );
     }
     assert_eq!(sink.connections(), 0);
-    let (destination, whsec) = webhook(&format!("https://localhost:{}/by-name", sink.addr.port()));
+    let (destination, whsec) = webhook(&format!("https://localhost:{}/by-name", sink.port()));
     assert_eq!(
         open.attempt(&destination, &notice("x")).await,
         AttemptOutcome::Delivered { status: 200 }

@@ -14,7 +14,7 @@ use mailconnect::{
     outbound::jmap::{JmapMailStore, TransportConfig},
 };
 
-use crate::{fake_jmap, support::testbed};
+use crate::support::{fake_jmap, testbed};
 
 fn store(session_url: &str, timeout: Duration) -> JmapMailStore {
     JmapMailStore::new(TransportConfig {

@@ -10,9 +10,10 @@ use std::{
 
 use serde_json::json;
 
-use crate::{
-    oauth_flow::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool_at, tokens},
-    support::testbed,
+use crate::support::{
+    mcp_request,
+    oauth::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool_at, tokens},
+    testbed,
 };
 
 /// Stops the binary and returns everything it logged.
@@ -132,15 +133,7 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
         json!({}),
     )
     .await;
-    reqwest::Client::new()
-        .post(format!("{base}/revoke"))
-        .form(&[
-            ("token", t2.refresh.as_str()),
-            ("client_id", client.id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    client.revoke(&t2.refresh).await;
 
     let log = stop_and_read_log(server);
     assert!(
@@ -183,8 +176,8 @@ async fn the_log_holds_no_token_code_secret_or_mail_content() {
 async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
     let standin = Standin::start_with(&["--subject", testbed().get("JMAP_WRITER_USERNAME")]);
     // Background delivery too: a webhook on loopback hears of the arrival.
-    let sink = crate::delivery::Sink::start(vec![]).await;
-    let (_keys, flags) = crate::background::background_flags(&sink);
+    let sink = crate::support::sinks::Sink::start(vec![]).await;
+    let (_keys, flags) = crate::support::sinks::background_flags(&sink);
     let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.extend(["--notify-poll-secs", "1"]);
     let (server, base, _data) = spawn_binary(&standin, &args, "debug").await;
@@ -229,7 +222,7 @@ async fn writer_log_of_drafts_and_new_mail_holds_no_subject_address_or_body() {
         .as_str()
         .unwrap()
         .to_owned();
-    crate::new_mail::deliver(&sender, &subject);
+    crate::support::mail::deliver(&sender, &subject);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, news) = call_tool_at(
         &base,
@@ -307,33 +300,26 @@ async fn a_listening_client_that_disconnects_logs_no_error() {
     turn_on(&mut browser, &base, &grant, &["notify"]).await;
 
     for id in 0..2 {
-        let mut stream = reqwest::Client::new()
-            .post(format!("{base}/mcp"))
-            .bearer_auth(&t.access)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "subscriptions/listen")
-            .json(
-                &json!({"jsonrpc": "2.0", "id": id, "method": "subscriptions/listen", "params": {
-                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                          "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
-                          "io.modelcontextprotocol/clientCapabilities": {}},
-                "notifications": {"resourceSubscriptions": ["mail://new"]}}}),
-            )
-            .send()
-            .await
-            .unwrap();
+        let mut stream = mcp_request(
+            &base,
+            &t.access,
+            (id, "subscriptions/listen", None),
+            json!({"notifications": {"resourceSubscriptions": ["mail://new"]}}),
+        )
+        .send()
+        .await
+        .unwrap();
         assert_eq!(stream.status(), 200);
         let mut seen = String::new();
         assert!(
-            crate::new_mail::read_until(&mut stream, &mut seen, "acknowledged", 5).await,
+            crate::support::mail::read_until(&mut stream, &mut seen, "acknowledged", 5).await,
             "{seen}"
         );
         // A look happens while it listens; then the client goes away mid-stream.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         drop(stream);
         // The server learns of it when it next writes to the stream: mail arrives.
-        crate::new_mail::deliver("ivan@example.org", &crate::new_mail::mark("Gone"));
+        crate::support::mail::deliver("ivan@example.org", &crate::support::mail::mark("Gone"));
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
     // A 2025-11-25 session: its stream, a subscription, then the client ends the session.

@@ -4,7 +4,6 @@
 
 mod background;
 mod bodies;
-mod browser;
 mod browser_consent;
 mod browser_review;
 mod browser_settings;
@@ -18,7 +17,6 @@ mod conformance;
 mod contract;
 mod control;
 mod delivery;
-mod fake_jmap;
 mod fault_proxy;
 mod jmap_store;
 mod log_hygiene;
@@ -26,7 +24,6 @@ mod mcp_protocol;
 mod mcp_tools;
 mod new_mail;
 mod oauth_connect;
-mod oauth_flow;
 mod oauth_snapshots;
 mod push;
 mod sdk_clients;
@@ -34,9 +31,3 @@ mod sdk_oauth;
 mod search_syntax;
 mod support;
 mod upstream_resource;
-
-/// The OAuth `error` code of a response.
-pub async fn checklist_tokens_error(r: reqwest::Response) -> String {
-    let body: serde_json::Value = r.json().await.unwrap();
-    body["error"].as_str().unwrap_or_default().to_owned()
-}

@@ -3,10 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{
-    fake_jmap,
-    support::{RawMcp, Reply, TOKEN, spawn_app, spawn_app_with, text},
-};
+use crate::support::{RawMcp, Reply, TOKEN, fake_jmap, header, spawn_app, spawn_app_with, text};
 
 const MODERN: &str = "2026-07-28";
 
@@ -47,12 +44,7 @@ async fn mcp_without_a_valid_token_is_401_with_a_bearer_challenge() {
         .await
         .unwrap();
     assert_eq!(none.status(), 401);
-    assert!(
-        none.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer ")
-    );
+    assert!(header(&none, "www-authenticate").starts_with("Bearer "));
     let wrong = http
         .post(app.mcp_url())
         .bearer_auth("not-the-token")
@@ -61,12 +53,7 @@ async fn mcp_without_a_valid_token_is_401_with_a_bearer_challenge() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    assert!(
-        wrong.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("error=\"invalid_token\"")
-    );
+    assert!(header(&wrong, "www-authenticate").contains("error=\"invalid_token\""));
     let body: Value = wrong.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token");
     let basic = http

@@ -1,60 +1,17 @@
 //! `check_new_mail` against the real Cyrus: mail delivered over LMTP is new mail; a move into
 //! the Inbox, mail read before the look and the person's own copies are not; unreadable and
 //! stale cursors recover without a flood. The writer's mailbox, one test at a time.
-
-use std::io::{BufRead as _, BufReader, Write as _};
-
 use mailconnect::domain::notify::cursor::NewMailCursor;
 use serde_json::{Value, json};
 
-use crate::{
-    compose_flow::{connected, is_error, structured},
-    control::{email_state, writer_app},
-    oauth_flow::call_tool,
-    support::{RawMcp, TestApp, testbed},
+use crate::support::{
+    RawMcp, TestApp,
+    compose::{connected, is_error, structured, writer_app},
+    mail::{deliver, deliver_with, email_state, listen, mark, read_until},
+    mcp_request,
+    oauth::call_tool,
+    testbed,
 };
-
-/// Delivers a message to the writer's Inbox over Cyrus LMTP (loopback, no auth).
-pub(crate) fn deliver(from: &str, subject: &str) {
-    let id = format!("<{:x}@it.example>", rand::random::<u64>());
-    deliver_with(from, subject, &id, "");
-}
-
-/// [`deliver`] with a Message-ID and extra header lines (`In-Reply-To: …\r\n`).
-pub(crate) fn deliver_with(from: &str, subject: &str, message_id: &str, headers: &str) {
-    let port: u16 = testbed().get("LMTP_PORT").parse().unwrap();
-    let rcpt = testbed().get("JMAP_WRITER_USERNAME");
-    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    // The last line of a (possibly multi-line) reply.
-    let mut reply = || loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return line;
-        }
-    };
-    assert!(reply().starts_with("220"));
-    for cmd in [
-        "LHLO it".to_owned(),
-        format!("MAIL FROM:<{from}>"),
-        format!("RCPT TO:<{rcpt}>"),
-        "DATA".to_owned(),
-    ] {
-        writer.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-        let r = reply();
-        assert!(r.starts_with('2') || r.starts_with('3'), "{cmd}: {r}");
-    }
-    let date = chrono::Utc::now().to_rfc2822();
-    let message = format!(
-        "From: <{from}>\r\nTo: <{rcpt}>\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {message_id}\r\n{headers}\r\nHello.\r\n.\r\n"
-    );
-    writer.write_all(message.as_bytes()).unwrap();
-    let r = reply();
-    assert!(r.starts_with("250"), "DATA: {r}");
-    writer.write_all(b"QUIT\r\n").unwrap();
-}
 
 async fn check(app: &TestApp, token: &str, args: Value) -> Value {
     let (_, r) = call_tool(app, token, "check_new_mail", args).await;
@@ -69,10 +26,6 @@ fn subjects(result: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["subject"].as_str().unwrap().to_owned())
         .collect()
-}
-
-pub(crate) fn mark(what: &str) -> String {
-    format!("{what} {:x}", rand::random::<u32>())
 }
 
 /// The writer's email with `subject`, by a search through the app (the search index takes a
@@ -120,7 +73,7 @@ async fn new_mail_only_real_arrivals_and_cursors_that_recover_without_a_flood() 
     )
     .await;
     assert!(!is_error(&r), "{r}");
-    let old = crate::control::EMAIL;
+    let old = crate::support::mail::EMAIL;
     let before = email_state(old).await;
     for to in ["archive", "inbox"] {
         let (_, r) = call_tool(
@@ -199,7 +152,7 @@ async fn new_mail_only_real_arrivals_and_cursors_that_recover_without_a_flood() 
 async fn new_mail_needs_the_notify_capability() {
     let (_standin, app) = writer_app().await;
     let (token, _, _) = connected(&app, &["organize"]).await;
-    let tools = crate::control::tool_names(&app, &token).await;
+    let tools = crate::support::oauth::tool_names(&app, &token).await;
     assert!(!tools.contains(&"check_new_mail".to_owned()), "{tools:?}");
     let (_, r) = call_tool(&app, &token, "check_new_mail", json!({})).await;
     assert!(is_error(&r), "{r}");
@@ -209,7 +162,7 @@ async fn new_mail_needs_the_notify_capability() {
 async fn new_mail_rules_from_settings_and_mutes_from_the_assistant() {
     let (_standin, app) = writer_app().await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
-    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let settings = browser.settings(&app).await;
     let grant = grant_on(&settings.body);
     let rules_url = format!("{}/settings/connections/{grant}/notify", app.base());
     let bad = browser
@@ -281,7 +234,7 @@ async fn new_mail_rules_from_settings_and_mutes_from_the_assistant() {
         assert!(is_error(&r), "{bad}: {r}");
     }
     // The page shows the mute, and saving the rules keeps it.
-    let page = browser.get(&format!("{}/settings", app.base())).await;
+    let page = browser.settings(&app).await;
     assert!(
         page.body.contains("Muted by you or your assistant"),
         "{}",
@@ -318,68 +271,25 @@ fn grant_on(page: &str) -> String {
     page[start..].split('/').next().unwrap().to_owned()
 }
 
-/// Opens `subscriptions/listen` (2026-07-28) for `uris`; returns the open response stream.
-pub(crate) async fn listen(app: &TestApp, token: &str, uris: &[&str]) -> reqwest::Response {
-    let r = reqwest::Client::new()
-        .post(format!("{}/mcp", app.base()))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "subscriptions/listen")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 9, "method": "subscriptions/listen", "params": {
-            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                      "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
-                      "io.modelcontextprotocol/clientCapabilities": {}},
-            "notifications": {"toolsListChanged": true, "resourceSubscriptions": uris}}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r
-}
-
-/// Reads the stream until `wanted` shows up (or the stream ends, or `secs` pass).
-pub(crate) async fn read_until(
-    stream: &mut reqwest::Response,
-    seen: &mut String,
-    wanted: &str,
-    secs: u64,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while !seen.contains(wanted) {
-        match tokio::time::timeout_at(deadline, stream.chunk()).await {
-            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
-            _ => return false,
-        }
-    }
-    true
-}
-
 #[tokio::test]
 async fn new_mail_a_listening_client_hears_of_an_arrival_and_the_stream_ends_with_the_grant() {
-    let (_standin, app) = crate::compose_flow::writer_app_with(&["--notify-poll-secs", "1"]).await;
+    let (_standin, app) =
+        crate::support::compose::writer_app_with(&["--notify-poll-secs", "1"]).await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
 
     // The resource is listed and readable (what check_new_mail gives without a cursor).
-    let r = reqwest::Client::new()
-        .post(format!("{}/mcp", app.base()))
-        .bearer_auth(&token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "resources/read")
-        .header("mcp-name", "mail://new")
-        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": "mail://new",
-            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                      "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
-                      "io.modelcontextprotocol/clientCapabilities": {}}}}))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = mcp_request(
+        &app.base(),
+        &token,
+        (3, "resources/read", Some("mail://new")),
+        json!({"uri": "mail://new"}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
     assert!(
         r.contains("mail://new") && r.contains("\\\"emails\\\""),
         "{r}"
@@ -411,13 +321,10 @@ async fn new_mail_a_listening_client_hears_of_an_arrival_and_the_stream_ends_wit
     assert!(seen.contains("\"uri\":\"mail://new\""), "{seen}");
 
     // Revoking the connection ends the stream gracefully.
-    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let settings = browser.settings(&app).await;
     let grant = grant_on(&settings.body);
     let revoked = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/revoke", app.base()),
-            &[("csrf_token", &csrf)],
-        )
+        .post_connection(&app, &grant, "revoke", &[("csrf_token", &csrf)])
         .await;
     assert_eq!(revoked.status, 303);
     assert!(
@@ -428,9 +335,10 @@ async fn new_mail_a_listening_client_hears_of_an_arrival_and_the_stream_ends_wit
 
 #[tokio::test]
 async fn new_mail_quiet_hours_hold_the_stream_but_a_vip_may_break_them() {
-    let (_standin, app) = crate::compose_flow::writer_app_with(&["--notify-poll-secs", "1"]).await;
+    let (_standin, app) =
+        crate::support::compose::writer_app_with(&["--notify-poll-secs", "1"]).await;
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
-    let settings = browser.get(&format!("{}/settings", app.base())).await;
+    let settings = browser.settings(&app).await;
     let grant = grant_on(&settings.body);
     // Quiet all day, every day; VIPs may break it.
     let form = quiet_all_day(
@@ -441,12 +349,7 @@ async fn new_mail_quiet_hours_hold_the_stream_but_a_vip_may_break_them() {
             ("zone", "UTC"),
         ],
     );
-    let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/notify", app.base()),
-            &form,
-        )
-        .await;
+    let saved = browser.post_connection(&app, &grant, "notify", &form).await;
     assert_eq!(saved.status, 303, "{}", saved.body);
 
     let mut stream = listen(&app, &token, &["mail://new"]).await;
@@ -471,7 +374,8 @@ async fn new_mail_quiet_hours_hold_the_stream_but_a_vip_may_break_them() {
 
 #[tokio::test]
 async fn new_mail_a_legacy_session_subscribes_and_hears_on_its_stream() {
-    let (_standin, app) = crate::compose_flow::writer_app_with(&["--notify-poll-secs", "1"]).await;
+    let (_standin, app) =
+        crate::support::compose::writer_app_with(&["--notify-poll-secs", "1"]).await;
     let (token, _, _) = connected(&app, &["notify"]).await;
     let mut mcp = RawMcp::legacy_with(app.mcp_url(), &token).await;
     let info = mcp.initialized.clone().unwrap();
@@ -500,7 +404,7 @@ async fn new_mail_a_legacy_session_subscribes_and_hears_on_its_stream() {
 
 #[tokio::test]
 async fn new_mail_the_stream_ends_when_the_access_token_expires() {
-    let (_standin, app) = crate::compose_flow::writer_app_with(&[
+    let (_standin, app) = crate::support::compose::writer_app_with(&[
         "--notify-poll-secs",
         "1",
         "--access-token-ttl-secs",
@@ -532,7 +436,7 @@ async fn new_mail_the_feed_knows_the_threads_the_person_wrote_in() {
         timeout: std::time::Duration::from_secs(10),
     })
     .unwrap();
-    let cred = crate::compose::writer();
+    let cred = crate::support::mail::writer();
     let me = testbed().get("JMAP_WRITER_USERNAME");
     let tag = format!("{:x}", rand::random::<u32>());
     let (m1, m2) = (
@@ -588,8 +492,10 @@ async fn new_mail_a_vip_whose_mail_failed_dmarc_is_no_vip() {
     let (token, mut browser, csrf) = connected(&app, &["notify"]).await;
     let grant = token.split('.').next().unwrap();
     let saved = browser
-        .post_form(
-            &format!("{}/settings/connections/{grant}/notify", app.base()),
+        .post_connection(
+            &app,
+            grant,
+            "notify",
             &[
                 ("csrf_token", csrf.as_str()),
                 ("vips", "ana@corp.example"),

@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::oauth_flow::{Browser, Client, Standin, call_tool, spawn_oauth_app, tokens};
+use crate::support::oauth::{
+    Browser, Standin, call_tool, oauth_app_toward, oauth_app_with_client, tokens, tool_status,
+};
 
 fn identity_username(body: &serde_json::Value) -> String {
     body["result"]["structuredContent"]["username"]
@@ -14,9 +16,8 @@ fn identity_username(body: &serde_json::Value) -> String {
 
 #[tokio::test]
 async fn a_client_connects_through_consent_and_the_upstream_and_reads_mail() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
+    let (standin, app, client) =
+        oauth_app_with_client(&[], "http://127.0.0.1:41999/callback").await;
     let mut browser = Browser::default();
     let returned = client.authorize(&mut browser).await;
     assert!(
@@ -46,26 +47,15 @@ async fn a_client_connects_through_consent_and_the_upstream_and_reads_mail() {
 
 #[tokio::test]
 async fn tokens_keep_working_across_client_refresh_and_a_restart() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
+    let (_standin, app, client) =
+        oauth_app_with_client(&[], "http://127.0.0.1:41999/callback").await;
     let t1 = client.connect().await;
     let t2 = tokens(client.refresh(&t1.refresh).await).await;
     assert_ne!(t2.refresh, t1.refresh);
-    assert_eq!(
-        call_tool(&app, &t2.access, "list_mailboxes", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t2.access, "list_mailboxes").await, 200);
     // A restart keeps the vault: tokens issued before still work, and refresh still rotates.
     let app = app.restart().await;
-    assert_eq!(
-        call_tool(&app, &t2.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t2.access, "get_identity").await, 200);
     let t3 = tokens(client.refresh(&t2.refresh).await).await;
     let (status, body) = call_tool(&app, &t3.access, "get_identity", json!({})).await;
     assert_eq!(
@@ -78,17 +68,11 @@ async fn tokens_keep_working_across_client_refresh_and_a_restart() {
 /// refreshed upstream once, lazily, and the tool call succeeds.
 #[tokio::test]
 async fn an_upstream_token_the_mail_server_rejects_is_refreshed_on_the_tool_call() {
-    let standin = Standin::start();
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
+    let (standin, app, client) =
+        oauth_app_with_client(&[], "http://127.0.0.1:41999/callback").await;
     standin.short_lived_access_tokens(1, 2).await;
     let t = client.connect().await;
-    assert_eq!(
-        call_tool(&app, &t.access, "list_mailboxes", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t.access, "list_mailboxes").await, 200);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(standin.token_requests("refresh_token").await, 0);
     let (status, body) = call_tool(&app, &t.access, "get_identity", json!({})).await;
@@ -100,37 +84,25 @@ async fn an_upstream_token_the_mail_server_rejects_is_refreshed_on_the_tool_call
         "exactly one upstream refresh"
     );
     // The renewed upstream token is stored: the next call needs no refresh.
-    assert_eq!(
-        call_tool(&app, &t.access, "list_mailboxes", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t.access, "list_mailboxes").await, 200);
     assert_eq!(standin.token_requests("refresh_token").await, 1);
 }
 
 /// An upstream token near its expiry (the upstream said so) is renewed before it is used.
 #[tokio::test]
 async fn an_upstream_token_near_expiry_is_renewed_before_the_call() {
-    let standin = Standin::start_with(&["--access-ttl", "4"]);
-    let app = spawn_oauth_app(&standin, &[]).await;
-    let client = Client::register(&app, "http://127.0.0.1:41999/callback").await;
+    let (standin, app, client) = oauth_app_toward(
+        Standin::start_with(&["--access-ttl", "4"]),
+        &[],
+        "http://127.0.0.1:41999/callback",
+    )
+    .await;
     let t = client.connect().await;
     // A fresh token is not due yet (a quarter of its 4 s life before the end is).
-    assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 200);
     assert_eq!(standin.token_requests("refresh_token").await, 0);
     tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
-    assert_eq!(
-        call_tool(&app, &t.access, "get_identity", json!({}))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(tool_status(&app, &t.access, "get_identity").await, 200);
     assert_eq!(
         standin.token_requests("refresh_token").await,
         1,

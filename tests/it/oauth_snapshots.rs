@@ -4,7 +4,10 @@
 
 use serde_json::{Value, json};
 
-use crate::oauth_flow::{Client, Standin, spawn_oauth_app};
+use crate::support::{
+    header,
+    oauth::{Client, Standin, spawn_oauth_app},
+};
 
 fn settings(issuer: &str) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
@@ -78,7 +81,7 @@ async fn oauth_json_bodies() {
     .await;
     let client = Client::register(&app, "http://127.0.0.1:41999/cb").await;
     let returned = client
-        .authorize(&mut crate::oauth_flow::Browser::default())
+        .authorize(&mut crate::support::oauth::Browser::default())
         .await;
     let form = [
         ("grant_type", "authorization_code"),
@@ -111,7 +114,7 @@ async fn oauth_json_bodies() {
     .await;
     let challenge = {
         let r = http.post(format!("{base}/mcp")).send().await.unwrap();
-        let header = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let header = header(&r, "www-authenticate").to_owned();
         json!({"status": r.status().as_u16(), "www-authenticate": header, "body": r.json::<Value>().await.unwrap()})
     };
     let bad_token = {
@@ -121,14 +124,14 @@ async fn oauth_json_bodies() {
             .send()
             .await
             .unwrap();
-        let header = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let header = header(&r, "www-authenticate").to_owned();
         json!({"status": r.status().as_u16(), "www-authenticate": header, "body": r.json::<Value>().await.unwrap()})
     };
     let error_redirect = {
         let url = client
             .authorize_url("", &[])
             .replace("&code_challenge=&code_challenge_method=S256", "");
-        let page = crate::oauth_flow::Browser::default().get(&url).await;
+        let page = crate::support::oauth::Browser::default().get(&url).await;
         json!({"status": page.status, "location": page.location()})
     };
     settings(&base).bind(|| {

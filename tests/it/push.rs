@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{
-    compose_flow::{connected, writer_app_at},
+use crate::support::{
+    TestApp,
+    compose::{connected, writer_app_at},
     fault_proxy::{Proxy, PushAnswer},
-    new_mail::{deliver, listen, mark, read_until},
-    support::TestApp,
+    mail::{deliver, listen, mark, read_until},
 };
 
 const UPDATED: &str = "notifications/resources/updated";

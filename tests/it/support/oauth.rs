@@ -1,7 +1,8 @@
 //! Test support for the connect flow: the stand-in upstream authorization server (a process,
 //! `scripts/testbed.d/standin-upstream.py`, minting tokens the real Cyrus accepts), a headless
 //! "browser" that reads our consent form and follows redirects with its own cookies, and an
-//! OAuth client that registers, authorizes with PKCE and exchanges codes.
+//! OAuth client that registers, authorizes with PKCE and exchanges codes; calling tools with its
+//! access token, and signing in to the settings page.
 
 use std::{
     collections::HashMap,
@@ -15,7 +16,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::support::{TestApp, spawn_configured, tempdir, testbed};
+use crate::support::{TestApp, mcp_request, send_json, spawn_configured, tempdir, testbed};
 
 /// The stand-in upstream, stopped on drop.
 pub struct Standin {
@@ -116,14 +117,7 @@ impl Standin {
     }
 
     pub async fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_control/stats", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        crate::support::send_json(self.http.get(format!("{}/_control/stats", self.url))).await
     }
 
     pub async fn token_requests(&self, grant_type: &str) -> u64 {
@@ -142,9 +136,34 @@ impl Drop for Standin {
 
 /// Starts mailconnect with OAuth toward `standin` and the Cyrus testbed, no self-host grant.
 pub async fn spawn_oauth_app(standin: &Standin, extra: &[&str]) -> TestApp {
+    spawn_oauth_app_at(testbed().get("JMAP_SESSION_URL"), standin, extra).await
+}
+
+/// A stand-in, the app toward it (with `extra` flags) and a client registered with
+/// `redirect_uri`.
+pub async fn oauth_app_with_client(
+    extra: &[&str],
+    redirect_uri: &str,
+) -> (Standin, TestApp, Client) {
+    oauth_app_toward(Standin::start(), extra, redirect_uri).await
+}
+
+/// [`oauth_app_with_client`] toward `standin` (started with flags of its own).
+pub async fn oauth_app_toward(
+    standin: Standin,
+    extra: &[&str],
+    redirect_uri: &str,
+) -> (Standin, TestApp, Client) {
+    let app = spawn_oauth_app(&standin, extra).await;
+    let client = Client::register(&app, redirect_uri).await;
+    (standin, app, client)
+}
+
+/// [`spawn_oauth_app`] over the JMAP session at `session_url` (a proxy in front of Cyrus).
+pub async fn spawn_oauth_app_at(session_url: &str, standin: &Standin, extra: &[&str]) -> TestApp {
     let mut args: Vec<String> = vec![
         "--jmap-session-url".into(),
-        testbed().get("JMAP_SESSION_URL").into(),
+        session_url.into(),
         "--upstream-issuer".into(),
         standin.url.clone(),
         "--upstream-client-id".into(),
@@ -218,6 +237,36 @@ impl Default for Browser {
 }
 
 impl Browser {
+    /// Posts `form` to the settings page's `action` (`revoke`, `capabilities`, `background`, …)
+    /// for the connection `grant`.
+    pub async fn post_connection(
+        &mut self,
+        app: &TestApp,
+        grant: &str,
+        action: &str,
+        form: &[(&str, &str)],
+    ) -> Page {
+        let url = format!("{}/settings/connections/{grant}/{action}", app.base());
+        self.post_form(&url, form).await
+    }
+
+    /// Posts `decision` (`approve` or `deny`) on the consent page `consent` of the app at `base`.
+    pub async fn decide_consent(&mut self, base: &str, consent: &Page, decision: &str) -> Page {
+        let (request_id, csrf) = (consent.field("request_id"), consent.field("csrf_token"));
+        let form = [
+            ("request_id", request_id.as_str()),
+            ("csrf_token", csrf.as_str()),
+            ("decision", decision),
+        ];
+        self.post_form(&format!("{base}/authorize/decision"), &form)
+            .await
+    }
+
+    /// The settings page of `app`.
+    pub async fn settings(&mut self, app: &TestApp) -> Page {
+        self.get(&format!("{}/settings", app.base())).await
+    }
+
     fn cookie_header(&self, url: &str) -> Option<String> {
         let jar = self.cookies.get(&host_key(url))?;
         (!jar.is_empty()).then(|| {
@@ -366,14 +415,7 @@ impl Client {
         let consent = browser.get(&self.authorize_url(&challenge, &[])).await;
         assert_eq!(consent.status, 200, "no consent page: {}", consent.body);
         let decision = browser
-            .post_form(
-                &format!("{}/authorize/decision", self.base),
-                &[
-                    ("request_id", &consent.field("request_id")),
-                    ("csrf_token", &consent.field("csrf_token")),
-                    ("decision", "approve"),
-                ],
-            )
+            .decide_consent(&self.base, &consent, "approve")
             .await;
         assert_eq!(decision.status, 303, "{}", decision.body);
         let upstream = browser.get(&decision.location()).await;
@@ -403,15 +445,40 @@ impl Client {
     }
 
     pub async fn exchange(&self, returned: &Returned) -> Tokens {
-        let r = self
-            .token_request(&[
-                ("grant_type", "authorization_code"),
-                ("code", &returned.params["code"]),
-                ("redirect_uri", &self.redirect_uri),
-                ("code_verifier", &returned.verifier),
-            ])
-            .await;
-        tokens(r).await
+        tokens(self.redeem(returned, &self.redirect_uri).await).await
+    }
+
+    /// The token request redeeming `returned`'s code with its verifier, as this client, naming
+    /// `redirect_uri` (another client's, to steal a code).
+    pub async fn redeem(&self, returned: &Returned, redirect_uri: &str) -> reqwest::Response {
+        self.token_request(&[
+            ("grant_type", "authorization_code"),
+            ("code", &returned.params["code"]),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &returned.verifier),
+        ])
+        .await
+    }
+
+    /// Opens this client's consent page in `browser` with a fresh PKCE challenge.
+    pub async fn open_consent(&self, browser: &mut Browser) -> Page {
+        let (_verifier, challenge) = pkce();
+        browser.get(&self.authorize_url(&challenge, &[])).await
+    }
+
+    /// Revokes `token` (RFC 7009) as this client.
+    pub async fn revoke(&self, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/revoke", self.base))
+            .form(&[("token", token), ("client_id", &self.id)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a client at `app` with `redirect_uri` and connects it.
+    pub async fn connected(app: &TestApp, redirect_uri: &str) -> Tokens {
+        Self::register(app, redirect_uri).await.connect().await
     }
 
     pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
@@ -439,34 +506,92 @@ pub async fn tokens(r: reqwest::Response) -> Tokens {
 }
 
 /// Calls a tool over MCP (2026-07-28 stateless) with `token`; returns (HTTP status, body).
+/// The HTTP status of calling `tool` with no arguments (200 while the token works).
+pub async fn tool_status(app: &TestApp, token: &str, tool: &str) -> u16 {
+    call_tool(app, token, tool, json!({})).await.0
+}
+
 pub async fn call_tool(app: &TestApp, token: &str, tool: &str, args: Value) -> (u16, Value) {
     call_tool_at(&app.base(), token, tool, args).await
 }
 
 /// [`call_tool`] by base URL (for spawned tasks).
 pub async fn call_tool_at(base: &str, token: &str, tool: &str, args: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/mcp"))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", tool)
-        .json(&json!({
-            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": tool, "arguments": args,
-                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                          "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
-                          "io.modelcontextprotocol/clientCapabilities": {}}}
-        }))
-        .send()
-        .await
-        .unwrap();
+    let r = mcp_request(
+        base,
+        token,
+        (1, "tools/call", Some(tool)),
+        json!({"name": tool, "arguments": args}),
+    )
+    .send()
+    .await
+    .unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     (
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// Signs in to the settings page: the browser goes to the stand-in and back.
+pub(crate) async fn sign_in(app: &TestApp) -> (Browser, Page) {
+    let mut browser = Browser::default();
+    let start = browser.settings(app).await;
+    assert!(
+        start.body.contains("action=\"/settings/sign-in\""),
+        "{}",
+        start.body
+    );
+    let go = browser
+        .post_form(
+            &format!("{}/settings/sign-in", app.base()),
+            &[("sign_in", "1")],
+        )
+        .await;
+    assert_eq!(go.status, 303, "{}", go.body);
+    let upstream = browser.get(&go.location()).await;
+    let back = browser.get(&upstream.location()).await;
+    assert_eq!(
+        (back.status, back.location()),
+        (303, "/settings".to_owned()),
+        "{}",
+        back.body
+    );
+    let page = browser.settings(app).await;
+    assert!(
+        page.body
+            .contains("Signed in as <strong>bob@example.test</strong>"),
+        "{}",
+        page.body
+    );
+    (browser, page)
+}
+
+/// The grant an access token opens (its id is the token's first part).
+pub(crate) fn grant_of(t: &Tokens) -> String {
+    t.access.split('.').next().unwrap().to_owned()
+}
+
+/// The names `tools/list` gives the holder of `token`.
+pub(crate) async fn tool_names(app: &TestApp, token: &str) -> Vec<String> {
+    let v = send_json(mcp_request(
+        &app.base(),
+        token,
+        (1, "tools/list", None),
+        json!({}),
+    ))
+    .await;
+    v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The OAuth `error` code of a response.
+pub async fn error_code(r: reqwest::Response) -> String {
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["error"].as_str().unwrap_or_default().to_owned()
 }

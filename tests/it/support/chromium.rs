@@ -1,7 +1,8 @@
-//! Shared by the headless-Chromium tests (`browser_*.rs`): where things are, the preflight,
+//! The one Chromium runner of the headless-browser tests (`browser_*.rs`): the preflight,
 //! and running one of the playwright-core scripts in `tests/browser/` (set up by
 //! `tests/browser/setup.sh`, which `scripts/test` runs). Each script prints its observations
-//! as one JSON line, last on stdout; the tests judge them.
+//! as one JSON line, last on stdout; the tests judge them (screenshots and redirect chains
+//! included).
 
 use std::{
     ffi::OsStr,
@@ -17,37 +18,50 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::support::tempdir;
+use crate::support::{
+    node::{require, root, which},
+    tempdir,
+};
 
 /// Debian's Chromium, driven by playwright-core (which never downloads a browser).
 pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// The repository.
-pub(crate) fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `node` from `PATH` (the one `tests/browser/setup.sh` installed for), else Debian's.
-pub(crate) fn node() -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("node"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/node"))
-}
 
 /// Fails the test, saying how to fix it, when playwright-core or Chromium is missing: a
 /// skipped browser test would prove nothing.
 pub(crate) fn preflight() {
     let playwright = root().join("tests/browser/node_modules/playwright-core/package.json");
-    for path in [&playwright, &PathBuf::from(CHROMIUM)] {
+    require(
+        &[&playwright, Path::new(CHROMIUM)],
+        "tests/browser/setup.sh",
+    );
+}
+
+/// Asserts that the script reported a screenshot for each of `shots` (name, width) in `out`
+/// and that each looks right.
+pub(crate) fn assert_screenshots(seen: &Value, out: &Path, shots: &[(&str, u32)]) {
+    for (name, width) in shots {
+        let path = out.join(format!("{name}.png"));
         assert!(
-            path.exists(),
-            "{} is missing: run tests/browser/setup.sh (scripts/test does it)",
-            path.display()
+            seen["screenshots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| Path::new(p.as_str().unwrap()) == path),
+            "{name}: {}",
+            seen["screenshots"]
         );
+        assert_screenshot(&path, *width);
     }
+}
+
+/// The URLs a script step went through (its redirect chain).
+pub(crate) fn chain_of(step: &Value) -> Vec<&str> {
+    step["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect()
 }
 
 /// Where screenshots a person may want to look at are kept (`target/` is not in git).
@@ -89,7 +103,7 @@ impl Script {
     pub(crate) fn new(name: &str) -> Self {
         preflight();
         let home = tempdir::Dir::new("browser-home");
-        let mut cmd = Command::new(node());
+        let mut cmd = Command::new(which("node"));
         cmd.arg(root().join("tests/browser").join(name))
             .env_remove("NODE_OPTIONS")
             .env_remove("DISPLAY")
