@@ -265,13 +265,14 @@ impl Cli {
         T: Into<OsString> + Clone,
     {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let given = Self::command().try_get_matches_from(&args)?;
+        let command = Self::command();
+        let given = command.clone().try_get_matches_from(&args)?;
         let mut cli = Self::from_arg_matches(&given)?;
         cli.layered = true;
         let Some(path) = cli.config.clone() else {
             return Ok(cli);
         };
-        let layer = file::read(&path, &given);
+        let layer = file::read(&path, &command, &given);
         let mut problems = layer.problems;
         if !layer.args.is_empty() {
             let program = args

@@ -5,10 +5,9 @@
 
 use std::{ffi::OsString, path::Path};
 
-use clap::{CommandFactory as _, parser::ValueSource};
+use clap::parser::ValueSource;
 use serde::Deserialize;
 
-use super::Cli;
 use crate::domain::secret::SecretString;
 
 /// A client the operator registered (`[[clients]]`), as written.
@@ -38,8 +37,9 @@ pub(super) struct FileLayer {
     pub problems: Vec<String>,
 }
 
-/// Reads the file at `path`; `given` is the parsed command line and environment.
-pub(super) fn read(path: &Path, given: &clap::ArgMatches) -> FileLayer {
+/// Reads the file at `path`; `given` is what `command` parsed of the command line and
+/// environment.
+pub(super) fn read(path: &Path, command: &clap::Command, given: &clap::ArgMatches) -> FileLayer {
     let mut layer = FileLayer::default();
     let at = path.display();
     let table = match std::fs::read_to_string(path)
@@ -54,7 +54,6 @@ pub(super) fn read(path: &Path, given: &clap::ArgMatches) -> FileLayer {
             return layer;
         }
     };
-    let command = Cli::command();
     for (key, value) in table {
         if key == "clients" {
             match value.try_into::<Vec<ClientEntry>>() {

@@ -457,47 +457,44 @@ where
         S: Fn(Duration) -> F,
         F: Future<Output = ()>,
     {
-        let this = self;
-        {
-            let destination = match this.keyring.open_destination(&grant).await {
-                Ok(Some(d)) => d,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "a destination did not open");
-                    return;
-                }
-            };
-            let still_on = StillOn {
-                inner: Arc::clone(&this.deliverer),
-                keyring: Arc::clone(&this.keyring),
-                grant: grant.clone(),
-            };
-            let report = deliver_with_retries(
-                &still_on,
-                &destination,
-                &notice,
-                &this.settings.schedule,
-                sleep,
-            )
-            .await;
-            let attempts = match report.attempts {
-                1 => "1 attempt".to_owned(),
-                n => format!("{n} attempts"),
-            };
-            let detail = match (report.outcome, &report.last_error) {
-                (DeliveryOutcome::Delivered, _) => format!("delivered after {attempts}"),
-                (DeliveryOutcome::Refused, Some(e)) => format!("refused: {e}"),
-                (DeliveryOutcome::GaveUp, Some(e)) => format!("gave up after {attempts}: {e}"),
-                (_, None) => format!("not delivered after {attempts}"),
-            };
-            let last = LastDelivery {
-                at: Utc::now(),
-                delivered: report.outcome == DeliveryOutcome::Delivered,
-                detail,
-            };
-            if let Err(e) = this.store.record_delivery(&grant, &last).await {
-                tracing::warn!(error = %e, "delivery record failed");
+        let destination = match self.keyring.open_destination(&grant).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "a destination did not open");
+                return;
             }
+        };
+        let still_on = StillOn {
+            inner: Arc::clone(&self.deliverer),
+            keyring: Arc::clone(&self.keyring),
+            grant: grant.clone(),
+        };
+        let report = deliver_with_retries(
+            &still_on,
+            &destination,
+            &notice,
+            &self.settings.schedule,
+            sleep,
+        )
+        .await;
+        let attempts = match report.attempts {
+            1 => "1 attempt".to_owned(),
+            n => format!("{n} attempts"),
+        };
+        let detail = match (report.outcome, &report.last_error) {
+            (DeliveryOutcome::Delivered, _) => format!("delivered after {attempts}"),
+            (DeliveryOutcome::Refused, Some(e)) => format!("refused: {e}"),
+            (DeliveryOutcome::GaveUp, Some(e)) => format!("gave up after {attempts}: {e}"),
+            (_, None) => format!("not delivered after {attempts}"),
+        };
+        let last = LastDelivery {
+            at: Utc::now(),
+            delivered: report.outcome == DeliveryOutcome::Delivered,
+            detail,
+        };
+        if let Err(e) = self.store.record_delivery(&grant, &last).await {
+            tracing::warn!(error = %e, "delivery record failed");
         }
     }
 }

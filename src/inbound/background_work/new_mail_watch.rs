@@ -390,10 +390,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
                 Ok(Some(channel)) => Opened::Channel(channel),
                 Ok(None) => Opened::NotOffered,
                 Err(ServiceError::Store(e)) => Opened::failed(&e),
-                Err(e) => Opened::Failed {
-                    why: e.to_string(),
-                    wait: None,
-                },
+                Err(e) => Opened::failed_for(&e),
             }
         };
         keep_open(open, patience, &watch.push_live, || {

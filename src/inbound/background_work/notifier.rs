@@ -150,10 +150,7 @@ where
                     Ok(PushOpening::NotOffered) => Opened::NotOffered,
                     Ok(PushOpening::NoGrant) => Opened::NoCredential,
                     Err(LookError::Mail(e)) => Opened::failed(&e),
-                    Err(e) => Opened::Failed {
-                        why: e.to_string(),
-                        wait: None,
-                    },
+                    Err(e) => Opened::failed_for(&e),
                 }
             };
             keep_open(open, patience, &live, || this.woken_by(Some(&account))).await;

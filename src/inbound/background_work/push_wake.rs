@@ -36,6 +36,14 @@ pub(super) enum Opened {
 }
 
 impl Opened {
+    /// A failure with no wait asked for.
+    pub(super) fn failed_for(why: &impl std::fmt::Display) -> Self {
+        Self::Failed {
+            why: why.to_string(),
+            wait: None,
+        }
+    }
+
     /// A failure of the mail server's, with the wait it asked for.
     pub(super) fn failed(e: &MailStoreError) -> Self {
         Self::Failed {
