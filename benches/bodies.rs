@@ -17,8 +17,8 @@ mod corpus;
 use std::{collections::BTreeMap, fmt::Write as _, path::PathBuf, time::Instant};
 
 use mailconnect::domain::{
-    body::{self, BodySource, TextOptions, html_to_text},
     mail::RawBody,
+    mail::body::{self, BodySource, TextOptions, html_to_text},
 };
 use serde_json::Value;
 

@@ -14,10 +14,3 @@ pub mod search;
 pub mod secret;
 pub mod sending;
 pub mod service;
-
-// The modules by their short names, as the rest of the crate and the tests name them.
-pub use self::{
-    mail::{body, changes, ids, mailboxes, text_extract},
-    search::{query, search_syntax},
-    sending::{approval, compose, recipients, submission},
-};

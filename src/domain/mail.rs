@@ -8,7 +8,7 @@ pub mod text_extract;
 
 use chrono::{DateTime, Utc};
 
-use super::ids::{BlobId, EmailId, MailboxId, ThreadId};
+use self::ids::{BlobId, EmailId, MailboxId, ThreadId};
 
 /// One address with its display name. Untrusted: written by the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]

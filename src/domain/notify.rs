@@ -14,8 +14,8 @@ pub mod settings;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    compose::Identity,
     mail::{EmailSummary, Mailbox},
+    sending::compose::Identity,
 };
 
 /// What changed in the mailbox since a state, as one upstream request reports it.
@@ -36,7 +36,7 @@ pub struct ChangeFeed {
     pub identities: Vec<Identity>,
     /// Of the created emails' threads, those the person wrote in (mail of theirs there that
     /// is not a draft): a reply there may count as from a VIP.
-    pub my_threads: Vec<crate::domain::ids::ThreadId>,
+    pub my_threads: Vec<crate::domain::mail::ids::ThreadId>,
 }
 
 /// How far back a fresh look (no cursor, or one the server no longer knows) reaches: new

@@ -15,21 +15,21 @@ pub use self::new_mail::{Look, NewMail, NewMailRequest, Sifted, Suppressed};
 pub use self::notifier::{LookError, Notifier, NotifierSettings, PushOpening, Round};
 pub use self::review::ReviewDesk;
 pub use self::sending::{ApprovalAsk, DraftView, SendOutcome, SendRefusal, SendSettings};
-use super::{
+use crate::domain::{
     auth::upstream_refresh::{RefreshError, UpstreamRefresher, needs_refresh},
-    body::{self, BodyPage},
-    changes::{self, ChangeReport, Keyword},
     grant::{AccessToken, Caller, Capability, CapabilitySet, GrantId, UpstreamCredential},
-    ids::{BlobId, EmailId, ThreadId},
+    mail::body::{self, BodyPage},
+    mail::changes::{self, ChangeReport, Keyword},
+    mail::ids::{BlobId, EmailId, ThreadId},
+    mail::mailboxes::MailboxDirectory,
+    mail::text_extract::{self, ExtractedText},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary},
-    mailboxes::MailboxDirectory,
     ports::{
         DynApprovalStore, MailStore, MailStoreError, PageStart, Policy, PolicyError, TokenVault,
         UpstreamAuth, VaultError,
     },
-    query::{self, EmailQuery, InvalidArgument, PageCursor, PageSize},
-    search_syntax,
-    text_extract::{self, ExtractedText},
+    search::query::{self, EmailQuery, InvalidArgument, PageCursor, PageSize},
+    search::search_syntax,
 };
 
 /// How many more emails than a page a follow-up search fetches, besides the boundary ones it
@@ -554,7 +554,7 @@ pub struct MoveView {
     /// The target mailbox and the account's others (for its path).
     pub directory: MailboxDirectory,
     /// The target's id.
-    pub target: super::ids::MailboxId,
+    pub target: crate::domain::mail::ids::MailboxId,
     /// Per email.
     pub report: ChangeReport,
 }

@@ -19,9 +19,9 @@ use super::{
     html::{escape, layout},
 };
 use crate::domain::{
-    approval::{ApprovalId, ApprovalRecord, DecisionError},
     auth::{service::AuthService, settings::SettingsSession},
     ports::{ClientStore, MailStore, TokenVault, UpstreamAuth},
+    sending::approval::{ApprovalId, ApprovalRecord, DecisionError},
     service::ReviewDesk,
 };
 

@@ -34,7 +34,7 @@ pub(crate) const NEXT_COOKIE: &str = "mc_next";
 /// A page a sign-in may return to: only a review page of ours (never another origin).
 pub(crate) fn return_path(next: &str) -> Option<&str> {
     next.strip_prefix("/approve/")
-        .and_then(crate::domain::approval::ApprovalId::parse)
+        .and_then(crate::domain::sending::approval::ApprovalId::parse)
         .map(|_| next)
 }
 

@@ -29,7 +29,7 @@ use crate::domain::{
     grant::{Capability, CapabilitySet, GrantId},
     notify::settings::{NotifySettings, QuietSpec},
     ports::{AuditKind, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
-    recipients::{self, RecipientRule},
+    sending::recipients::{self, RecipientRule},
     service::BackgroundSetup,
 };
 

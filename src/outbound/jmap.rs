@@ -35,16 +35,16 @@ pub use self::{
     session::TransportConfig,
 };
 use crate::domain::{
-    approval::DraftSnapshot,
-    changes::{ChangeReport, Keyword},
-    compose::{CreatedDraft, Identity, NewDraft},
     grant::UpstreamCredential,
-    ids::{BlobId, EmailId, ThreadId},
+    mail::changes::{ChangeReport, Keyword},
+    mail::ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
     notify::ChangeFeed,
     ports::{MailStore, MailStoreError, MoveResult, PageStart, PushChannel, SearchPage},
-    query::{EmailQuery, PageSize},
-    submission::{Submission, SubmissionStatus},
+    search::query::{EmailQuery, PageSize},
+    sending::approval::DraftSnapshot,
+    sending::compose::{CreatedDraft, Identity, NewDraft},
+    sending::submission::{Submission, SubmissionStatus},
 };
 
 /// A JMAP server as the mail store.

@@ -13,8 +13,8 @@
 //! workers; it decides nothing that is written here.
 
 use crate::domain::{
-    approval::ApprovalError,
     ports::{AuditError, BackgroundError, PolicyError, RegistrationError, VaultError},
+    sending::approval::ApprovalError,
 };
 
 pub mod notifier_key;

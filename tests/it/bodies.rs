@@ -8,8 +8,8 @@
 mod corpus;
 
 use mailconnect::domain::{
-    body::{self, BodySource, TextOptions},
     mail::RawBody,
+    mail::body::{self, BodySource, TextOptions},
 };
 
 fn settings() -> insta::Settings {

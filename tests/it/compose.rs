@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use mailconnect::{
     domain::{
-        body,
-        compose::{self, ComposeMode, DraftRequest, Original},
-        ids::EmailId,
+        mail::body,
+        mail::ids::EmailId,
         mail::{Address, Email},
         ports::{MailStore, MailStoreError, PageStart},
-        query::{EmailQuery, PageSize},
-        submission::{Refusal, Submission, UndoStatus},
+        search::query::{EmailQuery, PageSize},
+        sending::compose::{self, ComposeMode, DraftRequest, Original},
+        sending::submission::{Refusal, Submission, UndoStatus},
     },
     outbound::jmap::JmapMailStore,
 };

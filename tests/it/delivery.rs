@@ -14,8 +14,8 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{TimeZone as _, Utc};
 use mailconnect::{
     domain::{
-        ids::{EmailId, ThreadId},
         mail::Address,
+        mail::ids::{EmailId, ThreadId},
         notify::delivery::{
             Arrival, AttemptOutcome, Deliverer, DeliveryError, DeliveryOutcome, Destination,
             Jitter, Notice, PREAMBLE, RetrySchedule, RunId, WebhookSecret, WebhookUrl,

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use mailconnect::{
     domain::{
-        changes::{ChangeOutcome, Keyword},
         grant::UpstreamCredential,
-        ids::EmailId,
+        mail::changes::{ChangeOutcome, Keyword},
+        mail::ids::EmailId,
         ports::{MailStore, MailStoreError, PageStart},
-        query::{EmailQuery, PageSize},
+        search::query::{EmailQuery, PageSize},
         secret::SecretString,
     },
     outbound::jmap::{JmapMailStore, TransportConfig},
@@ -227,7 +227,7 @@ async fn the_store_retries_a_503_and_types_a_garbled_answer() {
 /// Runs in the writer-mailbox group: it sends the writer's mail.
 #[tokio::test]
 async fn writer_a_submission_is_never_sent_twice_on_an_unknown_outcome() {
-    use mailconnect::domain::{compose, mail::Address, submission::Submission};
+    use mailconnect::domain::{mail::Address, sending::compose, sending::submission::Submission};
 
     let proxy = Proxy::start([]).await;
     let s = store(&proxy);

@@ -5,10 +5,10 @@ use std::{sync::atomic::Ordering, time::Duration};
 use mailconnect::{
     domain::{
         grant::UpstreamCredential,
-        ids::{BlobId, EmailId, ThreadId},
-        mailboxes::MailboxDirectory,
+        mail::ids::{BlobId, EmailId, ThreadId},
+        mail::mailboxes::MailboxDirectory,
         ports::{MailStore, MailStoreError, PageStart},
-        query::{EmailQuery, PageSize},
+        search::query::{EmailQuery, PageSize},
         secret::SecretString,
     },
     outbound::jmap::{JmapMailStore, TransportConfig},
@@ -418,8 +418,8 @@ async fn a_401_drops_the_cached_session() {
 #[tokio::test]
 async fn throttled_changes_are_retried_and_reported_honestly() {
     use mailconnect::domain::{
-        changes::{ChangeOutcome, Keyword},
-        ids::EmailId,
+        mail::changes::{ChangeOutcome, Keyword},
+        mail::ids::EmailId,
     };
     let (s, hits) = fake("throttledset", Duration::from_secs(5)).await;
     let ids = [EmailId::parse("M1").unwrap(), EmailId::parse("M2").unwrap()];

@@ -290,7 +290,7 @@ impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore>
         session: &SettingsSession,
         csrf: &str,
         grant: &GrantId,
-        rule: crate::domain::recipients::RecipientRule,
+        rule: crate::domain::sending::recipients::RecipientRule,
         review_only: bool,
     ) -> Result<(), SettingsError> {
         self.owned(session, csrf, grant).await?;

@@ -1,7 +1,7 @@
 //! Changing mail state: which emails to change (at most [`MAX_IDS`], no duplicates) and what
 //! happened to each. The rules for whether a grant may change mail at all live in the service.
 
-use crate::domain::{ids::EmailId, query::InvalidArgument};
+use crate::domain::{mail::ids::EmailId, search::query::InvalidArgument};
 
 /// Most emails one call may change (the tools' schemas say the same).
 pub const MAX_IDS: usize = 50;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::domain::{
-    ids::MailboxId,
+    mail::ids::MailboxId,
     mail::{Mailbox, MailboxRole},
 };
 

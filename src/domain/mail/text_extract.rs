@@ -1,6 +1,6 @@
 //! Text from attachments: text formats decoded by their charset; other formats have none.
 
-use crate::domain::{body::html_to_text, mail::AttachmentContent};
+use crate::domain::{mail::AttachmentContent, mail::body::html_to_text};
 
 /// An attachment's text, possibly cut at the cap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub fn extract(content: &AttachmentContent, max_chars: usize) -> Option<Extracte
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ids::BlobId, mail::Attachment};
+    use crate::domain::{mail::Attachment, mail::ids::BlobId};
 
     fn file(mime: &str, charset: Option<&str>, bytes: &[u8]) -> AttachmentContent {
         AttachmentContent {

@@ -6,9 +6,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::{
-    compose::Identity,
-    ids::{EmailId, MailboxId},
+    mail::ids::{EmailId, MailboxId},
     mail::{Address, EmailSummary, Keywords},
+    sending::compose::Identity,
 };
 
 /// How far before the watermark an arrival may have been received (server clocks and

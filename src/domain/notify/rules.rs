@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::quiet::QuietHours;
-use crate::domain::{ids::ThreadId, recipients};
+use crate::domain::{mail::ids::ThreadId, sending::recipients};
 
 /// A mute the model or the person added: a sender pattern or a thread, until a time.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,9 +10,9 @@ use super::{
     rules::{Mute, Rules},
 };
 use crate::domain::{
-    ids::{MailboxId, ThreadId},
-    mailboxes::MailboxDirectory,
-    recipients,
+    mail::ids::{MailboxId, ThreadId},
+    mail::mailboxes::MailboxDirectory,
+    sending::recipients,
 };
 
 /// Longest mute the model may add.

@@ -2,9 +2,9 @@
 //! compare-and-swap, so a claim cannot happen twice.
 
 use crate::domain::{
-    approval::{ApprovalError, ApprovalId, ApprovalRecord, Status},
     grant::GrantId,
-    ids::EmailId,
+    mail::ids::EmailId,
+    sending::approval::{ApprovalError, ApprovalId, ApprovalRecord, Status},
 };
 
 use super::BoxFuture;

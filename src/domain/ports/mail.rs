@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use crate::domain::{
-    approval::DraftSnapshot,
-    changes::{ChangeReport, Keyword},
-    compose::{CreatedDraft, Identity, NewDraft},
     grant::UpstreamCredential,
-    ids::{BlobId, EmailId, ThreadId},
+    mail::changes::{ChangeReport, Keyword},
+    mail::ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
-    query::{EmailQuery, PageSize},
-    submission::{Submission, SubmissionStatus},
+    search::query::{EmailQuery, PageSize},
+    sending::approval::DraftSnapshot,
+    sending::compose::{CreatedDraft, Identity, NewDraft},
+    sending::submission::{Submission, SubmissionStatus},
 };
 
 /// Why the mail server could not answer.
@@ -24,7 +24,7 @@ pub enum MailStoreError {
     NotFound(String),
     /// A mailbox argument matched no mailbox or several.
     #[error("{0}")]
-    MailboxLookup(#[from] crate::domain::mailboxes::MailboxLookupError),
+    MailboxLookup(#[from] crate::domain::mail::mailboxes::MailboxLookupError),
     /// An attachment is over the size cap.
     #[error("the attachment is {size} bytes, over the {limit}-byte limit")]
     TooLarge {
@@ -55,7 +55,7 @@ pub enum MailStoreError {
     Protocol(String),
     /// The server refused to send, or to change a draft or submission.
     #[error("{0}")]
-    Refused(crate::domain::submission::Refusal),
+    Refused(crate::domain::sending::submission::Refusal),
 }
 
 fn retry_hint(after: Option<Duration>) -> String {
@@ -81,7 +81,7 @@ pub struct SearchPage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoveResult {
     /// The target mailbox's id.
-    pub target: crate::domain::ids::MailboxId,
+    pub target: crate::domain::mail::ids::MailboxId,
     /// The account's mailboxes (for the target's path).
     pub mailboxes: Vec<Mailbox>,
     /// Per email.
@@ -188,7 +188,7 @@ pub trait MailStore: Sync + 'static {
     ) -> Result<DraftSnapshot, MailStoreError>;
 
     /// Destroys `id` if it is in Drafts with `$draft` (checked and destroyed atomically),
-    /// else [`Refusal::NotADraft`](crate::domain::submission::Refusal::NotADraft).
+    /// else [`Refusal::NotADraft`](crate::domain::sending::submission::Refusal::NotADraft).
     async fn delete_draft(
         &self,
         cred: &UpstreamCredential,

@@ -5,7 +5,7 @@
 use crate::domain::{
     grant::{CapabilitySet, GrantId},
     notify::settings::NotifySettings,
-    recipients::RecipientRule,
+    sending::recipients::RecipientRule,
 };
 
 use super::VaultError;

@@ -198,7 +198,7 @@ pub struct GrantSummary {
     /// What it may do.
     pub capabilities: CapabilitySet,
     /// Who it may send to.
-    pub recipients: crate::domain::recipients::RecipientRule,
+    pub recipients: crate::domain::sending::recipients::RecipientRule,
     /// Its new-mail rules.
     pub notify: crate::domain::notify::settings::NotifySettings,
     /// Sends are approved only on the review page, never in the client's dialog.

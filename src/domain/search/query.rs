@@ -4,7 +4,7 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::domain::ids::EmailId;
+use crate::domain::mail::ids::EmailId;
 
 /// Default emails per search page.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -45,7 +45,7 @@ pub struct SearchExpression {
     /// What the client wrote.
     pub source: String,
     /// The filter.
-    pub expr: crate::domain::search_syntax::Expr,
+    pub expr: crate::domain::search::search_syntax::Expr,
 }
 
 impl std::fmt::Debug for SearchExpression {
@@ -80,7 +80,7 @@ impl InvalidArgument {
 /// [`InvalidArgument`] naming `argument` when neither form parses.
 pub fn parse_instant(argument: &'static str, raw: &str) -> Result<DateTime<Utc>, InvalidArgument> {
     let raw = raw.trim();
-    crate::domain::search_syntax::parse_date(raw).ok_or_else(|| {
+    crate::domain::search::search_syntax::parse_date(raw).ok_or_else(|| {
         InvalidArgument::new(
             argument,
             format!(

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::domain::{
     grant::GrantId,
-    ids::{BlobId, EmailId},
+    mail::ids::{BlobId, EmailId},
     mail::{Address, Attachment},
     ports::DynApprovalStore,
 };

@@ -6,9 +6,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    ids::{BlobId, EmailId},
+    mail::ids::{BlobId, EmailId},
     mail::{Address, Attachment, Email},
-    query::InvalidArgument,
+    search::query::InvalidArgument,
 };
 
 /// Most recipients (To, Cc and Bcc together) one draft may have.
@@ -129,7 +129,7 @@ pub struct CreatedDraft {
     /// Its id (content-derived on some servers: an edit is a new id).
     pub id: EmailId,
     /// Its thread (a reply lands in the original's).
-    pub thread_id: crate::domain::ids::ThreadId,
+    pub thread_id: crate::domain::mail::ids::ThreadId,
 }
 
 fn invalid(argument: &'static str, reason: impl Into<String>) -> InvalidArgument {

@@ -2,7 +2,7 @@
 //! (no tool can change it, so a model can never widen it). Checked on every recipient —
 //! To, Cc and Bcc — before an approval is asked for and again right before a send.
 
-use crate::domain::compose::Identity;
+use crate::domain::sending::compose::Identity;
 
 /// Most entries in an explicit list.
 pub const MAX_ENTRIES: usize = 200;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::ids::EmailId;
+use crate::domain::mail::ids::EmailId;
 
 /// A draft to submit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct Submission {
     pub hold_secs: Option<u64>,
     /// The draft, when it has Bcc recipients: servers (Cyrus) send the message as stored, Bcc
     /// header included, so a copy without it is sent instead and the draft removed after.
-    pub without_bcc: Option<crate::domain::approval::DraftSnapshot>,
+    pub without_bcc: Option<crate::domain::sending::approval::DraftSnapshot>,
 }
 
 /// Whether a submission can still be undone.

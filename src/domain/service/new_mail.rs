@@ -6,7 +6,7 @@ use super::{MailService, ServiceError, require};
 use crate::domain::{
     grant::{Caller, Capability},
     mail::EmailSummary,
-    mailboxes::MailboxDirectory,
+    mail::mailboxes::MailboxDirectory,
     notify::{
         arrival,
         cursor::NewMailCursor,
@@ -14,7 +14,7 @@ use crate::domain::{
         settings::{MuteRequest, NotifySettings},
     },
     ports::{MailStore, Policy, PushChannel, TokenVault},
-    query::{InvalidArgument, PageSize},
+    search::query::{InvalidArgument, PageSize},
 };
 
 /// What the client asked.
@@ -80,7 +80,7 @@ pub struct Look {
     /// The account's mailboxes.
     pub mailboxes: Vec<crate::domain::mail::Mailbox>,
     /// The threads the person wrote in, of those the arrivals are in.
-    pub my_threads: Vec<crate::domain::ids::ThreadId>,
+    pub my_threads: Vec<crate::domain::mail::ids::ThreadId>,
 }
 
 /// What one grant's rules made of a look's arrivals.
@@ -195,7 +195,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         caller: &Caller,
         items: &mut Vec<EmailSummary>,
         mailboxes: &[crate::domain::mail::Mailbox],
-        my_threads: &[crate::domain::ids::ThreadId],
+        my_threads: &[crate::domain::mail::ids::ThreadId],
         now: DateTime<Utc>,
     ) -> Result<Sifted, ServiceError> {
         let settings = self.policy.notify_settings(&caller.grant).await?;

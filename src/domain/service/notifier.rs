@@ -609,8 +609,8 @@ mod tests {
     use super::*;
     use crate::{
         domain::{
-            ids::{EmailId, ThreadId},
             mail::Address,
+            mail::ids::{EmailId, ThreadId},
             notify::{
                 background::MockNotifierMailbox,
                 delivery::MockDeliverer,

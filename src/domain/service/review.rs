@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::domain::{
-    approval::{self, ApprovalId, ApprovalRecord, DecisionError, Status},
     ports::{AuditEvent, AuditKind, DynApprovalStore, DynAuditLog},
+    sending::approval::{self, ApprovalId, ApprovalRecord, DecisionError, Status},
 };
 
 /// Approvals as the person reviews them.

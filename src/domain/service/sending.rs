@@ -1,5 +1,5 @@
 //! The compose and send use cases: drafts from what the model wrote, and a send that happens
-//! only with the person's approval of the exact draft (see `domain::approval`).
+//! only with the person's approval of the exact draft (see `domain::sending::approval`).
 
 use std::sync::Arc;
 
@@ -7,19 +7,19 @@ use zeroize::Zeroizing;
 
 use super::{MailService, ServiceError, require};
 use crate::domain::{
-    approval::{
+    grant::{Caller, Capability},
+    mail::Attachment,
+    mail::body,
+    mail::ids::EmailId,
+    ports::{DynApprovalStore, MailStore, MailStoreError, Policy, TokenVault},
+    search::query::InvalidArgument,
+    sending::approval::{
         self, Approval, ApprovalError, ApprovalId, ApprovalRecord, DraftDigest, DraftSnapshot,
         Schedule, Status, Typed,
     },
-    body,
-    compose::{self, CreatedDraft, DraftRequest, Identity, NewDraft, Original},
-    grant::{Caller, Capability},
-    ids::EmailId,
-    mail::Attachment,
-    ports::{DynApprovalStore, MailStore, MailStoreError, Policy, TokenVault},
-    query::InvalidArgument,
-    recipients,
-    submission::{Submission, SubmissionStatus},
+    sending::compose::{self, CreatedDraft, DraftRequest, Identity, NewDraft, Original},
+    sending::recipients,
+    sending::submission::{Submission, SubmissionStatus},
 };
 
 /// How sending behaves.
@@ -221,9 +221,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 )
                 .await?;
             if !(snapshot.in_drafts && snapshot.is_draft) {
-                return Err(
-                    MailStoreError::Refused(crate::domain::submission::Refusal::NotADraft).into(),
-                );
+                return Err(MailStoreError::Refused(
+                    crate::domain::sending::submission::Refusal::NotADraft,
+                )
+                .into());
             }
         }
         let text = original
@@ -255,9 +256,9 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     ) -> Result<super::SearchResult, ServiceError> {
         require(caller, Capability::Draft, "list drafts")?;
         let request = super::SearchRequest {
-            query: crate::domain::query::EmailQuery {
+            query: crate::domain::search::query::EmailQuery {
                 mailbox: Some("drafts".into()),
-                ..crate::domain::query::EmailQuery::default()
+                ..crate::domain::search::query::EmailQuery::default()
             },
             limit,
             cursor,
@@ -327,17 +328,19 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             )
             .await?;
         if !(snapshot.in_drafts && snapshot.is_draft) {
-            return Err(
-                MailStoreError::Refused(crate::domain::submission::Refusal::NotADraft).into(),
-            );
+            return Err(MailStoreError::Refused(
+                crate::domain::sending::submission::Refusal::NotADraft,
+            )
+            .into());
         }
         if snapshot.truncated {
             return Err(SendRefusal::TooLargeToReview.into());
         }
         if snapshot.recipients().next().is_none() {
-            return Err(
-                MailStoreError::Refused(crate::domain::submission::Refusal::NoRecipients).into(),
-            );
+            return Err(MailStoreError::Refused(
+                crate::domain::sending::submission::Refusal::NoRecipients,
+            )
+            .into());
         }
         let identities = self
             .with_credential(
@@ -624,7 +627,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                     .map(|r| SubmissionStatus {
                         id: submission.to_owned(),
                         email: Some(r.draft),
-                        undo_status: crate::domain::submission::UndoStatus::Final,
+                        undo_status: crate::domain::sending::submission::UndoStatus::Final,
                         send_at: None,
                         delivery: Vec::new(),
                     })

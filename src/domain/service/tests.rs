@@ -8,7 +8,7 @@ use crate::domain::{
     grant::{GrantId, UpstreamCredential},
     mail::{Attachment, Keywords},
     ports::{MockMailStore, MockPolicy, MockTokenVault, OpenedGrant, SearchPage},
-    query::PageSize,
+    search::query::PageSize,
     secret::SecretString,
 };
 
@@ -174,7 +174,7 @@ async fn what_the_query_certainly_excludes_is_dropped_even_when_the_server_retur
     let source = "before:2024-03-01T10:00:00Z -from:acme.example".to_owned();
     let request = SearchRequest {
         query: EmailQuery {
-            expression: Some(crate::domain::query::SearchExpression {
+            expression: Some(crate::domain::search::query::SearchExpression {
                 expr: search_syntax::parse(&source, Utc::now()).unwrap(),
                 source,
             }),

@@ -6,11 +6,11 @@ use super::{
     failure::{ToolFailure, parsed},
 };
 use crate::domain::{
-    approval::Schedule,
-    compose::{ComposeMode, DraftRequest},
-    ids::{BlobId, EmailId},
     mail::Address,
-    query::parse_instant,
+    mail::ids::{BlobId, EmailId},
+    search::query::parse_instant,
+    sending::approval::Schedule,
+    sending::compose::{ComposeMode, DraftRequest},
     service::ServiceError,
 };
 

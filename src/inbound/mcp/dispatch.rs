@@ -19,14 +19,14 @@ use super::{
     send_confirmation::{Confirm, LEGACY_DIALOG_WAIT},
 };
 use crate::domain::{
-    body,
-    changes::Keyword,
     grant::Caller,
-    ids::{BlobId, EmailId, ThreadId},
+    mail::body,
+    mail::changes::Keyword,
+    mail::ids::{BlobId, EmailId, ThreadId},
     notify::settings::{MuteRequest, parse_duration},
     ports::{AuditEvent, AuditKind, MailStore, MailStoreError, Policy, TokenVault},
-    query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
-    search_syntax,
+    search::query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
+    search::search_syntax,
     service::{NewMailRequest, SearchRequest, ServiceError},
 };
 

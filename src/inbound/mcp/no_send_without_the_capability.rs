@@ -13,17 +13,17 @@ use super::{
     tests::{call, caller_with, capability_sets, handler_for},
 };
 use crate::domain::{
-    approval::{ApprovalRecord, DraftDigest, DraftSnapshot, Schedule, Status},
-    compose::{CreatedDraft, Identity},
     grant::{Capability, GrantId},
-    ids::{BlobId, EmailId, ThreadId},
     mail::Address,
+    mail::ids::{BlobId, EmailId, ThreadId},
     ports::{
         MailStoreError, MockApprovalStore, MockMailStore, MockPolicy, MockTokenVault, SearchPage,
     },
-    recipients::RecipientRule,
+    sending::approval::{ApprovalRecord, DraftDigest, DraftSnapshot, Schedule, Status},
+    sending::compose::{CreatedDraft, Identity},
+    sending::recipients::RecipientRule,
+    sending::submission::{SubmissionStatus, UndoStatus},
     service::{MailService, SendSettings, ServiceLimits},
-    submission::{SubmissionStatus, UndoStatus},
 };
 
 fn snapshot() -> DraftSnapshot {
@@ -134,7 +134,7 @@ fn willing_store(submissions: &Arc<AtomicUsize>) -> MockMailStore {
 /// An approval of exactly that draft, given and in time.
 fn approved_store() -> MockApprovalStore {
     let record = ApprovalRecord {
-        id: crate::domain::approval::ApprovalId::generate(),
+        id: crate::domain::sending::approval::ApprovalId::generate(),
         grant: GrantId::new("g1"),
         account: "a".into(),
         draft: EmailId::parse("M1").unwrap(),

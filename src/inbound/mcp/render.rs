@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 
 use super::contract::types as out;
 use crate::domain::{
-    body::BodySource,
-    changes::{ChangeOutcome, ChangeReport, Keyword},
+    mail::body::BodySource,
+    mail::changes::{ChangeOutcome, ChangeReport, Keyword},
+    mail::mailboxes::MailboxDirectory,
     mail::{Address, EmailSummary},
-    mailboxes::MailboxDirectory,
     notify::settings::NotifySettings,
-    query::MAX_PAGE_SIZE,
+    search::query::MAX_PAGE_SIZE,
     service::{
         AttachmentView, EmailView, IdentityView, MoveView, NewMail, SearchResult, ThreadView,
     },
@@ -57,7 +57,7 @@ fn show_addresses(list: &[out::Address]) -> String {
 }
 
 fn mailbox_refs(
-    ids: &[crate::domain::ids::MailboxId],
+    ids: &[crate::domain::mail::ids::MailboxId],
     directory: &MailboxDirectory,
 ) -> Vec<out::MailboxRef> {
     ids.iter()

@@ -15,10 +15,10 @@ use super::{
     render,
 };
 use crate::domain::{
-    approval::ApprovalId,
     grant::Caller,
-    ids::EmailId,
+    mail::ids::EmailId,
     ports::{AuditEvent, AuditKind, MailStore, Policy, TokenVault},
+    sending::approval::ApprovalId,
     service::{ApprovalAsk, SendOutcome, SendRefusal, ServiceError},
 };
 

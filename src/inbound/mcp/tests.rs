@@ -18,7 +18,7 @@ use super::{
 };
 use crate::domain::{
     grant::{AccessToken, Caller, Capability, CapabilitySet, GrantId, UpstreamCredential},
-    ids::EmailId,
+    mail::ids::EmailId,
     ports::{
         MailStoreError, MockApprovalStore, MockAuditLog, MockMailStore, MockPolicy, MockTokenVault,
     },
@@ -90,13 +90,13 @@ pub(super) fn call(tool: &str) -> ToolCall {
 fn sent_by_this_grant() -> MockApprovalStore {
     let mut approvals = MockApprovalStore::new();
     approvals.expect_by_submission().returning(|grant, id| {
-        let sent = Ok(Some(crate::domain::approval::ApprovalRecord {
-            id: crate::domain::approval::ApprovalId::generate(),
+        let sent = Ok(Some(crate::domain::sending::approval::ApprovalRecord {
+            id: crate::domain::sending::approval::ApprovalId::generate(),
             grant: grant.clone(),
             account: String::new(),
             draft: EmailId::parse("M1").unwrap(),
-            digest: crate::domain::approval::DraftDigest([0; 32]),
-            status: crate::domain::approval::Status::Sent,
+            digest: crate::domain::sending::approval::DraftDigest([0; 32]),
+            status: crate::domain::sending::approval::Status::Sent,
             created_at: 0,
             expires_at: 0,
             review: vec![],

@@ -169,8 +169,8 @@ mod tests {
 
     use super::*;
     use crate::domain::{
-        ids::{EmailId, ThreadId},
         mail::Address,
+        mail::ids::{EmailId, ThreadId},
         notify::delivery::{Arrival, RunId},
     };
 

@@ -16,8 +16,8 @@ use super::{
     wire::decode,
 };
 use crate::domain::{
-    changes::{ChangeOutcome, ChangeReport},
-    ids::EmailId,
+    mail::changes::{ChangeOutcome, ChangeReport},
+    mail::ids::EmailId,
     ports::MailStoreError,
 };
 

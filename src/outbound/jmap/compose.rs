@@ -14,9 +14,9 @@ pub use self::{
 };
 use super::request::Call;
 use crate::domain::{
-    approval::DraftSnapshot,
-    compose::NewDraft,
     mail::{Address, Attachment},
+    sending::approval::DraftSnapshot,
+    sending::compose::NewDraft,
 };
 
 /// A draft email as `Email/set` creates it, in Drafts, marked `$draft` and `$seen`.

@@ -9,14 +9,14 @@ use super::{
     wire::{AddressWire, BodyPartWire, EmailWire, IdentityWire, MailboxWire, SubmissionWire},
 };
 use crate::domain::{
-    body,
-    compose::Identity,
-    ids::{BlobId, EmailId, MailboxId, ThreadId},
+    mail::body,
+    mail::ids::{BlobId, EmailId, MailboxId, ThreadId},
     mail::{
         AccountInfo, Address, Attachment, Email, EmailSummary, Keywords, Mailbox, MailboxRole,
         RawBody, ServerLimits,
     },
-    submission::{SubmissionStatus, UndoStatus},
+    sending::compose::Identity,
+    sending::submission::{SubmissionStatus, UndoStatus},
 };
 
 pub fn mailbox(w: MailboxWire) -> Option<Mailbox> {

@@ -10,7 +10,7 @@ use super::{
     session::{CORE, MAIL, MethodResponse, Session},
     wire::{GetResponse, MailboxWire, decode},
 };
-use crate::domain::{mail::Mailbox, mailboxes::MailboxDirectory, ports::MailStoreError};
+use crate::domain::{mail::Mailbox, mail::mailboxes::MailboxDirectory, ports::MailStoreError};
 
 /// Properties fetched for every mailbox (public so the benchmark sends the same request).
 pub const MAILBOX_PROPERTIES: &[&str] = &[

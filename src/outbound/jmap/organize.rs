@@ -11,8 +11,8 @@ use super::{
     wire::take,
 };
 use crate::domain::{
-    changes::{ChangeReport, Keyword},
-    ids::{EmailId, MailboxId},
+    mail::changes::{ChangeReport, Keyword},
+    mail::ids::{EmailId, MailboxId},
     ports::{MailStoreError, MoveResult},
 };
 

@@ -17,10 +17,10 @@ use super::{
     wire::{AddressWire, EmailWire, GetResponse, ThreadWire, decode, take_list},
 };
 use crate::domain::{
-    compose::Identity,
-    ids::{BlobId, EmailId, ThreadId},
+    mail::ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
     ports::MailStoreError,
+    sending::compose::Identity,
 };
 
 /// Properties fetched for each search hit or thread member.

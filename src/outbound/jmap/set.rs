@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::{ports::MailStoreError, submission::Refusal};
+use crate::domain::{ports::MailStoreError, sending::submission::Refusal};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

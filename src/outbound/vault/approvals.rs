@@ -10,10 +10,10 @@ use super::{
 };
 use crate::{
     domain::{
-        approval::{ApprovalError, ApprovalId, ApprovalRecord, Status},
         grant::GrantId,
-        ids::EmailId,
+        mail::ids::EmailId,
         ports::ApprovalStore,
+        sending::approval::{ApprovalError, ApprovalId, ApprovalRecord, Status},
     },
     outbound::vault_core::{
         db_err,

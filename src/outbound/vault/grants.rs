@@ -13,7 +13,7 @@ use crate::{
         grant::{AccessToken, CapabilitySet, GrantId, UpstreamCredential},
         notify::settings::NotifySettings,
         ports::{GrantSummary, Policy, PolicyError},
-        recipients::RecipientRule,
+        sending::recipients::RecipientRule,
     },
     outbound::vault_core::{
         VaultStoreError, db_err,

@@ -28,7 +28,7 @@ use crate::domain::{
     grant::{AccessToken, Capability, CapabilitySet, GrantId},
     notify::settings::NotifySettings,
     ports::{CodeBinding, GrantDraft, GrantSummary, RefreshBinding},
-    recipients::RecipientRule,
+    sending::recipients::RecipientRule,
 };
 
 /// The purpose under which a rotation's answer is locked with the previous refresh token.
@@ -472,9 +472,9 @@ impl Tombstone {
 mod tests {
     use super::*;
     use crate::domain::{
-        approval::{ApprovalId, ApprovalRecord, DraftDigest, Status},
-        ids::EmailId,
+        mail::ids::EmailId,
         ports::{AuditEvent, AuditKind},
+        sending::approval::{ApprovalId, ApprovalRecord, DraftDigest, Status},
     };
 
     /// The stored forms are the schema's (docs/storage-schema.md), to the byte: every backend

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    ids::{EmailId, ThreadId},
+    mail::ids::{EmailId, ThreadId},
     mail::{Address, EmailSummary},
 };
 

@@ -2,7 +2,7 @@ use chrono::TimeZone as _;
 
 use super::*;
 use crate::domain::{
-    ids::ThreadId,
+    mail::ids::ThreadId,
     mail::{EmailSummary, Keywords, RawBody},
 };
 

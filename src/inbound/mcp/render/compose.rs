@@ -6,12 +6,12 @@ use serde_json::json;
 
 use super::{address, addresses, out, show_addresses, untrusted_block};
 use crate::domain::{
-    approval::{ApprovalRecord, DraftSnapshot, Schedule},
-    body,
-    ids::EmailId,
+    mail::body,
+    mail::ids::EmailId,
     mail::{Address, Attachment},
+    sending::approval::{ApprovalRecord, DraftSnapshot, Schedule},
+    sending::submission::{SubmissionStatus, UndoStatus},
     service::{ApprovalAsk, DraftView, SearchResult},
-    submission::{SubmissionStatus, UndoStatus},
 };
 
 /// Characters of a draft's body shown in a preview or a confirmation dialog.
@@ -260,19 +260,21 @@ pub fn status(
     });
     let approval = approval.map(|a| {
         let status = match a.status {
-            crate::domain::approval::Status::Pending => {
+            crate::domain::sending::approval::Status::Pending => {
                 out::GetSendStatusOutputApprovalStatus::Pending
             }
-            crate::domain::approval::Status::Approved => {
+            crate::domain::sending::approval::Status::Approved => {
                 out::GetSendStatusOutputApprovalStatus::Approved
             }
-            crate::domain::approval::Status::Declined => {
+            crate::domain::sending::approval::Status::Declined => {
                 out::GetSendStatusOutputApprovalStatus::Declined
             }
-            crate::domain::approval::Status::Claimed => {
+            crate::domain::sending::approval::Status::Claimed => {
                 out::GetSendStatusOutputApprovalStatus::Claimed
             }
-            crate::domain::approval::Status::Sent => out::GetSendStatusOutputApprovalStatus::Sent,
+            crate::domain::sending::approval::Status::Sent => {
+                out::GetSendStatusOutputApprovalStatus::Sent
+            }
         };
         let _ = writeln!(
             text,

@@ -6,12 +6,12 @@ use serde_json::{Value, json};
 use super::DraftEmail;
 use crate::{
     domain::{
-        approval::DraftSnapshot,
-        compose::{CreatedDraft, NewDraft},
-        ids::{BlobId, EmailId, ThreadId},
         mail::Address,
+        mail::ids::{BlobId, EmailId, ThreadId},
         ports::MailStoreError,
-        submission::Refusal,
+        sending::approval::DraftSnapshot,
+        sending::compose::{CreatedDraft, NewDraft},
+        sending::submission::Refusal,
     },
     outbound::jmap::{
         connection::Conn,

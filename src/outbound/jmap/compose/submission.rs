@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use super::DraftEmail;
 use crate::{
     domain::{
-        ids::EmailId,
         mail::Address,
+        mail::ids::EmailId,
         ports::MailStoreError,
-        submission::{Refusal, Submission, SubmissionStatus, UndoStatus},
+        sending::submission::{Refusal, Submission, SubmissionStatus, UndoStatus},
     },
     outbound::jmap::{
         connection::Conn,

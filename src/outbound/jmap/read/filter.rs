@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     domain::{
-        query::EmailQuery,
-        search_syntax::{Expr, Term},
+        search::query::EmailQuery,
+        search::search_syntax::{Expr, Term},
     },
     outbound::jmap::request::utc_date,
 };

@@ -7,7 +7,7 @@ use super::{filter::filter, summaries_of};
 use crate::{
     domain::{
         ports::{MailStoreError, PageStart, SearchPage},
-        query::{EmailQuery, PageSize},
+        search::query::{EmailQuery, PageSize},
     },
     outbound::jmap::{
         connection::Conn,

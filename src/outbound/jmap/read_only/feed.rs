@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use super::{Fetched, ReadCall, invocations};
 use crate::{
     domain::{
-        compose::Identity, grant::UpstreamCredential, ids::ThreadId, mail::Mailbox,
-        notify::ChangeFeed, ports::MailStoreError,
+        grant::UpstreamCredential, mail::Mailbox, mail::ids::ThreadId, notify::ChangeFeed,
+        ports::MailStoreError, sending::compose::Identity,
     },
     outbound::jmap::{
         connection::Conn,

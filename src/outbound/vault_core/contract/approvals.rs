@@ -2,10 +2,10 @@
 
 use super::{ACCOUNT, now};
 use crate::domain::{
-    approval::{Approval, ApprovalError, DraftDigest, Pending, Status},
     grant::GrantId,
-    ids::EmailId,
+    mail::ids::EmailId,
     ports::{ApprovalStore, DynApprovalStore},
+    sending::approval::{Approval, ApprovalError, DraftDigest, Pending, Status},
 };
 
 fn ask(draft: &str, at: i64) -> Approval<Pending> {

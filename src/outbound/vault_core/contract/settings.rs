@@ -6,7 +6,7 @@ use crate::domain::{
     grant::{Capability, CapabilitySet},
     notify::settings::NotifySettings,
     ports::{AuditKind, AuditLog, Policy, PolicyError, TokenVault},
-    recipients::RecipientRule,
+    sending::recipients::RecipientRule,
 };
 
 /// Grant settings: every part reads back what was written, a capability change applies on

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    approval::{ApprovalError, ApprovalId, ApprovalRecord, DraftDigest, Status},
     grant::GrantId,
-    ids::EmailId,
+    mail::ids::EmailId,
+    sending::approval::{ApprovalError, ApprovalId, ApprovalRecord, DraftDigest, Status},
 };
 
 /// How long a settled approval is kept after it lapsed, for `get_send_status`.

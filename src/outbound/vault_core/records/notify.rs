@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    ids::ThreadId,
+    mail::ids::ThreadId,
     notify::{
         rules::Mute,
         settings::{NotifySettings, QuietSpec},
