@@ -5,12 +5,15 @@
 //! - [`sealing`]: age X25519 sealing of upstream tokens and background secrets, HKDF-SHA256 +
 //!   ChaCha20-Poly1305 wrapping under our tokens, SHA-256 token digests.
 //! - [`records`]: the stored JSON forms and their conversions to domain types.
+//! - [`steps`]: the grant-table steps (issue, redeem, rotate with replay and reuse detection,
+//!   revoke, reseal, remove with a tombstone) over a backend's [`steps::GrantTables`].
 //! - [`notifier_key`]: the notifier's key file (outside any database).
 //! - `contract` (tests and the `test-support` feature): the storage ports' behaviour, one
 //!   function per rule, for every backend's tests to run.
 //!
-//! A backend maps these records onto its tables and runs its blocking calls off the async
-//! workers; it decides nothing that is written here.
+//! A backend maps these records onto its tables, runs the steps inside its write
+//! transactions and keeps any blocking calls off the async workers; it decides nothing that is
+//! written here.
 
 use crate::domain::{
     ports::{AuditError, BackgroundError, PolicyError, RegistrationError, VaultError},
@@ -20,6 +23,7 @@ use crate::domain::{
 pub mod notifier_key;
 pub mod records;
 pub mod sealing;
+pub mod steps;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod contract;

@@ -6,7 +6,7 @@ use redb::ReadableTable as _;
 
 use super::{
     CACHE_LIMIT, RedbVault,
-    schema::{AUDIT, GRANTS, REVOKED},
+    schema::{AUDIT, GRANTS, REVOKED, now_or_never},
 };
 use crate::{
     domain::{
@@ -17,8 +17,9 @@ use crate::{
     },
     outbound::vault_core::{
         VaultStoreError, db_err,
-        records::{self, GrantRecord, NotifyRecord, TokenKind, TokenRecord, Tombstone, audit},
+        records::{self, GrantRecord, NotifyRecord, Tombstone, audit},
         sealing::{Sealable, identity_text, new_identity, seal},
+        steps,
     },
 };
 
@@ -55,13 +56,7 @@ impl RedbVault {
         record.label = grant.label.to_owned();
         record.set_capabilities(grant.capabilities);
         let identity = identity_text(&identity);
-        let (key, token_record) =
-            TokenRecord::wrap(&record.id, &identity, token, TokenKind::Access, None, false)?;
-        self.write(|w| {
-            w.remove_grant(&record.id)?;
-            w.put_token(&key, &token_record)?;
-            w.put_grant(&record)
-        })?;
+        self.write(|w| now_or_never(steps::replace_configured(w, &record, &identity, token)))?;
         self.cache().forget_grant(grant.id);
         Ok(())
     }
@@ -100,16 +95,7 @@ impl RedbVault {
     ) -> Result<(), PolicyError> {
         let id = grant.clone();
         let found = self
-            .run(move |v| {
-                v.write(|w| {
-                    let Some(mut record) = w.grant(id.as_str())? else {
-                        return Ok(false);
-                    };
-                    change(&mut record);
-                    w.put_grant(&record)?;
-                    Ok(true)
-                })
-            })
+            .run(move |v| v.write(|w| now_or_never(steps::update_grant(w, &id, change))))
             .await?;
         found
             .then_some(())

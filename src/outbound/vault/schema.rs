@@ -1,7 +1,10 @@
 //! The redb tables (docs/storage-schema.md), their versions and migrations, and the one
 //! durable write transaction every change goes through.
 
-use std::path::Path;
+use std::{
+    future::{Future, ready},
+    path::Path,
+};
 
 use redb::{
     Database, MultimapTableDefinition, ReadableDatabase as _, ReadableTable as _, TableDefinition,
@@ -10,13 +13,11 @@ use redb::{
 
 use super::RedbVault;
 use crate::{
-    domain::{
-        grant::GrantId,
-        ports::{AuditEvent, AuditKind},
-    },
+    domain::ports::AuditEvent,
     outbound::vault_core::{
-        VaultStoreError, db_err, now,
+        VaultStoreError, db_err,
         records::{self, GrantRecord, TokenRecord, Tombstone, audit},
+        steps::{self, GrantTables},
     },
 };
 
@@ -247,8 +248,13 @@ impl<'t> Writer<'t> {
     }
 
     /// Deletes a grant, its tokens and their wrapped keys, and where its background
-    /// notifications went (however it ended: revoked, replayed, expired).
+    /// notifications went (however it ended), leaving a tombstone for a connection the person
+    /// made ([`steps::remove_grant`]).
     pub(super) fn remove_grant(&mut self, id: &str) -> Result<(), VaultStoreError> {
+        now_or_never(steps::remove_grant(self, id))
+    }
+
+    fn take_grant(&mut self, id: &str) -> Result<Option<GrantRecord>, VaultStoreError> {
         self.backgrounds.remove(id).map_err(db_err)?;
         let keys: Vec<[u8; 32]> = self
             .index
@@ -260,31 +266,107 @@ impl<'t> Writer<'t> {
         for key in &keys {
             self.tokens.remove(key).map_err(db_err)?;
         }
-        let removed = self
-            .grants
+        self.grants
             .remove(id)
             .map_err(db_err)?
             .map(|v| records::decode::<GrantRecord>(v.value()))
-            .transpose()?;
-        match removed.and_then(|grant| Tombstone::of(&grant, now())) {
-            // A connection the person made: keep a tombstone so settings can still show what
-            // it did, and say that it ended.
-            Some(tombstone) => {
-                self.revoked
-                    .insert(id, records::encode(&tombstone)?.as_slice())
-                    .map_err(db_err)?;
-                let event = audit::encode_event(&AuditEvent {
-                    grant: GrantId::new(id),
-                    at: now(),
-                    kind: AuditKind::Revoked,
-                })?;
-                self.audit
-                    .insert((id, audit::next_key()), event.as_slice())
-                    .map_err(db_err)?;
-                Ok(())
-            }
-            None => remove_events(&mut self.audit, id),
-        }
+            .transpose()
+    }
+}
+
+/// The grant steps run on redb: each call is done when it returns, so the futures the steps
+/// await are always ready.
+impl GrantTables for Writer<'_> {
+    fn token(
+        &mut self,
+        key: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<TokenRecord>, VaultStoreError>> + Send {
+        ready(Writer::token(self, key))
+    }
+
+    fn grant(
+        &mut self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<GrantRecord>, VaultStoreError>> + Send {
+        ready(Writer::grant(self, id))
+    }
+
+    fn put_token(
+        &mut self,
+        key: &[u8; 32],
+        record: &TokenRecord,
+    ) -> impl Future<Output = Result<(), VaultStoreError>> + Send {
+        ready(Writer::put_token(self, key, record))
+    }
+
+    fn remove_token(
+        &mut self,
+        key: &[u8; 32],
+        grant: &str,
+    ) -> impl Future<Output = Result<(), VaultStoreError>> + Send {
+        ready(Writer::remove_token(self, key, grant))
+    }
+
+    fn put_grant(
+        &mut self,
+        record: &GrantRecord,
+    ) -> impl Future<Output = Result<(), VaultStoreError>> + Send {
+        ready(Writer::put_grant(self, record))
+    }
+
+    fn take_grant(
+        &mut self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<GrantRecord>, VaultStoreError>> + Send {
+        ready(Writer::take_grant(self, id))
+    }
+
+    fn put_tombstone(
+        &mut self,
+        id: &str,
+        tombstone: &Tombstone,
+    ) -> impl Future<Output = Result<(), VaultStoreError>> + Send {
+        ready(records::encode(tombstone).and_then(|value| {
+            self.revoked
+                .insert(id, value.as_slice())
+                .map(drop)
+                .map_err(db_err)
+        }))
+    }
+
+    fn append_event(
+        &mut self,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<(), VaultStoreError>> + Send {
+        ready(audit::encode_event(event).and_then(|value| {
+            self.audit
+                .insert((event.grant.as_str(), audit::next_key()), value.as_slice())
+                .map(drop)
+                .map_err(db_err)
+        }))
+    }
+
+    fn remove_events(
+        &mut self,
+        grant: &str,
+    ) -> impl Future<Output = Result<(), VaultStoreError>> + Send {
+        ready(remove_events(&mut self.audit, grant))
+    }
+}
+
+/// The output of a grant step run on redb, whose futures are always ready.
+pub(super) fn now_or_never<T>(
+    step: impl Future<Output = Result<T, VaultStoreError>>,
+) -> Result<T, VaultStoreError> {
+    let mut step = std::pin::pin!(step);
+    match step
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => Err(VaultStoreError::Database(
+            "a grant step waited on redb, which never waits".into(),
+        )),
     }
 }
 
