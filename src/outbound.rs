@@ -4,6 +4,7 @@ pub mod client_directory;
 pub mod delivery;
 pub mod jmap;
 pub mod pdf;
+pub mod postgres;
 pub mod upstream_oauth;
 pub mod vault;
 pub mod vault_core;

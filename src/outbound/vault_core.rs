@@ -34,6 +34,10 @@ pub enum VaultStoreError {
     /// The database could not be opened, read or written.
     #[error("vault database: {0}")]
     Database(String),
+    /// The database gave up the transaction to another (a deadlock or serialization
+    /// failure): running it again may succeed.
+    #[error("vault database: the transaction conflicted with another")]
+    Retry,
     /// Encryption failed.
     #[error("vault crypto: {0}")]
     Crypto(String),

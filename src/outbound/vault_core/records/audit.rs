@@ -115,6 +115,22 @@ pub fn tool_call_at(raw: &[u8]) -> Result<Option<i64>, VaultStoreError> {
     Ok(matches!(record.kind, KindRecord::ToolCall { .. }).then_some(record.at))
 }
 
+/// The event's `kind` as stored (what a backend may index to find tool calls).
+#[must_use]
+pub fn kind_name(kind: &AuditKind) -> &'static str {
+    match kind {
+        AuditKind::Connected => "connected",
+        AuditKind::Refreshed => "refreshed",
+        AuditKind::ToolCall { .. } => TOOL_CALL,
+        AuditKind::PolicyChanged { .. } => "policy_changed",
+        AuditKind::Revoked => "revoked",
+        AuditKind::SendDecision { .. } => "send_decision",
+    }
+}
+
+/// The stored `kind` of a tool call.
+pub const TOOL_CALL: &str = "tool_call";
+
 /// A strictly increasing key: microseconds since the epoch, bumped past the last one issued.
 pub fn next_key() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);

@@ -1,0 +1,25 @@
+//! The PostgreSQL vault: the storage ports over one PostgreSQL database, for hosted
+//! deployments where many instances share one store (README "Storage"; schema in
+//! docs/storage-schema.md). The stored values are [`super::vault_core`]'s, byte for byte the
+//! same as redb's, and the grant steps are its [`steps`](super::vault_core::steps); this
+//! adapter maps them onto tables:
+//!
+//! - `schema`: the connection pool, versioned migrations under an advisory lock;
+//! - `tables`: the grant steps' [`GrantTables`](super::vault_core::steps::GrantTables) in one
+//!   transaction, rows read `FOR UPDATE` so writers of one grant serialise across instances;
+//! - `tokens`, `grants`, `approvals`, `audit`, `clients`: one port each.
+//!
+//! Nothing is cached between requests: another instance may have changed any row.
+
+mod approvals;
+mod audit;
+mod clients;
+mod grants;
+mod schema;
+mod tables;
+mod tokens;
+
+pub use self::schema::{PgVault, SCHEMA_VERSION};
+
+#[cfg(test)]
+mod tests;
