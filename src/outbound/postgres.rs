@@ -7,19 +7,24 @@
 //! - `schema`: the connection pool, versioned migrations under an advisory lock;
 //! - `tables`: the grant steps' [`GrantTables`](super::vault_core::steps::GrantTables) in one
 //!   transaction, rows read `FOR UPDATE` so writers of one grant serialise across instances;
-//! - `tokens`, `grants`, `approvals`, `audit`, `clients`: one port each.
+//! - `tokens`, `grants`, `approvals`, `audit`, `clients`, `background`, `sweep`: one port each.
 //!
 //! Nothing is cached between requests: another instance may have changed any row.
 
 mod approvals;
 mod audit;
+mod background;
 mod clients;
 mod grants;
 mod schema;
+mod sweep;
 mod tables;
 mod tokens;
 
-pub use self::schema::{PgVault, SCHEMA_VERSION};
+pub use self::{
+    background::{BackgroundVault, NotifierVault},
+    schema::{PgVault, SCHEMA_VERSION},
+};
 
 #[cfg(test)]
 mod tests;

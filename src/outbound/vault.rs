@@ -33,12 +33,12 @@ use redb::Database;
 
 pub use self::{
     background::{BackgroundVault, NotifierVault},
-    grants::NewGrant,
     schema::SCHEMA_VERSION,
 };
 pub use super::vault_core::{
     VaultStoreError,
     notifier_key::{NotifierKey, NotifierSeal},
+    steps::NewGrant,
 };
 pub use crate::domain::ports::Retention;
 use crate::domain::{

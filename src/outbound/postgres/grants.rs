@@ -4,18 +4,39 @@
 use super::{PgVault, schema::pg_err, tables::in_transaction};
 use crate::{
     domain::{
-        grant::{CapabilitySet, GrantId},
+        grant::{AccessToken, CapabilitySet, GrantId},
         notify::settings::NotifySettings,
         ports::{Policy, PolicyError},
         sending::recipients::RecipientRule,
     },
     outbound::vault_core::{
+        VaultStoreError,
         records::{self, GrantRecord, NotifyRecord},
-        steps,
+        steps::{self, NewGrant},
     },
 };
 
 impl PgVault {
+    /// Creates (or replaces) a configured grant opened by `token`, which never expires.
+    ///
+    /// # Errors
+    /// [`VaultStoreError`] on database or crypto failure; nothing is written then.
+    pub async fn put_grant(
+        &self,
+        grant: &NewGrant<'_>,
+        token: &AccessToken,
+    ) -> Result<(), VaultStoreError> {
+        in_transaction!(self, |t| steps::put_configured(t, grant, token))
+    }
+
+    /// Deletes a grant and every token of it.
+    ///
+    /// # Errors
+    /// [`VaultStoreError`] on failure; nothing is deleted then.
+    pub async fn delete_grant(&self, grant: &GrantId) -> Result<(), VaultStoreError> {
+        in_transaction!(self, |t| steps::remove_grant(t, grant.as_str()))
+    }
+
     /// One part of a grant's settings, read fresh.
     async fn read_policy<T>(
         &self,

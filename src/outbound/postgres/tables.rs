@@ -88,9 +88,15 @@ impl GrantTables for PgTables<'_> {
         let value = records::encode(record)?;
         self.tx
             .execute(
-                "INSERT INTO tokens (digest, grant_id, record) VALUES ($1, $2, $3) \
-                 ON CONFLICT (digest) DO UPDATE SET grant_id = EXCLUDED.grant_id, record = EXCLUDED.record",
-                &[&key.as_slice(), &record.grant_id, &value],
+                "INSERT INTO tokens (digest, grant_id, expires_at, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (digest) DO UPDATE SET grant_id = EXCLUDED.grant_id, \
+                 expires_at = EXCLUDED.expires_at, record = EXCLUDED.record",
+                &[
+                    &key.as_slice(),
+                    &record.grant_id,
+                    &record.expires_at,
+                    &value,
+                ],
             )
             .await
             .map(drop)
@@ -109,9 +115,10 @@ impl GrantTables for PgTables<'_> {
         let value = records::encode(record)?;
         self.tx
             .execute(
-                "INSERT INTO grants (id, account_digest, record) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET account_digest = EXCLUDED.account_digest, record = EXCLUDED.record",
-                &[&record.id, &record.account_digest, &value],
+                "INSERT INTO grants (id, account_digest, client_id, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO UPDATE SET account_digest = EXCLUDED.account_digest, \
+                 client_id = EXCLUDED.client_id, record = EXCLUDED.record",
+                &[&record.id, &record.account_digest, &record.client_id, &value],
             )
             .await
             .map(drop)
@@ -142,9 +149,10 @@ impl GrantTables for PgTables<'_> {
         let value = records::encode(tombstone)?;
         self.tx
             .execute(
-                "INSERT INTO revoked (grant_id, account_digest, record) VALUES ($1, $2, $3) \
-                 ON CONFLICT (grant_id) DO UPDATE SET account_digest = EXCLUDED.account_digest, record = EXCLUDED.record",
-                &[&id, &tombstone.account_digest, &value],
+                "INSERT INTO revoked (grant_id, account_digest, revoked_at, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (grant_id) DO UPDATE SET account_digest = EXCLUDED.account_digest, \
+                 revoked_at = EXCLUDED.revoked_at, record = EXCLUDED.record",
+                &[&id, &tombstone.account_digest, &tombstone.revoked_at, &value],
             )
             .await
             .map(drop)

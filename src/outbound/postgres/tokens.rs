@@ -165,10 +165,7 @@ impl TokenVault for PgVault {
     }
 
     async fn remove_grant(&self, grant: &GrantId) -> Result<(), VaultError> {
-        Ok(in_transaction!(self, |t| steps::remove_grant(
-            t,
-            grant.as_str()
-        ))?)
+        Ok(self.delete_grant(grant).await?)
     }
 
     async fn grants_of(&self, account_digest: &str) -> Result<Vec<GrantSummary>, VaultError> {

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     domain::{
-        grant::{AccessToken, CapabilitySet, GrantId, UpstreamCredential},
+        grant::{AccessToken, CapabilitySet, GrantId},
         notify::settings::NotifySettings,
         ports::{GrantSummary, Policy, PolicyError},
         sending::recipients::RecipientRule,
@@ -18,23 +18,9 @@ use crate::{
     outbound::vault_core::{
         VaultStoreError, db_err,
         records::{self, GrantRecord, NotifyRecord, Tombstone, audit},
-        sealing::{Sealable, identity_text, new_identity, seal},
-        steps,
+        steps::{self, NewGrant},
     },
 };
-
-/// What a configured grant holds.
-#[derive(Debug)]
-pub struct NewGrant<'a> {
-    /// Its id.
-    pub id: &'a GrantId,
-    /// What settings show for it.
-    pub label: &'a str,
-    /// The upstream credential to seal.
-    pub credential: &'a UpstreamCredential,
-    /// Its policy.
-    pub capabilities: &'a CapabilitySet,
-}
 
 impl RedbVault {
     /// Creates (or replaces) a configured grant opened by `token`, which never expires.
@@ -47,16 +33,7 @@ impl RedbVault {
         grant: &NewGrant<'_>,
         token: &AccessToken,
     ) -> Result<(), VaultStoreError> {
-        let (identity, recipient) = new_identity();
-        let mut record = GrantRecord::new(
-            grant.id.as_str(),
-            &recipient,
-            seal(&Sealable::Credential(grant.credential), &recipient)?,
-        );
-        record.label = grant.label.to_owned();
-        record.set_capabilities(grant.capabilities);
-        let identity = identity_text(&identity);
-        self.write(|w| now_or_never(steps::replace_configured(w, &record, &identity, token)))?;
+        self.write(|w| now_or_never(steps::put_configured(w, grant, token)))?;
         self.cache().forget_grant(grant.id);
         Ok(())
     }

@@ -42,79 +42,17 @@ fn key() -> NotifierKey {
     key
 }
 
-/// The contract functions that take the vault alone, one test each.
-macro_rules! contract_on_redb {
-    ($($behaviour:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $behaviour() {
-            let (_p, vault) = temp_db();
-            contract::$behaviour(&vault).await;
-        }
-    )*};
-}
-
-contract_on_redb!(
-    a_grants_access_token_opens_its_credential,
-    only_access_tokens_open_a_grant_for_mcp,
-    code_is_single_use,
-    an_expired_code_is_unknown,
-    refresh_rotation_replays_until_the_successor_is_used_then_revokes,
-    a_refresh_token_two_generations_old_revokes_the_grant,
-    revocation_by_the_owning_client_only,
-    a_refreshed_upstream_token_is_resealed_for_every_token,
-    removing_a_grant_ends_it_and_keeps_its_log,
-    grant_settings_round_trip,
-    audit_events_read_back_newest_first,
-    approvals_compare_and_swap,
-    a_new_ask_replaces_older_ones_but_never_a_claim,
-    clients_and_registrations_round_trip,
-    sweeping_removes_what_expired,
+contract::port_contract_tests!(
+    fresh: async { temp_db() },
+    background: BackgroundVault,
+    notifier: NotifierVault,
+    key: key(),
 );
 
 #[tokio::test]
-async fn only_the_notifier_key_opens_background_records() {
-    let (_p, vault) = temp_db();
-    let k = key();
-    let front = BackgroundVault::new(vault.clone(), k.seal());
-    let notifier = NotifierVault::new(vault.clone(), k);
-    let thief = NotifierVault::new(vault.clone(), key());
-    contract::only_the_notifier_key_opens_background_records(&vault, &front, &notifier, &thief)
-        .await;
-}
-
-#[tokio::test]
-async fn turning_off_says_whether_the_notifier_is_still_needed() {
-    let (_p, vault) = temp_db();
-    let k = key();
-    let front = BackgroundVault::new(vault.clone(), k.seal());
-    let notifier = NotifierVault::new(vault, k);
-    contract::turning_off_says_whether_the_notifier_is_still_needed(&front, &notifier).await;
-}
-
-#[tokio::test]
-async fn a_connection_ending_takes_its_destination_with_it() {
+async fn notifier_grants_are_counted() {
     let (_p, vault) = temp_db();
     let front = BackgroundVault::new(vault.clone(), key().seal());
-    contract::a_connection_ending_takes_its_destination_with_it(&vault, &front).await;
-}
-
-#[tokio::test]
-async fn the_notifier_ends_only_an_unused_grant_and_turning_on_needs_one() {
-    let (_p, vault) = temp_db();
-    let k = key();
-    let front = BackgroundVault::new(vault.clone(), k.seal());
-    let notifier = NotifierVault::new(vault.clone(), k);
-    contract::the_notifier_ends_only_an_unused_grant_and_turning_on_needs_one(
-        &vault, &front, &notifier,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn destinations_of_ended_connections_are_removed() {
-    let (_p, vault) = temp_db();
-    let front = BackgroundVault::new(vault.clone(), key().seal());
-    contract::destinations_of_ended_connections_are_removed(&vault, &front).await;
     assert_eq!(vault.notifier_grants().unwrap(), 0);
     front
         .seal_notifier("acct", &contract::upstream("n"))
@@ -178,41 +116,16 @@ async fn the_database_file_holds_no_secret_in_the_clear() {
         },
         &token,
     );
-    let (grant, pair) = contract::connected(&vault, "upstream-oauth-access-secret").await;
     let notifier_key = key();
     let front = BackgroundVault::new(vault.clone(), notifier_key.seal());
-    front
-        .seal_notifier("acct", &contract::upstream("notifier-upstream-secret"))
-        .await
-        .unwrap();
-    let secret = crate::domain::notify::delivery::WebhookSecret::generate();
-    let whsec = secret.to_whsec().expose_secret().to_owned();
-    let url =
-        crate::domain::notify::delivery::WebhookUrl::parse("https://hooks.example.net/m", false)
-            .unwrap();
-    front
-        .seal_destination(
-            &grant,
-            "acct",
-            &crate::domain::notify::delivery::Destination::Webhook { url, secret },
-        )
-        .await
-        .unwrap();
+    let (grant, pair, mut secrets) = contract::seed_every_secret(&vault, &front).await;
+    secrets.extend(["hunter2-password".into(), "the-client-token".into()]);
     drop((front, vault));
     let bytes = std::fs::read(&p.0).unwrap();
     let haystack = String::from_utf8_lossy(&bytes);
-    for secret in [
-        "hunter2-password",
-        "the-client-token",
-        "AGE-SECRET-KEY",
-        "upstream-oauth-access-secret",
-        "notifier-upstream-secret",
-        whsec.as_str(),
-        pair.access.token.expose_secret(),
-        pair.refresh.token.expose_secret(),
-    ] {
+    for secret in &secrets {
         assert!(
-            !haystack.contains(secret),
+            !haystack.contains(secret.as_str()),
             "{secret} is readable in the database file"
         );
     }

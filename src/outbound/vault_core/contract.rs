@@ -15,7 +15,10 @@ use crate::domain::{
         token::{IssuedToken, TokenPair, new_grant_id, new_token},
     },
     grant::{CapabilitySet, GrantId, UpstreamCredential},
-    ports::{AuditEvent, AuditKind, GrantDraft, Redemption, TokenVault, UpstreamTokens},
+    notify::delivery::{Destination, WebhookSecret, WebhookUrl},
+    ports::{
+        AuditEvent, AuditKind, BackgroundStore, GrantDraft, Redemption, TokenVault, UpstreamTokens,
+    },
     secret::SecretString,
 };
 
@@ -119,6 +122,37 @@ pub async fn connected<S: TokenVault>(store: &S, upstream_secret: &str) -> (Gran
     (grant, p)
 }
 
+/// Checklist G10 (a copy of the store yields no secret): stores one of each secret a store
+/// holds sealed or hashed — a connection's upstream token and its client tokens, a notifier's
+/// upstream token, a webhook's signing secret — and returns the connection with the secrets,
+/// none of which may be readable in the store's raw bytes.
+pub async fn seed_every_secret<S: TokenVault, F: BackgroundStore>(
+    store: &S,
+    front: &F,
+) -> (GrantId, TokenPair, Vec<String>) {
+    let (grant, pair) = connected(store, "upstream-oauth-access-secret").await;
+    front
+        .seal_notifier("acct", &upstream("notifier-upstream-secret"))
+        .await
+        .unwrap();
+    let secret = WebhookSecret::generate();
+    let whsec = secret.to_whsec().expose_secret().to_owned();
+    let url = WebhookUrl::parse("https://hooks.example.net/m", false).unwrap();
+    front
+        .seal_destination(&grant, "acct", &Destination::Webhook { url, secret })
+        .await
+        .unwrap();
+    let secrets = vec![
+        "AGE-SECRET-KEY".to_owned(),
+        "upstream-oauth-access-secret".to_owned(),
+        "notifier-upstream-secret".to_owned(),
+        whsec,
+        pair.access.token.expose_secret().to_owned(),
+        pair.refresh.token.expose_secret().to_owned(),
+    ];
+    (grant, pair, secrets)
+}
+
 fn event(grant: &GrantId, tool: &str) -> AuditEvent {
     AuditEvent {
         grant: grant.clone(),
@@ -130,3 +164,96 @@ fn event(grant: &GrantId, tool: &str) -> AuditEvent {
         },
     }
 }
+
+/// The whole contract as one test per behaviour, for a backend's test module:
+/// `fresh` is an async block giving `(guard, store)` for a new, empty store (the guard lives
+/// as long as the test), `background`/`notifier` the backend's background-delivery types
+/// (`new(store, seal)`, `new(store, key)`) and `key` an expression making a notifier key.
+#[cfg(test)]
+macro_rules! port_contract_tests {
+    (fresh: $fresh:expr, background: $background:ident, notifier: $notifier:ident, key: $key:expr $(,)?) => {
+        $crate::outbound::vault_core::contract::port_contract_tests!(@alone $fresh;
+            a_grants_access_token_opens_its_credential,
+            only_access_tokens_open_a_grant_for_mcp,
+            code_is_single_use,
+            an_expired_code_is_unknown,
+            refresh_rotation_replays_until_the_successor_is_used_then_revokes,
+            a_refresh_token_two_generations_old_revokes_the_grant,
+            revocation_by_the_owning_client_only,
+            a_refreshed_upstream_token_is_resealed_for_every_token,
+            removing_a_grant_ends_it_and_keeps_its_log,
+            grant_settings_round_trip,
+            audit_events_read_back_newest_first,
+            approvals_compare_and_swap,
+            a_new_ask_replaces_older_ones_but_never_a_claim,
+            clients_and_registrations_round_trip,
+            sweeping_removes_what_expired,
+        );
+
+        #[tokio::test]
+        async fn only_the_notifier_key_opens_background_records() {
+            let (_guard, store) = $fresh.await;
+            let key = $key;
+            let front = $background::new(store.clone(), key.seal());
+            let notifier = $notifier::new(store.clone(), key);
+            let thief = $notifier::new(store.clone(), $key);
+            $crate::outbound::vault_core::contract::only_the_notifier_key_opens_background_records(
+                &store, &front, &notifier, &thief,
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn turning_off_says_whether_the_notifier_is_still_needed() {
+            let (_guard, store) = $fresh.await;
+            let key = $key;
+            let front = $background::new(store.clone(), key.seal());
+            let notifier = $notifier::new(store, key);
+            $crate::outbound::vault_core::contract::turning_off_says_whether_the_notifier_is_still_needed(
+                &front, &notifier,
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn a_connection_ending_takes_its_destination_with_it() {
+            let (_guard, store) = $fresh.await;
+            let front = $background::new(store.clone(), $key.seal());
+            $crate::outbound::vault_core::contract::a_connection_ending_takes_its_destination_with_it(
+                &store, &front,
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn the_notifier_ends_only_an_unused_grant_and_turning_on_needs_one() {
+            let (_guard, store) = $fresh.await;
+            let key = $key;
+            let front = $background::new(store.clone(), key.seal());
+            let notifier = $notifier::new(store.clone(), key);
+            $crate::outbound::vault_core::contract::the_notifier_ends_only_an_unused_grant_and_turning_on_needs_one(
+                &store, &front, &notifier,
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn destinations_of_ended_connections_are_removed() {
+            let (_guard, store) = $fresh.await;
+            let front = $background::new(store.clone(), $key.seal());
+            $crate::outbound::vault_core::contract::destinations_of_ended_connections_are_removed(
+                &store, &front,
+            )
+            .await;
+        }
+    };
+    (@alone $fresh:expr; $($behaviour:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $behaviour() {
+            let (_guard, store) = $fresh.await;
+            $crate::outbound::vault_core::contract::$behaviour(&store).await;
+        }
+    )*};
+}
+#[cfg(test)]
+pub(crate) use port_contract_tests;

@@ -18,7 +18,7 @@ use crate::{
             rotation::{RefreshDecision, decide},
             token::{IssuedToken, TokenPair},
         },
-        grant::{AccessToken, GrantId},
+        grant::{AccessToken, CapabilitySet, GrantId, UpstreamCredential},
         ports::{AuditEvent, AuditKind, GrantDraft, OpenedGrant, Redemption, UpstreamTokens},
     },
     outbound::vault_core::{
@@ -176,22 +176,48 @@ pub async fn create_grant<W: GrantTables>(
     w.put_token(&key, &token).await
 }
 
-/// Replaces a configured grant: `record` (its props already sealed to `identity`'s
-/// recipient), opened by `token`, which never expires.
+/// What a configured grant (the self-host grant) holds.
+#[derive(Debug)]
+pub struct NewGrant<'a> {
+    /// Its id.
+    pub id: &'a GrantId,
+    /// What settings show for it.
+    pub label: &'a str,
+    /// The upstream credential to seal.
+    pub credential: &'a UpstreamCredential,
+    /// Its policy.
+    pub capabilities: &'a CapabilitySet,
+}
+
+/// Creates or replaces a configured grant opened by `token`, which never expires; the old
+/// grant's tokens go with it.
 ///
 /// # Errors
-/// [`VaultStoreError`] from the backend or the wrapping.
-pub async fn replace_configured<W: GrantTables>(
+/// [`VaultStoreError`] from the backend, the sealing or the wrapping.
+pub async fn put_configured<W: GrantTables>(
     w: &mut W,
-    record: &GrantRecord,
-    identity: &str,
+    grant: &NewGrant<'_>,
     token: &AccessToken,
 ) -> Result<(), VaultStoreError> {
-    let (key, token_record) =
-        TokenRecord::wrap(&record.id, identity, token, TokenKind::Access, None, false)?;
+    let (identity, recipient) = new_identity();
+    let mut record = GrantRecord::new(
+        grant.id.as_str(),
+        &recipient,
+        seal(&Sealable::Credential(grant.credential), &recipient)?,
+    );
+    record.label = grant.label.to_owned();
+    record.set_capabilities(grant.capabilities);
+    let (key, token_record) = TokenRecord::wrap(
+        &record.id,
+        &identity_text(&identity),
+        token,
+        TokenKind::Access,
+        None,
+        false,
+    )?;
     remove_grant(w, &record.id).await?;
     w.put_token(&key, &token_record).await?;
-    w.put_grant(record).await
+    w.put_grant(&record).await
 }
 
 /// Redeems an authorization code for `pair`. The second element names a grant this revoked

@@ -4,6 +4,7 @@
 CREATE TABLE grants (
     id text PRIMARY KEY,
     account_digest text,
+    client_id text,
     record bytea NOT NULL
 );
 CREATE INDEX grants_by_account ON grants (account_digest);
@@ -12,14 +13,17 @@ CREATE INDEX grants_by_account ON grants (account_digest);
 CREATE TABLE tokens (
     digest bytea PRIMARY KEY,
     grant_id text NOT NULL,
+    expires_at bigint,
     record bytea NOT NULL
 );
 CREATE INDEX tokens_by_grant ON tokens (grant_id);
+CREATE INDEX tokens_by_expiry ON tokens (expires_at);
 
 -- Connections that ended, kept for their activity log.
 CREATE TABLE revoked (
     grant_id text PRIMARY KEY,
     account_digest text NOT NULL,
+    revoked_at bigint NOT NULL,
     record bytea NOT NULL
 );
 CREATE INDEX revoked_by_account ON revoked (account_digest);
@@ -69,5 +73,7 @@ CREATE TABLE notifier_cursors (
 );
 CREATE TABLE backgrounds (
     grant_id text PRIMARY KEY,
+    account text NOT NULL,
     record bytea NOT NULL
 );
+CREATE INDEX backgrounds_by_account ON backgrounds (account);
