@@ -34,7 +34,7 @@ pub use self::{
     approvals::MockApprovalStore,
     audit::MockAuditLog,
     clients::{MockClientStore, MockRegistrationMemory},
-    mail::MockMailStore,
+    mail::{MockMailFeed, MockMailStore},
     policy::MockPolicy,
     tokens::{MockSweeper, MockTokenVault},
     upstream::MockUpstreamAuth,
@@ -46,7 +46,10 @@ pub use self::{
         BackgroundError, BackgroundStore, DynBackgroundStore, DynNotifierKeyring, NotifierKeyring,
     },
     clients::{ClientStore, RegistrationError, RegistrationMemory},
-    mail::{MailStore, MailStoreError, MoveResult, PageStart, PushChannel, PushEvent, SearchPage},
+    mail::{
+        MailFeed, MailReader, MailSender, MailStore, MailStoreError, MailWriter, MoveResult,
+        PageStart, PushChannel, PushEvent, SearchPage,
+    },
     policy::{Policy, PolicyError},
     tokens::{
         CodeBinding, GrantDraft, GrantSummary, OpenedGrant, Redemption, RefreshBinding, SweepRules,
