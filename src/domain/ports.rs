@@ -1,7 +1,18 @@
 //! The ports: what the core needs from the outside world, named for their role.
 //!
-//! The mail side: [`MailStore`] (the person's mailbox) and [`UpstreamAuth`] (our OAuth client
-//! at the provider). The storage side, one port per role (docs/storage-schema.md), each an
+//! The mail side: the person's mailbox, one port per role (`ports/mail/`), and our OAuth client
+//! at the provider:
+//!
+//! | port | role |
+//! | --- | --- |
+//! | [`MailReader`] | reading: account, mailboxes, searches, emails, threads, attachments |
+//! | [`MailWriter`] | writing: keywords, moves |
+//! | [`MailSender`] | sending: identities, drafts, submissions, whom the person wrote to |
+//! | [`MailFeed`] | the change feed: new mail since a state, push; all the notifier gets |
+//! | [`MailStore`] | the whole mailbox, all four: what the tools' use cases take |
+//! | [`UpstreamAuth`] | our OAuth client: authorization, code exchange, refresh, revocation |
+//!
+//! The storage side, one port per role (docs/storage-schema.md), each an
 //! `async fn` trait whose adapter keeps any blocking work to itself:
 //!
 //! | port | role |
