@@ -1,7 +1,18 @@
 //! The ports: what the core needs from the outside world, named for their role.
 //!
-//! The mail side: [`MailStore`] (the person's mailbox) and [`UpstreamAuth`] (our OAuth client
-//! at the provider). The storage side, one port per role (docs/storage-schema.md), each an
+//! The mail side: the person's mailbox, one port per role (`ports/mail/`), and our OAuth client
+//! at the provider:
+//!
+//! | port | role |
+//! | --- | --- |
+//! | [`MailReader`] | reading: account, mailboxes, searches, emails, threads, attachments |
+//! | [`MailWriter`] | writing: keywords, moves |
+//! | [`MailSender`] | sending: identities, drafts, submissions, whom the person wrote to |
+//! | [`MailFeed`] | the change feed: new mail since a state, push; all the notifier gets |
+//! | [`MailStore`] | the whole mailbox, all four: what the tools' use cases take |
+//! | [`UpstreamAuth`] | our OAuth client: authorization, code exchange, refresh, revocation |
+//!
+//! The storage side, one port per role (docs/storage-schema.md), each an
 //! `async fn` trait whose adapter keeps any blocking work to itself:
 //!
 //! | port | role |
@@ -34,7 +45,7 @@ pub use self::{
     approvals::MockApprovalStore,
     audit::MockAuditLog,
     clients::{MockClientStore, MockRegistrationMemory},
-    mail::MockMailStore,
+    mail::{MockMailFeed, MockMailStore},
     policy::MockPolicy,
     tokens::{MockSweeper, MockTokenVault},
     upstream::MockUpstreamAuth,
@@ -46,7 +57,10 @@ pub use self::{
         BackgroundError, BackgroundStore, DynBackgroundStore, DynNotifierKeyring, NotifierKeyring,
     },
     clients::{ClientStore, RegistrationError, RegistrationMemory},
-    mail::{MailStore, MailStoreError, MoveResult, PageStart, PushChannel, PushEvent, SearchPage},
+    mail::{
+        MailFeed, MailReader, MailSender, MailStore, MailStoreError, MailWriter, MoveResult,
+        PageStart, PushChannel, PushEvent, SearchPage,
+    },
     policy::{Policy, PolicyError},
     tokens::{
         CodeBinding, GrantDraft, GrantSummary, OpenedGrant, Redemption, RefreshBinding, SweepRules,

@@ -1,4 +1,7 @@
-//! The JMAP adapter of [`MailStore`] (RFC 8620/8621): Fastmail, Cyrus, any compliant server.
+//! The JMAP adapter of the mail ports (RFC 8620/8621): Fastmail, Cyrus, any compliant server.
+//! [`JmapMailStore`] is the whole mailbox, every role of
+//! [`MailStore`](crate::domain::ports::MailStore); [`NotifierMail`] is the change feed alone.
+//!
 //!
 //! Each read is one HTTP request: method calls are batched with back-references
 //! (`Email/query` → `Email/get`), and the mailbox list rides along for names. The store only
@@ -40,7 +43,10 @@ use crate::domain::{
     mail::ids::{BlobId, EmailId, ThreadId},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary, Mailbox},
     notify::ChangeFeed,
-    ports::{MailStore, MailStoreError, MoveResult, PageStart, PushChannel, SearchPage},
+    ports::{
+        MailFeed, MailReader, MailSender, MailStoreError, MailWriter, MoveResult, PageStart,
+        PushChannel, SearchPage,
+    },
     search::query::{EmailQuery, PageSize},
     sending::approval::DraftSnapshot,
     sending::compose::{CreatedDraft, Identity, NewDraft},
@@ -79,106 +85,9 @@ impl JmapMailStore {
     }
 }
 
-impl MailStore for JmapMailStore {
-    async fn identities(&self, cred: &UpstreamCredential) -> Result<Vec<Identity>, MailStoreError> {
-        read::identities(&self.conn(cred).await?).await
-    }
-
-    async fn create_draft(
-        &self,
-        cred: &UpstreamCredential,
-        draft: &NewDraft,
-    ) -> Result<CreatedDraft, MailStoreError> {
-        compose::create_draft(&self.conn(cred).await?, draft).await
-    }
-
-    async fn draft(
-        &self,
-        cred: &UpstreamCredential,
-        id: &EmailId,
-    ) -> Result<DraftSnapshot, MailStoreError> {
-        compose::draft(&self.conn(cred).await?, id).await
-    }
-
-    async fn delete_draft(
-        &self,
-        cred: &UpstreamCredential,
-        id: &EmailId,
-    ) -> Result<(), MailStoreError> {
-        compose::delete_draft(&self.conn(cred).await?, id).await
-    }
-
-    async fn submit(
-        &self,
-        cred: &UpstreamCredential,
-        submission: &Submission,
-    ) -> Result<SubmissionStatus, MailStoreError> {
-        compose::check_envelope(submission)?;
-        compose::submit(&self.conn(cred).await?, submission).await
-    }
-
-    async fn cancel_submission(
-        &self,
-        cred: &UpstreamCredential,
-        id: &str,
-    ) -> Result<EmailId, MailStoreError> {
-        compose::cancel_submission(&self.conn(cred).await?, id).await
-    }
-
-    async fn changes_since(
-        &self,
-        cred: &UpstreamCredential,
-        state: Option<String>,
-        since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<ChangeFeed, MailStoreError> {
-        read_only::tools_feed(&self.conn(cred).await?, state.as_deref(), since).await
-    }
-
-    async fn open_push(
-        &self,
-        cred: &UpstreamCredential,
-        ping: std::time::Duration,
-    ) -> Result<Option<PushChannel>, MailStoreError> {
-        read_only::open_push(&self.transport, cred, ping).await
-    }
-
-    async fn written_to(
-        &self,
-        cred: &UpstreamCredential,
-        addresses: &[String],
-    ) -> Result<Vec<String>, MailStoreError> {
-        read::written_to(&self.conn(cred).await?, addresses).await
-    }
-
-    async fn submission(
-        &self,
-        cred: &UpstreamCredential,
-        id: &str,
-    ) -> Result<SubmissionStatus, MailStoreError> {
-        compose::submission(&self.conn(cred).await?, id).await
-    }
-
+impl MailReader for JmapMailStore {
     async fn account(&self, cred: &UpstreamCredential) -> Result<AccountInfo, MailStoreError> {
         read::account(&self.conn(cred).await?).await
-    }
-
-    async fn set_keyword(
-        &self,
-        cred: &UpstreamCredential,
-        ids: &[EmailId],
-        keyword: Keyword,
-        on: bool,
-    ) -> Result<ChangeReport, MailStoreError> {
-        organize::set_keyword(&self.conn(cred).await?, ids, keyword, on).await
-    }
-
-    async fn move_emails(
-        &self,
-        cred: &UpstreamCredential,
-        ids: &[EmailId],
-        to: &str,
-    ) -> Result<MoveResult, MailStoreError> {
-        organize::move_emails(&self.conn(cred).await?, ids, to).await
     }
 
     async fn mailboxes(&self, cred: &UpstreamCredential) -> Result<Vec<Mailbox>, MailStoreError> {
@@ -219,5 +128,108 @@ impl MailStore for JmapMailStore {
         max_bytes: u64,
     ) -> Result<AttachmentContent, MailStoreError> {
         read::attachment(&self.conn(cred).await?, email_id, blob, max_bytes).await
+    }
+}
+
+impl MailWriter for JmapMailStore {
+    async fn set_keyword(
+        &self,
+        cred: &UpstreamCredential,
+        ids: &[EmailId],
+        keyword: Keyword,
+        on: bool,
+    ) -> Result<ChangeReport, MailStoreError> {
+        organize::set_keyword(&self.conn(cred).await?, ids, keyword, on).await
+    }
+
+    async fn move_emails(
+        &self,
+        cred: &UpstreamCredential,
+        ids: &[EmailId],
+        to: &str,
+    ) -> Result<MoveResult, MailStoreError> {
+        organize::move_emails(&self.conn(cred).await?, ids, to).await
+    }
+}
+
+impl MailSender for JmapMailStore {
+    async fn identities(&self, cred: &UpstreamCredential) -> Result<Vec<Identity>, MailStoreError> {
+        read::identities(&self.conn(cred).await?).await
+    }
+
+    async fn written_to(
+        &self,
+        cred: &UpstreamCredential,
+        addresses: &[String],
+    ) -> Result<Vec<String>, MailStoreError> {
+        read::written_to(&self.conn(cred).await?, addresses).await
+    }
+
+    async fn create_draft(
+        &self,
+        cred: &UpstreamCredential,
+        draft: &NewDraft,
+    ) -> Result<CreatedDraft, MailStoreError> {
+        compose::create_draft(&self.conn(cred).await?, draft).await
+    }
+
+    async fn draft(
+        &self,
+        cred: &UpstreamCredential,
+        id: &EmailId,
+    ) -> Result<DraftSnapshot, MailStoreError> {
+        compose::draft(&self.conn(cred).await?, id).await
+    }
+
+    async fn delete_draft(
+        &self,
+        cred: &UpstreamCredential,
+        id: &EmailId,
+    ) -> Result<(), MailStoreError> {
+        compose::delete_draft(&self.conn(cred).await?, id).await
+    }
+
+    async fn submit(
+        &self,
+        cred: &UpstreamCredential,
+        submission: &Submission,
+    ) -> Result<SubmissionStatus, MailStoreError> {
+        compose::check_envelope(submission)?;
+        compose::submit(&self.conn(cred).await?, submission).await
+    }
+
+    async fn submission(
+        &self,
+        cred: &UpstreamCredential,
+        id: &str,
+    ) -> Result<SubmissionStatus, MailStoreError> {
+        compose::submission(&self.conn(cred).await?, id).await
+    }
+
+    async fn cancel_submission(
+        &self,
+        cred: &UpstreamCredential,
+        id: &str,
+    ) -> Result<EmailId, MailStoreError> {
+        compose::cancel_submission(&self.conn(cred).await?, id).await
+    }
+}
+
+impl MailFeed for JmapMailStore {
+    async fn changes_since(
+        &self,
+        cred: &UpstreamCredential,
+        state: Option<String>,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<ChangeFeed, MailStoreError> {
+        read_only::tools_feed(&self.conn(cred).await?, state.as_deref(), since).await
+    }
+
+    async fn open_push(
+        &self,
+        cred: &UpstreamCredential,
+        ping: std::time::Duration,
+    ) -> Result<Option<PushChannel>, MailStoreError> {
+        read_only::open_push(&self.transport, cred, ping).await
     }
 }

@@ -9,7 +9,7 @@ use mailconnect::{
         mail::body,
         mail::ids::EmailId,
         mail::{Address, Email},
-        ports::{MailStore, MailStoreError, PageStart},
+        ports::{MailReader, MailSender, MailStoreError, PageStart},
         search::query::{EmailQuery, PageSize},
         sending::compose::{self, ComposeMode, DraftRequest, Original},
         sending::submission::{Refusal, Submission, UndoStatus},

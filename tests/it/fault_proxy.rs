@@ -9,7 +9,7 @@ use mailconnect::{
         grant::UpstreamCredential,
         mail::changes::{ChangeOutcome, Keyword},
         mail::ids::EmailId,
-        ports::{MailStore, MailStoreError, PageStart},
+        ports::{MailReader, MailSender, MailStoreError, MailWriter, PageStart},
         search::query::{EmailQuery, PageSize},
         secret::SecretString,
     },

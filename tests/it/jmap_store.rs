@@ -7,7 +7,7 @@ use mailconnect::{
         grant::UpstreamCredential,
         mail::ids::{BlobId, EmailId, ThreadId},
         mail::mailboxes::MailboxDirectory,
-        ports::{MailStore, MailStoreError, PageStart},
+        ports::{MailReader, MailStoreError, MailWriter, PageStart},
         search::query::{EmailQuery, PageSize},
         secret::SecretString,
     },

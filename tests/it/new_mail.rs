@@ -428,7 +428,7 @@ async fn new_mail_the_stream_ends_when_the_access_token_expires() {
 #[tokio::test]
 async fn new_mail_the_feed_knows_the_threads_the_person_wrote_in() {
     use mailconnect::{
-        domain::ports::MailStore as _,
+        domain::ports::MailFeed as _,
         outbound::jmap::{JmapMailStore, TransportConfig},
     };
     let store = JmapMailStore::new(TransportConfig {

@@ -23,7 +23,7 @@ use super::{
 use crate::domain::{
     grant::{AccessToken, CapabilitySet},
     ports::{
-        AuditEvent, AuditKind, ClientStore, DynAuditLog, GrantDraft, MailStore, MailStoreError,
+        AuditEvent, AuditKind, ClientStore, DynAuditLog, GrantDraft, MailReader, MailStoreError,
         NoAudit, Redemption, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
     },
     secret::SecretString,
@@ -233,7 +233,7 @@ impl<V, C, U, M> std::fmt::Debug for AuthService<V, C, U, M> {
     }
 }
 
-impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> AuthService<V, C, U, M> {
+impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailReader> AuthService<V, C, U, M> {
     /// Builds the service.
     pub fn new(
         vault: Arc<V>,

@@ -10,11 +10,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{
-    grant::{GrantId, UpstreamCredential},
-    notify::ChangeFeed,
-    ports::{MailStoreError, PushChannel},
-};
+use crate::domain::grant::GrantId;
 
 /// How the last delivery went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,27 +39,6 @@ pub struct Background {
     pub since: DateTime<Utc>,
     /// The last delivery.
     pub last: Option<LastDelivery>,
-}
-
-/// The notifier's whole view of a mailbox: new mail's headers and the push channel. No search,
-/// no body, no change, no sending (the JMAP adapter can't even build such a request).
-#[trait_variant::make(Send)]
-#[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
-pub trait NotifierMailbox: Sync + 'static {
-    /// Headers of the mail created since `state` (received since `since` on a fresh start).
-    async fn changes_since(
-        &self,
-        cred: &UpstreamCredential,
-        state: Option<String>,
-        since: DateTime<Utc>,
-    ) -> Result<ChangeFeed, MailStoreError>;
-
-    /// The push channel, `None` without push.
-    async fn open_push(
-        &self,
-        cred: &UpstreamCredential,
-        ping: std::time::Duration,
-    ) -> Result<Option<PushChannel>, MailStoreError>;
 }
 
 /// Why a notifier grant could not be ended cleanly; the text is a sentence for the person.

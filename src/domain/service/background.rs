@@ -26,7 +26,7 @@ use crate::domain::{
         delivery::Destination,
     },
     ports::{
-        BackgroundError, DynBackgroundStore, MailStore, MailStoreError, UpstreamAuth,
+        BackgroundError, DynBackgroundStore, MailReader, MailStoreError, UpstreamAuth,
         UpstreamAuthError,
     },
     secret::SecretString,
@@ -99,7 +99,7 @@ impl<U, M> std::fmt::Debug for BackgroundSetup<U, M> {
     }
 }
 
-impl<U: UpstreamAuth, M: MailStore> BackgroundSetup<U, M> {
+impl<U: UpstreamAuth, M: MailReader> BackgroundSetup<U, M> {
     /// Setup through the notifier's upstream client `upstream`; `mail` reads whose mailbox a
     /// new notifier grant is for.
     #[must_use]

@@ -3,7 +3,7 @@
 //! mail, under each connection's rules.
 //!
 //! It holds the only key that opens notifier grants ([`NotifierKeyring`]) and a mailbox view
-//! that can read nothing but headers ([`NotifierMailbox`]). What it keeps holds no mail: per
+//! that can read nothing but headers (a [`MailFeed`]). What it keeps holds no mail: per
 //! account a cursor (stored, so a restart resumes where the last look left off), and in memory
 //! per connection a rate cap and the headers held for the digest at the end of quiet hours
 //! (lost on a restart: held arrivals then go untold, a loss we accept over storing headers).
@@ -25,7 +25,7 @@ use crate::domain::{
     grant::{Capability, GrantId, UpstreamCredential},
     notify::{
         arrival,
-        background::{Background, LastDelivery, NotifierMailbox, TurnOffError},
+        background::{Background, LastDelivery, TurnOffError},
         cursor::NewMailCursor,
         delivery::{
             Arrival, AttemptOutcome, Deliverer, DeliveryError, DeliveryOutcome, Destination,
@@ -35,8 +35,8 @@ use crate::domain::{
         settings::NotifySettings,
     },
     ports::{
-        DynBackgroundStore, DynNotifierKeyring, MailStoreError, Policy, PushChannel, UpstreamAuth,
-        UpstreamAuthError, UpstreamTokens,
+        DynBackgroundStore, DynNotifierKeyring, MailFeed, MailStoreError, Policy, PushChannel,
+        UpstreamAuth, UpstreamAuthError, UpstreamTokens,
     },
 };
 
@@ -151,7 +151,7 @@ pub enum LookError {
 
 impl<N, U, P, D> Notifier<N, U, P, D>
 where
-    N: NotifierMailbox,
+    N: MailFeed,
     U: UpstreamAuth,
     P: Policy,
     D: Deliverer,
@@ -612,16 +612,15 @@ mod tests {
             mail::Address,
             mail::ids::{EmailId, ThreadId},
             notify::{
-                background::MockNotifierMailbox,
                 delivery::MockDeliverer,
                 settings::{NotifySettings, QuietSpec},
             },
-            ports::{MockPolicy, MockUpstreamAuth},
+            ports::{MockMailFeed, MockPolicy, MockUpstreamAuth},
         },
         outbound::vault::{BackgroundVault, NotifierKey, NotifierVault, RedbVault},
     };
 
-    type TestNotifier = Notifier<MockNotifierMailbox, MockUpstreamAuth, MockPolicy, MockDeliverer>;
+    type TestNotifier = Notifier<MockMailFeed, MockUpstreamAuth, MockPolicy, MockDeliverer>;
 
     /// Quiet every day 22:00–07:00 in UTC.
     fn quiet_nights() -> NotifySettings {
@@ -644,7 +643,7 @@ mod tests {
         let store = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
         let keyring = Arc::new(NotifierVault::new(vault.clone(), key));
         let n = Notifier::new(
-            MockNotifierMailbox::new(),
+            MockMailFeed::new(),
             Arc::new(upstream),
             policy,
             Arc::new(MockDeliverer::new()),

@@ -13,10 +13,10 @@ use std::{
 use super::push_wake::{Opened, PushPatience, keep_open};
 use crate::domain::{
     notify::{
-        background::{NotifierControl, NotifierMailbox, TurnOffError},
+        background::{NotifierControl, TurnOffError},
         delivery::Deliverer,
     },
-    ports::{Policy, UpstreamAuth},
+    ports::{MailFeed, Policy, UpstreamAuth},
     service::{LookError, Notifier, PushOpening, Round},
 };
 
@@ -41,7 +41,7 @@ impl<N, U, P, D> std::fmt::Debug for NotifierRunner<N, U, P, D> {
 
 impl<N, U, P, D> NotifierRunner<N, U, P, D>
 where
-    N: NotifierMailbox,
+    N: MailFeed,
     U: UpstreamAuth,
     P: Policy,
     D: Deliverer,
@@ -161,7 +161,7 @@ where
 
 impl<N, U, P, D> NotifierControl for NotifierRunner<N, U, P, D>
 where
-    N: NotifierMailbox,
+    N: MailFeed,
     U: UpstreamAuth,
     P: Policy,
     D: Deliverer,

@@ -7,10 +7,22 @@
 //! methods it can name, and `Email/get` fetches a fixed list of header properties — never a
 //! body, never a blob.
 //!
+//! [`NotifierMail`] is the change feed and no other mail port: it can't read (search, bodies),
+//! change or send mail.
+//!
 //! ```compile_fail
-//! // The notifier's mailbox is not a mail store: no search, no body, no change, no send.
-//! fn store<T: mailconnect::domain::ports::MailStore>(_: &T) {}
-//! fn check(n: &mailconnect::outbound::jmap::NotifierMail) { store(n) }
+//! fn reader<T: mailconnect::domain::ports::MailReader>(_: &T) {}
+//! fn check(n: &mailconnect::outbound::jmap::NotifierMail) { reader(n) }
+//! ```
+//!
+//! ```compile_fail
+//! fn writer<T: mailconnect::domain::ports::MailWriter>(_: &T) {}
+//! fn check(n: &mailconnect::outbound::jmap::NotifierMail) { writer(n) }
+//! ```
+//!
+//! ```compile_fail
+//! fn sender<T: mailconnect::domain::ports::MailSender>(_: &T) {}
+//! fn check(n: &mailconnect::outbound::jmap::NotifierMail) { sender(n) }
 //! ```
 //!
 //! ```compile_fail
@@ -33,8 +45,8 @@ use super::{
 };
 use crate::domain::{
     grant::UpstreamCredential,
-    notify::{ChangeFeed, background::NotifierMailbox},
-    ports::{MailStoreError, PushChannel},
+    notify::ChangeFeed,
+    ports::{MailFeed, MailStoreError, PushChannel},
 };
 
 /// Most changes one look asks for.
@@ -207,7 +219,7 @@ impl NotifierMail {
     }
 }
 
-impl NotifierMailbox for NotifierMail {
+impl MailFeed for NotifierMail {
     async fn changes_since(
         &self,
         cred: &UpstreamCredential,
