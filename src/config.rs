@@ -16,7 +16,8 @@ use url::Url;
 use crate::domain::secret::SecretString;
 pub use settings::{
     BackgroundConfig, Config, ConfigError, ConfiguredClient, LimitsConfig, LogFormat,
-    MailServerConfig, NotifyConfig, SelfHost, ServerConfig, StorageConfig, UpstreamOAuthSettings,
+    MailServerConfig, NotifyConfig, SelfHost, ServerConfig, StorageBackend, StorageConfig,
+    UpstreamOAuthSettings,
 };
 
 /// The Fastmail preset: its JMAP session resource.
@@ -49,6 +50,13 @@ pub struct Cli {
     /// Directory for the embedded database [default: ./mailconnect-data].
     #[arg(long, env = "MAILCONNECT_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Where state lives: `redb` (the embedded file in the data directory) or a PostgreSQL URL,
+    /// `postgres://user:password@host:port/database`, shared by every instance [default: redb].
+    #[arg(long, env = "MAILCONNECT_STORAGE", global = true)]
+    pub storage: Option<SecretString>,
+    /// Most PostgreSQL connections one instance opens [default: 16].
+    #[arg(long, env = "MAILCONNECT_STORAGE_POOL_SIZE", global = true)]
+    pub storage_pool_size: Option<u64>,
     /// JMAP session URL of the mail server [default: Fastmail's, https://api.fastmail.com/jmap/session].
     #[arg(long, env = "MAILCONNECT_JMAP_SESSION_URL", global = true)]
     pub jmap_session_url: Option<Url>,
@@ -249,6 +257,26 @@ pub enum Command {
     Serve,
     /// Print the OpenAPI document of the HTTP API (committed as openapi/mailconnect.json).
     Openapi,
+    /// Look after the storage: migrate its schema, copy it to PostgreSQL.
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+/// `mailconnect storage …`.
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Bring the configured storage's schema up to date (the server does this at start-up too).
+    Migrate,
+    /// Copy everything from an embedded redb file into a PostgreSQL database, verify the copy,
+    /// and leave the source untouched. Grants keep working for their clients.
+    Copy {
+        /// The redb file (e.g. ./mailconnect-data/mailconnect.redb).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL URL (an empty database, or one this command copied into before).
+        #[arg(long)]
+        to: SecretString,
+    },
 }
 
 impl Cli {

@@ -167,10 +167,64 @@ pub struct MailServerConfig {
 pub struct StorageConfig {
     /// Data directory (the embedded vault).
     pub data_dir: PathBuf,
+    /// The store the ports use.
+    pub backend: StorageBackend,
     /// Audit log retention: days.
     pub audit_retention_days: u64,
     /// Audit log retention: events per connection.
     pub audit_max_events: usize,
+}
+
+/// Which store holds the state.
+#[derive(Debug, Clone)]
+pub enum StorageBackend {
+    /// The embedded redb file in the data directory: one instance.
+    Redb,
+    /// A PostgreSQL database every instance shares.
+    Postgres {
+        /// Its URL (may hold a password).
+        url: SecretString,
+        /// Most connections one instance opens.
+        pool_size: usize,
+    },
+}
+
+impl StorageBackend {
+    /// Reads `--storage` (`redb` or a `postgres://` URL).
+    fn parse(
+        value: Option<SecretString>,
+        pool_size: Option<u64>,
+        problems: &mut Vec<String>,
+    ) -> Self {
+        let pool_size = pool_size.unwrap_or(16);
+        if !(1..=1000).contains(&pool_size) {
+            problems.push(format!(
+                "storage_pool_size must be between 1 and 1000 (got {pool_size})"
+            ));
+        }
+        let Some(value) = value else {
+            return Self::Redb;
+        };
+        let text = value.expose_secret();
+        if text == "redb" {
+            return Self::Redb;
+        }
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            // Never echo the value: it may hold a password.
+            problems.push(
+                "storage must be `redb` or a PostgreSQL URL (postgres://user:password@host:port/database)"
+                    .into(),
+            );
+            return Self::Redb;
+        }
+        if let Err(e) = text.parse::<tokio_postgres::Config>() {
+            problems.push(format!("the storage URL does not parse: {e}"));
+        }
+        Self::Postgres {
+            url: value,
+            pool_size: usize::try_from(pool_size).unwrap_or(16),
+        }
+    }
 }
 
 /// New mail.
@@ -477,6 +531,7 @@ impl Config {
         let data_dir = cli
             .data_dir
             .unwrap_or_else(|| PathBuf::from("mailconnect-data"));
+        let backend = StorageBackend::parse(cli.storage, cli.storage_pool_size, &mut problems);
         let background = if cli.notify_background {
             match cli.notifier_key_file {
                 None => {
@@ -555,6 +610,7 @@ impl Config {
             },
             storage: StorageConfig {
                 data_dir,
+                backend,
                 audit_retention_days,
                 audit_max_events,
             },
