@@ -81,7 +81,7 @@ impl RedbVault {
 
     /// Runs blocking storage `work` on tokio's blocking pool (redb is synchronous): the one
     /// way this adapter leaves the async workers.
-    async fn run<T, E>(
+    pub(crate) async fn run<T, E>(
         &self,
         work: impl FnOnce(&Self) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
