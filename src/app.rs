@@ -23,7 +23,8 @@ use crate::{
             Sweeper as _,
         },
         service::{
-            BackgroundSetup, MailService, Notifier, NotifierSettings, ReviewDesk, ServiceLimits,
+            BackgroundSetup, Fitted, MailService, Notifier, NotifierSettings, ReviewDesk,
+            ServiceLimits,
         },
     },
     inbound::{
@@ -48,8 +49,13 @@ use crate::{
 
 /// The upstream OAuth client as deployed.
 pub type Upstream = LazyUpstream<RedbVault>;
-/// The mail use cases as deployed: JMAP mail store, redb vault (tokens and policy).
-pub type Service = MailService<JmapMailStore, RedbVault, RedbVault>;
+/// Upstream credential renewal as deployed: through our upstream OAuth client, sealed in the
+/// vault.
+pub type Renewal = UpstreamRefresher<RedbVault, Upstream>;
+/// The mail use cases as deployed: JMAP mail store, redb vault (tokens, policy and send
+/// approvals), renewal through the upstream OAuth client, PDF text.
+pub type Service =
+    MailService<JmapMailStore, RedbVault, RedbVault, Fitted<Renewal, PdfText, RedbVault>>;
 /// The authorization server as deployed.
 pub type Auth = AuthService<RedbVault, ClientDirectory, Upstream, JmapMailStore>;
 
@@ -280,9 +286,10 @@ async fn build_app(
         Arc::clone(&vault_arc),
         Arc::clone(&upstream),
     ));
-    let service = Arc::new(
+    let service: Arc<Service> = Arc::new(
         MailService::new(
             Arc::clone(&store),
+            vault.clone(),
             vault.clone(),
             vault.clone(),
             ServiceLimits {
@@ -290,26 +297,23 @@ async fn build_app(
                 ..ServiceLimits::default()
             },
         )
-        .with_oauth(refresher.clone(), audience.resource().to_owned())
-        .with_documents(Arc::new(PdfText))
-        .with_approvals(Arc::new(vault.clone()), config.send),
+        .with_send_settings(config.send)
+        .with_oauth(Arc::clone(&refresher), audience.resource().to_owned())
+        .with_documents(PdfText),
     );
     let clients = Arc::new(ClientDirectory::new(
         vault.clone(),
         config.server.allow_loopback_client_metadata,
     ));
-    let auth = Arc::new(
-        AuthService::new(
-            vault_arc,
-            clients,
-            upstream,
-            store,
-            refresher,
-            audience,
-            config.server.tokens,
-        )
-        .with_audit(Arc::new(vault.clone())),
-    );
+    let auth = Arc::new(AuthService::new(
+        vault_arc,
+        clients,
+        upstream,
+        store,
+        refresher,
+        audience,
+        config.server.tokens,
+    ));
     let openapi = http::committed_form(&http::api_service(Arc::clone(&auth)));
     let watchers = Arc::new(ToolListWatchers::default());
     let audit: Arc<dyn DynAuditLog> = Arc::new(vault.clone());
@@ -341,7 +345,7 @@ async fn build_app(
         allowed_origins: config.server.allowed_origins.clone(),
         secure_cookies: config.server.public_url.scheme() == "https",
         watchers,
-        review: Arc::new(ReviewDesk::new(Arc::new(vault.clone()), Arc::clone(&audit))),
+        review: Arc::new(ReviewDesk::new(vault.clone())),
         background,
         allow_insecure_destinations: config
             .notify

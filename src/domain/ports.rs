@@ -22,6 +22,7 @@ mod approvals;
 mod audit;
 mod background;
 mod clients;
+mod documents;
 mod mail;
 mod policy;
 mod tokens;
@@ -29,6 +30,22 @@ mod upstream;
 
 use std::{future::Future, pin::Pin};
 
+pub use self::{
+    approvals::ApprovalStore,
+    audit::{AuditError, AuditEvent, AuditKind, AuditLog, DynAuditLog, NoAudit, Retention},
+    background::{
+        BackgroundError, BackgroundStore, DynBackgroundStore, DynNotifierKeyring, NotifierKeyring,
+    },
+    clients::{ClientStore, RegistrationError, RegistrationMemory},
+    documents::{DocumentText, NoDocuments},
+    mail::{MailStore, MailStoreError, MoveResult, PageStart, PushChannel, PushEvent, SearchPage},
+    policy::{Policy, PolicyError},
+    tokens::{
+        CodeBinding, GrantDraft, GrantSummary, OpenedGrant, Redemption, RefreshBinding, SweepRules,
+        Sweeper, TokenVault, UpstreamRefresh, VaultError,
+    },
+    upstream::{UpstreamAuth, UpstreamAuthError, UpstreamTokens},
+};
 #[cfg(any(test, feature = "test-support"))]
 pub use self::{
     approvals::MockApprovalStore,
@@ -38,21 +55,6 @@ pub use self::{
     policy::MockPolicy,
     tokens::{MockSweeper, MockTokenVault},
     upstream::MockUpstreamAuth,
-};
-pub use self::{
-    approvals::{ApprovalStore, DynApprovalStore},
-    audit::{AuditError, AuditEvent, AuditKind, AuditLog, DynAuditLog, NoAudit, Retention},
-    background::{
-        BackgroundError, BackgroundStore, DynBackgroundStore, DynNotifierKeyring, NotifierKeyring,
-    },
-    clients::{ClientStore, RegistrationError, RegistrationMemory},
-    mail::{MailStore, MailStoreError, MoveResult, PageStart, PushChannel, PushEvent, SearchPage},
-    policy::{Policy, PolicyError},
-    tokens::{
-        CodeBinding, GrantDraft, GrantSummary, OpenedGrant, Redemption, RefreshBinding, SweepRules,
-        Sweeper, TokenVault, UpstreamRefresh, VaultError,
-    },
-    upstream::{UpstreamAuth, UpstreamAuthError, UpstreamTokens},
 };
 
 /// The future a `Dyn…` port method returns.

@@ -27,7 +27,7 @@ use crate::domain::{
         service::{AuthService, CallbackError, ConsentPage},
         token::random_value,
     },
-    ports::{ClientStore, MailStore, TokenVault, UpstreamAuth},
+    ports::{AuditLog, ClientStore, MailStore, TokenVault, UpstreamAuth},
 };
 
 /// The browser pages of the connect flow.
@@ -129,7 +129,7 @@ application later in mailconnect's settings, and disconnect it there at any time
     layout(&format!("Connect {}", client.name), &html)
 }
 
-impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U, M> {
+impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U, M> {
     /// Serves `auth`; `secure_cookies` when the public URL is https (cookies get `__Host-`
     /// and `Secure`; a loopback http deployment can't use them).
     pub fn new(

@@ -28,7 +28,7 @@ use crate::domain::{
     },
     grant::{Capability, CapabilitySet, GrantId},
     notify::settings::{NotifySettings, QuietSpec},
-    ports::{AuditKind, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
+    ports::{AuditKind, AuditLog, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
     sending::recipients::{self, RecipientRule},
     service::BackgroundSetup,
 };
@@ -311,7 +311,9 @@ fn connection_html(c: &Connection, csrf: &str, background: &str) -> String {
     html
 }
 
-impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C, U, M> {
+impl<V: TokenVault + Policy + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore>
+    Settings<V, C, U, M>
+{
     /// Serves `auth`; tool list changes go out through `watchers`.
     pub fn new(
         auth: Arc<AuthService<V, C, U, M>>,

@@ -14,7 +14,7 @@ use crate::{
         auth::{settings::SettingsError, token::random_value},
         grant::Capability,
         notify::delivery::{Destination, WebhookSecret, WebhookUrl},
-        ports::{ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
+        ports::{AuditLog, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
         secret::SecretString,
         service::{BackgroundSetup, TurnOn},
     },
@@ -107,7 +107,9 @@ fn destination(
     }
 }
 
-impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C, U, M> {
+impl<V: TokenVault + Policy + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore>
+    Settings<V, C, U, M>
+{
     fn setup(&self) -> Option<Arc<BackgroundSetup<U, M>>> {
         self.background.clone()
     }
