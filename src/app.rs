@@ -18,16 +18,14 @@ use crate::{
         },
         grant::{AccessToken, CapabilitySet, GrantId},
         notify::delivery::RetrySchedule,
-        ports::{
-            ClientStore as _, DynAuditLog, DynBackgroundStore, DynNotifierKeyring, SweepRules,
-            Sweeper as _,
-        },
+        ports::{ClientStore as _, DynAuditLog, SweepRules, Sweeper as _},
         service::{
             BackgroundSetup, Fitted, MailService, Notifier, NotifierSettings, ReviewDesk,
             ServiceLimits,
         },
     },
     inbound::{
+        BackgroundDesk,
         background_work::{NotifierRunner, WatchTuning},
         http::{self, Surfaces},
         listener::NoDelayAcceptor,
@@ -157,8 +155,21 @@ fn upstream_settings(config: &Config, redirect_uri: url::Url) -> UpstreamSetting
     }
 }
 
-/// The settings page's side of background delivery.
-type BackgroundSide = Arc<BackgroundSetup<Upstream, JmapMailStore>>;
+/// The notifier as deployed: its read-only mailbox view, its own upstream client, the vault's
+/// policy, webhook and Poke delivery, and the two sides of the sealed records.
+type DeployedNotifier =
+    Notifier<NotifierMail, Upstream, RedbVault, HttpDeliverer, NotifierVault, BackgroundVault>;
+/// The notifier's runner as deployed.
+type Runner = NotifierRunner<
+    NotifierMail,
+    Upstream,
+    RedbVault,
+    HttpDeliverer,
+    NotifierVault,
+    BackgroundVault,
+>;
+/// The settings page's side of background delivery as deployed.
+type BackgroundSide = BackgroundSetup<Upstream, JmapMailStore, BackgroundVault, Runner>;
 
 /// Sets up background delivery: the notifier key (read or created outside the vault
 /// directory), the vault's sealing and opening halves, the notifier's own upstream client,
@@ -170,7 +181,7 @@ fn background_delivery(
     vault: &RedbVault,
     mail: Arc<JmapMailStore>,
     redirect_uri: url::Url,
-) -> Result<(BackgroundSide, Arc<dyn DynBackgroundStore>), StartError> {
+) -> Result<Arc<BackgroundSide>, StartError> {
     let key = match NotifierKey::load(&bg.key_file)
         .map_err(|e| StartError::Adapter(e.to_string()))?
     {
@@ -189,9 +200,8 @@ fn background_delivery(
             NotifierKey::create(&bg.key_file).map_err(|e| StartError::Adapter(e.to_string()))?
         }
     };
-    let store: Arc<dyn DynBackgroundStore> =
-        Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
-    let keyring: Arc<dyn DynNotifierKeyring> = Arc::new(NotifierVault::new(vault.clone(), key));
+    let store = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
+    let keyring = Arc::new(NotifierVault::new(vault.clone(), key));
     let upstream = Arc::new(LazyUpstream::new(
         UpstreamSettings {
             client_id: bg.client_id.clone(),
@@ -216,7 +226,7 @@ fn background_delivery(
         })
         .map_err(|e| StartError::Adapter(format!("delivery: {e}")))?,
     );
-    let notifier = Arc::new(Notifier::new(
+    let notifier: Arc<DeployedNotifier> = Arc::new(Notifier::new(
         notifier_mail,
         Arc::clone(&upstream),
         vault.clone(),
@@ -230,18 +240,12 @@ fn background_delivery(
             schedule: RetrySchedule::standard(),
         },
     ));
-    let runner = Arc::new(NotifierRunner::new(notifier));
+    let runner: Arc<Runner> = Arc::new(NotifierRunner::new(notifier));
     tokio::spawn(Arc::clone(&runner).run());
     tracing::info!("background notifications offered");
-    Ok((
-        Arc::new(BackgroundSetup::new(
-            upstream,
-            mail,
-            Arc::clone(&store),
-            runner,
-        )),
-        store,
-    ))
+    Ok(Arc::new(BackgroundSetup::new(
+        upstream, mail, store, runner,
+    )))
 }
 
 async fn build_app(
@@ -269,13 +273,15 @@ async fn build_app(
     let audience = Audience::new(&config.server.public_url);
     let redirect_uri = url::Url::parse(&audience.url("/auth/callback"))
         .map_err(|e| StartError::Adapter(e.to_string()))?;
-    let (background, background_store) = match &config.notify.background {
-        Some(bg) if start_background => {
-            let (setup, store) =
-                background_delivery(config, bg, &vault, Arc::clone(&store), redirect_uri.clone())?;
-            (Some(setup), Some(store))
-        }
-        _ => (None, None),
+    let background: Option<Arc<dyn BackgroundDesk>> = match &config.notify.background {
+        Some(bg) if start_background => Some(background_delivery(
+            config,
+            bg,
+            &vault,
+            Arc::clone(&store),
+            redirect_uri.clone(),
+        )?),
+        _ => None,
     };
     let upstream = Arc::new(LazyUpstream::new(
         upstream_settings(config, redirect_uri),
@@ -324,7 +330,7 @@ async fn build_app(
         Arc::clone(&watchers),
     )
     .with_public_url(config.server.public_url.as_str())
-    .with_background_status(background_store)
+    .with_background_status(background.clone())
     .with_watch_tuning(WatchTuning {
         poll: config.notify.poll,
         ping: config.notify.push_ping,

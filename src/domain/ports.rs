@@ -33,9 +33,7 @@ use std::{future::Future, pin::Pin};
 pub use self::{
     approvals::ApprovalStore,
     audit::{AuditError, AuditEvent, AuditKind, AuditLog, DynAuditLog, NoAudit, Retention},
-    background::{
-        BackgroundError, BackgroundStore, DynBackgroundStore, DynNotifierKeyring, NotifierKeyring,
-    },
+    background::{BackgroundError, BackgroundStore, NotifierKeyring},
     clients::{ClientStore, RegistrationError, RegistrationMemory},
     documents::{DocumentText, NoDocuments},
     mail::{MailStore, MailStoreError, MoveResult, PageStart, PushChannel, PushEvent, SearchPage},

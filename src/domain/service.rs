@@ -12,7 +12,7 @@ mod notifier;
 mod review;
 mod sending;
 
-pub use self::background::{BackgroundSetup, TurnOn};
+pub use self::background::{BackgroundSetup, SetupError, TurnOn};
 pub use self::new_mail::{Look, NewMail, NewMailRequest, Sifted, Suppressed};
 pub use self::notifier::{LookError, Notifier, NotifierSettings, PushOpening, Round};
 pub use self::review::ReviewDesk;

@@ -300,7 +300,7 @@ pub struct Surfaces<M, V, P, F, C, U> {
     /// The review page's use cases.
     pub review: Arc<crate::domain::service::ReviewDesk<V>>,
     /// Background notifications, when the operator offers them.
-    pub background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
+    pub background: Option<Arc<dyn super::BackgroundDesk>>,
     /// Tests only: webhook destinations over http and on loopback.
     pub allow_insecure_destinations: bool,
 }

@@ -35,10 +35,13 @@ use rmcp::{
 
 pub use self::subscriptions::ToolListWatchers;
 use self::{contract::CATALOG, subscriptions::LegacyWatchers};
-use super::background_work::{NewMailWatchers, WatchTuning};
+use super::{
+    BackgroundDesk,
+    background_work::{NewMailWatchers, WatchTuning},
+};
 use crate::domain::{
     grant::Caller,
-    ports::{DynAuditLog, DynBackgroundStore, MailStore, Policy, TokenVault},
+    ports::{DynAuditLog, MailStore, Policy, TokenVault},
     service::{Fittings, MailService},
 };
 
@@ -59,8 +62,8 @@ pub struct McpHandler<M, V, P, F> {
     public_url: Option<String>,
     /// The accounts watched for listening streams.
     new_mail: Arc<NewMailWatchers<M, V, P, F>>,
-    /// Background delivery's records, to say whether it is on (never to change it).
-    background: Option<Arc<dyn DynBackgroundStore>>,
+    /// Background delivery, to say whether it is on (never to change it); `None`: not offered.
+    background: Option<Arc<dyn BackgroundDesk>>,
     /// Legacy `resources/subscribe` watchers.
     legacy: Arc<LegacyWatchers>,
     /// Seals 2026-07-28 request states (HMAC under a per-process key: a state outlives
@@ -121,10 +124,10 @@ impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> McpHandler<M, V, P, F>
         }
     }
 
-    /// `get_notify_settings` says whether background delivery is on, from `store`.
+    /// `get_notify_settings` says whether background delivery is on, as `desk` has it.
     #[must_use]
-    pub fn with_background_status(mut self, store: Option<Arc<dyn DynBackgroundStore>>) -> Self {
-        self.background = store;
+    pub fn with_background_status(mut self, desk: Option<Arc<dyn BackgroundDesk>>) -> Self {
+        self.background = desk;
         self
     }
 

@@ -35,7 +35,7 @@ pub struct Pages<V, C, U, M> {
     auth: Arc<AuthService<V, C, U, M>>,
     secure_cookies: bool,
     /// Background notifications: their consent comes back through the same callback.
-    background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
+    background: Option<Arc<dyn super::BackgroundDesk>>,
 }
 
 /// The provider refused the sign-in: what it answered, and the way back to the application
@@ -135,7 +135,7 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore> Pa
     pub fn new(
         auth: Arc<AuthService<V, C, U, M>>,
         secure_cookies: bool,
-        background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
+        background: Option<Arc<dyn super::BackgroundDesk>>,
     ) -> Self {
         Self {
             auth,

@@ -271,7 +271,7 @@ impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> McpHandler<M, V, P, F>
                 let (settings, text) =
                     render::notify_settings(&service.notify_settings(caller).await?);
                 let background = match &self.background {
-                    Some(store) => store.background(&caller.grant).await.ok().flatten(),
+                    Some(desk) => desk.status(&caller.grant).await,
                     None => None,
                 };
                 let delivery = match &background {
