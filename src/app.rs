@@ -18,14 +18,14 @@ use crate::{
         },
         grant::{AccessToken, CapabilitySet, GrantId},
         notify::delivery::RetrySchedule,
-        ports::{ClientStore as _, DynAuditLog, SweepRules, Sweeper as _},
+        ports::{ClientStore as _, SweepRules, Sweeper as _},
         service::{
             BackgroundSetup, Fitted, MailService, Notifier, NotifierSettings, ReviewDesk,
             ServiceLimits,
         },
     },
     inbound::{
-        BackgroundDesk,
+        BackgroundDesk, DynAuditLog,
         background_work::{NotifierRunner, WatchTuning},
         http::{self, Surfaces},
         listener::NoDelayAcceptor,

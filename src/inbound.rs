@@ -19,7 +19,7 @@ use crate::domain::{
         background::{Background, NotifierControl, TurnOffError},
         delivery::Destination,
     },
-    ports::{BackgroundStore, MailStore, UpstreamAuth},
+    ports::{AuditError, AuditEvent, AuditLog, BackgroundStore, MailStore, UpstreamAuth},
     service::{BackgroundSetup, SetupError, TurnOn},
 };
 
@@ -95,11 +95,35 @@ where
     }
 }
 
+/// [`AuditLog`] behind `Arc<dyn …>`: the MCP handler records tool calls from tasks of their
+/// own, and stays generic over the mail use cases' ports only.
+pub trait DynAuditLog: Send + Sync + 'static {
+    /// See [`AuditLog::record`].
+    fn record(&self, event: AuditEvent) -> BoxFuture<'_, ()>;
+    /// See [`AuditLog::events`].
+    fn events<'a>(
+        &'a self,
+        grant: &'a GrantId,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<AuditEvent>, AuditError>>;
+}
+
+impl<T: AuditLog> DynAuditLog for T {
+    fn record(&self, event: AuditEvent) -> BoxFuture<'_, ()> {
+        Box::pin(AuditLog::record(self, event))
+    }
+
+    fn events<'a>(
+        &'a self,
+        grant: &'a GrantId,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<AuditEvent>, AuditError>> {
+        Box::pin(AuditLog::events(self, grant, limit))
+    }
+}
+
 /// Records `event` from a task of its own: an answer to a client never waits on the log.
-fn record_in_background(
-    log: &std::sync::Arc<dyn crate::domain::ports::DynAuditLog>,
-    event: crate::domain::ports::AuditEvent,
-) {
+fn record_in_background(log: &std::sync::Arc<dyn DynAuditLog>, event: AuditEvent) {
     let log = std::sync::Arc::clone(log);
     tokio::spawn(async move { log.record(event).await });
 }

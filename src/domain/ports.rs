@@ -14,8 +14,11 @@
 //! | [`ClientStore`], [`RegistrationMemory`] | clients registered here and our registrations upstream |
 //! | [`Sweeper`] | removing what expired |
 //!
-//! `Dyn…` companions put a port behind `Arc<dyn …>` where an adapter is chosen at run time.
-//! Adapters live in `crate::outbound`; tests substitute mocks (`mockall`) for the rules, and
+//! Besides, [`DocumentText`] reads document attachments (PDF) the core can't.
+//!
+//! The core holds them by type (generic parameters, named once in `crate::app`), never behind
+//! `Arc<dyn …>`; a port a deployment may go without has an explicit "none" adapter
+//! ([`NoDocuments`]). Adapters live in `crate::outbound`; tests substitute mocks (`mockall`) for the rules, and
 //! `crate::outbound::vault_core::contract` checks every storage backend against these ports.
 
 mod approvals;
@@ -28,11 +31,9 @@ mod policy;
 mod tokens;
 mod upstream;
 
-use std::{future::Future, pin::Pin};
-
 pub use self::{
     approvals::ApprovalStore,
-    audit::{AuditError, AuditEvent, AuditKind, AuditLog, DynAuditLog, NoAudit, Retention},
+    audit::{AuditError, AuditEvent, AuditKind, AuditLog, Retention},
     background::{BackgroundError, BackgroundStore, NotifierKeyring},
     clients::{ClientStore, RegistrationError, RegistrationMemory},
     documents::{DocumentText, NoDocuments},
@@ -54,6 +55,3 @@ pub use self::{
     tokens::{MockSweeper, MockTokenVault},
     upstream::MockUpstreamAuth,
 };
-
-/// The future a `Dyn…` port method returns.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

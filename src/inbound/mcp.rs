@@ -36,12 +36,12 @@ use rmcp::{
 pub use self::subscriptions::ToolListWatchers;
 use self::{contract::CATALOG, subscriptions::LegacyWatchers};
 use super::{
-    BackgroundDesk,
+    BackgroundDesk, DynAuditLog,
     background_work::{NewMailWatchers, WatchTuning},
 };
 use crate::domain::{
     grant::Caller,
-    ports::{DynAuditLog, MailStore, Policy, TokenVault},
+    ports::{MailStore, Policy, TokenVault},
     service::{Fittings, MailService},
 };
 
