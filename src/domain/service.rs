@@ -156,7 +156,8 @@ pub struct AttachmentView {
 }
 
 /// What the mail use cases reach besides the mailbox, the vault and the policy, as one type
-/// parameter of [`MailService`] (they change together: [`Fitted`] names them).
+/// parameter of [`MailService`]: the adapters that hold the use cases (the MCP handler, the
+/// watchers) carry one parameter for the three, and [`Fitted`] names them.
 pub trait Fittings: Send + Sync + 'static {
     /// Renews upstream credentials ([`NoRenewal`] without upstream OAuth).
     type Renewal: RenewCredential;
@@ -205,8 +206,8 @@ pub struct MailService<M, V, P, F> {
     policy: P,
     limits: ServiceLimits,
     fittings: F,
-    /// Our MCP endpoint, the only resource a token may be for; `None`: tokens are not checked
-    /// for one (no OAuth: the self-host token only).
+    /// Our MCP endpoint, the only resource a token may be for; `None` (until
+    /// [`MailService::with_oauth`]): a token's resource is not checked.
     resource: Option<String>,
     sending: SendSettings,
 }

@@ -9,7 +9,6 @@ use std::{fmt::Write as _, sync::Arc};
 use poem::{Request, Response, http::StatusCode, http::header};
 
 use super::{Settings, time};
-use crate::inbound::BackgroundDesk;
 use crate::{
     domain::{
         auth::{settings::SettingsError, token::random_value},
@@ -20,6 +19,7 @@ use crate::{
         service::TurnOn,
     },
     inbound::{
+        BackgroundDesk,
         browser::{FormError, NOTIFIER_COOKIE, csrf_matches, set_cookie},
         html::{error_page, escape, see_other},
     },
