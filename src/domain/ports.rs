@@ -14,12 +14,15 @@
 //! | [`ClientStore`], [`RegistrationMemory`] | clients registered here and our registrations upstream |
 //! | [`Sweeper`] | removing what expired |
 //!
-//! Besides, [`DocumentText`] reads document attachments (PDF) the core can't.
+//! Besides, [`DocumentText`] reads document attachments (PDF) the core can't. Renewing an
+//! upstream credential is no port: the core does it itself
+//! (`auth::upstream_refresh::RenewCredential`).
 //!
 //! The core holds them by type (generic parameters, named once in `crate::app`), never behind
 //! `Arc<dyn …>`; a port a deployment may go without has an explicit "none" adapter
-//! ([`NoDocuments`]). Adapters live in `crate::outbound`; tests substitute mocks (`mockall`) for the rules, and
-//! `crate::outbound::vault_core::contract` checks every storage backend against these ports.
+//! ([`NoDocuments`]). Adapters live in `crate::outbound`; tests substitute mocks (`mockall`)
+//! for the rules, and `crate::outbound::vault_core::contract` checks every storage backend
+//! against these ports.
 
 mod approvals;
 mod audit;
