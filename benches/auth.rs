@@ -253,6 +253,7 @@ async fn main() {
         store,
         vault.clone(),
         vault.clone(),
+        vault.clone(),
         ServiceLimits::default(),
     ));
     let caller = service.authenticate(&access).await.unwrap();

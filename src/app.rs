@@ -18,15 +18,14 @@ use crate::{
         },
         grant::{AccessToken, CapabilitySet, GrantId},
         notify::delivery::RetrySchedule,
-        ports::{
-            ClientStore as _, DynAuditLog, DynBackgroundStore, DynNotifierKeyring, SweepRules,
-            Sweeper as _,
-        },
+        ports::{ClientStore as _, SweepRules, Sweeper as _},
         service::{
-            BackgroundSetup, MailService, Notifier, NotifierSettings, ReviewDesk, ServiceLimits,
+            BackgroundSetup, Fitted, MailService, Notifier, NotifierSettings, ReviewDesk,
+            ServiceLimits,
         },
     },
     inbound::{
+        BackgroundDesk, DynAuditLog,
         background_work::{NotifierRunner, WatchTuning},
         http::{self, Surfaces},
         listener::NoDelayAcceptor,
@@ -48,8 +47,13 @@ use crate::{
 
 /// The upstream OAuth client as deployed.
 pub type Upstream = LazyUpstream<RedbVault>;
-/// The mail use cases as deployed: JMAP mail store, redb vault (tokens and policy).
-pub type Service = MailService<JmapMailStore, RedbVault, RedbVault>;
+/// Upstream credential renewal as deployed: through our upstream OAuth client, sealed in the
+/// vault.
+pub type Renewal = UpstreamRefresher<RedbVault, Upstream>;
+/// The mail use cases as deployed: JMAP mail store, redb vault (tokens, policy and send
+/// approvals), renewal through the upstream OAuth client, PDF text.
+pub type Service =
+    MailService<JmapMailStore, RedbVault, RedbVault, Fitted<Renewal, PdfText, RedbVault>>;
 /// The authorization server as deployed.
 pub type Auth = AuthService<RedbVault, ClientDirectory, Upstream, JmapMailStore>;
 
@@ -151,8 +155,21 @@ fn upstream_settings(config: &Config, redirect_uri: url::Url) -> UpstreamSetting
     }
 }
 
-/// The settings page's side of background delivery.
-type BackgroundSide = Arc<BackgroundSetup<Upstream, JmapMailStore>>;
+/// The notifier as deployed: its read-only mailbox view, its own upstream client, the vault's
+/// policy, webhook and Poke delivery, and the two sides of the sealed records.
+type DeployedNotifier =
+    Notifier<NotifierMail, Upstream, RedbVault, HttpDeliverer, NotifierVault, BackgroundVault>;
+/// The notifier's runner as deployed.
+type Runner = NotifierRunner<
+    NotifierMail,
+    Upstream,
+    RedbVault,
+    HttpDeliverer,
+    NotifierVault,
+    BackgroundVault,
+>;
+/// The settings page's side of background delivery as deployed.
+type BackgroundSide = BackgroundSetup<Upstream, JmapMailStore, BackgroundVault, Runner>;
 
 /// Sets up background delivery: the notifier key (read or created outside the vault
 /// directory), the vault's sealing and opening halves, the notifier's own upstream client,
@@ -164,7 +181,7 @@ fn background_delivery(
     vault: &RedbVault,
     mail: Arc<JmapMailStore>,
     redirect_uri: url::Url,
-) -> Result<(BackgroundSide, Arc<dyn DynBackgroundStore>), StartError> {
+) -> Result<Arc<BackgroundSide>, StartError> {
     let key = match NotifierKey::load(&bg.key_file)
         .map_err(|e| StartError::Adapter(e.to_string()))?
     {
@@ -183,9 +200,8 @@ fn background_delivery(
             NotifierKey::create(&bg.key_file).map_err(|e| StartError::Adapter(e.to_string()))?
         }
     };
-    let store: Arc<dyn DynBackgroundStore> =
-        Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
-    let keyring: Arc<dyn DynNotifierKeyring> = Arc::new(NotifierVault::new(vault.clone(), key));
+    let store = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
+    let keyring = Arc::new(NotifierVault::new(vault.clone(), key));
     let upstream = Arc::new(LazyUpstream::new(
         UpstreamSettings {
             client_id: bg.client_id.clone(),
@@ -210,7 +226,7 @@ fn background_delivery(
         })
         .map_err(|e| StartError::Adapter(format!("delivery: {e}")))?,
     );
-    let notifier = Arc::new(Notifier::new(
+    let notifier: Arc<DeployedNotifier> = Arc::new(Notifier::new(
         notifier_mail,
         Arc::clone(&upstream),
         vault.clone(),
@@ -224,18 +240,12 @@ fn background_delivery(
             schedule: RetrySchedule::standard(),
         },
     ));
-    let runner = Arc::new(NotifierRunner::new(notifier));
+    let runner: Arc<Runner> = Arc::new(NotifierRunner::new(notifier));
     tokio::spawn(Arc::clone(&runner).run());
     tracing::info!("background notifications offered");
-    Ok((
-        Arc::new(BackgroundSetup::new(
-            upstream,
-            mail,
-            Arc::clone(&store),
-            runner,
-        )),
-        store,
-    ))
+    Ok(Arc::new(BackgroundSetup::new(
+        upstream, mail, store, runner,
+    )))
 }
 
 async fn build_app(
@@ -263,13 +273,15 @@ async fn build_app(
     let audience = Audience::new(&config.server.public_url);
     let redirect_uri = url::Url::parse(&audience.url("/auth/callback"))
         .map_err(|e| StartError::Adapter(e.to_string()))?;
-    let (background, background_store) = match &config.notify.background {
-        Some(bg) if start_background => {
-            let (setup, store) =
-                background_delivery(config, bg, &vault, Arc::clone(&store), redirect_uri.clone())?;
-            (Some(setup), Some(store))
-        }
-        _ => (None, None),
+    let background: Option<Arc<dyn BackgroundDesk>> = match &config.notify.background {
+        Some(bg) if start_background => Some(background_delivery(
+            config,
+            bg,
+            &vault,
+            Arc::clone(&store),
+            redirect_uri.clone(),
+        )?),
+        _ => None,
     };
     let upstream = Arc::new(LazyUpstream::new(
         upstream_settings(config, redirect_uri),
@@ -280,9 +292,10 @@ async fn build_app(
         Arc::clone(&vault_arc),
         Arc::clone(&upstream),
     ));
-    let service = Arc::new(
+    let service: Arc<Service> = Arc::new(
         MailService::new(
             Arc::clone(&store),
+            vault.clone(),
             vault.clone(),
             vault.clone(),
             ServiceLimits {
@@ -290,26 +303,23 @@ async fn build_app(
                 ..ServiceLimits::default()
             },
         )
-        .with_oauth(refresher.clone(), audience.resource().to_owned())
-        .with_documents(Arc::new(PdfText))
-        .with_approvals(Arc::new(vault.clone()), config.send),
+        .with_send_settings(config.send)
+        .with_oauth(Arc::clone(&refresher), audience.resource().to_owned())
+        .with_documents(PdfText),
     );
     let clients = Arc::new(ClientDirectory::new(
         vault.clone(),
         config.server.allow_loopback_client_metadata,
     ));
-    let auth = Arc::new(
-        AuthService::new(
-            vault_arc,
-            clients,
-            upstream,
-            store,
-            refresher,
-            audience,
-            config.server.tokens,
-        )
-        .with_audit(Arc::new(vault.clone())),
-    );
+    let auth = Arc::new(AuthService::new(
+        vault_arc,
+        clients,
+        upstream,
+        store,
+        refresher,
+        audience,
+        config.server.tokens,
+    ));
     let openapi = http::committed_form(&http::api_service(Arc::clone(&auth)));
     let watchers = Arc::new(ToolListWatchers::default());
     let audit: Arc<dyn DynAuditLog> = Arc::new(vault.clone());
@@ -320,7 +330,7 @@ async fn build_app(
         Arc::clone(&watchers),
     )
     .with_public_url(config.server.public_url.as_str())
-    .with_background_status(background_store)
+    .with_background_status(background.clone())
     .with_watch_tuning(WatchTuning {
         poll: config.notify.poll,
         ping: config.notify.push_ping,
@@ -341,7 +351,7 @@ async fn build_app(
         allowed_origins: config.server.allowed_origins.clone(),
         secure_cookies: config.server.public_url.scheme() == "https",
         watchers,
-        review: Arc::new(ReviewDesk::new(Arc::new(vault.clone()), Arc::clone(&audit))),
+        review: Arc::new(ReviewDesk::new(vault.clone())),
         background,
         allow_insecure_destinations: config
             .notify

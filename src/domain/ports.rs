@@ -25,38 +25,32 @@
 //! | [`ClientStore`], [`RegistrationMemory`] | clients registered here and our registrations upstream |
 //! | [`Sweeper`] | removing what expired |
 //!
-//! `Dyn…` companions put a port behind `Arc<dyn …>` where an adapter is chosen at run time.
-//! Adapters live in `crate::outbound`; tests substitute mocks (`mockall`) for the rules, and
-//! `crate::outbound::vault_core::contract` checks every storage backend against these ports.
+//! Besides, [`DocumentText`] reads document attachments (PDF) the core can't. Renewing an
+//! upstream credential is no port: the core does it itself
+//! (`auth::upstream_refresh::RenewCredential`).
+//!
+//! The core holds them by type (generic parameters, named once in `crate::app`), never behind
+//! `Arc<dyn …>`; a port a deployment may go without has an explicit "none" adapter
+//! ([`NoDocuments`]). Adapters live in `crate::outbound`; tests substitute mocks (`mockall`)
+//! for the rules, and `crate::outbound::vault_core::contract` checks every storage backend
+//! against these ports.
 
 mod approvals;
 mod audit;
 mod background;
 mod clients;
+mod documents;
 mod mail;
 mod policy;
 mod tokens;
 mod upstream;
 
-use std::{future::Future, pin::Pin};
-
-#[cfg(any(test, feature = "test-support"))]
 pub use self::{
-    approvals::MockApprovalStore,
-    audit::MockAuditLog,
-    clients::{MockClientStore, MockRegistrationMemory},
-    mail::{MockMailFeed, MockMailStore},
-    policy::MockPolicy,
-    tokens::{MockSweeper, MockTokenVault},
-    upstream::MockUpstreamAuth,
-};
-pub use self::{
-    approvals::{ApprovalStore, DynApprovalStore},
-    audit::{AuditError, AuditEvent, AuditKind, AuditLog, DynAuditLog, NoAudit, Retention},
-    background::{
-        BackgroundError, BackgroundStore, DynBackgroundStore, DynNotifierKeyring, NotifierKeyring,
-    },
+    approvals::ApprovalStore,
+    audit::{AuditError, AuditEvent, AuditKind, AuditLog, Retention},
+    background::{BackgroundError, BackgroundStore, NotifierKeyring},
     clients::{ClientStore, RegistrationError, RegistrationMemory},
+    documents::{DocumentText, NoDocuments},
     mail::{
         MailFeed, MailReader, MailSender, MailStore, MailStoreError, MailWriter, MoveResult,
         PageStart, PushChannel, PushEvent, SearchPage,
@@ -68,6 +62,13 @@ pub use self::{
     },
     upstream::{UpstreamAuth, UpstreamAuthError, UpstreamTokens},
 };
-
-/// The future a `Dyn…` port method returns.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+#[cfg(any(test, feature = "test-support"))]
+pub use self::{
+    approvals::MockApprovalStore,
+    audit::MockAuditLog,
+    clients::{MockClientStore, MockRegistrationMemory},
+    mail::{MockMailFeed, MockMailStore},
+    policy::MockPolicy,
+    tokens::{MockSweeper, MockTokenVault},
+    upstream::MockUpstreamAuth,
+};

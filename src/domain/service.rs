@@ -1,8 +1,10 @@
 //! The use cases behind the tools: authenticate a caller, check its policy, ask the mail store.
 //!
-//! Generic over the three ports (static dispatch, one alias in the composition root).
+//! Generic over the ports (static dispatch, one alias in the composition root): the mailbox,
+//! the vault and the policy, and as one more parameter ([`Fittings`]) what the use cases reach
+//! besides: credential renewal, document text and send approvals.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, sync::Arc};
 
 mod background;
 mod new_mail;
@@ -10,14 +12,14 @@ mod notifier;
 mod review;
 mod sending;
 
-pub use self::background::{BackgroundSetup, TurnOn};
+pub use self::background::{BackgroundSetup, SetupError, TurnOn};
 pub use self::new_mail::{Look, NewMail, NewMailRequest, Sifted, Suppressed};
 pub use self::notifier::{LookError, Notifier, NotifierSettings, PushOpening, Round};
 pub use self::review::ReviewDesk;
 pub use self::sending::{ApprovalAsk, DraftView, SendOutcome, SendRefusal, SendSettings};
 use crate::domain::{
-    auth::upstream_refresh::{RefreshError, UpstreamRefresher, needs_refresh},
-    grant::{AccessToken, Caller, Capability, CapabilitySet, GrantId, UpstreamCredential},
+    auth::upstream_refresh::{NoRenewal, RefreshError, RenewCredential, needs_refresh},
+    grant::{AccessToken, Caller, Capability, CapabilitySet, UpstreamCredential},
     mail::body::{self, BodyPage},
     mail::changes::{self, ChangeReport, Keyword},
     mail::ids::{BlobId, EmailId, ThreadId},
@@ -25,8 +27,8 @@ use crate::domain::{
     mail::text_extract::{self, ExtractedText},
     mail::{AccountInfo, AttachmentContent, Email, EmailSummary},
     ports::{
-        DynApprovalStore, MailStore, MailStoreError, PageStart, Policy, PolicyError, TokenVault,
-        UpstreamAuth, VaultError,
+        ApprovalStore, DocumentText, MailStore, MailStoreError, NoDocuments, PageStart, Policy,
+        PolicyError, TokenVault, VaultError,
     },
     search::query::{self, EmailQuery, InvalidArgument, PageCursor, PageSize},
     search::search_syntax,
@@ -153,59 +155,64 @@ pub struct AttachmentView {
     pub text: Option<ExtractedText>,
 }
 
-type RenewFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<UpstreamCredential, RefreshError>> + Send + 'a>>;
+/// What the mail use cases reach besides the mailbox, the vault and the policy, as one type
+/// parameter of [`MailService`]: the adapters that hold the use cases (the MCP handler, the
+/// watchers) carry one parameter for the three, and [`Fitted`] names them.
+pub trait Fittings: Send + Sync + 'static {
+    /// Renews upstream credentials ([`NoRenewal`] without upstream OAuth).
+    type Renewal: RenewCredential;
+    /// Reads document text ([`NoDocuments`] without a reader).
+    type Documents: DocumentText;
+    /// Keeps send approvals.
+    type Approvals: ApprovalStore;
 
-/// Renews a grant's upstream credential (the upstream OAuth refresh, single-flight).
-///
-/// A trait object so the mail use cases need not be generic over the upstream OAuth client.
-pub trait RenewCredential: Send + Sync + 'static {
-    /// Renews the credential of the grant `token` opens, unless someone did since `stale`.
-    fn renew<'a>(
-        &'a self,
-        token: &'a AccessToken,
-        grant: &'a GrantId,
-        stale: &'a UpstreamCredential,
-    ) -> RenewFuture<'a>;
+    /// The renewal, shared with the authorization server (one refresh per grant at a time).
+    fn renewal(&self) -> &Self::Renewal;
+    /// The document reader.
+    fn documents(&self) -> &Self::Documents;
+    /// The approvals.
+    fn approvals(&self) -> &Self::Approvals;
 }
 
-impl<V: TokenVault, U: UpstreamAuth> RenewCredential for UpstreamRefresher<V, U> {
-    fn renew<'a>(
-        &'a self,
-        token: &'a AccessToken,
-        grant: &'a GrantId,
-        stale: &'a UpstreamCredential,
-    ) -> RenewFuture<'a> {
-        Box::pin(self.refresh(token, grant, stale))
+/// The [`Fittings`] of a deployment: renewal `R`, document reader `D`, approvals `A`.
+pub struct Fitted<R, D, A> {
+    renewal: Arc<R>,
+    documents: D,
+    approvals: A,
+}
+
+impl<R: RenewCredential, D: DocumentText, A: ApprovalStore> Fittings for Fitted<R, D, A> {
+    type Renewal = R;
+    type Documents = D;
+    type Approvals = A;
+
+    fn renewal(&self) -> &R {
+        &self.renewal
+    }
+
+    fn documents(&self) -> &D {
+        &self.documents
+    }
+
+    fn approvals(&self) -> &A {
+        &self.approvals
     }
 }
 
-/// Reads the text of document formats the core can't (PDF): an adapter, since the parsers are
-/// large and must be kept away from the request (they run untrusted input).
-pub trait DocumentText: Send + Sync + 'static {
-    /// Whether this reader handles `mime_type`.
-    fn reads(&self, mime_type: &str) -> bool;
-    /// The text of `bytes`, if there is any.
-    fn text<'a>(
-        &'a self,
-        bytes: &'a [u8],
-    ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
-}
-
-/// The use cases, over the three ports.
-pub struct MailService<M, V, P> {
+/// The use cases, over the ports.
+pub struct MailService<M, V, P, F> {
     store: Arc<M>,
     vault: V,
     policy: P,
     limits: ServiceLimits,
-    renewal: Option<Arc<dyn RenewCredential>>,
+    fittings: F,
+    /// Our MCP endpoint, the only resource a token may be for; `None` (until
+    /// [`MailService::with_oauth`]): a token's resource is not checked.
     resource: Option<String>,
-    documents: Option<Arc<dyn DocumentText>>,
-    approvals: Option<Arc<dyn DynApprovalStore>>,
     sending: SendSettings,
 }
 
-impl<M, V, P> std::fmt::Debug for MailService<M, V, P> {
+impl<M, V, P, F> std::fmt::Debug for MailService<M, V, P, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MailService")
             .field("limits", &self.limits)
@@ -213,50 +220,93 @@ impl<M, V, P> std::fmt::Debug for MailService<M, V, P> {
     }
 }
 
-impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
-    /// Wires the use cases to their ports.
-    pub fn new(store: impl Into<Arc<M>>, vault: V, policy: P, limits: ServiceLimits) -> Self {
+impl<M: MailStore, V: TokenVault, P: Policy, A: ApprovalStore>
+    MailService<M, V, P, Fitted<NoRenewal, NoDocuments, A>>
+{
+    /// Wires the use cases to their ports; sends only with approvals kept in `approvals`.
+    /// Without [`Self::with_oauth`] nothing is renewed, and without [`Self::with_documents`]
+    /// no document has text.
+    pub fn new(
+        store: impl Into<Arc<M>>,
+        vault: V,
+        policy: P,
+        approvals: A,
+        limits: ServiceLimits,
+    ) -> Self {
         Self {
             store: store.into(),
             vault,
             policy,
             limits,
-            renewal: None,
+            fittings: Fitted {
+                renewal: Arc::new(NoRenewal),
+                documents: NoDocuments,
+                approvals,
+            },
             resource: None,
-            documents: None,
-            approvals: None,
             sending: SendSettings::default(),
         }
     }
+}
 
-    /// Sends only with approvals kept in `store` (without one, `send_draft` is refused).
+impl<M: MailStore, V: TokenVault, P: Policy, R, D, A> MailService<M, V, P, Fitted<R, D, A>>
+where
+    R: RenewCredential,
+    D: DocumentText,
+    A: ApprovalStore,
+{
+    /// Sends with `settings`.
     #[must_use]
-    pub fn with_approvals(
-        mut self,
-        store: Arc<dyn DynApprovalStore>,
-        settings: SendSettings,
-    ) -> Self {
-        self.approvals = Some(store);
+    pub fn with_send_settings(mut self, settings: SendSettings) -> Self {
         self.sending = settings;
         self
     }
 
     /// Extracts text from document attachments (PDF) with `reader`.
     #[must_use]
-    pub fn with_documents(mut self, reader: Arc<dyn DocumentText>) -> Self {
-        self.documents = Some(reader);
-        self
+    pub fn with_documents<D2: DocumentText>(
+        self,
+        reader: D2,
+    ) -> MailService<M, V, P, Fitted<R, D2, A>> {
+        self.refit(|f| Fitted {
+            renewal: f.renewal,
+            documents: reader,
+            approvals: f.approvals,
+        })
     }
 
     /// Renews expired upstream credentials through `renewal`, and accepts only tokens issued
     /// for `resource` (our MCP endpoint).
     #[must_use]
-    pub fn with_oauth(mut self, renewal: Arc<dyn RenewCredential>, resource: String) -> Self {
-        self.renewal = Some(renewal);
-        self.resource = Some(resource);
-        self
+    pub fn with_oauth<R2: RenewCredential>(
+        self,
+        renewal: Arc<R2>,
+        resource: String,
+    ) -> MailService<M, V, P, Fitted<R2, D, A>> {
+        let mut service = self.refit(|f| Fitted {
+            renewal,
+            documents: f.documents,
+            approvals: f.approvals,
+        });
+        service.resource = Some(resource);
+        service
     }
 
+    /// The same use cases with other fittings.
+    fn refit<G>(self, fit: impl FnOnce(Fitted<R, D, A>) -> G) -> MailService<M, V, P, G> {
+        MailService {
+            store: self.store,
+            vault: self.vault,
+            policy: self.policy,
+            limits: self.limits,
+            fittings: fit(self.fittings),
+            resource: self.resource,
+            sending: self.sending,
+        }
+    }
+}
+
+impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> MailService<M, V, P, F> {
     /// Resolves a presented token to a caller: its grant, upstream credential and policy.
     /// An upstream credential at or near its expiry is renewed first.
     ///
@@ -275,10 +325,10 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             return Err(ServiceError::Unauthenticated(VaultError::InvalidToken));
         }
         let mut credential = opened.credential.clone();
-        if let Some(renewal) = &self.renewal
-            && needs_refresh(&opened, chrono::Utc::now().timestamp())
-        {
-            match renewal
+        if needs_refresh(&opened, chrono::Utc::now().timestamp()) {
+            match self
+                .fittings
+                .renewal()
                 .renew(token, &opened.grant, &opened.credential)
                 .await
             {
@@ -305,17 +355,16 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
 
     /// Runs a store operation; when the upstream refuses an OAuth credential, renews it once
     /// and runs the operation again.
-    async fn with_credential<T, F, Fut>(&self, caller: &Caller, op: F) -> Result<T, ServiceError>
+    async fn with_credential<T, Op, Fut>(&self, caller: &Caller, op: Op) -> Result<T, ServiceError>
     where
-        F: Fn(UpstreamCredential) -> Fut,
+        Op: Fn(UpstreamCredential) -> Fut,
         Fut: Future<Output = Result<T, MailStoreError>>,
     {
         match op(caller.credential.clone()).await {
             Err(MailStoreError::Unauthorized) if caller.renewable => {
-                let Some(renewal) = &self.renewal else {
-                    return Err(MailStoreError::Unauthorized.into());
-                };
-                let fresh = renewal
+                let fresh = self
+                    .fittings
+                    .renewal()
                     .renew(&caller.token, &caller.grant, &caller.credential)
                     .await
                     .map_err(|e| match e {
@@ -532,11 +581,11 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             .await?;
         let mut text = text_extract::extract(&content, self.limits.max_attachment_text_chars);
         if text.is_none()
-            && let Some(reader) = self
-                .documents
-                .as_ref()
-                .filter(|r| r.reads(&content.attachment.mime_type))
-            && let Some(extracted) = reader.text(&content.bytes).await
+            && self
+                .fittings
+                .documents()
+                .reads(&content.attachment.mime_type)
+            && let Some(extracted) = self.fittings.documents().text(&content.bytes).await
         {
             let max = self.limits.max_attachment_text_chars;
             text = Some(ExtractedText {
@@ -559,7 +608,7 @@ pub struct MoveView {
     pub report: ChangeReport,
 }
 
-impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
+impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> MailService<M, V, P, F> {
     /// `mark_email_read` and `flag_email`: set or clear a keyword on up to 50 emails.
     ///
     /// # Errors

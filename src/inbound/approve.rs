@@ -20,7 +20,7 @@ use super::{
 };
 use crate::domain::{
     auth::{service::AuthService, settings::SettingsSession},
-    ports::{ClientStore, MailStore, TokenVault, UpstreamAuth},
+    ports::{ApprovalStore, AuditLog, ClientStore, MailStore, TokenVault, UpstreamAuth},
     sending::approval::{ApprovalId, ApprovalRecord, DecisionError},
     service::ReviewDesk,
 };
@@ -31,7 +31,7 @@ pub const SCRIPT: &str = include_str!("approve.js");
 /// The review pages.
 pub struct ReviewPage<V, C, U, M> {
     auth: Arc<AuthService<V, C, U, M>>,
-    desk: Arc<ReviewDesk>,
+    desk: Arc<ReviewDesk<V>>,
     secure: bool,
 }
 
@@ -105,9 +105,11 @@ and only this exact version can be sent. This request expires at {expires}.</p>\
     )
 }
 
-impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> ReviewPage<V, C, U, M> {
+impl<V: TokenVault + AuditLog + ApprovalStore, C: ClientStore, U: UpstreamAuth, M: MailStore>
+    ReviewPage<V, C, U, M>
+{
     /// Serves the approvals of `desk`, with settings sessions from `auth`.
-    pub fn new(auth: Arc<AuthService<V, C, U, M>>, desk: Arc<ReviewDesk>, secure: bool) -> Self {
+    pub fn new(auth: Arc<AuthService<V, C, U, M>>, desk: Arc<ReviewDesk<V>>, secure: bool) -> Self {
         Self { auth, desk, secure }
     }
 

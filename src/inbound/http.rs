@@ -19,8 +19,8 @@ use super::{mcp::McpHandler, oauth::OAuthApi, pages::Pages};
 use crate::domain::{
     auth::{audience::MAIL_SCOPE, service::AuthService},
     grant::AccessToken,
-    ports::{ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
-    service::{MailService, ServiceError},
+    ports::{ApprovalStore, AuditLog, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
+    service::{Fittings, MailService, ServiceError},
 };
 
 /// Service health.
@@ -59,7 +59,7 @@ impl OpsApi {
 pub type ApiService<V, C, U, M> = OpenApiService<(OpsApi, OAuthApi<V, C, U, M>), ()>;
 
 /// Builds the OpenAPI service around the authorization server.
-pub fn api_service<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore>(
+pub fn api_service<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore>(
     auth: Arc<AuthService<V, C, U, M>>,
 ) -> ApiService<V, C, U, M> {
     OpenApiService::new((OpsApi, OAuthApi::new(auth)), "mailconnect", env!("CARGO_PKG_VERSION")).description(
@@ -71,7 +71,7 @@ mailconnect. The MCP endpoint is /mcp (streamable HTTP); the browser pages of th
 
 /// The committed form of an OpenAPI document (stable: no server URL, ends with a newline).
 #[must_use]
-pub fn committed_form<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore>(
+pub fn committed_form<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore>(
     api: &ApiService<V, C, U, M>,
 ) -> String {
     format!("{}\n", api.spec().trim_end())
@@ -278,11 +278,11 @@ fn limit_body<E: Endpoint + 'static>(ep: E) -> impl Endpoint<Output = Response> 
 }
 
 /// What the routes serve.
-pub struct Surfaces<M, V, P, C, U> {
+pub struct Surfaces<M, V, P, F, C, U> {
     /// The mail use cases.
-    pub service: Arc<MailService<M, V, P>>,
+    pub service: Arc<MailService<M, V, P, F>>,
     /// The MCP handler.
-    pub handler: McpHandler<M, V, P>,
+    pub handler: McpHandler<M, V, P, F>,
     /// The authorization server.
     pub auth: Arc<AuthService<V, C, U, M>>,
     /// rmcp's transport settings.
@@ -298,16 +298,23 @@ pub struct Surfaces<M, V, P, C, U> {
     /// Legacy sessions to tell when a grant's tool list changes.
     pub watchers: Arc<super::mcp::ToolListWatchers>,
     /// The review page's use cases.
-    pub review: Arc<crate::domain::service::ReviewDesk>,
+    pub review: Arc<crate::domain::service::ReviewDesk<V>>,
     /// Background notifications, when the operator offers them.
-    pub background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
+    pub background: Option<Arc<dyn super::BackgroundDesk>>,
     /// Tests only: webhook destinations over http and on loopback.
     pub allow_insecure_destinations: bool,
 }
 
 /// The routes: `/mcp` (authenticated), the OAuth API and pages, `/healthz`, `/openapi.json`.
-pub fn routes<M: MailStore, V: TokenVault + Policy, P: Policy, C: ClientStore, U: UpstreamAuth>(
-    s: Surfaces<M, V, P, C, U>,
+pub fn routes<
+    M: MailStore,
+    V: TokenVault + Policy + AuditLog + ApprovalStore,
+    P: Policy,
+    F: Fittings,
+    C: ClientStore,
+    U: UpstreamAuth,
+>(
+    s: Surfaces<M, V, P, F, C, U>,
 ) -> Route {
     let Surfaces {
         service,

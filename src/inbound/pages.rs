@@ -27,7 +27,7 @@ use crate::domain::{
         service::{AuthService, CallbackError, ConsentPage},
         token::random_value,
     },
-    ports::{ClientStore, MailStore, TokenVault, UpstreamAuth},
+    ports::{AuditLog, ClientStore, MailStore, TokenVault, UpstreamAuth},
 };
 
 /// The browser pages of the connect flow.
@@ -35,7 +35,7 @@ pub struct Pages<V, C, U, M> {
     auth: Arc<AuthService<V, C, U, M>>,
     secure_cookies: bool,
     /// Background notifications: their consent comes back through the same callback.
-    background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
+    background: Option<Arc<dyn super::BackgroundDesk>>,
 }
 
 /// The provider refused the sign-in: what it answered, and the way back to the application
@@ -129,13 +129,13 @@ application later in mailconnect's settings, and disconnect it there at any time
     layout(&format!("Connect {}", client.name), &html)
 }
 
-impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U, M> {
+impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U, M> {
     /// Serves `auth`; `secure_cookies` when the public URL is https (cookies get `__Host-`
     /// and `Secure`; a loopback http deployment can't use them).
     pub fn new(
         auth: Arc<AuthService<V, C, U, M>>,
         secure_cookies: bool,
-        background: Option<Arc<crate::domain::service::BackgroundSetup<U, M>>>,
+        background: Option<Arc<dyn super::BackgroundDesk>>,
     ) -> Self {
         Self {
             auth,

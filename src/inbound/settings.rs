@@ -13,6 +13,7 @@ use poem::{
 };
 
 use super::{
+    BackgroundDesk,
     browser::{
         Form, FormError, MAX_FORM_BYTES, NEXT_COOKIE, SESSION_COOKIE, SIGN_IN_COOKIE, cookie_name,
         cookie_value, csrf_matches, form_fields, return_path, set_cookie,
@@ -28,9 +29,8 @@ use crate::domain::{
     },
     grant::{Capability, CapabilitySet, GrantId},
     notify::settings::{NotifySettings, QuietSpec},
-    ports::{AuditKind, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
+    ports::{AuditKind, AuditLog, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
     sending::recipients::{self, RecipientRule},
-    service::BackgroundSetup,
 };
 
 /// The capabilities a person can toggle, with the words the page uses.
@@ -63,7 +63,7 @@ pub struct Settings<V, C, U, M> {
     watchers: Arc<ToolListWatchers>,
     secure: bool,
     /// Background notifications, when the operator offers them.
-    background: Option<Arc<BackgroundSetup<U, M>>>,
+    background: Option<Arc<dyn BackgroundDesk>>,
     /// Tests only: webhook destinations over http and on loopback.
     allow_insecure_destinations: bool,
 }
@@ -311,7 +311,9 @@ fn connection_html(c: &Connection, csrf: &str, background: &str) -> String {
     html
 }
 
-impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C, U, M> {
+impl<V: TokenVault + Policy + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore>
+    Settings<V, C, U, M>
+{
     /// Serves `auth`; tool list changes go out through `watchers`.
     pub fn new(
         auth: Arc<AuthService<V, C, U, M>>,
@@ -331,7 +333,7 @@ impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore> Sett
     #[must_use]
     pub fn with_background(
         mut self,
-        setup: Option<Arc<BackgroundSetup<U, M>>>,
+        setup: Option<Arc<dyn BackgroundDesk>>,
         allow_insecure: bool,
     ) -> Self {
         self.background = setup;
@@ -390,7 +392,7 @@ mailbox, choose what each may do, and disconnect them.</p>\
         }
         for c in &connections {
             let background = match &self.background {
-                Some(setup) => background::section(setup, &c.summary, csrf).await,
+                Some(setup) => background::section(setup.as_ref(), &c.summary, csrf).await,
                 None => String::new(),
             };
             html.push_str(&connection_html(c, csrf, &background));

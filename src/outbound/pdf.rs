@@ -4,7 +4,7 @@
 
 use std::{panic::AssertUnwindSafe, time::Duration};
 
-use crate::domain::service::DocumentText;
+use crate::domain::ports::DocumentText;
 
 /// How long one extraction may take.
 pub const DEADLINE: Duration = Duration::from_secs(5);
@@ -18,27 +18,22 @@ impl DocumentText for PdfText {
         mime_type.eq_ignore_ascii_case("application/pdf")
     }
 
-    fn text<'a>(
-        &'a self,
-        bytes: &'a [u8],
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + 'a>> {
+    async fn text(&self, bytes: &[u8]) -> Option<String> {
         let owned = bytes.to_vec();
-        Box::pin(async move {
-            let work = tokio::task::spawn_blocking(move || {
-                std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    pdf_extract::extract_text_from_mem(&owned)
-                }))
-                .ok()
-                .and_then(Result::ok)
-            });
-            match tokio::time::timeout(DEADLINE, work).await {
-                Ok(Ok(text)) => text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
-                _ => {
-                    tracing::warn!("PDF text extraction failed or timed out");
-                    None
-                }
+        let work = tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                pdf_extract::extract_text_from_mem(&owned)
+            }))
+            .ok()
+            .and_then(Result::ok)
+        });
+        match tokio::time::timeout(DEADLINE, work).await {
+            Ok(Ok(text)) => text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+            _ => {
+                tracing::warn!("PDF text extraction failed or timed out");
+                None
             }
-        })
+        }
     }
 }
 

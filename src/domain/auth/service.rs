@@ -23,8 +23,8 @@ use super::{
 use crate::domain::{
     grant::{AccessToken, CapabilitySet},
     ports::{
-        AuditEvent, AuditKind, ClientStore, DynAuditLog, GrantDraft, MailReader, MailStoreError,
-        NoAudit, Redemption, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
+        AuditEvent, AuditKind, AuditLog, ClientStore, GrantDraft, MailReader, MailStoreError,
+        Redemption, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
     },
     secret::SecretString,
 };
@@ -211,7 +211,8 @@ pub fn provider_answer(error: &str, description: Option<&str>) -> String {
     }
 }
 
-/// The authorization server.
+/// The authorization server. The vault `V` keeps the tokens and grants, and the audit log of
+/// what each grant did.
 pub struct AuthService<V, C, U, M> {
     vault: Arc<V>,
     clients: Arc<C>,
@@ -220,7 +221,6 @@ pub struct AuthService<V, C, U, M> {
     refresher: Arc<UpstreamRefresher<V, U>>,
     flows: PendingFlows,
     sessions: super::sessions::SettingsSessions,
-    audit: Arc<dyn DynAuditLog>,
     audience: Audience,
     lifetimes: TokenLifetimes,
 }
@@ -233,7 +233,9 @@ impl<V, C, U, M> std::fmt::Debug for AuthService<V, C, U, M> {
     }
 }
 
-impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailReader> AuthService<V, C, U, M> {
+impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
+    AuthService<V, C, U, M>
+{
     /// Builds the service.
     pub fn new(
         vault: Arc<V>,
@@ -252,18 +254,9 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailReader> AuthService<
             refresher,
             flows: PendingFlows::default(),
             sessions: super::sessions::SettingsSessions::default(),
-            // Keeps nothing until one is attached with `with_audit`.
-            audit: Arc::new(NoAudit),
             audience,
             lifetimes,
         }
-    }
-
-    /// Records connections, refreshes and settings changes in `audit`.
-    #[must_use]
-    pub fn with_audit(mut self, audit: Arc<dyn DynAuditLog>) -> Self {
-        self.audit = audit;
-        self
     }
 
     pub(super) fn flows(&self) -> &PendingFlows {
@@ -290,18 +283,21 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailReader> AuthService<
         &self.clients
     }
 
-    pub(super) fn audit_log(&self) -> &Arc<dyn DynAuditLog> {
-        &self.audit
+    /// The vault, as the audit log.
+    pub(super) fn audit_log(&self) -> &impl AuditLog {
+        self.vault.as_ref()
     }
 
     async fn record(&self, grant: &crate::domain::grant::GrantId, kind: AuditKind) {
-        self.audit
-            .record(AuditEvent {
+        AuditLog::record(
+            self.audit_log(),
+            AuditEvent {
                 grant: grant.clone(),
                 at: chrono::Utc::now().timestamp(),
                 kind,
-            })
-            .await;
+            },
+        )
+        .await;
     }
 
     /// Our issuer and resource.

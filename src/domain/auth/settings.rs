@@ -12,8 +12,8 @@ use super::{flow::PendingError, service::AuthService};
 use crate::domain::{
     grant::{CapabilitySet, GrantId, UpstreamCredential},
     ports::{
-        AuditError, AuditEvent, AuditKind, ClientStore, GrantSummary, MailReader, MailStoreError,
-        Policy, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
+        AuditError, AuditEvent, AuditKind, AuditLog, ClientStore, GrantSummary, MailReader,
+        MailStoreError, Policy, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
     },
 };
 
@@ -82,7 +82,9 @@ pub struct Connection {
 /// Audit events shown per connection.
 pub const EVENTS_SHOWN: usize = 20;
 
-impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailReader> AuthService<V, C, U, M> {
+impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
+    AuthService<V, C, U, M>
+{
     /// Starts a settings sign-in: the upstream's authorization URL for a fresh state bound to
     /// `browser`.
     ///
@@ -219,7 +221,7 @@ impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailReader> AuthService<
 }
 
 /// The changes a person makes on the settings page (grant settings: [`Policy`]).
-impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailReader>
+impl<V: TokenVault + Policy + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
     AuthService<V, C, U, M>
 {
     /// Replaces a connection's capabilities (`read` always stays).
@@ -307,7 +309,9 @@ impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailReader>
     }
 }
 
-impl<V: TokenVault, C: ClientStore, U: UpstreamAuth, M: MailReader> AuthService<V, C, U, M> {
+impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
+    AuthService<V, C, U, M>
+{
     /// Revokes a connection: the grant, its tokens and wrapped keys are deleted.
     ///
     /// # Errors

@@ -2,6 +2,12 @@
 //! stored, durably re-sealed before anyone uses it (transient failures are retried by the
 //! upstream adapter). Upstream refresh tokens may be single use
 //! (Fastmail revokes the grant on reuse), so two refreshes of one grant must never race.
+//!
+//! The mail use cases renew through [`RenewCredential`]: the auth room's offer to them, not a
+//! port (the core implements it, with [`UpstreamRefresher`] over the vault and the upstream
+//! client), so it lives here beside its implementation. It spares the mail use cases two type
+//! parameters (the vault and the upstream client behind the refresher) and lets a deployment
+//! without upstream OAuth say so with [`NoRenewal`].
 
 use std::{
     collections::HashMap,
@@ -129,6 +135,48 @@ impl<V: TokenVault, U: UpstreamAuth> UpstreamRefresher<V, U> {
             }
             Err(e) => Err(RefreshError::Unavailable(e.to_string())),
         }
+    }
+}
+
+/// Renews a grant's upstream credential (the upstream OAuth refresh, single-flight).
+#[trait_variant::make(Send)]
+pub trait RenewCredential: Sync + 'static {
+    /// Renews the credential of the grant `token` opens, unless someone did since `stale`.
+    ///
+    /// # Errors
+    /// [`RefreshError`].
+    async fn renew(
+        &self,
+        token: &AccessToken,
+        grant: &GrantId,
+        stale: &UpstreamCredential,
+    ) -> Result<UpstreamCredential, RefreshError>;
+}
+
+impl<V: TokenVault, U: UpstreamAuth> RenewCredential for UpstreamRefresher<V, U> {
+    async fn renew(
+        &self,
+        token: &AccessToken,
+        grant: &GrantId,
+        stale: &UpstreamCredential,
+    ) -> Result<UpstreamCredential, RefreshError> {
+        self.refresh(token, grant, stale).await
+    }
+}
+
+/// Renews nothing (no upstream OAuth client): a credential the mail server refuses stays
+/// refused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRenewal;
+
+impl RenewCredential for NoRenewal {
+    async fn renew(
+        &self,
+        _token: &AccessToken,
+        _grant: &GrantId,
+        _stale: &UpstreamCredential,
+    ) -> Result<UpstreamCredential, RefreshError> {
+        Err(RefreshError::NotRefreshable)
     }
 }
 

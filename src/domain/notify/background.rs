@@ -55,13 +55,14 @@ pub enum TurnOffError {
 }
 
 /// What the front end may ask of the notifier, which holds the key: it never gets the key.
-pub trait NotifierControl: Send + Sync {
+#[trait_variant::make(Send)]
+pub trait NotifierControl: Sync + 'static {
     /// Ends a person's notifier grant if no connection of theirs delivers through it any more:
     /// deletes it and revokes it at the provider.
-    fn turn_off<'a>(
-        &'a self,
-        account: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TurnOffError>> + Send + 'a>>;
+    ///
+    /// # Errors
+    /// [`TurnOffError`].
+    async fn turn_off(&self, account: &str) -> Result<(), TurnOffError>;
 
     /// Settings changed: look again soon.
     fn wake(&self);

@@ -7,8 +7,6 @@ use crate::domain::{
     sending::approval::{ApprovalError, ApprovalId, ApprovalRecord, Status},
 };
 
-use super::BoxFuture;
-
 /// Where approvals live; every transition is a compare-and-swap on the status.
 #[trait_variant::make(Send)]
 #[cfg_attr(any(test, feature = "test-support"), mockall::automock)]
@@ -65,85 +63,4 @@ pub trait ApprovalStore: Sync + 'static {
     /// # Errors
     /// [`ApprovalError::Unexpected`].
     async fn remove(&self, id: &ApprovalId) -> Result<(), ApprovalError>;
-}
-
-/// [`ApprovalStore`] behind `Arc<dyn …>` (sending is optional, so the service holds one
-/// or none).
-pub trait DynApprovalStore: Send + Sync + 'static {
-    /// See [`ApprovalStore::insert`].
-    fn insert<'a>(&'a self, record: &'a ApprovalRecord)
-    -> BoxFuture<'a, Result<(), ApprovalError>>;
-    /// See [`ApprovalStore::get`].
-    fn get<'a>(
-        &'a self,
-        id: &'a ApprovalId,
-    ) -> BoxFuture<'a, Result<Option<ApprovalRecord>, ApprovalError>>;
-    /// See [`ApprovalStore::find`].
-    fn find<'a>(
-        &'a self,
-        grant: &'a GrantId,
-        draft: &'a EmailId,
-    ) -> BoxFuture<'a, Result<Option<ApprovalRecord>, ApprovalError>>;
-    /// See [`ApprovalStore::by_submission`].
-    fn by_submission<'a>(
-        &'a self,
-        grant: &'a GrantId,
-        submission: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ApprovalRecord>, ApprovalError>>;
-    /// See [`ApprovalStore::transition`].
-    fn transition<'a>(
-        &'a self,
-        id: &'a ApprovalId,
-        from: Status,
-        to: Status,
-        submission: Option<String>,
-    ) -> BoxFuture<'a, Result<(), ApprovalError>>;
-    /// See [`ApprovalStore::remove`].
-    fn remove<'a>(&'a self, id: &'a ApprovalId) -> BoxFuture<'a, Result<(), ApprovalError>>;
-}
-
-impl<T: ApprovalStore> DynApprovalStore for T {
-    fn insert<'a>(
-        &'a self,
-        record: &'a ApprovalRecord,
-    ) -> BoxFuture<'a, Result<(), ApprovalError>> {
-        Box::pin(ApprovalStore::insert(self, record))
-    }
-
-    fn get<'a>(
-        &'a self,
-        id: &'a ApprovalId,
-    ) -> BoxFuture<'a, Result<Option<ApprovalRecord>, ApprovalError>> {
-        Box::pin(ApprovalStore::get(self, id))
-    }
-
-    fn find<'a>(
-        &'a self,
-        grant: &'a GrantId,
-        draft: &'a EmailId,
-    ) -> BoxFuture<'a, Result<Option<ApprovalRecord>, ApprovalError>> {
-        Box::pin(ApprovalStore::find(self, grant, draft))
-    }
-
-    fn by_submission<'a>(
-        &'a self,
-        grant: &'a GrantId,
-        submission: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ApprovalRecord>, ApprovalError>> {
-        Box::pin(ApprovalStore::by_submission(self, grant, submission))
-    }
-
-    fn transition<'a>(
-        &'a self,
-        id: &'a ApprovalId,
-        from: Status,
-        to: Status,
-        submission: Option<String>,
-    ) -> BoxFuture<'a, Result<(), ApprovalError>> {
-        Box::pin(ApprovalStore::transition(self, id, from, to, submission))
-    }
-
-    fn remove<'a>(&'a self, id: &'a ApprovalId) -> BoxFuture<'a, Result<(), ApprovalError>> {
-        Box::pin(ApprovalStore::remove(self, id))
-    }
 }

@@ -3,8 +3,6 @@
 
 use crate::domain::grant::GrantId;
 
-use super::BoxFuture;
-
 /// Something a grant did or had done to it, for the person's audit log. Never mail content,
 /// addresses or tokens: tool names, outcomes and counts only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,42 +89,4 @@ pub trait AuditLog: Sync + 'static {
     /// # Errors
     /// [`AuditError`].
     async fn events(&self, grant: &GrantId, limit: usize) -> Result<Vec<AuditEvent>, AuditError>;
-}
-
-/// [`AuditLog`] behind `Arc<dyn …>` (the inbound adapters share one log).
-pub trait DynAuditLog: Send + Sync + 'static {
-    /// See [`AuditLog::record`].
-    fn record(&self, event: AuditEvent) -> BoxFuture<'_, ()>;
-    /// See [`AuditLog::events`].
-    fn events<'a>(
-        &'a self,
-        grant: &'a GrantId,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<AuditEvent>, AuditError>>;
-}
-
-impl<T: AuditLog> DynAuditLog for T {
-    fn record(&self, event: AuditEvent) -> BoxFuture<'_, ()> {
-        Box::pin(AuditLog::record(self, event))
-    }
-
-    fn events<'a>(
-        &'a self,
-        grant: &'a GrantId,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<AuditEvent>, AuditError>> {
-        Box::pin(AuditLog::events(self, grant, limit))
-    }
-}
-
-/// An audit log that keeps nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoAudit;
-
-impl AuditLog for NoAudit {
-    async fn record(&self, _event: AuditEvent) {}
-
-    async fn events(&self, _grant: &GrantId, _limit: usize) -> Result<Vec<AuditEvent>, AuditError> {
-        Ok(Vec::new())
-    }
 }

@@ -18,7 +18,7 @@ use crate::domain::{
     grant::GrantId,
     mail::ids::{BlobId, EmailId},
     mail::{Address, Attachment},
-    ports::DynApprovalStore,
+    ports::ApprovalStore,
 };
 
 /// How long a person has to approve a send.
@@ -327,7 +327,7 @@ impl<S> Approval<S> {
 
     async fn step<T>(
         self,
-        store: &dyn DynApprovalStore,
+        store: &impl ApprovalStore,
         from: Status,
         to: Status,
         submission: Option<String>,
@@ -432,7 +432,7 @@ impl Approval<Pending> {
     /// `Expired`, or `Conflict` when it was decided meanwhile.
     pub async fn approve(
         self,
-        store: &dyn DynApprovalStore,
+        store: &impl ApprovalStore,
         now: i64,
     ) -> Result<Approval<Approved>, ApprovalError> {
         if self.record.expired(now) {
@@ -448,7 +448,7 @@ impl Approval<Pending> {
     /// `Conflict` when it was decided meanwhile.
     pub async fn decline(
         self,
-        store: &dyn DynApprovalStore,
+        store: &impl ApprovalStore,
     ) -> Result<ApprovalRecord, ApprovalError> {
         self.step::<Pending>(store, Status::Pending, Status::Declined, None)
             .await
@@ -463,7 +463,7 @@ impl Approval<Approved> {
     /// `Expired`, or `Conflict` when another call claimed it first.
     pub async fn claim(
         self,
-        store: &dyn DynApprovalStore,
+        store: &impl ApprovalStore,
         now: i64,
     ) -> Result<Approval<Claimed>, ApprovalError> {
         if self.record.expired(now) {
@@ -481,7 +481,7 @@ impl Approval<Claimed> {
     /// `Unexpected`.
     pub async fn sent(
         self,
-        store: &dyn DynApprovalStore,
+        store: &impl ApprovalStore,
         submission: String,
     ) -> Result<ApprovalRecord, ApprovalError> {
         self.step::<Claimed>(store, Status::Claimed, Status::Sent, Some(submission))
@@ -494,7 +494,7 @@ impl Approval<Claimed> {
     ///
     /// # Errors
     /// [`ApprovalError::Conflict`] when it moved meanwhile.
-    pub async fn left(self, store: &dyn DynApprovalStore) -> Result<ApprovalRecord, ApprovalError> {
+    pub async fn left(self, store: &impl ApprovalStore) -> Result<ApprovalRecord, ApprovalError> {
         self.step::<Claimed>(store, Status::Claimed, Status::Sent, None)
             .await
             .map(|a| a.record)
@@ -507,7 +507,7 @@ impl Approval<Claimed> {
     /// `Unexpected`.
     pub async fn release(
         self,
-        store: &dyn DynApprovalStore,
+        store: &impl ApprovalStore,
     ) -> Result<Approval<Approved>, ApprovalError> {
         self.step(store, Status::Claimed, Status::Approved, None)
             .await
@@ -540,7 +540,7 @@ pub enum DecisionError {
 /// # Errors
 /// `Unknown`, `OtherAccount`, `Store`.
 pub async fn for_account(
-    store: &dyn DynApprovalStore,
+    store: &impl ApprovalStore,
     id: &ApprovalId,
     account: &str,
 ) -> Result<ApprovalRecord, DecisionError> {
@@ -566,7 +566,7 @@ pub async fn for_account(
 /// # Errors
 /// See [`DecisionError`].
 pub async fn decide(
-    store: &dyn DynApprovalStore,
+    store: &impl ApprovalStore,
     id: &ApprovalId,
     account: &str,
     approve: bool,

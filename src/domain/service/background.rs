@@ -26,7 +26,7 @@ use crate::domain::{
         delivery::Destination,
     },
     ports::{
-        BackgroundError, DynBackgroundStore, MailReader, MailStoreError, UpstreamAuth,
+        BackgroundError, BackgroundStore, MailReader, MailStoreError, UpstreamAuth,
         UpstreamAuthError,
     },
     secret::SecretString,
@@ -84,31 +84,34 @@ pub enum SetupError {
     TurnOff(#[from] TurnOffError),
 }
 
-/// The settings page's side of background delivery.
-pub struct BackgroundSetup<U, M> {
+/// The settings page's side of background delivery: the notifier's upstream client `U`, the
+/// mailbox `M` (whose a new notifier grant is), the records' sealing side `S` and the running
+/// notifier `C`.
+pub struct BackgroundSetup<U, M, S, C> {
     upstream: Arc<U>,
     mail: Arc<M>,
-    store: Arc<dyn DynBackgroundStore>,
-    control: Arc<dyn NotifierControl>,
+    store: Arc<S>,
+    control: Arc<C>,
     pending: Mutex<HashMap<[u8; 32], Pending<Consent>>>,
 }
 
-impl<U, M> std::fmt::Debug for BackgroundSetup<U, M> {
+impl<U, M, S, C> std::fmt::Debug for BackgroundSetup<U, M, S, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackgroundSetup").finish_non_exhaustive()
     }
 }
 
-impl<U: UpstreamAuth, M: MailReader> BackgroundSetup<U, M> {
+impl<U, M, S, C> BackgroundSetup<U, M, S, C>
+where
+    U: UpstreamAuth,
+    M: MailReader,
+    S: BackgroundStore,
+    C: NotifierControl,
+{
     /// Setup through the notifier's upstream client `upstream`; `mail` reads whose mailbox a
     /// new notifier grant is for.
     #[must_use]
-    pub fn new(
-        upstream: Arc<U>,
-        mail: Arc<M>,
-        store: Arc<dyn DynBackgroundStore>,
-        control: Arc<dyn NotifierControl>,
-    ) -> Self {
+    pub fn new(upstream: Arc<U>, mail: Arc<M>, store: Arc<S>, control: Arc<C>) -> Self {
         Self {
             upstream,
             mail,

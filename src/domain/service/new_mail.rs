@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{MailService, ServiceError, require};
+use super::{Fittings, MailService, ServiceError, require};
 use crate::domain::{
     grant::{Caller, Capability},
     mail::EmailSummary,
@@ -94,7 +94,7 @@ pub struct Sifted {
     pub held_until: Option<DateTime<Utc>>,
 }
 
-impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
+impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> MailService<M, V, P, F> {
     /// `check_new_mail`.
     ///
     /// # Errors

@@ -35,7 +35,7 @@ use crate::domain::{
         settings::NotifySettings,
     },
     ports::{
-        DynBackgroundStore, DynNotifierKeyring, MailFeed, MailStoreError, Policy, PushChannel,
+        BackgroundStore, MailFeed, MailStoreError, NotifierKeyring, Policy, PushChannel,
         UpstreamAuth, UpstreamAuthError, UpstreamTokens,
     },
 };
@@ -90,21 +90,23 @@ struct AccountState {
     pacing: HashMap<GrantId, Pacing>,
 }
 
-/// The notifier.
-pub struct Notifier<N, U, P, D> {
+/// The notifier, over its mailbox view `N`, its upstream client `U`, the policy `P`, the
+/// deliverer `D`, and the two sides of background delivery's records: the keyring `K` that opens
+/// them and the store `S` that seals and lists them.
+pub struct Notifier<N, U, P, D, K, S> {
     mail: N,
     upstream: Arc<U>,
     policy: P,
     deliverer: Arc<D>,
-    keyring: Arc<dyn DynNotifierKeyring>,
-    store: Arc<dyn DynBackgroundStore>,
+    keyring: Arc<K>,
+    store: Arc<S>,
     settings: NotifierSettings,
     accounts: tokio::sync::Mutex<HashMap<String, AccountState>>,
     /// One refresh at a time: a rotated refresh token used twice ends the grant.
     refreshing: tokio::sync::Mutex<()>,
 }
 
-impl<N, U, P, D> std::fmt::Debug for Notifier<N, U, P, D> {
+impl<N, U, P, D, K, S> std::fmt::Debug for Notifier<N, U, P, D, K, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notifier")
             .field("settings", &self.settings)
@@ -149,12 +151,14 @@ pub enum LookError {
     Upstream(UpstreamAuthError),
 }
 
-impl<N, U, P, D> Notifier<N, U, P, D>
+impl<N, U, P, D, K, S> Notifier<N, U, P, D, K, S>
 where
     N: MailFeed,
     U: UpstreamAuth,
     P: Policy,
     D: Deliverer,
+    K: NotifierKeyring,
+    S: BackgroundStore,
 {
     /// A notifier over its ports.
     #[must_use]
@@ -164,8 +168,8 @@ where
         upstream: Arc<U>,
         policy: P,
         deliverer: Arc<D>,
-        keyring: Arc<dyn DynNotifierKeyring>,
-        store: Arc<dyn DynBackgroundStore>,
+        keyring: Arc<K>,
+        store: Arc<S>,
         settings: NotifierSettings,
     ) -> Self {
         Self {
@@ -452,9 +456,9 @@ where
     /// Delivers `notice` to `grant`'s destination with the retry schedule, waiting between
     /// attempts with `sleep` (for hours: the caller runs this apart from everything else),
     /// and records the outcome for the settings page.
-    pub async fn deliver<S, F>(&self, grant: GrantId, notice: Notice, sleep: S)
+    pub async fn deliver<W, F>(&self, grant: GrantId, notice: Notice, sleep: W)
     where
-        S: Fn(Duration) -> F,
+        W: Fn(Duration) -> F,
         F: Future<Output = ()>,
     {
         let destination = match self.keyring.open_destination(&grant).await {
@@ -502,13 +506,13 @@ where
 /// A delivery's attempts, each only while the connection still delivers in the background
 /// (retries run for hours; turning off or revoking stops them), to its destination as it is
 /// now.
-struct StillOn<D> {
+struct StillOn<D, K> {
     inner: Arc<D>,
-    keyring: Arc<dyn DynNotifierKeyring>,
+    keyring: Arc<K>,
     grant: GrantId,
 }
 
-impl<D: Deliverer> Deliverer for StillOn<D> {
+impl<D: Deliverer, K: NotifierKeyring> Deliverer for StillOn<D, K> {
     async fn attempt(&self, _destination: &Destination, notice: &Notice) -> AttemptOutcome {
         match self.keyring.open_destination(&self.grant).await {
             Ok(Some(now)) => self.inner.attempt(&now, notice).await,
@@ -620,7 +624,14 @@ mod tests {
         outbound::vault::{BackgroundVault, NotifierKey, NotifierVault, RedbVault},
     };
 
-    type TestNotifier = Notifier<MockMailFeed, MockUpstreamAuth, MockPolicy, MockDeliverer>;
+    type TestNotifier = Notifier<
+        MockMailFeed,
+        MockUpstreamAuth,
+        MockPolicy,
+        MockDeliverer,
+        NotifierVault,
+        BackgroundVault,
+    >;
 
     /// Quiet every day 22:00–07:00 in UTC.
     fn quiet_nights() -> NotifySettings {

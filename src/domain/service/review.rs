@@ -1,30 +1,28 @@
 //! The review page's use cases: showing a pending send to the person whose mailbox it is, and
 //! recording their decision — in the audit log too, so no page can decide without a trace.
 
-use std::sync::Arc;
-
 use crate::domain::{
-    ports::{AuditEvent, AuditKind, DynApprovalStore, DynAuditLog},
+    ports::{ApprovalStore, AuditEvent, AuditKind, AuditLog},
     sending::approval::{self, ApprovalId, ApprovalRecord, DecisionError, Status},
 };
 
-/// Approvals as the person reviews them.
-pub struct ReviewDesk {
-    approvals: Arc<dyn DynApprovalStore>,
-    audit: Arc<dyn DynAuditLog>,
+/// Approvals as the person reviews them, over the vault `V` in two roles: it keeps the
+/// approvals and the audit log.
+pub struct ReviewDesk<V> {
+    vault: V,
 }
 
-impl std::fmt::Debug for ReviewDesk {
+impl<V> std::fmt::Debug for ReviewDesk<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReviewDesk").finish_non_exhaustive()
     }
 }
 
-impl ReviewDesk {
-    /// Over the approvals store and the audit log.
+impl<V: ApprovalStore + AuditLog> ReviewDesk<V> {
+    /// Over the vault's approvals and audit log.
     #[must_use]
-    pub fn new(approvals: Arc<dyn DynApprovalStore>, audit: Arc<dyn DynAuditLog>) -> Self {
-        Self { approvals, audit }
+    pub fn new(vault: V) -> Self {
+        Self { vault }
     }
 
     /// The approval `id` if the person of `account` (an account digest) may still decide it:
@@ -38,7 +36,7 @@ impl ReviewDesk {
         account: &str,
         now: i64,
     ) -> Result<ApprovalRecord, DecisionError> {
-        let record = approval::for_account(self.approvals.as_ref(), id, account).await?;
+        let record = approval::for_account(&self.vault, id, account).await?;
         if record.expired(now) {
             return Err(DecisionError::Expired);
         }
@@ -59,17 +57,19 @@ impl ReviewDesk {
         approve: bool,
         now: i64,
     ) -> Result<ApprovalRecord, DecisionError> {
-        let record = approval::decide(self.approvals.as_ref(), id, account, approve, now).await?;
-        self.audit
-            .record(AuditEvent {
+        let record = approval::decide(&self.vault, id, account, approve, now).await?;
+        AuditLog::record(
+            &self.vault,
+            AuditEvent {
                 grant: record.grant.clone(),
                 at: now,
                 kind: AuditKind::SendDecision {
                     decision: if approve { "approved" } else { "declined" }.into(),
                     via: "review_page".into(),
                 },
-            })
-            .await;
+            },
+        )
+        .await;
         Ok(record)
     }
 }

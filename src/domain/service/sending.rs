@@ -1,17 +1,15 @@
 //! The compose and send use cases: drafts from what the model wrote, and a send that happens
 //! only with the person's approval of the exact draft (see `domain::sending::approval`).
 
-use std::sync::Arc;
-
 use zeroize::Zeroizing;
 
-use super::{MailService, ServiceError, require};
+use super::{Fittings, MailService, ServiceError, require};
 use crate::domain::{
     grant::{Caller, Capability},
     mail::Attachment,
     mail::body,
     mail::ids::EmailId,
-    ports::{DynApprovalStore, MailStore, MailStoreError, Policy, TokenVault},
+    ports::{ApprovalStore as _, MailStore, MailStoreError, Policy, TokenVault},
     search::query::InvalidArgument,
     sending::approval::{
         self, Approval, ApprovalError, ApprovalId, ApprovalRecord, DraftDigest, DraftSnapshot,
@@ -78,11 +76,6 @@ pub enum SendRefusal {
     /// A body was too large to read back whole, so it can't be reviewed.
     #[error("the draft is too large to review safely, so it can't be sent from here")]
     TooLargeToReview,
-    /// This server has no way to ask the person.
-    #[error(
-        "sending needs the person's approval, and this connection has no way to ask for it (no review page without a Fastmail sign-in)"
-    )]
-    NoWayToApprove,
     /// The outcome is unknown: the submission may or may not have been accepted.
     #[error(
         "the mail server did not confirm the send ({0}); it may or may not have been sent: check get_send_status or the Sent folder before trying again"
@@ -104,7 +97,6 @@ impl SendRefusal {
             Self::FromNotAnIdentity(_) => "forbidden_from",
             Self::RecipientNotAllowed(_) => "recipient_not_allowed",
             Self::TooLargeToReview => "too_large_to_review",
-            Self::NoWayToApprove => "no_way_to_approve",
             Self::Unconfirmed(_) => "send_unconfirmed",
         }
     }
@@ -159,11 +151,9 @@ fn approval_error(e: ApprovalError) -> ServiceError {
     }
 }
 
-impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
-    fn approvals(&self) -> Result<&Arc<dyn DynApprovalStore>, ServiceError> {
-        self.approvals
-            .as_ref()
-            .ok_or_else(|| SendRefusal::NoWayToApprove.into())
+impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> MailService<M, V, P, F> {
+    fn approvals(&self) -> &F::Approvals {
+        self.fittings.approvals()
     }
 
     /// `draft_email`: a new message, reply, reply-all or forward as a draft in Drafts.
@@ -317,7 +307,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         review: &(dyn Fn(&DraftSnapshot, &Schedule) -> Vec<u8> + Sync),
     ) -> Result<SendOutcome, ServiceError> {
         require(caller, Capability::Send, "send mail")?;
-        let approvals = Arc::clone(self.approvals()?);
+        let approvals = self.approvals();
         let schedule = schedule.unwrap_or(Schedule::Now {
             undo_secs: self.sending.default_undo_secs,
         });
@@ -362,35 +352,33 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             Some(Typed::Approved(approved)) => {
                 let record = approved.record().clone();
                 if record.expired(now) {
-                    self.forget(&approvals, &record).await?;
+                    self.forget(approvals, &record).await?;
                     return Err(SendRefusal::ApprovalExpired.into());
                 }
                 if record.digest != digest {
-                    self.forget(&approvals, &record).await?;
+                    self.forget(approvals, &record).await?;
                     return Err(SendRefusal::DraftChanged.into());
                 }
                 return self
-                    .send_approved(
-                        caller, &approvals, approved, &snapshot, &identity, &schedule,
-                    )
+                    .send_approved(caller, approvals, approved, &snapshot, &identity, &schedule)
                     .await
                     .map(SendOutcome::Sent);
             }
             Some(Typed::Pending(pending)) => {
                 let record = pending.record().clone();
                 if record.expired(now) {
-                    self.forget(&approvals, &record).await?;
+                    self.forget(approvals, &record).await?;
                     return Err(SendRefusal::ApprovalExpired.into());
                 }
             }
             Some(Typed::Settled(record)) => match record.status {
                 Status::Declined => {
-                    self.forget(&approvals, &record).await?;
+                    self.forget(approvals, &record).await?;
                     return Err(SendRefusal::ApprovalDeclined.into());
                 }
                 // Sent before, and a draft in Drafts again (its send was cancelled): a new
                 // send, asked afresh.
-                Status::Sent => self.forget(&approvals, &record).await?,
+                Status::Sent => self.forget(approvals, &record).await?,
                 // A send whose outcome was never known: the draft still being a draft proves
                 // nothing (a Bcc copy may have left, or only the move to Sent failed), so it
                 // is never sent again from this approval.
@@ -455,7 +443,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
 
     async fn forget(
         &self,
-        approvals: &Arc<dyn DynApprovalStore>,
+        approvals: &F::Approvals,
         record: &ApprovalRecord,
     ) -> Result<(), ServiceError> {
         approvals.remove(&record.id).await.map_err(approval_error)
@@ -466,14 +454,14 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     async fn send_approved(
         &self,
         caller: &Caller,
-        approvals: &Arc<dyn DynApprovalStore>,
+        approvals: &F::Approvals,
         approved: Approval<approval::Approved>,
         snapshot: &DraftSnapshot,
         identity: &Identity,
         schedule: &Schedule,
     ) -> Result<SubmissionStatus, ServiceError> {
         let claimed = approved
-            .claim(approvals.as_ref(), now())
+            .claim(approvals, now())
             .await
             .map_err(approval_error)?;
         let mut rcpt_to: Vec<String> = Vec::new();
@@ -501,7 +489,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         match outcome {
             Ok(status) => {
                 claimed
-                    .sent(approvals.as_ref(), status.id.clone())
+                    .sent(approvals, status.id.clone())
                     .await
                     .map_err(approval_error)?;
                 Ok(status)
@@ -513,10 +501,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
                 | MailStoreError::NotFound(_)
                 | MailStoreError::Unauthorized),
             )) => {
-                claimed
-                    .release(approvals.as_ref())
-                    .await
-                    .map_err(approval_error)?;
+                claimed.release(approvals).await.map_err(approval_error)?;
                 Err(e.into())
             }
             Err(ServiceError::Store(e)) => Err(SendRefusal::Unconfirmed(e.to_string()).into()),
@@ -540,12 +525,12 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         if approve && self.policy.review_only(&caller.grant).await? {
             return Err(SendRefusal::ApprovalUsed.into());
         }
-        let approvals = self.approvals()?;
+        let approvals = self.approvals();
         let grant = &caller.grant;
         // A caller must not give up midway (a decision half made): the inbound adapter runs
         // this as a task of its own.
         let decided = async {
-            let s = approvals.as_ref();
+            let s = approvals;
             let record = s
                 .get(id)
                 .await?
@@ -582,7 +567,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
     ) -> Result<EmailId, ServiceError> {
         require(caller, Capability::Send, "cancel sending")?;
         // Only a send this connection made: never the person's own (or another assistant's).
-        let approvals = Arc::clone(self.approvals()?);
+        let approvals = self.approvals();
         let record = approvals
             .by_submission(&caller.grant, submission)
             .await
@@ -595,7 +580,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             })
             .await?;
         // The approval was used up by that send; sending the draft again asks again.
-        self.forget(&approvals, &record).await?;
+        self.forget(approvals, &record).await?;
         Ok(draft)
     }
 
@@ -618,7 +603,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             // Servers may forget a submission once it left (Cyrus keeps only held ones): ours
             // still knows it went.
             Err(ServiceError::Store(MailStoreError::NotFound(why))) => {
-                let approvals = Arc::clone(self.approvals()?);
+                let approvals = self.approvals();
                 let sent = approvals
                     .by_submission(&caller.grant, submission)
                     .await
@@ -657,7 +642,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
         draft: &EmailId,
     ) -> Result<Option<ApprovalRecord>, ServiceError> {
         require(caller, Capability::Send, "see sending status")?;
-        let approvals = Arc::clone(self.approvals()?);
+        let approvals = self.approvals();
         let found = approvals
             .find(&caller.grant, draft)
             .await
@@ -682,7 +667,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> MailService<M, V, P> {
             return Ok(found);
         }
         claim
-            .left(approvals.as_ref())
+            .left(approvals)
             .await
             .map(Some)
             .map_err(approval_error)

@@ -7,7 +7,9 @@ use super::*;
 use crate::domain::{
     grant::{GrantId, UpstreamCredential},
     mail::{Attachment, Keywords},
-    ports::{MockMailStore, MockPolicy, MockTokenVault, OpenedGrant, SearchPage},
+    ports::{
+        MockApprovalStore, MockMailStore, MockPolicy, MockTokenVault, OpenedGrant, SearchPage,
+    },
     search::query::PageSize,
     secret::SecretString,
 };
@@ -40,11 +42,19 @@ fn summary(id: &str, hour: u32) -> EmailSummary {
     }
 }
 
-fn service(store: MockMailStore) -> MailService<MockMailStore, MockTokenVault, MockPolicy> {
+type Mocked = MailService<
+    MockMailStore,
+    MockTokenVault,
+    MockPolicy,
+    Fitted<NoRenewal, NoDocuments, MockApprovalStore>,
+>;
+
+fn service(store: MockMailStore) -> Mocked {
     MailService::new(
         store,
         MockTokenVault::new(),
         MockPolicy::new(),
+        MockApprovalStore::new(),
         ServiceLimits::default(),
     )
 }
@@ -256,6 +266,7 @@ async fn an_unknown_token_is_unauthenticated_and_the_policy_is_read_per_request(
         MockMailStore::new(),
         vault,
         policy,
+        MockApprovalStore::new(),
         ServiceLimits::default(),
     );
     let err = svc

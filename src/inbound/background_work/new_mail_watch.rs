@@ -23,7 +23,7 @@ use crate::domain::{
     grant::{Caller, Capability},
     notify::{cadence, cursor::NewMailCursor, rules::Announcer},
     ports::{MailStore, Policy, TokenVault},
-    service::{Look, MailService, ServiceError},
+    service::{Fittings, Look, MailService, ServiceError},
 };
 
 /// How often and how patiently an account is watched.
@@ -54,14 +54,14 @@ impl Default for WatchTuning {
 }
 
 /// Streams listening for new mail, one watcher per account.
-pub struct NewMailWatchers<M, V, P> {
-    service: Arc<MailService<M, V, P>>,
+pub struct NewMailWatchers<M, V, P, F> {
+    service: Arc<MailService<M, V, P, F>>,
     tuning: WatchTuning,
     accounts: Mutex<HashMap<String, Arc<AccountWatch>>>,
     next_id: AtomicU64,
 }
 
-impl<M, V, P> std::fmt::Debug for NewMailWatchers<M, V, P> {
+impl<M, V, P, F> std::fmt::Debug for NewMailWatchers<M, V, P, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NewMailWatchers")
             .field("tuning", &self.tuning)
@@ -152,10 +152,10 @@ fn jitter(base: Duration) -> Duration {
     Duration::from_millis(rand::random_range(0..=tenth))
 }
 
-impl<M: MailStore, V: TokenVault, P: Policy> NewMailWatchers<M, V, P> {
+impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> NewMailWatchers<M, V, P, F> {
     /// Watchers looking through `service`.
     #[must_use]
-    pub fn new(service: Arc<MailService<M, V, P>>, tuning: WatchTuning) -> Self {
+    pub fn new(service: Arc<MailService<M, V, P, F>>, tuning: WatchTuning) -> Self {
         Self {
             service,
             tuning,

@@ -16,7 +16,7 @@ use crate::domain::{
         background::{NotifierControl, TurnOffError},
         delivery::Deliverer,
     },
-    ports::{MailFeed, Policy, UpstreamAuth},
+    ports::{BackgroundStore, MailFeed, NotifierKeyring, Policy, UpstreamAuth},
     service::{LookError, Notifier, PushOpening, Round},
 };
 
@@ -24,8 +24,8 @@ use crate::domain::{
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// Runs a [`Notifier`].
-pub struct NotifierRunner<N, U, P, D> {
-    notifier: Arc<Notifier<N, U, P, D>>,
+pub struct NotifierRunner<N, U, P, D, K, S> {
+    notifier: Arc<Notifier<N, U, P, D, K, S>>,
     wake: tokio::sync::Notify,
     /// Accounts whose push channel woke us, or `None` inside for "all" (settings changed).
     woken: Mutex<Option<HashSet<String>>>,
@@ -33,22 +33,24 @@ pub struct NotifierRunner<N, U, P, D> {
     pushes: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
-impl<N, U, P, D> std::fmt::Debug for NotifierRunner<N, U, P, D> {
+impl<N, U, P, D, K, S> std::fmt::Debug for NotifierRunner<N, U, P, D, K, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NotifierRunner").finish_non_exhaustive()
     }
 }
 
-impl<N, U, P, D> NotifierRunner<N, U, P, D>
+impl<N, U, P, D, K, S> NotifierRunner<N, U, P, D, K, S>
 where
     N: MailFeed,
     U: UpstreamAuth,
     P: Policy,
     D: Deliverer,
+    K: NotifierKeyring,
+    S: BackgroundStore,
 {
     /// Runs `notifier` once [`run`](Self::run) is started.
     #[must_use]
-    pub fn new(notifier: Arc<Notifier<N, U, P, D>>) -> Self {
+    pub fn new(notifier: Arc<Notifier<N, U, P, D, K, S>>) -> Self {
         Self {
             notifier,
             wake: tokio::sync::Notify::new(),
@@ -159,19 +161,17 @@ where
     }
 }
 
-impl<N, U, P, D> NotifierControl for NotifierRunner<N, U, P, D>
+impl<N, U, P, D, K, S> NotifierControl for NotifierRunner<N, U, P, D, K, S>
 where
     N: MailFeed,
     U: UpstreamAuth,
     P: Policy,
     D: Deliverer,
+    K: NotifierKeyring,
+    S: BackgroundStore,
 {
-    fn turn_off<'a>(
-        &'a self,
-        account: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), TurnOffError>> + Send + 'a>>
-    {
-        Box::pin(async move { self.notifier.end_unused(account).await.map(|_| ()) })
+    async fn turn_off(&self, account: &str) -> Result<(), TurnOffError> {
+        self.notifier.end_unused(account).await.map(|_| ())
     }
 
     fn wake(&self) {

@@ -27,7 +27,7 @@ use crate::domain::{
     ports::{AuditEvent, AuditKind, MailStore, MailStoreError, Policy, TokenVault},
     search::query::{EmailQuery, InvalidArgument, SearchExpression, parse_instant},
     search::search_syntax,
-    service::{NewMailRequest, SearchRequest, ServiceError},
+    service::{Fittings, NewMailRequest, SearchRequest, ServiceError},
 };
 
 /// A tool's successful result before it goes on the wire.
@@ -69,7 +69,7 @@ pub(super) enum Reply {
     InputRequired(rmcp::model::InputRequiredResult),
 }
 
-impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
+impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> McpHandler<M, V, P, F> {
     /// Answers `tools/call`: decodes the call, runs it, audits and logs it (the kind of outcome
     /// only), and puts the result or the failure on the wire.
     pub(super) async fn call_tool_request(
@@ -271,7 +271,7 @@ impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
                 let (settings, text) =
                     render::notify_settings(&service.notify_settings(caller).await?);
                 let background = match &self.background {
-                    Some(store) => store.background(&caller.grant).await.ok().flatten(),
+                    Some(desk) => desk.status(&caller.grant).await,
                     None => None,
                 };
                 let delivery = match &background {

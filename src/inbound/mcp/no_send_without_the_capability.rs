@@ -23,7 +23,7 @@ use crate::domain::{
     sending::compose::{CreatedDraft, Identity},
     sending::recipients::RecipientRule,
     sending::submission::{SubmissionStatus, UndoStatus},
-    service::{MailService, SendSettings, ServiceLimits},
+    service::{MailService, ServiceLimits},
 };
 
 fn snapshot() -> DraftSnapshot {
@@ -184,15 +184,13 @@ async fn only_send_draft_with_send_submits() {
                 .expect_set_notify_settings()
                 .returning(|_, _| Box::pin(async { Ok(()) }));
             let vault = MockTokenVault::new();
-            let service = Arc::new(
-                MailService::new(
-                    willing_store(&submissions),
-                    vault,
-                    policy,
-                    ServiceLimits::default(),
-                )
-                .with_approvals(Arc::new(approved_store()), SendSettings::default()),
-            );
+            let service = Arc::new(MailService::new(
+                willing_store(&submissions),
+                vault,
+                policy,
+                approved_store(),
+                ServiceLimits::default(),
+            ));
             let handler = handler_for(service);
             let caller = caller_with(&capabilities, Some("a"));
             let _ = handler

@@ -19,7 +19,7 @@ use crate::domain::{
     mail::ids::EmailId,
     ports::{AuditEvent, AuditKind, MailStore, Policy, TokenVault},
     sending::approval::ApprovalId,
-    service::{ApprovalAsk, SendOutcome, SendRefusal, ServiceError},
+    service::{ApprovalAsk, Fittings, SendOutcome, SendRefusal, ServiceError},
 };
 
 /// The key of our one input request in a 2026-07-28 form round trip.
@@ -37,7 +37,7 @@ pub(super) struct Confirm<'a> {
     pub(super) request_state: Option<String>,
 }
 
-impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
+impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> McpHandler<M, V, P, F> {
     /// `send_draft`: sends an approved draft; otherwise asks the person, in order: the
     /// client's form (2026-07-28 input-required result, or `elicitation/create` on a legacy
     /// session), else a review link in the result.

@@ -23,7 +23,7 @@ use super::{McpHandler, caller, render};
 use crate::domain::{
     grant::{Caller, Capability, GrantId},
     ports::{MailStore, Policy, TokenVault},
-    service::NewMailRequest,
+    service::{Fittings, NewMailRequest},
 };
 
 /// The resource that says "new mail arrived".
@@ -183,7 +183,7 @@ pub(super) fn resource_list(
     Ok(ListResourcesResult::with_all_items(resources))
 }
 
-impl<M: MailStore, V: TokenVault, P: Policy> McpHandler<M, V, P> {
+impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> McpHandler<M, V, P, F> {
     /// A legacy session, once initialized, hears when its grant's tool list changes.
     pub(super) fn watch_tool_list(&self, ctx: NotificationContext<RoleServer>) {
         let caller = ctx

@@ -17,13 +17,15 @@ use super::{
     send_confirmation::Confirm,
 };
 use crate::domain::{
+    auth::upstream_refresh::NoRenewal,
     grant::{AccessToken, Caller, Capability, CapabilitySet, GrantId, UpstreamCredential},
     mail::ids::EmailId,
     ports::{
         MailStoreError, MockApprovalStore, MockAuditLog, MockMailStore, MockPolicy, MockTokenVault,
+        NoDocuments,
     },
     secret::SecretString,
-    service::{MailService, ServiceError, ServiceLimits},
+    service::{Fitted, MailService, ServiceError, ServiceLimits},
 };
 
 /// A mail store whose every method counts the call and fails: reaching it is what
@@ -129,10 +131,13 @@ fn reaching_policy(calls: &Arc<AtomicUsize>) -> MockPolicy {
     policy
 }
 
+/// The fittings of the mocked mail use cases.
+type MockFittings = Fitted<NoRenewal, NoDocuments, MockApprovalStore>;
+
 /// The handler over `service`, auditing into a mock.
 pub(super) fn handler_for(
-    service: Arc<MailService<MockMailStore, MockTokenVault, MockPolicy>>,
-) -> McpHandler<MockMailStore, MockTokenVault, MockPolicy> {
+    service: Arc<MailService<MockMailStore, MockTokenVault, MockPolicy, MockFittings>>,
+) -> McpHandler<MockMailStore, MockTokenVault, MockPolicy, MockFittings> {
     let mut audit = MockAuditLog::new();
     audit.expect_record().returning(|_| Box::pin(async {}));
     McpHandler::new(
@@ -186,18 +191,13 @@ async fn a_tool_runs_iff_the_policy_allows_it() {
         assert_eq!(call(spec.name).capability(), needed, "{}", spec.name);
         for capabilities in capability_sets() {
             let calls = Arc::new(AtomicUsize::new(0));
-            let service = Arc::new(
-                MailService::new(
-                    counting_store(&calls),
-                    MockTokenVault::new(),
-                    reaching_policy(&calls),
-                    ServiceLimits::default(),
-                )
-                .with_approvals(
-                    Arc::new(sent_by_this_grant()),
-                    crate::domain::service::SendSettings::default(),
-                ),
-            );
+            let service = Arc::new(MailService::new(
+                counting_store(&calls),
+                MockTokenVault::new(),
+                reaching_policy(&calls),
+                sent_by_this_grant(),
+                ServiceLimits::default(),
+            ));
             let handler = handler_for(service);
             let caller = caller_with(&capabilities, None);
             let outcome = handler

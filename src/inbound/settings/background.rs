@@ -14,11 +14,12 @@ use crate::{
         auth::{settings::SettingsError, token::random_value},
         grant::Capability,
         notify::delivery::{Destination, WebhookSecret, WebhookUrl},
-        ports::{ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
+        ports::{AuditLog, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
         secret::SecretString,
-        service::{BackgroundSetup, TurnOn},
+        service::TurnOn,
     },
     inbound::{
+        BackgroundDesk,
         browser::{FormError, NOTIFIER_COOKIE, csrf_matches, set_cookie},
         html::{error_page, escape, see_other},
     },
@@ -31,15 +32,11 @@ It sees only new messages' sender, subject and time, and sends those to the dest
 It can't read bodies, change or send mail, and no AI client can use it. Turn it off here, or revoke \"mailconnect notifier\" at your provider, and it is deleted.";
 
 /// The background part of a connection's box.
-pub(super) async fn section<U, M>(
-    setup: &BackgroundSetup<U, M>,
+pub(super) async fn section(
+    setup: &dyn BackgroundDesk,
     g: &crate::domain::ports::GrantSummary,
     csrf: &str,
-) -> String
-where
-    U: UpstreamAuth,
-    M: MailStore,
-{
+) -> String {
     let id = escape(g.grant.as_str());
     let csrf = escape(csrf);
     let mut html = String::from("<details><summary>Background notifications</summary>");
@@ -107,8 +104,10 @@ fn destination(
     }
 }
 
-impl<V: TokenVault + Policy, C: ClientStore, U: UpstreamAuth, M: MailStore> Settings<V, C, U, M> {
-    fn setup(&self) -> Option<Arc<BackgroundSetup<U, M>>> {
+impl<V: TokenVault + Policy + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore>
+    Settings<V, C, U, M>
+{
+    fn setup(&self) -> Option<Arc<dyn BackgroundDesk>> {
         self.background.clone()
     }
 

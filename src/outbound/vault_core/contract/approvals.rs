@@ -4,7 +4,7 @@ use super::{ACCOUNT, now};
 use crate::domain::{
     grant::GrantId,
     mail::ids::EmailId,
-    ports::{ApprovalStore, DynApprovalStore},
+    ports::ApprovalStore,
     sending::approval::{Approval, ApprovalError, DraftDigest, Pending, Status},
 };
 
@@ -40,8 +40,7 @@ pub async fn approvals_compare_and_swap<S: ApprovalStore>(store: &S) {
             .as_ref(),
         Some(a.record())
     );
-    let dyn_store: &dyn DynApprovalStore = store;
-    let approved = a.approve(dyn_store, at).await.unwrap();
+    let approved = a.approve(store, at).await.unwrap();
     let stored = ApprovalStore::get(store, &approved.record().id)
         .await
         .unwrap()
@@ -50,7 +49,7 @@ pub async fn approvals_compare_and_swap<S: ApprovalStore>(store: &S) {
         stored.review.is_empty(),
         "the review copy goes with the decision"
     );
-    let claim = || approved.clone().claim(dyn_store, at);
+    let claim = || approved.clone().claim(store, at);
     let (c1, c2, c3, c4) = tokio::join!(claim(), claim(), claim(), claim());
     let wins = [c1, c2, c3, c4]
         .into_iter()
@@ -79,16 +78,15 @@ pub async fn approvals_compare_and_swap<S: ApprovalStore>(store: &S) {
 /// settles it, and a stale read can't remove it either); a claim decides the draft.
 pub async fn a_new_ask_replaces_older_ones_but_never_a_claim<S: ApprovalStore>(store: &S) {
     let at = now();
-    let dyn_store: &dyn DynApprovalStore = store;
     let grant = GrantId::new("g1");
     let m1 = EmailId::parse("M1").unwrap();
     let first = ask("M1", at);
     ApprovalStore::insert(store, first.record()).await.unwrap();
     let claimed = first
-        .approve(dyn_store, at)
+        .approve(store, at)
         .await
         .unwrap()
-        .claim(dyn_store, at)
+        .claim(store, at)
         .await
         .unwrap();
     let again = ask("M1", at + 1);
@@ -107,7 +105,7 @@ pub async fn a_new_ask_replaces_older_ones_but_never_a_claim<S: ApprovalStore>(s
             .is_some(),
         "claimed: kept"
     );
-    let sent = claimed.sent(dyn_store, "S1".into()).await.unwrap();
+    let sent = claimed.sent(store, "S1".into()).await.unwrap();
     assert_eq!(sent.submission.as_deref(), Some("S1"));
     assert_eq!(
         ApprovalStore::by_submission(store, &grant, "S1")
