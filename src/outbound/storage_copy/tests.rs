@@ -188,6 +188,14 @@ async fn a_copied_vault_works_for_its_clients_and_the_source_is_untouched() {
         target.open(&next.access.token).await.unwrap().grant,
         s.grant
     );
+    // Now in use on PostgreSQL (a rotation changed its rows): copying again is refused.
+    let Err(CopyError::InUse(rows)) = copy(&s.path.0, &url(&to), 2).await else {
+        panic!("a copy in use was overwritten");
+    };
+    assert!(
+        rows.0.iter().any(|(t, n)| *t == Table::Tokens && *n > 0),
+        "{rows}"
+    );
     // Background records open with the same notifier key.
     let seal = s.key.seal();
     let notifier = postgres::NotifierVault::new(target.clone(), s.key);
@@ -275,6 +283,23 @@ async fn errors_never_show_the_password() {
         ),
         "bad [redacted] and [redacted]"
     );
+}
+
+/// A vault a running mailconnect holds open is not read: stop it first.
+#[tokio::test]
+async fn a_vault_in_use_is_not_copied() {
+    let s = seeded().await;
+    let running = RedbVault::open(&s.path.0).unwrap();
+    let before = sha256(&s.path.0);
+    let err = copy(&s.path.0, &url(&fresh_database().await), 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CopyError::Source(m) if m.contains("stop it first")),
+        "{err}"
+    );
+    drop(running);
+    assert_eq!(sha256(&s.path.0), before);
 }
 
 /// A source that is not a vault file is a clear error.
