@@ -6,6 +6,7 @@ pub mod jmap;
 pub mod pdf;
 pub mod postgres;
 pub mod storage;
+pub mod storage_copy;
 pub mod upstream_oauth;
 pub mod vault;
 pub mod vault_core;

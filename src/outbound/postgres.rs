@@ -7,7 +7,9 @@
 //! - `schema`: the connection pool, versioned migrations under an advisory lock;
 //! - `tables`: the grant steps' [`GrantTables`](super::vault_core::steps::GrantTables) in one
 //!   transaction, rows read `FOR UPDATE` so writers of one grant serialise across instances;
-//! - `tokens`, `grants`, `approvals`, `audit`, `clients`, `background`, `sweep`: one port each.
+//! - `tokens`, `grants`, `approvals`, `audit`, `clients`, `background`, `sweep`: one port each;
+//! - `snapshot`: every row as a [`Snapshot`](super::vault_core::snapshot::Snapshot), and one
+//!   written in (`storage copy`).
 //!
 //! Nothing is cached between requests: another instance may have changed any row.
 
@@ -17,6 +19,7 @@ mod background;
 mod clients;
 mod grants;
 mod schema;
+mod snapshot;
 mod sweep;
 mod tables;
 mod tokens;
@@ -24,7 +27,10 @@ mod tokens;
 pub use self::{
     background::{BackgroundVault, NotifierVault},
     schema::{PgVault, SCHEMA_VERSION},
+    snapshot::ImportError,
 };
 
+#[cfg(test)]
+pub(crate) mod testbed;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,8 @@
 //! - `tokens`: [`TokenVault`](crate::domain::ports::TokenVault) (open, issue, rotate, revoke);
 //! - `grants`: [`Policy`](crate::domain::ports::Policy), listing, configured grants;
 //! - `approvals`, `audit`, `background`, `clients`: one port each;
-//! - `sweep`: [`Sweeper`](crate::domain::ports::Sweeper).
+//! - `sweep`: [`Sweeper`](crate::domain::ports::Sweeper);
+//! - `export`: every row as a [`Snapshot`](super::vault_core::snapshot::Snapshot), read-only.
 //!
 //! redb is synchronous: every port call runs its work on the blocking pool through
 //! `RedbVault::run`. Opened grants and capabilities are cached in memory (bounded, opened
@@ -18,6 +19,7 @@ mod approvals;
 mod audit;
 mod background;
 mod clients;
+mod export;
 mod grants;
 mod schema;
 mod sweep;

@@ -8,6 +8,8 @@
 //! - [`steps`]: the grant-table steps (issue, redeem, rotate with replay and reuse detection,
 //!   revoke, reseal, remove with a tombstone) over a backend's [`steps::GrantTables`].
 //! - [`notifier_key`]: the notifier's key file (outside any database).
+//! - [`snapshot`]: every row of a vault as stored, and its digest, for moving a vault from
+//!   one backend to another.
 //! - `contract` (tests and the `test-support` feature): the storage ports' behaviour, one
 //!   function per rule, for every backend's tests to run.
 //!
@@ -23,6 +25,7 @@ use crate::domain::{
 pub mod notifier_key;
 pub mod records;
 pub mod sealing;
+pub mod snapshot;
 pub mod steps;
 
 #[cfg(any(test, feature = "test-support"))]

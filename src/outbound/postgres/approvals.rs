@@ -4,7 +4,10 @@
 
 use tokio_postgres::{GenericClient, Transaction};
 
-use super::{PgVault, schema::pg_err};
+use super::{
+    PgVault,
+    schema::{execute, pg_err},
+};
 use crate::{
     domain::{
         grant::GrantId,
@@ -12,7 +15,10 @@ use crate::{
         ports::ApprovalStore,
         sending::approval::{ApprovalError, ApprovalId, ApprovalRecord, Status},
     },
-    outbound::vault_core::records::approval::{KEEP_AFTER_EXPIRY_SECS, StoredApproval, deciding},
+    outbound::vault_core::{
+        VaultStoreError,
+        records::approval::{KEEP_AFTER_EXPIRY_SECS, StoredApproval, deciding},
+    },
 };
 
 /// The approvals `sql` selects (`id, record`), as records.
@@ -40,6 +46,28 @@ async fn locked(
     .await?
     .pop()
     .map(|(_, record)| record))
+}
+
+/// Inserts `record`, stored as `value`.
+pub(super) async fn put_approval(
+    client: &impl GenericClient,
+    record: &ApprovalRecord,
+    value: &[u8],
+) -> Result<(), VaultStoreError> {
+    execute(
+        client,
+        "INSERT INTO approvals (id, grant_id, draft, submission, expires_at, record) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &record.id.as_str(),
+            &record.grant.as_str(),
+            &record.draft.as_str(),
+            &record.submission,
+            &record.expires_at,
+            &value,
+        ],
+    )
+    .await
 }
 
 fn into_records(rows: Vec<(String, StoredApproval)>) -> Result<Vec<ApprovalRecord>, ApprovalError> {
@@ -74,20 +102,7 @@ impl ApprovalStore for PgVault {
                     .map_err(pg_err)?;
             }
         }
-        tx.execute(
-            "INSERT INTO approvals (id, grant_id, draft, submission, expires_at, record) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &record.id.as_str(),
-                &record.grant.as_str(),
-                &record.draft.as_str(),
-                &record.submission,
-                &record.expires_at,
-                &encoded,
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
+        put_approval(&*tx, record, &encoded).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok(())
     }

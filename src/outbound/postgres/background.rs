@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use tokio_postgres::GenericClient;
 
-use super::{PgVault, schema::pg_err};
+use super::{
+    PgVault,
+    schema::{execute, pg_err},
+};
 use crate::{
     domain::{
         grant::GrantId,
@@ -20,6 +23,7 @@ use crate::{
         ports::{BackgroundError, BackgroundStore, NotifierKeyring, UpstreamTokens},
     },
     outbound::vault_core::{
+        VaultStoreError,
         notifier_key::{NotifierKey, NotifierSeal},
         records::background::{BackgroundRecord, NotifierRecord, decode, encode},
     },
@@ -66,15 +70,38 @@ async fn put_destination(
     grant: &GrantId,
     record: &BackgroundRecord,
 ) -> Result<(), BackgroundError> {
-    client
-        .execute(
+    Ok(put_destination_row(client, grant.as_str(), record.account(), &encode(record)?).await?)
+}
+
+/// Inserts or replaces the destination of `grant` (of `account`), stored as `value`.
+pub(super) async fn put_destination_row(
+    client: &impl GenericClient,
+    grant: &str,
+    account: &str,
+    value: &[u8],
+) -> Result<(), VaultStoreError> {
+    execute(
+        client,
             "INSERT INTO backgrounds (grant_id, account, record) VALUES ($1, $2, $3) \
              ON CONFLICT (grant_id) DO UPDATE SET account = EXCLUDED.account, record = EXCLUDED.record",
-            &[&grant.as_str(), &record.account(), &encode(record)?],
+            &[&grant, &account, &value],
         )
-        .await
-        .map_err(pg_err)?;
-    Ok(())
+    .await
+}
+
+/// Inserts or replaces the notifier grant of `account`, stored as `value`.
+pub(super) async fn put_notifier(
+    client: &impl GenericClient,
+    account: &str,
+    value: &[u8],
+) -> Result<(), VaultStoreError> {
+    execute(
+        client,
+        "INSERT INTO notifiers (account, record) VALUES ($1, $2) \
+         ON CONFLICT (account) DO UPDATE SET record = EXCLUDED.record",
+        &[&account, &value],
+    )
+    .await
 }
 
 impl PgVault {
@@ -116,16 +143,7 @@ impl BackgroundStore for BackgroundVault {
         tokens: &UpstreamTokens,
     ) -> Result<(), BackgroundError> {
         let value = encode(&NotifierRecord::seal(tokens, &self.seal)?)?;
-        let client = self.vault.client().await?;
-        client
-            .execute(
-                "INSERT INTO notifiers (account, record) VALUES ($1, $2) \
-                 ON CONFLICT (account) DO UPDATE SET record = EXCLUDED.record",
-                &[&account, &value],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(())
+        Ok(put_notifier(&**self.vault.client().await?, account, &value).await?)
     }
 
     async fn cursor(&self, account: &str) -> Result<Option<String>, BackgroundError> {

@@ -128,6 +128,15 @@ impl PgVault {
     }
 }
 
+/// Runs one statement whose row count does not matter (in a transaction or on its own).
+pub(super) async fn execute(
+    client: &impl tokio_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), VaultStoreError> {
+    client.execute(sql, params).await.map(drop).map_err(pg_err)
+}
+
 /// A PostgreSQL failure: a deadlock or serialization failure is [`VaultStoreError::Retry`]
 /// (the transaction may simply run again), anything else a database error.
 pub(super) fn pg_err(e: impl Into<PgFailure>) -> VaultStoreError {

@@ -3,9 +3,9 @@
 //! rotating one refresh token serialise on the token's row and the second sees the first's
 //! result.
 
-use tokio_postgres::Transaction;
+use tokio_postgres::{GenericClient, Transaction};
 
-use super::schema::pg_err;
+use super::schema::{execute, pg_err};
 use crate::{
     domain::ports::AuditEvent,
     outbound::vault_core::{
@@ -85,22 +85,7 @@ impl GrantTables for PgTables<'_> {
         key: &[u8; 32],
         record: &TokenRecord,
     ) -> Result<(), VaultStoreError> {
-        let value = records::encode(record)?;
-        self.tx
-            .execute(
-                "INSERT INTO tokens (digest, grant_id, expires_at, record) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (digest) DO UPDATE SET grant_id = EXCLUDED.grant_id, \
-                 expires_at = EXCLUDED.expires_at, record = EXCLUDED.record",
-                &[
-                    &key.as_slice(),
-                    &record.grant_id,
-                    &record.expires_at,
-                    &value,
-                ],
-            )
-            .await
-            .map(drop)
-            .map_err(pg_err)
+        put_token(self.tx, key, record, &records::encode(record)?).await
     }
 
     async fn remove_token(&mut self, key: &[u8; 32], _grant: &str) -> Result<(), VaultStoreError> {
@@ -112,17 +97,7 @@ impl GrantTables for PgTables<'_> {
     }
 
     async fn put_grant(&mut self, record: &GrantRecord) -> Result<(), VaultStoreError> {
-        let value = records::encode(record)?;
-        self.tx
-            .execute(
-                "INSERT INTO grants (id, account_digest, client_id, record) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id) DO UPDATE SET account_digest = EXCLUDED.account_digest, \
-                 client_id = EXCLUDED.client_id, record = EXCLUDED.record",
-                &[&record.id, &record.account_digest, &record.client_id, &value],
-            )
-            .await
-            .map(drop)
-            .map_err(pg_err)
+        put_grant(self.tx, record, &records::encode(record)?).await
     }
 
     async fn take_grant(&mut self, id: &str) -> Result<Option<GrantRecord>, VaultStoreError> {
@@ -146,17 +121,7 @@ impl GrantTables for PgTables<'_> {
         id: &str,
         tombstone: &Tombstone,
     ) -> Result<(), VaultStoreError> {
-        let value = records::encode(tombstone)?;
-        self.tx
-            .execute(
-                "INSERT INTO revoked (grant_id, account_digest, revoked_at, record) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (grant_id) DO UPDATE SET account_digest = EXCLUDED.account_digest, \
-                 revoked_at = EXCLUDED.revoked_at, record = EXCLUDED.record",
-                &[&id, &tombstone.account_digest, &tombstone.revoked_at, &value],
-            )
-            .await
-            .map(drop)
-            .map_err(pg_err)
+        put_tombstone(self.tx, id, tombstone, &records::encode(tombstone)?).await
     }
 
     async fn append_event(&mut self, event: &AuditEvent) -> Result<(), VaultStoreError> {
@@ -174,22 +139,90 @@ impl GrantTables for PgTables<'_> {
 
 /// Appends one audit event (in a transaction or on its own).
 pub(super) async fn append_event(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl GenericClient,
     event: &AuditEvent,
 ) -> Result<(), VaultStoreError> {
-    let value = audit::encode_event(event)?;
     let seq = i64::try_from(audit::next_key()).unwrap_or(i64::MAX);
-    client
-        .execute(
-            "INSERT INTO audit (grant_id, seq, kind, record) VALUES ($1, $2, $3, $4)",
-            &[
-                &event.grant.as_str(),
-                &seq,
-                &audit::kind_name(&event.kind),
-                &value,
-            ],
+    put_event(client, event, seq, &audit::encode_event(event)?).await
+}
+
+/// Appends `event` stored as `value` under `seq`.
+pub(super) async fn put_event(
+    client: &impl GenericClient,
+    event: &AuditEvent,
+    seq: i64,
+    value: &[u8],
+) -> Result<(), VaultStoreError> {
+    execute(
+        client,
+        "INSERT INTO audit (grant_id, seq, kind, record) VALUES ($1, $2, $3, $4)",
+        &[
+            &event.grant.as_str(),
+            &seq,
+            &audit::kind_name(&event.kind),
+            &value,
+        ],
+    )
+    .await
+}
+
+/// Inserts or replaces the token `key`, `record` stored as `value` (its other columns are
+/// `record`'s).
+pub(super) async fn put_token(
+    client: &impl GenericClient,
+    key: &[u8; 32],
+    record: &TokenRecord,
+    value: &[u8],
+) -> Result<(), VaultStoreError> {
+    execute(
+        client,
+        "INSERT INTO tokens (digest, grant_id, expires_at, record) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (digest) DO UPDATE SET grant_id = EXCLUDED.grant_id, \
+         expires_at = EXCLUDED.expires_at, record = EXCLUDED.record",
+        &[
+            &key.as_slice(),
+            &record.grant_id,
+            &record.expires_at,
+            &value,
+        ],
+    )
+    .await
+}
+
+/// Inserts or replaces a grant, `record` stored as `value`.
+pub(super) async fn put_grant(
+    client: &impl GenericClient,
+    record: &GrantRecord,
+    value: &[u8],
+) -> Result<(), VaultStoreError> {
+    execute(
+        client,
+        "INSERT INTO grants (id, account_digest, client_id, record) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO UPDATE SET account_digest = EXCLUDED.account_digest, \
+         client_id = EXCLUDED.client_id, record = EXCLUDED.record",
+        &[
+            &record.id,
+            &record.account_digest,
+            &record.client_id,
+            &value,
+        ],
+    )
+    .await
+}
+
+/// Inserts or replaces the tombstone of grant `id`, stored as `value`.
+pub(super) async fn put_tombstone(
+    client: &impl GenericClient,
+    id: &str,
+    tombstone: &Tombstone,
+    value: &[u8],
+) -> Result<(), VaultStoreError> {
+    execute(
+        client,
+            "INSERT INTO revoked (grant_id, account_digest, revoked_at, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (grant_id) DO UPDATE SET account_digest = EXCLUDED.account_digest, \
+             revoked_at = EXCLUDED.revoked_at, record = EXCLUDED.record",
+            &[&id, &tombstone.account_digest, &tombstone.revoked_at, &value],
         )
-        .await
-        .map(drop)
-        .map_err(pg_err)
+    .await
 }

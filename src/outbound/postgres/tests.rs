@@ -4,7 +4,7 @@
 //! Needs the test PostgreSQL (`scripts/pgbed up`, which `scripts/test` runs): its URL is read
 //! from `PGBED_URL` or `target/pgbed/env`.
 
-use super::{BackgroundVault, NotifierVault, PgVault, SCHEMA_VERSION};
+use super::{BackgroundVault, NotifierVault, PgVault, SCHEMA_VERSION, testbed::fresh_database};
 use crate::{
     domain::{
         grant::{AccessToken, CapabilitySet, GrantId, UpstreamCredential},
@@ -13,42 +13,6 @@ use crate::{
     },
     outbound::vault_core::{VaultStoreError, contract, notifier_key::NotifierKey, steps::NewGrant},
 };
-
-/// The test server's superuser URL.
-fn server_url() -> String {
-    if let Ok(url) = std::env::var("PGBED_URL") {
-        return url;
-    }
-    let env = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pgbed/env");
-    std::fs::read_to_string(&env)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("PGBED_URL=").map(str::to_owned))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no test PostgreSQL: run scripts/pgbed up ({} is missing)",
-                env.display()
-            )
-        })
-}
-
-/// A URL of a new, empty database on the test server.
-async fn fresh_database() -> String {
-    let url = server_url();
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("the test PostgreSQL at {url} does not answer: {e}"));
-    tokio::spawn(connection);
-    let name = format!("mc_test_{:016x}", rand::random::<u64>());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
-    format!("{base}/{name}")
-}
 
 async fn fresh_vault() -> PgVault {
     PgVault::connect(&fresh_database().await, 4).await.unwrap()

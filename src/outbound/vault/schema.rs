@@ -147,17 +147,33 @@ pub(super) fn rows_of<V: redb::Value + 'static, T, E: From<VaultStoreError>>(
     table: TableDefinition<&str, V>,
     mut each: impl FnMut(&str, V::SelfType<'_>) -> Result<Option<T>, E>,
 ) -> Result<Vec<T>, E> {
+    let mut out = Vec::new();
+    for_each_row(tx, table, |k, v| {
+        out.extend(each(k, v)?);
+        Ok::<_, E>(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `each` with every row of a table, in key order (none before its first write).
+pub(super) fn for_each_row<K: redb::Key + 'static, V: redb::Value + 'static, E>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+    mut each: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> Result<(), E>,
+) -> Result<(), E>
+where
+    E: From<VaultStoreError>,
+{
     let table = match tx.open_table(table) {
         Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
         Err(e) => return Err(db_err(e).into()),
     };
-    let mut out = Vec::new();
     for row in table.iter().map_err(db_err)? {
         let (k, v) = row.map_err(db_err)?;
-        out.extend(each(k.value(), v.value())?);
+        each(k.value(), v.value())?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One value of a table that is created on its first write (none before).

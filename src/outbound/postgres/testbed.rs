@@ -1,0 +1,41 @@
+//! The test PostgreSQL (`scripts/pgbed up`, which `scripts/test` runs): a fresh database on
+//! it for each test. Its URL is read from `PGBED_URL` or `target/pgbed/env`.
+
+// A test helper: a missing server is a failed test.
+#![allow(clippy::unwrap_used)]
+
+/// The test server's superuser URL.
+fn server_url() -> String {
+    if let Ok(url) = std::env::var("PGBED_URL") {
+        return url;
+    }
+    let env = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pgbed/env");
+    std::fs::read_to_string(&env)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("PGBED_URL=").map(str::to_owned))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no test PostgreSQL: run scripts/pgbed up ({} is missing)",
+                env.display()
+            )
+        })
+}
+
+/// A URL of a new, empty database on the test server.
+pub(crate) async fn fresh_database() -> String {
+    let url = server_url();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("the test PostgreSQL at {url} does not answer: {e}"));
+    tokio::spawn(connection);
+    let name = format!("mc_test_{:016x}", rand::random::<u64>());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
