@@ -26,7 +26,10 @@ use mailconnect::{
         ports::TokenVault as _,
         service::{MailService, ServiceLimits},
     },
-    outbound::jmap::{JmapMailStore, TransportConfig},
+    outbound::{
+        jmap::{JmapMailStore, TransportConfig},
+        vault::RedbVault,
+    },
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -164,8 +167,11 @@ async fn main() {
         "bench",
     ]))
     .unwrap();
-    let app = mailconnect::app::build(&config).await.unwrap();
-    let vault = app.vault.clone();
+    std::fs::create_dir_all(&data).unwrap();
+    let vault = RedbVault::open(&data.join(mailconnect::app::VAULT_FILE)).unwrap();
+    let app = mailconnect::app::build_with(&config, vault.clone())
+        .await
+        .unwrap();
     tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app.routes));
 
     let http = reqwest::Client::builder()

@@ -8,7 +8,7 @@ use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use sha2::{Digest as _, Sha256};
 
 use crate::{
-    config::{BackgroundConfig, Config, ConfiguredClient},
+    config::{BackgroundConfig, Config, ConfiguredClient, StorageBackend},
     domain::{
         auth::{
             audience::Audience,
@@ -18,7 +18,7 @@ use crate::{
         },
         grant::{AccessToken, CapabilitySet, GrantId},
         notify::delivery::RetrySchedule,
-        ports::{ClientStore as _, SweepRules, Sweeper as _},
+        ports::SweepRules,
         service::{
             BackgroundSetup, Fitted, MailService, Notifier, NotifierSettings, ReviewDesk,
             ServiceLimits,
@@ -37,25 +37,23 @@ use crate::{
         jmap::NotifierMail,
         jmap::{JmapMailStore, TransportConfig},
         pdf::PdfText,
+        postgres::PgVault,
+        storage::Storage,
         upstream_oauth::{LazyUpstream, MAIN_CLIENT_NAME, NOTIFIER_CLIENT_NAME, UpstreamSettings},
-        vault::{
-            BackgroundVault, NewGrant, NotifierKey, NotifierVault, RedbVault, Retention,
-            SELF_HOST_GRANT,
-        },
+        vault::{NewGrant, NotifierKey, RedbVault, Retention, SELF_HOST_GRANT},
     },
 };
 
-/// The upstream OAuth client as deployed.
-pub type Upstream = LazyUpstream<RedbVault>;
+/// The upstream OAuth client as deployed, remembering its registrations in storage `S`.
+pub type Upstream<S> = LazyUpstream<S>;
 /// Upstream credential renewal as deployed: through our upstream OAuth client, sealed in the
 /// vault.
-pub type Renewal = UpstreamRefresher<RedbVault, Upstream>;
-/// The mail use cases as deployed: JMAP mail store, redb vault (tokens, policy and send
+pub type Renewal<S> = UpstreamRefresher<S, Upstream<S>>;
+/// The mail use cases as deployed: JMAP mail store, storage `S` (tokens, policy and send
 /// approvals), renewal through the upstream OAuth client, PDF text.
-pub type Service =
-    MailService<JmapMailStore, RedbVault, RedbVault, Fitted<Renewal, PdfText, RedbVault>>;
+pub type Service<S> = MailService<JmapMailStore, S, S, Fitted<Renewal<S>, PdfText, S>>;
 /// The authorization server as deployed.
-pub type Auth = AuthService<RedbVault, ClientDirectory, Upstream, JmapMailStore>;
+pub type Auth<S> = AuthService<S, ClientDirectory<S>, Upstream<S>, JmapMailStore>;
 
 /// The vault's file inside the data directory.
 pub const VAULT_FILE: &str = "mailconnect.redb";
@@ -85,28 +83,45 @@ pub enum StartError {
 
 /// Everything the routes need, built from configuration.
 pub struct App {
-    /// The vault (kept for maintenance: sweeping).
-    pub vault: RedbVault,
     /// The routes.
     pub routes: Route,
     /// The served OpenAPI document, committed form.
     pub openapi: String,
+    /// Chores that run while the app serves (the sweeper), ended when the app is dropped so a
+    /// stopped app leaves its store free.
+    pub chores: Chores,
 }
 
-fn install_self_host(config: &Config, vault: &RedbVault) -> Result<(), StartError> {
+/// Background tasks owned by an [`App`]: aborted on drop.
+#[derive(Default)]
+pub struct Chores(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Chores {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+async fn install_self_host<S: Storage>(config: &Config, vault: &S) -> Result<(), StartError> {
     match &config.server.self_host {
         // Re-sealed at every start, so a changed token or credential in config takes effect
         // and the previous token stops working.
-        Some(self_host) => vault.put_grant(
-            &NewGrant {
-                id: &GrantId::new(SELF_HOST_GRANT),
-                label: "self-host client (from configuration)",
-                credential: &self_host.credential,
-                capabilities: &CapabilitySet::read_only(),
-            },
-            &AccessToken::new(self_host.token.expose_secret()),
-        )?,
-        None => vault.delete_grant(&GrantId::new(SELF_HOST_GRANT))?,
+        Some(self_host) => {
+            vault
+                .put_configured(
+                    &NewGrant {
+                        id: &GrantId::new(SELF_HOST_GRANT),
+                        label: "self-host client (from configuration)",
+                        credential: &self_host.credential,
+                        capabilities: &CapabilitySet::read_only(),
+                    },
+                    &AccessToken::new(self_host.token.expose_secret()),
+                )
+                .await?;
+        }
+        None => vault.delete_grant(&GrantId::new(SELF_HOST_GRANT)).await?,
     }
     Ok(())
 }
@@ -124,14 +139,6 @@ fn configured_client(c: &ConfiguredClient) -> OAuthClient {
             .map(|s| Sha256::digest(s.expose_secret().as_bytes()).into()),
         created_at: chrono::Utc::now().timestamp(),
     }
-}
-
-/// Builds the app for `config` on `vault`.
-///
-/// # Errors
-/// [`StartError`] when an adapter can't be built.
-pub async fn build_with(config: &Config, vault: RedbVault) -> Result<App, StartError> {
-    build_app(config, vault, true).await
 }
 
 /// Our client at the upstream, as configured (the notifier's differs in name, id and scopes).
@@ -157,31 +164,38 @@ fn upstream_settings(config: &Config, redirect_uri: url::Url) -> UpstreamSetting
 
 /// The notifier as deployed: its read-only mailbox view, its own upstream client, the vault's
 /// policy, webhook and Poke delivery, and the two sides of the sealed records.
-type DeployedNotifier =
-    Notifier<NotifierMail, Upstream, RedbVault, HttpDeliverer, NotifierVault, BackgroundVault>;
-/// The notifier's runner as deployed.
-type Runner = NotifierRunner<
+type DeployedNotifier<S> = Notifier<
     NotifierMail,
-    Upstream,
-    RedbVault,
+    Upstream<S>,
+    S,
     HttpDeliverer,
-    NotifierVault,
-    BackgroundVault,
+    <S as Storage>::Opening,
+    <S as Storage>::Sealing,
+>;
+/// The notifier's runner as deployed.
+type Runner<S> = NotifierRunner<
+    NotifierMail,
+    Upstream<S>,
+    S,
+    HttpDeliverer,
+    <S as Storage>::Opening,
+    <S as Storage>::Sealing,
 >;
 /// The settings page's side of background delivery as deployed.
-type BackgroundSide = BackgroundSetup<Upstream, JmapMailStore, BackgroundVault, Runner>;
+type BackgroundSide<S> =
+    BackgroundSetup<Upstream<S>, JmapMailStore, <S as Storage>::Sealing, Runner<S>>;
 
 /// Sets up background delivery: the notifier key (read or created outside the vault
 /// directory), the vault's sealing and opening halves, the notifier's own upstream client,
 /// its read-only mailbox view and the delivery adapter; starts the notifier and returns the
 /// settings page's side.
-fn background_delivery(
+async fn background_delivery<S: Storage>(
     config: &Config,
     bg: &BackgroundConfig,
-    vault: &RedbVault,
+    vault: &S,
     mail: Arc<JmapMailStore>,
     redirect_uri: url::Url,
-) -> Result<Arc<BackgroundSide>, StartError> {
+) -> Result<Arc<BackgroundSide<S>>, StartError> {
     let key = match NotifierKey::load(&bg.key_file)
         .map_err(|e| StartError::Adapter(e.to_string()))?
     {
@@ -190,6 +204,7 @@ fn background_delivery(
             // A new key would never open grants sealed to the old one (a failed mount?).
             let sealed = vault
                 .notifier_grants()
+                .await
                 .map_err(|e| StartError::Adapter(e.to_string()))?;
             if sealed > 0 {
                 return Err(StartError::Adapter(format!(
@@ -200,8 +215,8 @@ fn background_delivery(
             NotifierKey::create(&bg.key_file).map_err(|e| StartError::Adapter(e.to_string()))?
         }
     };
-    let store = Arc::new(BackgroundVault::new(vault.clone(), key.seal()));
-    let keyring = Arc::new(NotifierVault::new(vault.clone(), key));
+    let store = Arc::new(vault.sealing(key.seal()));
+    let keyring = Arc::new(vault.opening(key));
     let upstream = Arc::new(LazyUpstream::new(
         UpstreamSettings {
             client_id: bg.client_id.clone(),
@@ -226,7 +241,7 @@ fn background_delivery(
         })
         .map_err(|e| StartError::Adapter(format!("delivery: {e}")))?,
     );
-    let notifier: Arc<DeployedNotifier> = Arc::new(Notifier::new(
+    let notifier: Arc<DeployedNotifier<S>> = Arc::new(Notifier::new(
         notifier_mail,
         Arc::clone(&upstream),
         vault.clone(),
@@ -240,7 +255,7 @@ fn background_delivery(
             schedule: RetrySchedule::standard(),
         },
     ));
-    let runner: Arc<Runner> = Arc::new(NotifierRunner::new(notifier));
+    let runner: Arc<Runner<S>> = Arc::new(NotifierRunner::new(notifier));
     tokio::spawn(Arc::clone(&runner).run());
     tracing::info!("background notifications offered");
     Ok(Arc::new(BackgroundSetup::new(
@@ -248,12 +263,12 @@ fn background_delivery(
     )))
 }
 
-async fn build_app(
+async fn build_app<S: Storage>(
     config: &Config,
-    vault: RedbVault,
-    start_background: bool,
+    vault: S,
+    start_tasks: bool,
 ) -> Result<App, StartError> {
-    install_self_host(config, &vault)?;
+    install_self_host(config, &vault).await?;
     if config.server.self_host.is_none() {
         tracing::info!("no self-host token configured: MCP clients connect through OAuth");
     }
@@ -274,13 +289,10 @@ async fn build_app(
     let redirect_uri = url::Url::parse(&audience.url("/auth/callback"))
         .map_err(|e| StartError::Adapter(e.to_string()))?;
     let background: Option<Arc<dyn BackgroundDesk>> = match &config.notify.background {
-        Some(bg) if start_background => Some(background_delivery(
-            config,
-            bg,
-            &vault,
-            Arc::clone(&store),
-            redirect_uri.clone(),
-        )?),
+        Some(bg) if start_tasks => Some(
+            background_delivery(config, bg, &vault, Arc::clone(&store), redirect_uri.clone())
+                .await?,
+        ),
         _ => None,
     };
     let upstream = Arc::new(LazyUpstream::new(
@@ -292,7 +304,7 @@ async fn build_app(
         Arc::clone(&vault_arc),
         Arc::clone(&upstream),
     ));
-    let service: Arc<Service> = Arc::new(
+    let service: Arc<Service<S>> = Arc::new(
         MailService::new(
             Arc::clone(&store),
             vault.clone(),
@@ -359,27 +371,83 @@ async fn build_app(
             .as_ref()
             .is_some_and(|b| b.allow_private_destinations),
     });
+    let mut chores = Chores::default();
+    if start_tasks {
+        chores.0.push(spawn_sweeper(
+            vault,
+            Retention {
+                max_age_secs: i64::try_from(config.storage.audit_retention_days).unwrap_or(90)
+                    * 86_400,
+                max_events: config.storage.audit_max_events,
+            },
+        ));
+    }
     Ok(App {
-        vault,
         routes,
         openapi,
+        chores,
     })
 }
 
-/// Builds the app with the vault in the data directory.
+/// Builds the app on the configured storage: the redb file in the data directory, or the
+/// PostgreSQL database `--storage` names (its schema migrated first).
 ///
 /// # Errors
-/// [`StartError`] when the data directory, the vault or an adapter can't be set up.
+/// [`StartError`] when the data directory, the storage or an adapter can't be set up.
 pub async fn build(config: &Config) -> Result<App, StartError> {
+    match &config.storage.backend {
+        StorageBackend::Redb => build_app(config, open_redb(config)?, true).await,
+        StorageBackend::Postgres { url, pool_size } => {
+            build_app(
+                config,
+                PgVault::connect(url.expose_secret(), *pool_size).await?,
+                true,
+            )
+            .await
+        }
+    }
+}
+
+/// Builds the app on storage the caller opened (benchmarks and tests that want a handle on it).
+///
+/// # Errors
+/// [`StartError`] when an adapter can't be set up.
+pub async fn build_with<S: Storage>(config: &Config, storage: S) -> Result<App, StartError> {
+    build_app(config, storage, true).await
+}
+
+/// The redb file in the data directory, opened (and migrated).
+fn open_redb(config: &Config) -> Result<RedbVault, StartError> {
     std::fs::create_dir_all(&config.storage.data_dir).map_err(|source| StartError::DataDir {
         path: config.storage.data_dir.display().to_string(),
         source,
     })?;
-    build_with(
-        config,
-        RedbVault::open(&config.storage.data_dir.join(VAULT_FILE))?,
-    )
-    .await
+    Ok(RedbVault::open(&config.storage.data_dir.join(VAULT_FILE))?)
+}
+
+/// `mailconnect storage migrate`: opens the configured storage, which brings its schema up to
+/// date, and says which version it is at.
+///
+/// # Errors
+/// [`StartError`] when the storage can't be opened or migrated.
+pub async fn migrate_storage(config: &Config) -> Result<String, StartError> {
+    Ok(match &config.storage.backend {
+        StorageBackend::Redb => {
+            open_redb(config)?;
+            format!(
+                "redb {}: schema version {}",
+                config.storage.data_dir.join(VAULT_FILE).display(),
+                crate::outbound::vault::SCHEMA_VERSION
+            )
+        }
+        StorageBackend::Postgres { url, pool_size } => {
+            let vault = PgVault::connect(url.expose_secret(), *pool_size).await?;
+            format!(
+                "PostgreSQL: schema version {}",
+                vault.schema_version().await?
+            )
+        }
+    })
 }
 
 /// The OpenAPI document as committed under `openapi/` (built on an in-memory vault: printing it
@@ -395,7 +463,7 @@ pub async fn openapi_document(config: &Config) -> Result<String, StartError> {
 }
 
 /// Sweeps expired tokens, unused registrations and old audit events now and then.
-pub fn spawn_sweeper(vault: RedbVault, retention: Retention) {
+fn spawn_sweeper<S: Storage>(vault: S, retention: Retention) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(SWEEP_EVERY);
         loop {
@@ -410,7 +478,7 @@ pub fn spawn_sweeper(vault: RedbVault, retention: Retention) {
                 Ok(_) => {}
             }
         }
-    });
+    })
 }
 
 /// Serves until the process is stopped.
@@ -418,24 +486,38 @@ pub fn spawn_sweeper(vault: RedbVault, retention: Retention) {
 /// # Errors
 /// [`StartError`] or the listener's I/O error.
 pub async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let app = build(config).await?;
-    spawn_sweeper(
-        app.vault.clone(),
-        Retention {
-            max_age_secs: i64::try_from(config.storage.audit_retention_days).unwrap_or(90) * 86_400,
-            max_events: config.storage.audit_max_events,
-        },
-    );
+    let App { routes, chores, .. } = build(config).await?;
     tracing::info!(listen = %config.server.listen, public_url = %config.server.public_url, mcp = %config.mcp_url(), "mailconnect serving");
     let acceptor = NoDelayAcceptor::bind(config.server.listen).await?;
     poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            http::access_log(app.routes),
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-            },
-            Some(Duration::from_secs(5)),
-        )
+        .run_with_graceful_shutdown(http::access_log(routes), stop_signal(), Some(DRAIN_TIMEOUT))
         .await?;
+    drop(chores);
+    tracing::info!("mailconnect stopped");
     Ok(())
+}
+
+/// How long a stop waits for requests in flight before it ends them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Resolves at SIGTERM (a deploy, systemd, a container runtime) or SIGINT (Ctrl-C): the server
+/// stops accepting, finishes what is in flight within [`DRAIN_TIMEOUT`], and `main` exits 0.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops gracefully")
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

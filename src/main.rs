@@ -4,12 +4,22 @@ use std::process::ExitCode;
 
 use mailconnect::{
     app,
-    config::{Cli, Command, Config},
+    config::{Cli, Command, Config, StorageBackend, StorageCommand},
 };
 
 fn main() -> ExitCode {
     let cli = Cli::load(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let print_openapi = matches!(cli.command, Some(Command::Openapi));
+    let storage_command = match &cli.command {
+        Some(Command::Storage(command)) => Some(match command {
+            StorageCommand::Migrate => StorageTask::Migrate,
+            StorageCommand::Copy { from, to } => StorageTask::Copy {
+                from: from.clone(),
+                to: to.clone(),
+            },
+        }),
+        _ => None,
+    };
     let config = match Config::resolve(cli) {
         Ok(config) => config,
         Err(e) => {
@@ -18,24 +28,34 @@ fn main() -> ExitCode {
         }
     };
     if print_openapi {
-        let document = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|rt| {
-                rt.block_on(app::openapi_document(&config))
+        return one_shot(async {
+            app::openapi_document(&config)
+                .await
+                .map_err(|e| e.to_string())
+        });
+    }
+    match storage_command {
+        Some(StorageTask::Migrate) => {
+            return one_shot(async {
+                app::migrate_storage(&config)
+                    .await
+                    .map(|done| format!("{done}\n"))
                     .map_err(|e| e.to_string())
             });
-        return match document {
-            Ok(doc) => {
-                print!("{doc}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("mailconnect: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        }
+        Some(StorageTask::Copy { from, to }) => {
+            return one_shot(async move {
+                let pool_size = match &config.storage.backend {
+                    StorageBackend::Postgres { pool_size, .. } => *pool_size,
+                    StorageBackend::Redb => 4,
+                };
+                mailconnect::outbound::storage_copy::copy(&from, &to, pool_size)
+                    .await
+                    .map(|report| format!("{report}\n"))
+                    .map_err(|e| e.to_string())
+            });
+        }
+        None => {}
     }
     mailconnect::telemetry::init(config.server.log_format);
     // One thread by default: the lowest latency for I/O-bound tool calls (BENCHMARKS.md).
@@ -60,6 +80,34 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
+            eprintln!("mailconnect: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A storage command to run instead of serving.
+enum StorageTask {
+    Migrate,
+    Copy {
+        from: std::path::PathBuf,
+        to: mailconnect::domain::secret::SecretString,
+    },
+}
+
+/// Runs a command that prints its result once, on a current-thread runtime.
+fn one_shot(task: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(task));
+    match outcome {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("mailconnect: {e}");
             ExitCode::FAILURE
         }

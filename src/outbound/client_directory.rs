@@ -16,7 +16,6 @@ use std::{
 
 use serde::Deserialize;
 
-use super::vault::RedbVault;
 use crate::domain::{
     auth::client::{ClientId, ClientMetadata, OAuthClient, client_from_metadata_document},
     ports::{ClientStore, VaultError},
@@ -80,17 +79,17 @@ pub fn is_public(ip: IpAddr) -> bool {
 
 /// The clients of the authorization server.
 #[derive(Debug)]
-pub struct ClientDirectory {
-    vault: RedbVault,
+pub struct ClientDirectory<S> {
+    vault: S,
     allow_loopback: bool,
     fetched: Mutex<HashMap<String, (OAuthClient, Instant)>>,
 }
 
-impl ClientDirectory {
+impl<S: ClientStore> ClientDirectory<S> {
     /// Clients from `vault`, and metadata documents (over loopback http too when
     /// `allow_loopback`, for tests only).
     #[must_use]
-    pub fn new(vault: RedbVault, allow_loopback: bool) -> Self {
+    pub fn new(vault: S, allow_loopback: bool) -> Self {
         Self {
             vault,
             allow_loopback,
@@ -190,7 +189,7 @@ enum DocumentError {
     Invalid(String),
 }
 
-impl ClientStore for ClientDirectory {
+impl<S: ClientStore> ClientStore for ClientDirectory<S> {
     async fn client(&self, id: &ClientId) -> Result<Option<OAuthClient>, VaultError> {
         if !(id.is_metadata_document_url()
             || (self.allow_loopback && id.as_str().starts_with("http://")))

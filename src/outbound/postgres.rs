@@ -30,7 +30,7 @@ pub use self::{
     snapshot::ImportError,
 };
 
-#[cfg(test)]
-pub(crate) mod testbed;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

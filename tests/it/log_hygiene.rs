@@ -2,81 +2,16 @@
 //! no token, code, state, CSRF value, upstream secret or mail content may appear in it
 //! (`docs/security-checklist.md` J1).
 
-use std::{
-    io::Read as _,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::support::{
+    binary::{spawn_binary, stop_and_read_log},
     mcp_request,
-    oauth::{Browser, Client, Standin, UPSTREAM_CLIENT, call_tool_at, tokens},
+    oauth::{Browser, Client, Standin, call_tool_at, tokens},
     testbed,
 };
-
-/// Stops the binary and returns everything it logged.
-fn stop_and_read_log(mut server: std::process::Child) -> String {
-    let _ = server.kill();
-    let mut log = String::new();
-    server
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    let _ = server.wait();
-    log
-}
-
-/// The real binary on a free port, against Cyrus and `standin`, logging at `level` to a pipe;
-/// with its base URL and data directory.
-async fn spawn_binary(
-    standin: &Standin,
-    extra: &[&str],
-    level: &str,
-) -> (std::process::Child, String, crate::support::tempdir::Dir) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let data = crate::support::tempdir::Dir::new("log-hygiene");
-    let server = Command::new(env!("CARGO_BIN_EXE_mailconnect"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--public-url",
-            &base,
-            "--data-dir",
-        ])
-        .arg(&data.0)
-        .args(["--jmap-session-url", testbed().get("JMAP_SESSION_URL")])
-        .args([
-            "--upstream-issuer",
-            &standin.url,
-            "--upstream-client-id",
-            UPSTREAM_CLIENT,
-        ])
-        .args(extra)
-        .env("MAILCONNECT_LOG", level)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server did not start");
-    (server, base, data)
-}
 
 /// Signs `browser` in to the settings page of the binary at `base` and turns `capabilities`
 /// on for `grant`; returns the page's CSRF token.

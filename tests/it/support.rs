@@ -3,6 +3,7 @@
 //! another):
 //! - [`oauth`]: the stand-in upstream, the cookie-keeping browser, the OAuth client, MCP calls
 //!   with a bearer token, signing in to the settings page;
+//! - [`binary`]: the real binary on a free port, its log;
 //! - [`chromium`]: running the playwright-core scripts in headless Chromium;
 //! - [`compose`]: the writer app, connected clients with capabilities, drafts, the review page,
 //!   what the submission stub recorded;
@@ -12,6 +13,7 @@
 //! - [`node`]: running Node programs (the repository, `PATH`, what setup scripts install);
 //! - [`sinks`]: the loopback HTTPS webhook / Poke sink and the background-delivery flags.
 
+pub mod binary;
 pub mod chromium;
 pub mod compose;
 pub mod fake_jmap;
@@ -82,15 +84,27 @@ impl TestApp {
     /// (`--session-idle-secs`) and keep the old vault open (locked); the retries wait up to 10 s
     /// for that, and the data directory is never touched in between.
     pub async fn restart(self) -> Self {
+        self.restart_with(&[], |_| {}).await
+    }
+
+    /// [`Self::restart`], running `between` on the stopped server's data directory and
+    /// starting again with `extra` flags added (e.g. moved to another store).
+    pub async fn restart_with(
+        self,
+        extra: &[&str],
+        between: impl FnOnce(&std::path::Path),
+    ) -> Self {
         let Self {
             addr,
             _data: data,
             server,
             stop,
-            args,
+            mut args,
         } = self;
         let _ = stop.send(());
         let _ = server.await;
+        between(&data.0);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
         for _ in 0..200 {
             if let Some((server, stop)) = start_on(addr, &data.0, &args).await {
                 return Self {

@@ -4,7 +4,7 @@
 //! Needs the test PostgreSQL (`scripts/pgbed up`, which `scripts/test` runs): its URL is read
 //! from `PGBED_URL` or `target/pgbed/env`.
 
-use super::{BackgroundVault, NotifierVault, PgVault, SCHEMA_VERSION, testbed::fresh_database};
+use super::{BackgroundVault, NotifierVault, PgVault, SCHEMA_VERSION, testing::fresh_database};
 use crate::{
     domain::{
         grant::{AccessToken, CapabilitySet, GrantId, UpstreamCredential},

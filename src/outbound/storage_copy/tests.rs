@@ -24,7 +24,7 @@ use crate::{
         sending::approval::{Approval, ApprovalRecord, DraftDigest},
     },
     outbound::{
-        postgres::{self, PgVault, testbed::fresh_database},
+        postgres::{self, PgVault, testing::fresh_database},
         vault::{self, NewGrant, NotifierKey, RedbVault, SELF_HOST_GRANT},
         vault_core::{contract, snapshot::Table},
     },
@@ -298,8 +298,8 @@ async fn a_vault_in_use_is_not_copied() {
         matches!(&err, CopyError::Source(m) if m.contains("stop it first")),
         "{err}"
     );
-    drop(running);
     assert_eq!(sha256(&s.path.0), before);
+    drop(running);
 }
 
 /// A source that is not a vault file is a clear error.

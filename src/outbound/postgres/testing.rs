@@ -1,11 +1,12 @@
-//! The test PostgreSQL (`scripts/pgbed up`, which `scripts/test` runs): a fresh database on
-//! it for each test. Its URL is read from `PGBED_URL` or `target/pgbed/env`.
+//! The test PostgreSQL (`scripts/pgbed up`, which `scripts/test` runs), for this crate's tests
+//! and the black-box tests: a fresh, empty database per test.
 
-// A test helper: a missing server is a failed test.
-#![allow(clippy::unwrap_used)]
-
-/// The test server's superuser URL.
-fn server_url() -> String {
+/// The test server's superuser URL: `PGBED_URL`, or the one `target/pgbed/env` records.
+///
+/// # Panics
+/// When there is no test server: the tests that need one fail, they never skip.
+#[must_use]
+pub fn server_url() -> String {
     if let Ok(url) = std::env::var("PGBED_URL") {
         return url;
     }
@@ -24,8 +25,12 @@ fn server_url() -> String {
         })
 }
 
-/// A URL of a new, empty database on the test server.
-pub(crate) async fn fresh_database() -> String {
+/// The URL of a new, empty database on the test server (left for `scripts/pgbed down`, which
+/// removes the whole server).
+///
+/// # Panics
+/// When the test server does not answer or refuses.
+pub async fn fresh_database() -> String {
     let url = server_url();
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -35,7 +40,7 @@ pub(crate) async fn fresh_database() -> String {
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
     let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
     format!("{base}/{name}")
 }
