@@ -30,7 +30,8 @@ pub use self::{
     snapshot::ImportError,
 };
 
-#[cfg(any(test, feature = "test-support"))]
+// Always built: the black-box tests use it without a feature, and it holds no secret.
+#[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
 mod tests;
