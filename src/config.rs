@@ -52,7 +52,12 @@ pub struct Cli {
     pub data_dir: Option<PathBuf>,
     /// Where state lives: `redb` (the embedded file in the data directory) or a PostgreSQL URL,
     /// `postgres://user:password@host:port/database`, shared by every instance [default: redb].
-    #[arg(long, env = "MAILCONNECT_STORAGE", global = true)]
+    #[arg(
+        long,
+        env = "MAILCONNECT_STORAGE",
+        global = true,
+        hide_env_values = true
+    )]
     pub storage: Option<SecretString>,
     /// Most PostgreSQL connections one instance opens [default: 16].
     #[arg(long, env = "MAILCONNECT_STORAGE_POOL_SIZE", global = true)]
@@ -273,8 +278,9 @@ pub enum StorageCommand {
         /// The redb file (e.g. ./mailconnect-data/mailconnect.redb).
         #[arg(long)]
         from: PathBuf,
-        /// The PostgreSQL URL (an empty database, or one this command copied into before).
-        #[arg(long)]
+        /// The PostgreSQL URL (an empty database, or one this command copied into before);
+        /// from the environment, it stays out of the process list.
+        #[arg(long, env = "MAILCONNECT_COPY_TO", hide_env_values = true)]
         to: SecretString,
     },
 }

@@ -23,6 +23,7 @@
 //! | [`AuditLog`] | the audit log, appended and read |
 //! | [`BackgroundStore`], [`NotifierKeyring`] | background delivery's sealed records |
 //! | [`ClientStore`], [`RegistrationMemory`] | clients registered here and our registrations upstream |
+//! | [`FlowStore`] | browser flow steps between two requests: consent, upstream legs, sessions |
 //! | [`Sweeper`] | removing what expired |
 //!
 //! Besides, [`DocumentText`] reads document attachments (PDF) the core can't. Renewing an
@@ -40,6 +41,7 @@ mod audit;
 mod background;
 mod clients;
 mod documents;
+mod flows;
 mod mail;
 mod policy;
 mod tokens;
@@ -51,6 +53,7 @@ pub use self::{
     background::{BackgroundError, BackgroundStore, NotifierKeyring},
     clients::{ClientStore, RegistrationError, RegistrationMemory},
     documents::{DocumentText, NoDocuments},
+    flows::{FlowStore, FlowStoreError, Parked, Step, StepKind},
     mail::{
         MailFeed, MailReader, MailSender, MailStore, MailStoreError, MailWriter, MoveResult,
         PageStart, PushChannel, PushEvent, SearchPage,
@@ -67,6 +70,7 @@ pub use self::{
     approvals::MockApprovalStore,
     audit::MockAuditLog,
     clients::{MockClientStore, MockRegistrationMemory},
+    flows::MockFlowStore,
     mail::{MockMailFeed, MockMailStore},
     policy::MockPolicy,
     tokens::{MockSweeper, MockTokenVault},

@@ -85,6 +85,9 @@ pub enum ServiceError {
     /// Not sent (or not changed) for a reason of the approval rules.
     #[error("{0}")]
     Send(#[from] SendRefusal),
+    /// mailconnect's own storage failed (a database restart): nothing changed, try again.
+    #[error("mailconnect's storage is unavailable right now; try again in a moment")]
+    StorageUnavailable(String),
 }
 
 /// Who the caller reads mail for.
@@ -314,11 +317,11 @@ impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> MailService<M, V, P, F
     /// [`ServiceError::Unauthenticated`] for a token that opens no grant, was issued for
     /// another resource, or whose grant the upstream has ended.
     pub async fn authenticate(&self, token: &AccessToken) -> Result<Caller, ServiceError> {
-        let opened = self
-            .vault
-            .open(token)
-            .await
-            .map_err(ServiceError::Unauthenticated)?;
+        // A storage failure is no verdict on the token: the client must keep it and retry.
+        let opened = self.vault.open(token).await.map_err(|e| match e {
+            VaultError::InvalidToken => ServiceError::Unauthenticated(e),
+            VaultError::Unexpected(why) => ServiceError::StorageUnavailable(why),
+        })?;
         if let (Some(issued_for), Some(ours)) = (&opened.resource, &self.resource)
             && issued_for != ours
         {

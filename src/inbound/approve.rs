@@ -20,7 +20,7 @@ use super::{
 };
 use crate::domain::{
     auth::{service::AuthService, settings::SettingsSession},
-    ports::{ApprovalStore, AuditLog, ClientStore, MailStore, TokenVault, UpstreamAuth},
+    ports::{ApprovalStore, AuditLog, ClientStore, FlowStore, MailStore, TokenVault, UpstreamAuth},
     sending::approval::{ApprovalId, ApprovalRecord, DecisionError},
     service::ReviewDesk,
 };
@@ -105,17 +105,21 @@ and only this exact version can be sent. This request expires at {expires}.</p>\
     )
 }
 
-impl<V: TokenVault + AuditLog + ApprovalStore, C: ClientStore, U: UpstreamAuth, M: MailStore>
-    ReviewPage<V, C, U, M>
+impl<
+    V: TokenVault + AuditLog + ApprovalStore + FlowStore,
+    C: ClientStore,
+    U: UpstreamAuth,
+    M: MailStore,
+> ReviewPage<V, C, U, M>
 {
     /// Serves the approvals of `desk`, with settings sessions from `auth`.
     pub fn new(auth: Arc<AuthService<V, C, U, M>>, desk: Arc<ReviewDesk<V>>, secure: bool) -> Self {
         Self { auth, desk, secure }
     }
 
-    fn session(&self, req: &Request) -> Option<SettingsSession> {
+    async fn session(&self, req: &Request) -> Option<SettingsSession> {
         let cookie = cookie_value(req, &cookie_name(self.secure, SESSION_COOKIE))?;
-        self.auth.settings_session(&cookie)
+        self.auth.settings_session(&cookie).await
     }
 
     fn approval_id(req: &Request) -> Option<ApprovalId> {
@@ -127,7 +131,7 @@ impl<V: TokenVault + AuditLog + ApprovalStore, C: ClientStore, U: UpstreamAuth, 
         let Some(id) = Self::approval_id(&req) else {
             return refused(&DecisionError::Unknown);
         };
-        let Some(session) = self.session(&req) else {
+        let Some(session) = self.session(&req).await else {
             // The script keeps the link's key in this tab's storage across the sign-in.
             return page(
                 StatusCode::OK,
@@ -162,7 +166,7 @@ Sign in with your mail provider to see it and decide.</p><div id=\"review\" data
         let Some(id) = Self::approval_id(&req) else {
             return refused(&DecisionError::Unknown);
         };
-        let Some(session) = self.session(&req) else {
+        let Some(session) = self.session(&req).await else {
             return problem(
                 StatusCode::UNAUTHORIZED,
                 "Your sign-in expired: open the link again and sign in.",

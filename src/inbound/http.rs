@@ -19,7 +19,10 @@ use super::{mcp::McpHandler, oauth::OAuthApi, pages::Pages};
 use crate::domain::{
     auth::{audience::MAIL_SCOPE, service::AuthService},
     grant::AccessToken,
-    ports::{ApprovalStore, AuditLog, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
+    ports::{
+        ApprovalStore, AuditLog, ClientStore, FlowStore, MailStore, Policy, TokenVault,
+        UpstreamAuth,
+    },
     service::{Fittings, MailService, ServiceError},
 };
 
@@ -59,7 +62,12 @@ impl OpsApi {
 pub type ApiService<V, C, U, M> = OpenApiService<(OpsApi, OAuthApi<V, C, U, M>), ()>;
 
 /// Builds the OpenAPI service around the authorization server.
-pub fn api_service<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore>(
+pub fn api_service<
+    V: TokenVault + AuditLog + FlowStore,
+    C: ClientStore,
+    U: UpstreamAuth,
+    M: MailStore,
+>(
     auth: Arc<AuthService<V, C, U, M>>,
 ) -> ApiService<V, C, U, M> {
     OpenApiService::new((OpsApi, OAuthApi::new(auth)), "mailconnect", env!("CARGO_PKG_VERSION")).description(
@@ -71,7 +79,12 @@ mailconnect. The MCP endpoint is /mcp (streamable HTTP); the browser pages of th
 
 /// The committed form of an OpenAPI document (stable: no server URL, ends with a newline).
 #[must_use]
-pub fn committed_form<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore>(
+pub fn committed_form<
+    V: TokenVault + AuditLog + FlowStore,
+    C: ClientStore,
+    U: UpstreamAuth,
+    M: MailStore,
+>(
     api: &ApiService<V, C, U, M>,
 ) -> String {
     format!("{}\n", api.spec().trim_end())
@@ -308,7 +321,7 @@ pub struct Surfaces<M, V, P, F, C, U> {
 /// The routes: `/mcp` (authenticated), the OAuth API and pages, `/healthz`, `/openapi.json`.
 pub fn routes<
     M: MailStore,
-    V: TokenVault + Policy + AuditLog + ApprovalStore,
+    V: TokenVault + Policy + AuditLog + ApprovalStore + FlowStore,
     P: Policy,
     F: Fittings,
     C: ClientStore,

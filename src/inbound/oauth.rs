@@ -20,7 +20,7 @@ use crate::domain::{
         service::{AuthService, ClientCredentials, OAuthError, OAuthErrorCode},
         token::TokenPair,
     },
-    ports::{AuditLog, ClientStore, MailStore, TokenVault, UpstreamAuth},
+    ports::{AuditLog, ClientStore, FlowStore, MailStore, TokenVault, UpstreamAuth},
     secret::SecretString,
 };
 
@@ -404,7 +404,9 @@ impl<V, C, U, M> OAuthApi<V, C, U, M> {
 }
 
 #[OpenApi]
-impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore> OAuthApi<V, C, U, M> {
+impl<V: TokenVault + AuditLog + FlowStore, C: ClientStore, U: UpstreamAuth, M: MailStore>
+    OAuthApi<V, C, U, M>
+{
     /// Protected resource metadata of the MCP endpoint (RFC 9728).
     #[oai(
         path = "/.well-known/oauth-protected-resource/mcp",

@@ -27,7 +27,7 @@ use crate::domain::{
         service::{AuthService, CallbackError, ConsentPage},
         token::random_value,
     },
-    ports::{AuditLog, ClientStore, MailStore, TokenVault, UpstreamAuth},
+    ports::{AuditLog, ClientStore, FlowStore, MailStore, TokenVault, UpstreamAuth},
 };
 
 /// The browser pages of the connect flow.
@@ -129,7 +129,9 @@ application later in mailconnect's settings, and disconnect it there at any time
     layout(&format!("Connect {}", client.name), &html)
 }
 
-impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore> Pages<V, C, U, M> {
+impl<V: TokenVault + AuditLog + FlowStore, C: ClientStore, U: UpstreamAuth, M: MailStore>
+    Pages<V, C, U, M>
+{
     /// Serves `auth`; `secure_cookies` when the public URL is https (cookies get `__Host-`
     /// and `Secure`; a loopback http deployment can't use them).
     pub fn new(
@@ -242,6 +244,9 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore> Pa
             Err(PendingError::Forged) => {
                 error_page(StatusCode::FORBIDDEN, &PendingError::Forged.to_string())
             }
+            Err(e @ PendingError::Unavailable) => {
+                error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+            }
             Err(e) => error_page(StatusCode::BAD_REQUEST, &e.to_string()),
         }
     }
@@ -346,6 +351,9 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore> Pa
                 "This sign-in was started in another browser. Start again from the application.",
             ),
             Err(CallbackError::Refused { answer, back }) => refused_page(&answer, &back.to_url()),
+            Err(e @ CallbackError::Pending(PendingError::Unavailable)) => {
+                error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+            }
             Err(e) => error_page(StatusCode::BAD_REQUEST, &e.to_string()),
         };
         if leg_taken && let Ok(v) = self.set_cookie(UPSTREAM_COOKIE, "", 0).parse() {

@@ -29,7 +29,9 @@ use crate::domain::{
     },
     grant::{Capability, CapabilitySet, GrantId},
     notify::settings::{NotifySettings, QuietSpec},
-    ports::{AuditKind, AuditLog, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
+    ports::{
+        AuditKind, AuditLog, ClientStore, FlowStore, MailStore, Policy, TokenVault, UpstreamAuth,
+    },
     sending::recipients::{self, RecipientRule},
 };
 
@@ -311,7 +313,7 @@ fn connection_html(c: &Connection, csrf: &str, background: &str) -> String {
     html
 }
 
-impl<V: TokenVault + Policy + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore>
+impl<V: TokenVault + Policy + AuditLog + FlowStore, C: ClientStore, U: UpstreamAuth, M: MailStore>
     Settings<V, C, U, M>
 {
     /// Serves `auth`; tool list changes go out through `watchers`.
@@ -341,15 +343,15 @@ impl<V: TokenVault + Policy + AuditLog, C: ClientStore, U: UpstreamAuth, M: Mail
         self
     }
 
-    fn session(&self, req: &Request) -> Option<(String, SettingsSession)> {
+    async fn session(&self, req: &Request) -> Option<(String, SettingsSession)> {
         let cookie = cookie_value(req, &cookie_name(self.secure, SESSION_COOKIE))?;
-        let session = self.auth.settings_session(&cookie)?;
+        let session = self.auth.settings_session(&cookie).await?;
         Some((cookie, session))
     }
 
     /// `GET /settings`.
     pub async fn show(&self, req: Request) -> Response {
-        let Some((_, session)) = self.session(&req) else {
+        let Some((_, session)) = self.session(&req).await else {
             return page(
                 StatusCode::OK,
                 layout(
@@ -471,7 +473,7 @@ mailbox, choose what each may do, and disconnect them.</p>\
         &self,
         mut req: Request,
     ) -> Result<(SettingsSession, GrantId, Form, String), Response> {
-        let Some((_, session)) = self.session(&req) else {
+        let Some((_, session)) = self.session(&req).await else {
             return Err(Self::refused(&SettingsError::SignedOut));
         };
         let grant = GrantId::new(req.raw_path_param("grant").unwrap_or_default());
@@ -552,7 +554,7 @@ mailbox, choose what each may do, and disconnect them.</p>\
 
     /// `POST /settings/connections/:grant/notify`.
     pub async fn notify(&self, mut req: Request) -> Response {
-        let Some((_, session)) = self.session(&req) else {
+        let Some((_, session)) = self.session(&req).await else {
             return Self::refused(&SettingsError::SignedOut);
         };
         let grant = GrantId::new(req.raw_path_param("grant").unwrap_or_default());
@@ -603,14 +605,14 @@ mailbox, choose what each may do, and disconnect them.</p>\
 
     /// `POST /settings/sign-out`.
     pub async fn sign_out(&self, mut req: Request) -> Response {
-        let Some((cookie, session)) = self.session(&req) else {
+        let Some((cookie, session)) = self.session(&req).await else {
             return see_other("/settings");
         };
         let form = Self::form(&mut req).await.unwrap_or_default();
         if !csrf_matches(&form, &session) {
             return Self::refused(&SettingsError::Forged);
         }
-        self.auth.sign_out(&cookie);
+        self.auth.sign_out(&cookie).await;
         let mut resp = see_other("/settings");
         if let Ok(v) = set_cookie(self.secure, SESSION_COOKIE, "", 0).parse() {
             resp.headers_mut().append(header::SET_COOKIE, v);

@@ -17,6 +17,7 @@ mod approvals;
 mod audit;
 mod background;
 mod clients;
+mod flows;
 mod grants;
 mod schema;
 mod snapshot;

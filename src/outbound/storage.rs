@@ -13,7 +13,7 @@ use crate::{
     domain::{
         grant::{AccessToken, GrantId},
         ports::{
-            ApprovalStore, AuditLog, BackgroundError, BackgroundStore, ClientStore,
+            ApprovalStore, AuditLog, BackgroundError, BackgroundStore, ClientStore, FlowStore,
             NotifierKeyring, Policy, RegistrationMemory, Sweeper, TokenVault,
         },
     },
@@ -36,6 +36,7 @@ pub trait Storage:
     + AuditLog
     + ClientStore
     + RegistrationMemory
+    + FlowStore
     + Sweeper
     + Clone
     + Send

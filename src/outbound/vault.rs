@@ -20,6 +20,7 @@ mod audit;
 mod background;
 mod clients;
 mod export;
+mod flows;
 mod grants;
 mod schema;
 mod sweep;

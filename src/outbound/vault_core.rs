@@ -49,6 +49,12 @@ pub enum VaultStoreError {
     Corrupt(String),
 }
 
+impl From<VaultStoreError> for crate::domain::ports::FlowStoreError {
+    fn from(e: VaultStoreError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
 /// A database failure, with its cause.
 pub fn db_err(e: impl std::fmt::Display) -> VaultStoreError {
     VaultStoreError::Database(e.to_string())

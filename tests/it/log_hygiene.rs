@@ -9,31 +9,9 @@ use serde_json::json;
 use crate::support::{
     binary::{spawn_binary, stop_and_read_log},
     mcp_request,
-    oauth::{Browser, Client, Standin, call_tool_at, tokens},
+    oauth::{Browser, Client, Standin, call_tool_at, tokens, turn_on},
     testbed,
 };
-
-/// Signs `browser` in to the settings page of the binary at `base` and turns `capabilities`
-/// on for `grant`; returns the page's CSRF token.
-async fn turn_on(browser: &mut Browser, base: &str, grant: &str, capabilities: &[&str]) -> String {
-    let go = browser
-        .post_form(&format!("{base}/settings/sign-in"), &[("sign_in", "1")])
-        .await;
-    let upstream = browser.get(&go.location()).await;
-    browser.get(&upstream.location()).await;
-    let page = browser.get(&format!("{base}/settings")).await;
-    let csrf = page.field("csrf_token");
-    let mut form = vec![("csrf_token", csrf.as_str())];
-    form.extend(capabilities.iter().map(|c| (*c, "on")));
-    let saved = browser
-        .post_form(
-            &format!("{base}/settings/connections/{grant}/capabilities"),
-            &form,
-        )
-        .await;
-    assert_eq!(saved.status, 303, "{}", saved.body);
-    csrf
-}
 
 #[tokio::test]
 async fn the_log_holds_no_token_code_secret_or_mail_content() {

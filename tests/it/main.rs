@@ -10,6 +10,7 @@ mod browser_settings;
 mod checklist_discovery_registration_consent;
 mod checklist_resource_upstream;
 mod checklist_tokens;
+mod cluster;
 mod compose;
 mod compose_flow;
 mod compose_undo;

@@ -116,3 +116,48 @@ async fn a_vault_moved_by_storage_copy_keeps_its_grants() {
     let (status, body) = call_tool_at(&app.base(), &t2.access, "list_mailboxes", json!({})).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Runs `sql` on the test server as its superuser.
+async fn as_superuser(sql: &str) {
+    let (client, connection) = tokio_postgres::connect(
+        &mailconnect::outbound::postgres::testing::server_url(),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+}
+
+/// The database going away mid-load (its connections cut, new ones refused): a tool call is
+/// a 503 — never a 401 that would make the client drop its tokens, never a 500 — and the
+/// same tokens work again once it is back.
+#[tokio::test]
+async fn a_lost_database_fails_closed_and_recovers() {
+    let url = mailconnect::outbound::postgres::testing::fresh_database().await;
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let (_standin, app, client) =
+        oauth_app_toward(Standin::start(), &["--storage", &url], CALLBACK).await;
+    let t = client.connect().await;
+    let (status, body) = call_tool_at(&app.base(), &t.access, "get_identity", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    as_superuser(&format!(
+        "ALTER DATABASE {db} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    ))
+    .await;
+    let (status, body) = call_tool_at(&app.base(), &t.access, "get_identity", json!({})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(!body.to_string().contains("postgres://"), "{body}");
+    let refresh = client.refresh(&t.refresh).await;
+    assert!(
+        refresh.status().is_server_error() && refresh.status() != 500,
+        "a refresh without storage: {}",
+        refresh.status()
+    );
+    as_superuser(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).await;
+    let (status, body) = call_tool_at(&app.base(), &t.access, "get_identity", json!({})).await;
+    assert_eq!(status, 200, "not recovered: {body}");
+    let t2 = tokens(client.refresh(&t.refresh).await).await;
+    assert_ne!(t2.refresh, t.refresh);
+}

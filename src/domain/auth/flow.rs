@@ -2,8 +2,8 @@
 //! request (RFC 6749 §4.1.2.1 order: what can't be redirected safely is shown, the rest goes
 //! back to the client), and the two pending steps a browser walks through, each single use.
 //!
-//! Pending steps are kept in memory: they live for minutes, hold our upstream PKCE verifier (a
-//! secret we'd rather not write to disk), and a restart costs the person one click to start over.
+//! Pending steps live in storage (`ports::FlowStore`), sealed under their handle: any request of
+//! a flow may land on any instance, and a restart in the middle of a sign-in loses nothing.
 
 use std::{
     collections::HashMap,
@@ -20,7 +20,10 @@ use super::{
     pkce::{CodeChallenge, PkcePair},
     token::random_value,
 };
-use crate::domain::secret::SecretString;
+use crate::domain::{
+    ports::{FlowStore, FlowStoreError, Parked, Step, StepKind},
+    secret::SecretString,
+};
 
 /// How long a person has to approve, and to come back from the upstream.
 pub const PENDING_TTL: Duration = Duration::from_secs(600);
@@ -257,7 +260,7 @@ pub struct ConsentTicket {
 }
 
 /// A request approved by the person, waiting for the upstream to send the browser back.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct UpstreamLeg {
     /// The client's request.
     pub request: AuthorizationRequest,
@@ -288,22 +291,21 @@ pub enum PendingError {
     /// Too many requests are pending.
     #[error("too many sign-in requests are in progress; try again in a few minutes")]
     Busy,
+    /// Storage is unavailable: nothing was lost, try again.
+    #[error("mailconnect can't reach its storage right now; try again in a moment")]
+    Unavailable,
 }
 
 pub(crate) fn digest(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
 }
 
-/// The two pending steps of every flow in progress, and settings sign-ins at the upstream.
-#[derive(Debug, Default)]
-pub struct PendingFlows {
-    consents: Mutex<HashMap<[u8; 32], Pending<AuthorizationRequest>>>,
-    upstream: Mutex<HashMap<[u8; 32], Pending<UpstreamLeg>>>,
-    sign_ins: Mutex<HashMap<[u8; 32], Pending<SecretString>>>,
-}
+/// An in-memory table of pending steps (the notifier consent of background setup, which
+/// still lives in one process).
+pub(crate) type PendingMap<T> = Mutex<HashMap<[u8; 32], Pending<T>>>;
 
 pub(crate) fn insert<T>(
-    map: &Mutex<HashMap<[u8; 32], Pending<T>>>,
+    map: &PendingMap<T>,
     key: [u8; 32],
     pending: Pending<T>,
 ) -> Result<(), PendingError> {
@@ -322,7 +324,7 @@ pub(crate) fn insert<T>(
 /// Takes an entry if the browser (and CSRF token, when given) match; a mismatch leaves it for
 /// the real browser, so a forged post can't cancel someone's sign-in.
 pub(crate) fn take<T>(
-    map: &Mutex<HashMap<[u8; 32], Pending<T>>>,
+    map: &PendingMap<T>,
     key: &[u8; 32],
     browser: &str,
     csrf: Option<&str>,
@@ -333,81 +335,140 @@ pub(crate) fn take<T>(
         map.remove(key);
         return Err(PendingError::Gone);
     }
-    let browser_ok = bool::from(entry.browser.ct_eq(&digest(browser)));
-    let csrf_ok = csrf.is_none_or(|c| bool::from(entry.csrf.ct_eq(&digest(c))));
-    if !(browser_ok && csrf_ok) {
+    if !binding_matches(&entry.browser, &entry.csrf, browser, csrf) {
         return Err(PendingError::Forged);
     }
     map.remove(key).map(|p| p.value).ok_or(PendingError::Gone)
 }
 
-impl PendingFlows {
+/// Whether `browser` (and `csrf`, when the step has a form) are the ones a step was bound to,
+/// compared in constant time.
+fn binding_matches(
+    bound_browser: &[u8; 32],
+    bound_csrf: &[u8; 32],
+    browser: &str,
+    csrf: Option<&str>,
+) -> bool {
+    let browser_ok = bool::from(bound_browser.ct_eq(&digest(browser)));
+    let csrf_ok = csrf.is_none_or(|c| bool::from(bound_csrf.ct_eq(&digest(c))));
+    browser_ok && csrf_ok
+}
+
+impl From<FlowStoreError> for PendingError {
+    fn from(e: FlowStoreError) -> Self {
+        match e {
+            FlowStoreError::Busy => Self::Busy,
+            FlowStoreError::Unavailable(why) => {
+                tracing::error!(error = %why, "flow storage unavailable");
+                Self::Unavailable
+            }
+        }
+    }
+}
+
+/// The steps of every flow in progress, in storage `F`: the two of a connect flow and the
+/// upstream leg of a settings sign-in.
+#[derive(Debug)]
+pub struct PendingFlows<'a, F>(pub &'a F);
+
+/// Unix seconds `ttl` from now.
+pub(crate) fn expiry(ttl: Duration) -> i64 {
+    chrono::Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+impl<F: FlowStore> PendingFlows<'_, F> {
+    /// Parks `step` bound to `browser` (and a new CSRF token, when `with_csrf`) under a new
+    /// handle; returns the handle and the CSRF token.
+    async fn park(
+        &self,
+        step: Step,
+        browser: &str,
+        with_csrf: bool,
+    ) -> Result<(String, Option<String>), PendingError> {
+        let handle = random_value();
+        let csrf = with_csrf.then(random_value);
+        let parked = Parked {
+            step,
+            browser: digest(browser),
+            csrf: csrf.as_deref().map_or([0; 32], digest),
+            expires_at: expiry(PENDING_TTL),
+        };
+        self.0.park(&handle, parked).await?;
+        Ok((handle, csrf))
+    }
+
+    /// Takes the step `handle` names, once, if `browser` (and `csrf`) match; a mismatch leaves
+    /// it for the real browser, so a forged post can't cancel someone's sign-in. Of two
+    /// instances taking one step at once, one gets it.
+    async fn take(
+        &self,
+        kind: StepKind,
+        handle: &str,
+        browser: &str,
+        csrf: Option<&str>,
+    ) -> Result<Step, PendingError> {
+        let parked = self.0.peek(kind, handle).await?.ok_or(PendingError::Gone)?;
+        if !binding_matches(&parked.browser, &parked.csrf, browser, csrf) {
+            return Err(PendingError::Forged);
+        }
+        if !self.0.remove(kind, handle).await? {
+            return Err(PendingError::Gone);
+        }
+        Ok(parked.step)
+    }
+
     /// Parks a checked request until the person decides; `browser` is the value of the
     /// browser-binding cookie set with the consent page.
     ///
     /// # Errors
-    /// [`PendingError::Busy`] when too many flows are pending.
-    pub fn await_consent(
+    /// [`PendingError::Busy`] when too many flows are pending; `Unavailable`.
+    pub async fn await_consent(
         &self,
         request: AuthorizationRequest,
         browser: &str,
     ) -> Result<ConsentTicket, PendingError> {
-        let request_id = random_value();
-        let csrf = random_value();
-        insert(
-            &self.consents,
-            digest(&request_id),
-            Pending {
-                value: request,
-                browser: digest(browser),
-                csrf: digest(&csrf),
-                until: Instant::now() + PENDING_TTL,
-            },
-        )?;
+        let (request_id, csrf) = self.park(Step::Consent(request), browser, true).await?;
         Ok(ConsentTicket {
             request_id,
-            csrf_token: SecretString::new(csrf),
+            csrf_token: SecretString::new(csrf.unwrap_or_default()),
         })
     }
 
     /// Takes the request the person decided on, once.
     ///
     /// # Errors
-    /// [`PendingError::Gone`] or [`PendingError::Forged`].
-    pub fn take_consent(
+    /// [`PendingError::Gone`], [`PendingError::Forged`] or `Unavailable`.
+    pub async fn take_consent(
         &self,
         request_id: &str,
         csrf: &str,
         browser: &str,
     ) -> Result<AuthorizationRequest, PendingError> {
-        take(&self.consents, &digest(request_id), browser, Some(csrf))
+        match self
+            .take(StepKind::Consent, request_id, browser, Some(csrf))
+            .await?
+        {
+            Step::Consent(request) => Ok(request),
+            _ => Err(PendingError::Gone),
+        }
     }
 
     /// Parks an approved request while the browser is at the upstream; returns the upstream
     /// `state` and our PKCE pair's challenge.
     ///
     /// # Errors
-    /// [`PendingError::Busy`] when too many flows are pending.
-    pub fn await_upstream(
+    /// [`PendingError::Busy`] when too many flows are pending; `Unavailable`.
+    pub async fn await_upstream(
         &self,
         request: AuthorizationRequest,
         browser: &str,
     ) -> Result<(String, String), PendingError> {
-        let state = random_value();
         let pkce = PkcePair::generate();
-        insert(
-            &self.upstream,
-            digest(&state),
-            Pending {
-                value: UpstreamLeg {
-                    request,
-                    verifier: pkce.verifier,
-                },
-                browser: digest(browser),
-                csrf: [0; 32],
-                until: Instant::now() + PENDING_TTL,
-            },
-        )?;
+        let leg = UpstreamLeg {
+            request,
+            verifier: pkce.verifier,
+        };
+        let (state, _) = self.park(Step::Upstream(leg), browser, false).await?;
         Ok((state, pkce.challenge))
     }
 
@@ -415,20 +476,12 @@ impl PendingFlows {
     /// our PKCE challenge.
     ///
     /// # Errors
-    /// [`PendingError::Busy`] when too many flows are pending.
-    pub fn await_sign_in(&self, browser: &str) -> Result<(String, String), PendingError> {
-        let state = random_value();
+    /// [`PendingError::Busy`] when too many flows are pending; `Unavailable`.
+    pub async fn await_sign_in(&self, browser: &str) -> Result<(String, String), PendingError> {
         let pkce = PkcePair::generate();
-        insert(
-            &self.sign_ins,
-            digest(&state),
-            Pending {
-                value: pkce.verifier,
-                browser: digest(browser),
-                csrf: [0; 32],
-                until: Instant::now() + PENDING_TTL,
-            },
-        )?;
+        let (state, _) = self
+            .park(Step::SignIn(pkce.verifier), browser, false)
+            .await?;
         Ok((state, pkce.challenge))
     }
 
@@ -436,17 +489,32 @@ impl PendingFlows {
     /// our PKCE verifier.
     ///
     /// # Errors
-    /// [`PendingError::Gone`] (not a sign-in: maybe a client's flow) or [`PendingError::Forged`].
-    pub fn take_sign_in(&self, state: &str, browser: &str) -> Result<SecretString, PendingError> {
-        take(&self.sign_ins, &digest(state), browser, None)
+    /// [`PendingError::Gone`] (not a sign-in: maybe a client's flow), [`PendingError::Forged`]
+    /// or `Unavailable`.
+    pub async fn take_sign_in(
+        &self,
+        state: &str,
+        browser: &str,
+    ) -> Result<SecretString, PendingError> {
+        match self.take(StepKind::SignIn, state, browser, None).await? {
+            Step::SignIn(verifier) => Ok(verifier),
+            _ => Err(PendingError::Gone),
+        }
     }
 
     /// Takes the leg the upstream's callback names by `state`, once, from the same browser.
     ///
     /// # Errors
-    /// [`PendingError::Gone`] or [`PendingError::Forged`].
-    pub fn take_upstream(&self, state: &str, browser: &str) -> Result<UpstreamLeg, PendingError> {
-        take(&self.upstream, &digest(state), browser, None)
+    /// [`PendingError::Gone`], [`PendingError::Forged`] or `Unavailable`.
+    pub async fn take_upstream(
+        &self,
+        state: &str,
+        browser: &str,
+    ) -> Result<UpstreamLeg, PendingError> {
+        match self.take(StepKind::Upstream, state, browser, None).await? {
+            Step::Upstream(leg) => Ok(leg),
+            _ => Err(PendingError::Gone),
+        }
     }
 }
 
@@ -541,41 +609,78 @@ mod tests {
         assert_eq!(r.params[0].1, "invalid_target");
     }
 
-    #[test]
-    fn pending_steps_are_single_use_and_bound_to_the_browser() {
-        let flows = PendingFlows::default();
+    /// Steps in a map: the binding rules under test are the core's, not storage's.
+    #[derive(Default)]
+    struct Steps(Mutex<HashMap<(StepKind, String), Parked>>);
+
+    impl FlowStore for Steps {
+        async fn park(&self, handle: &str, parked: Parked) -> Result<(), FlowStoreError> {
+            let key = (parked.step.kind(), handle.to_owned());
+            self.0.lock().unwrap().insert(key, parked);
+            Ok(())
+        }
+        async fn peek(
+            &self,
+            kind: StepKind,
+            handle: &str,
+        ) -> Result<Option<Parked>, FlowStoreError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .get(&(kind, handle.to_owned()))
+                .cloned())
+        }
+        async fn remove(&self, kind: StepKind, handle: &str) -> Result<bool, FlowStoreError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .remove(&(kind, handle.to_owned()))
+                .is_some())
+        }
+    }
+
+    #[tokio::test]
+    async fn pending_steps_are_single_use_and_bound_to_the_browser() {
+        let steps = Steps::default();
+        let flows = PendingFlows(&steps);
         let request = check_request(&params(), Some(client()), &audience()).unwrap();
-        let ticket = flows.await_consent(request, "browser-a").unwrap();
+        let ticket = flows.await_consent(request, "browser-a").await.unwrap();
         let csrf = ticket.csrf_token.expose_secret();
         assert_eq!(
             flows
                 .take_consent(&ticket.request_id, "wrong", "browser-a")
+                .await
                 .unwrap_err(),
             PendingError::Forged
         );
         assert_eq!(
             flows
                 .take_consent(&ticket.request_id, csrf, "browser-b")
+                .await
                 .unwrap_err(),
             PendingError::Forged
         );
         let request = flows
             .take_consent(&ticket.request_id, csrf, "browser-a")
+            .await
             .unwrap();
         assert_eq!(
             flows
                 .take_consent(&ticket.request_id, csrf, "browser-a")
+                .await
                 .unwrap_err(),
             PendingError::Gone
         );
-        let (state, _challenge) = flows.await_upstream(request, "browser-a").unwrap();
+        let (state, _challenge) = flows.await_upstream(request, "browser-a").await.unwrap();
         assert_eq!(
-            flows.take_upstream(&state, "browser-b").unwrap_err(),
+            flows.take_upstream(&state, "browser-b").await.unwrap_err(),
             PendingError::Forged
         );
-        assert!(flows.take_upstream(&state, "browser-a").is_ok());
+        assert!(flows.take_upstream(&state, "browser-a").await.is_ok());
         assert_eq!(
-            flows.take_upstream(&state, "browser-a").unwrap_err(),
+            flows.take_upstream(&state, "browser-a").await.unwrap_err(),
             PendingError::Gone
         );
     }

@@ -23,8 +23,8 @@ use super::{
 use crate::domain::{
     grant::{AccessToken, CapabilitySet},
     ports::{
-        AuditEvent, AuditKind, AuditLog, ClientStore, GrantDraft, MailReader, MailStoreError,
-        Redemption, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
+        AuditEvent, AuditKind, AuditLog, ClientStore, FlowStore, GrantDraft, MailReader,
+        MailStoreError, Redemption, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
     },
     secret::SecretString,
 };
@@ -219,8 +219,6 @@ pub struct AuthService<V, C, U, M> {
     upstream: Arc<U>,
     mail: Arc<M>,
     refresher: Arc<UpstreamRefresher<V, U>>,
-    flows: PendingFlows,
-    sessions: super::sessions::SettingsSessions,
     audience: Audience,
     lifetimes: TokenLifetimes,
 }
@@ -233,7 +231,7 @@ impl<V, C, U, M> std::fmt::Debug for AuthService<V, C, U, M> {
     }
 }
 
-impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
+impl<V: TokenVault + AuditLog + FlowStore, C: ClientStore, U: UpstreamAuth, M: MailReader>
     AuthService<V, C, U, M>
 {
     /// Builds the service.
@@ -252,19 +250,18 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
             upstream,
             mail,
             refresher,
-            flows: PendingFlows::default(),
-            sessions: super::sessions::SettingsSessions::default(),
             audience,
             lifetimes,
         }
     }
 
-    pub(super) fn flows(&self) -> &PendingFlows {
-        &self.flows
+    /// The steps of flows in progress, in the vault's storage.
+    pub(super) fn flows(&self) -> PendingFlows<'_, V> {
+        PendingFlows(&*self.vault)
     }
 
-    pub(super) fn sessions(&self) -> &super::sessions::SettingsSessions {
-        &self.sessions
+    pub(super) fn sessions(&self) -> super::sessions::SettingsSessions<'_, V> {
+        super::sessions::SettingsSessions(&*self.vault)
     }
 
     pub(super) fn upstream(&self) -> &U {
@@ -354,8 +351,9 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
             };
         let request = check_request(params, client, &self.audience)?;
         let ticket = self
-            .flows
+            .flows()
             .await_consent(request.clone(), browser)
+            .await
             .map_err(|e| {
                 AuthorizeError::Redirect(request.error(
                     &self.audience,
@@ -386,7 +384,7 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
         upstream_browser: &str,
         approve: bool,
     ) -> Result<String, PendingError> {
-        let request = self.flows.take_consent(request_id, csrf, browser)?;
+        let request = self.flows().take_consent(request_id, csrf, browser).await?;
         if !approve {
             tracing::info!(client = %request.client.id, "consent denied");
             return Ok(request
@@ -399,7 +397,10 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
             "temporarily_unavailable",
             "the mail provider's sign-in is unavailable",
         );
-        let (state, challenge) = self.flows.await_upstream(request, upstream_browser)?;
+        let (state, challenge) = self
+            .flows()
+            .await_upstream(request, upstream_browser)
+            .await?;
         match self.upstream.authorization_url(&state, &challenge).await {
             Ok(url) => {
                 tracing::info!(client = %client, "consent approved; sending the browser to the upstream");
@@ -426,7 +427,7 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
         iss: Option<&str>,
         upstream_error: Option<(&str, Option<&str>)>,
     ) -> Result<ClientRedirect, CallbackError> {
-        let leg = self.flows.take_upstream(state, browser)?;
+        let leg = self.flows().take_upstream(state, browser).await?;
         if !self.upstream.accepts_issuer(iss.map(str::to_owned)).await {
             tracing::warn!(client = %leg.request.client.id, "upstream callback with a wrong or missing iss");
             return Err(CallbackError::WrongIssuer);

@@ -1,89 +1,85 @@
 //! Settings sessions: who signed in to the settings page (as a hash of their upstream
-//! identity), kept in memory for half an hour. Apart from the settings rules so that the
-//! authorization server can hold them without the two modules needing each other.
+//! identity), for half an hour. They live in storage (`ports::FlowStore`), sealed under the
+//! session cookie, so any instance serves the settings and review pages and a restart signs
+//! nobody out. Apart from the settings rules so that the authorization server can hold them
+//! without the two modules needing each other.
 
-use std::{
-    collections::HashMap,
-    sync::{Mutex, PoisonError},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
-use super::token::random_value;
-use crate::domain::secret::SecretString;
+use super::{flow::expiry, token::random_value};
+use crate::domain::{
+    ports::{FlowStore, Parked, Step, StepKind},
+    secret::SecretString,
+};
 
 /// How long a settings session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
-const MAX_SESSIONS: usize = 10_000;
 
 /// A signed-in settings session.
 #[derive(Debug, Clone)]
 pub struct SettingsSession {
     /// SHA-256 (hex) of the upstream account's identity.
     pub account_digest: String,
-    /// The account's name, to greet the person (kept in memory only).
+    /// The account's name, to greet the person (stored sealed under the session cookie).
     pub account: String,
     /// The CSRF token every form of this session carries.
     pub csrf: SecretString,
-    until: Instant,
 }
 
 /// A new session's cookie value.
 #[derive(Debug)]
 pub struct SessionTicket(pub SecretString);
 
-/// Settings sessions, in memory (they last half an hour; a restart signs people out).
-#[derive(Debug, Default)]
-pub struct SettingsSessions(Mutex<HashMap<[u8; 32], SettingsSession>>);
+/// Settings sessions in storage `F`.
+#[derive(Debug)]
+pub struct SettingsSessions<'a, F>(pub &'a F);
 
-fn digest(value: &str) -> [u8; 32] {
-    Sha256::digest(value.as_bytes()).into()
-}
-
-impl SettingsSessions {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], SettingsSession>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Starts a session for an account.
-    pub fn open(&self, account: &str) -> SessionTicket {
+impl<F: FlowStore> SettingsSessions<'_, F> {
+    /// Starts a session for an account; `None` when storage refused it (logged).
+    pub async fn open(&self, account: &str) -> Option<SessionTicket> {
         let id = random_value();
-        let now = Instant::now();
-        let mut map = self.map();
-        if map.len() >= MAX_SESSIONS {
-            map.retain(|_, s| s.until > now);
-        }
-        map.insert(
-            digest(&id),
-            SettingsSession {
+        let parked = Parked {
+            step: Step::Session(SettingsSession {
                 account_digest: account_digest(account),
                 account: account.to_owned(),
                 csrf: SecretString::new(random_value()),
-                until: now + SESSION_TTL,
-            },
-        );
-        SessionTicket(SecretString::new(id))
-    }
-
-    /// The live session a cookie names.
-    #[must_use]
-    pub fn get(&self, id: &str) -> Option<SettingsSession> {
-        let mut map = self.map();
-        let key = digest(id);
-        match map.get(&key) {
-            Some(s) if s.until > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                map.remove(&key);
+            }),
+            browser: [0; 32],
+            csrf: [0; 32],
+            expires_at: expiry(SESSION_TTL),
+        };
+        match self.0.park(&id, parked).await {
+            Ok(()) => Some(SessionTicket(SecretString::new(id))),
+            Err(e) => {
+                tracing::error!(error = %e, "a settings session could not be stored");
                 None
             }
-            None => None,
+        }
+    }
+
+    /// The live session a cookie names; none when storage fails (the person signs in again,
+    /// nothing is shown without a session).
+    pub async fn get(&self, id: &str) -> Option<SettingsSession> {
+        match self.0.peek(StepKind::Session, id).await {
+            Ok(Some(Parked {
+                step: Step::Session(session),
+                ..
+            })) => Some(session),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "settings sessions unavailable");
+                None
+            }
         }
     }
 
     /// Ends a session.
-    pub fn close(&self, id: &str) {
-        self.map().remove(&digest(id));
+    pub async fn close(&self, id: &str) {
+        if let Err(e) = self.0.remove(StepKind::Session, id).await {
+            tracing::error!(error = %e, "a settings session could not be ended");
+        }
     }
 }
 

@@ -12,8 +12,9 @@ use super::{flow::PendingError, service::AuthService};
 use crate::domain::{
     grant::{CapabilitySet, GrantId, UpstreamCredential},
     ports::{
-        AuditError, AuditEvent, AuditKind, AuditLog, ClientStore, GrantSummary, MailReader,
-        MailStoreError, Policy, TokenVault, UpstreamAuth, UpstreamAuthError, VaultError,
+        AuditError, AuditEvent, AuditKind, AuditLog, ClientStore, FlowStore, GrantSummary,
+        MailReader, MailStoreError, Policy, TokenVault, UpstreamAuth, UpstreamAuthError,
+        VaultError,
     },
 };
 
@@ -82,7 +83,7 @@ pub struct Connection {
 /// Audit events shown per connection.
 pub const EVENTS_SHOWN: usize = 20;
 
-impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
+impl<V: TokenVault + AuditLog + FlowStore, C: ClientStore, U: UpstreamAuth, M: MailReader>
     AuthService<V, C, U, M>
 {
     /// Starts a settings sign-in: the upstream's authorization URL for a fresh state bound to
@@ -91,7 +92,7 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
     /// # Errors
     /// When too many flows are pending or the upstream is unreachable.
     pub async fn begin_sign_in(&self, browser: &str) -> Result<String, SignInError> {
-        let (state, challenge) = self.flows().await_sign_in(browser)?;
+        let (state, challenge) = self.flows().await_sign_in(browser).await?;
         Ok(self
             .upstream()
             .authorization_url(&state, &challenge)
@@ -110,7 +111,7 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
         code: Option<&str>,
         iss: Option<&str>,
     ) -> Result<Option<SessionTicket>, SignInError> {
-        let verifier = match self.flows().take_sign_in(state, browser) {
+        let verifier = match self.flows().take_sign_in(state, browser).await {
             Ok(v) => v,
             Err(PendingError::Gone) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -128,18 +129,21 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
         // The tokens of a settings sign-in are never stored: they only proved who this is.
         drop(tokens);
         tracing::info!("settings sign-in");
-        Ok(Some(self.sessions().open(&account.username)))
+        self.sessions()
+            .open(&account.username)
+            .await
+            .map(Some)
+            .ok_or(SignInError::Pending(PendingError::Unavailable))
     }
 
     /// The session a cookie names.
-    #[must_use]
-    pub fn settings_session(&self, cookie: &str) -> Option<SettingsSession> {
-        self.sessions().get(cookie)
+    pub async fn settings_session(&self, cookie: &str) -> Option<SettingsSession> {
+        self.sessions().get(cookie).await
     }
 
     /// Ends a session.
-    pub fn sign_out(&self, cookie: &str) {
-        self.sessions().close(cookie);
+    pub async fn sign_out(&self, cookie: &str) {
+        self.sessions().close(cookie).await;
     }
 
     /// The person's connections, newest first.
@@ -221,7 +225,7 @@ impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
 }
 
 /// The changes a person makes on the settings page (grant settings: [`Policy`]).
-impl<V: TokenVault + Policy + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
+impl<V: TokenVault + Policy + AuditLog + FlowStore, C: ClientStore, U: UpstreamAuth, M: MailReader>
     AuthService<V, C, U, M>
 {
     /// Replaces a connection's capabilities (`read` always stays).
@@ -309,7 +313,7 @@ impl<V: TokenVault + Policy + AuditLog, C: ClientStore, U: UpstreamAuth, M: Mail
     }
 }
 
-impl<V: TokenVault + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailReader>
+impl<V: TokenVault + AuditLog + FlowStore, C: ClientStore, U: UpstreamAuth, M: MailReader>
     AuthService<V, C, U, M>
 {
     /// Revokes a connection: the grant, its tokens and wrapped keys are deleted.

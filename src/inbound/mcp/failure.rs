@@ -44,6 +44,7 @@ impl ToolFailure {
             Self::Service(ServiceError::Store(MailStoreError::Unavailable(_))) => {
                 "upstream_unavailable"
             }
+            Self::Service(ServiceError::StorageUnavailable(_)) => "storage_unavailable",
             Self::Service(ServiceError::Send(refusal)) => refusal.code(),
             Self::Service(ServiceError::Store(MailStoreError::Refused(refusal))) => refusal.code(),
             Self::Service(_) | Self::Internal(_) => "failed",

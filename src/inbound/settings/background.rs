@@ -14,7 +14,7 @@ use crate::{
         auth::{settings::SettingsError, token::random_value},
         grant::Capability,
         notify::delivery::{Destination, WebhookSecret, WebhookUrl},
-        ports::{AuditLog, ClientStore, MailStore, Policy, TokenVault, UpstreamAuth},
+        ports::{AuditLog, ClientStore, FlowStore, MailStore, Policy, TokenVault, UpstreamAuth},
         secret::SecretString,
         service::TurnOn,
     },
@@ -104,7 +104,7 @@ fn destination(
     }
 }
 
-impl<V: TokenVault + Policy + AuditLog, C: ClientStore, U: UpstreamAuth, M: MailStore>
+impl<V: TokenVault + Policy + AuditLog + FlowStore, C: ClientStore, U: UpstreamAuth, M: MailStore>
     Settings<V, C, U, M>
 {
     fn setup(&self) -> Option<Arc<dyn BackgroundDesk>> {

@@ -10,13 +10,16 @@ use tokio_postgres::{NoTls, error::SqlState};
 use crate::outbound::vault_core::VaultStoreError;
 
 /// The schema version this build writes (docs/storage-schema.md, "PostgreSQL").
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The key of the advisory lock migrations hold ("mailconnect" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x6d61_696c_636f_6e6e;
 
 /// Migration `n` is `MIGRATIONS[n - 1]`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/1_vault.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/1_vault.sql"),
+    include_str!("migrations/2_flow_steps.sql"),
+];
 
 /// The PostgreSQL-backed storage ports.
 #[derive(Clone)]

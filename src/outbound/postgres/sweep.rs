@@ -26,7 +26,11 @@ impl PgVault {
         let tokens = client
             .execute("DELETE FROM tokens WHERE expires_at <= $1", &[&at])
             .await
-            .map_err(pg_err)?;
+            .map_err(pg_err)?
+            + client
+                .execute("DELETE FROM flow_steps WHERE expires_at <= $1", &[&at])
+                .await
+                .map_err(pg_err)?;
         let orphans: Vec<String> = client
             .query(
                 "SELECT id FROM grants g WHERE NOT EXISTS \
@@ -85,7 +89,9 @@ impl PgVault {
     /// Removes events past the retention period or beyond the per-grant cap, and tombstones
     /// (with their events) of connections that ended before the retention period.
     async fn sweep_events(&self, at: i64, retention: Retention) -> Result<usize, VaultStoreError> {
-        let cutoff = (at - retention.max_age_secs).saturating_mul(1_000_000);
+        let cutoff = at
+            .saturating_sub(retention.max_age_secs)
+            .saturating_mul(1_000_000);
         let cap = i64::try_from(retention.max_events).unwrap_or(i64::MAX);
         let client = self.client().await?;
         let old = client
@@ -105,7 +111,7 @@ impl PgVault {
             .execute(
                 "WITH gone AS (DELETE FROM revoked WHERE revoked_at < $1 RETURNING grant_id) \
                  DELETE FROM audit WHERE grant_id IN (SELECT grant_id FROM gone)",
-                &[&(at - retention.max_age_secs)],
+                &[&at.saturating_sub(retention.max_age_secs)],
             )
             .await
             .map_err(pg_err)?;
@@ -117,7 +123,9 @@ impl Sweeper for PgVault {
     async fn sweep(&self, rules: SweepRules) -> Result<usize, VaultError> {
         let at = now();
         let removed = self.sweep_tokens(at).await?
-            + self.sweep_clients(at - rules.unused_client_secs).await?
+            + self
+                .sweep_clients(at.saturating_sub(rules.unused_client_secs))
+                .await?
             + self.sweep_events(at, rules.retention).await?;
         Ok(removed)
     }

@@ -54,7 +54,12 @@ impl RedbVault {
         now: i64,
         retention: Retention,
     ) -> Result<usize, VaultStoreError> {
-        let cutoff = u64::try_from((now - retention.max_age_secs) * 1_000_000).unwrap_or(0);
+        // Saturating: a retention of centuries (a configured value) must not overflow.
+        let cutoff = u64::try_from(
+            now.saturating_sub(retention.max_age_secs)
+                .saturating_mul(1_000_000),
+        )
+        .unwrap_or(0);
         self.write_tx(|tx| {
             let mut table = tx.open_table(AUDIT).map_err(db_err)?;
             let mut per_grant: std::collections::HashMap<String, Vec<u64>> =

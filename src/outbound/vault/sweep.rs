@@ -105,10 +105,10 @@ impl RedbVault {
 
     fn sweep_blocking(&self, rules: SweepRules) -> Result<usize, VaultStoreError> {
         let at = now();
-        let removed = self.sweep_tokens(at)?;
-        let clients = self.sweep_clients(at - rules.unused_client_secs)?;
+        let removed = self.sweep_tokens(at)? + self.sweep_flow_steps(at)?;
+        let clients = self.sweep_clients(at.saturating_sub(rules.unused_client_secs))?;
         let events = self.sweep_events(at, rules.retention)?
-            + self.sweep_tombstones(at - rules.retention.max_age_secs)?;
+            + self.sweep_tombstones(at.saturating_sub(rules.retention.max_age_secs))?;
         self.cache().opened.clear();
         Ok(removed + clients + events)
     }

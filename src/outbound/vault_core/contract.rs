@@ -17,13 +17,15 @@ use crate::domain::{
     grant::{CapabilitySet, GrantId, UpstreamCredential},
     notify::delivery::{Destination, WebhookSecret, WebhookUrl},
     ports::{
-        AuditEvent, AuditKind, BackgroundStore, GrantDraft, Redemption, TokenVault, UpstreamTokens,
+        AuditEvent, AuditKind, BackgroundStore, FlowStore, GrantDraft, Redemption, TokenVault,
+        UpstreamTokens,
     },
     secret::SecretString,
 };
 
 mod approvals;
 mod background;
+mod flows;
 mod settings;
 mod tokens;
 mod upkeep;
@@ -36,6 +38,10 @@ pub use self::{
         only_the_notifier_key_opens_background_records,
         the_notifier_ends_only_an_unused_grant_and_turning_on_needs_one,
         turning_off_says_whether_the_notifier_is_still_needed,
+    },
+    flows::{
+        a_flow_step_opens_with_its_handle_and_is_taken_once,
+        a_flow_step_taken_at_once_by_many_goes_to_one, an_expired_flow_step_is_gone,
     },
     settings::{audit_events_read_back_newest_first, grant_settings_round_trip},
     tokens::{
@@ -124,9 +130,10 @@ pub async fn connected<S: TokenVault>(store: &S, upstream_secret: &str) -> (Gran
 
 /// Checklist G10 (a copy of the store yields no secret): stores one of each secret a store
 /// holds sealed or hashed — a connection's upstream token and its client tokens, a notifier's
-/// upstream token, a webhook's signing secret — and returns the connection with the secrets,
-/// none of which may be readable in the store's raw bytes.
-pub async fn seed_every_secret<S: TokenVault, F: BackgroundStore>(
+/// upstream token, a webhook's signing secret, a sign-in's PKCE verifier and a settings
+/// session's account and CSRF token — and returns the connection with the secrets, none of
+/// which may be readable in the store's raw bytes.
+pub async fn seed_every_secret<S: TokenVault + FlowStore, F: BackgroundStore>(
     store: &S,
     front: &F,
 ) -> (GrantId, TokenPair, Vec<String>) {
@@ -142,7 +149,12 @@ pub async fn seed_every_secret<S: TokenVault, F: BackgroundStore>(
         .seal_destination(&grant, "acct", &Destination::Webhook { url, secret })
         .await
         .unwrap();
+    flows::park_secrets(store, "flow-handle-secret").await;
     let secrets = vec![
+        "flow-handle-secret".to_owned(),
+        flows::VERIFIER_SECRET.to_owned(),
+        flows::SESSION_ACCOUNT.to_owned(),
+        flows::SESSION_CSRF.to_owned(),
         "AGE-SECRET-KEY".to_owned(),
         "upstream-oauth-access-secret".to_owned(),
         "notifier-upstream-secret".to_owned(),
@@ -188,6 +200,9 @@ macro_rules! port_contract_tests {
             a_new_ask_replaces_older_ones_but_never_a_claim,
             clients_and_registrations_round_trip,
             sweeping_removes_what_expired,
+            a_flow_step_opens_with_its_handle_and_is_taken_once,
+            a_flow_step_taken_at_once_by_many_goes_to_one,
+            an_expired_flow_step_is_gone,
         );
 
         #[tokio::test]

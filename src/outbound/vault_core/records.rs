@@ -6,6 +6,7 @@ pub mod approval;
 pub mod audit;
 pub mod background;
 pub mod client;
+pub mod flow;
 pub mod notify;
 
 pub use self::notify::NotifyRecord;

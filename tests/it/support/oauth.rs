@@ -595,3 +595,30 @@ pub async fn error_code(r: reqwest::Response) -> String {
     let body: serde_json::Value = r.json().await.unwrap();
     body["error"].as_str().unwrap_or_default().to_owned()
 }
+
+/// Signs `browser` in to the settings page of the binary at `base` and turns `capabilities`
+/// on for `grant`; returns the page's CSRF token.
+pub async fn turn_on(
+    browser: &mut Browser,
+    base: &str,
+    grant: &str,
+    capabilities: &[&str],
+) -> String {
+    let go = browser
+        .post_form(&format!("{base}/settings/sign-in"), &[("sign_in", "1")])
+        .await;
+    let upstream = browser.get(&go.location()).await;
+    browser.get(&upstream.location()).await;
+    let page = browser.get(&format!("{base}/settings")).await;
+    let csrf = page.field("csrf_token");
+    let mut form = vec![("csrf_token", csrf.as_str())];
+    form.extend(capabilities.iter().map(|c| (*c, "on")));
+    let saved = browser
+        .post_form(
+            &format!("{base}/settings/connections/{grant}/capabilities"),
+            &form,
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    csrf
+}

@@ -1,0 +1,166 @@
+//! Three instances on one PostgreSQL behind HAProxy, configured as `deploy/haproxy.cfg` ships
+//! (round robin: consecutive requests of one browser land on different instances).
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::json;
+
+use crate::support::{
+    TestApp,
+    oauth::{Browser, Client, Standin, call_tool_at, spawn_oauth_app, turn_on},
+    tempdir::Dir,
+};
+
+const CALLBACK: &str = "http://127.0.0.1:41999/callback";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// HAProxy with the shipped configuration, listening on `port` in front of `servers`;
+/// stopped by PID when dropped.
+struct Haproxy {
+    child: Child,
+    _dir: Dir,
+}
+
+impl Haproxy {
+    async fn start(port: u16, servers: &[String]) -> Self {
+        let shipped =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/haproxy.cfg"))
+                .unwrap();
+        let mut config = String::new();
+        for line in shipped.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("bind ") {
+                config.push_str(&format!("    bind 127.0.0.1:{port}\n"));
+            } else if trimmed.starts_with("server ") {
+                if !config.contains("server mc") {
+                    for (n, addr) in servers.iter().enumerate() {
+                        config.push_str(&format!(
+                            "    server mc{} {addr} check inter 1s fall 2 rise 1\n",
+                            n + 1
+                        ));
+                    }
+                }
+            } else if trimmed.starts_with("http-request set-header X-Forwarded-Proto") {
+                // The tests speak plain HTTP on loopback.
+            } else {
+                config.push_str(line);
+                config.push('\n');
+            }
+        }
+        let dir = Dir::new("haproxy");
+        let path = dir.0.join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let bin = std::env::var("HAPROXY_BIN").unwrap_or_else(|_| "/usr/sbin/haproxy".into());
+        let mut child = Command::new(bin)
+            .args(["-db", "-f"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy starts (scripts/pgbed installs it)");
+        for _ in 0..100 {
+            if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Self { child, _dir: dir };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("haproxy did not answer on {port}");
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Three instances on one fresh database behind HAProxy, all under the proxy's public URL.
+async fn cluster(standin: &Standin) -> (Haproxy, Vec<TestApp>, String) {
+    let url = mailconnect::outbound::postgres::testing::fresh_database().await;
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(spawn_oauth_app(standin, &["--storage", &url, "--public-url", &public]).await);
+    }
+    let servers: Vec<String> = apps.iter().map(|a| a.addr.to_string()).collect();
+    (Haproxy::start(port, &servers).await, apps, public)
+}
+
+/// The connect flow, a settings sign-in and change, and tool calls through the proxy: every
+/// step may land on another instance, and none is lost.
+#[tokio::test]
+async fn a_connect_flow_and_the_settings_page_span_three_instances() {
+    let standin = Standin::start();
+    let (_proxy, apps, public) = cluster(&standin).await;
+    let client = Client::register_at(&public, CALLBACK).await;
+    let mut browser = Browser::default();
+    // Several flows, so each step lands on each instance at least once.
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let returned = client.authorize(&mut browser).await;
+        tokens.push(client.exchange(&returned).await);
+    }
+    let t = tokens.pop().unwrap();
+    for app in &apps {
+        let (status, body) = call_tool_at(&app.base(), &t.access, "get_identity", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Settings: sign in and turn organize on, each request wherever the proxy sends it.
+    let grant = t.access.split('.').next().unwrap().to_owned();
+    turn_on(&mut browser, &public, &grant, &["organize"]).await;
+    let page = browser.get(&format!("{public}/settings")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("organize"), "{}", page.body);
+    // The change holds on every instance.
+    for app in &apps {
+        let (status, body) =
+            call_tool_at(&app.base(), &t.access, "list_mailboxes", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// A restart of every instance in the middle of a sign-in loses nothing: the step is in
+/// storage, not in the process that showed the consent page.
+#[tokio::test]
+async fn a_sign_in_survives_the_restart_of_the_instance_that_began_it() {
+    let standin = Standin::start();
+    let (_proxy, mut apps, public) = cluster(&standin).await;
+    let client = Client::register_at(&public, CALLBACK).await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = crate::support::oauth::pkce();
+    let consent = browser.get(&client.authorize_url(&challenge, &[])).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    for app in std::mem::take(&mut apps) {
+        apps.push(app.restart().await);
+    }
+    let decision = browser.decide_consent(&public, &consent, "approve").await;
+    assert_eq!(decision.status, 303, "{}", decision.body);
+    let upstream = browser.get(&decision.location()).await;
+    let callback = browser.get(&upstream.location()).await;
+    assert_eq!(callback.status, 303, "{}", callback.body);
+    let returned = crate::support::oauth::Returned {
+        params: crate::support::oauth::query(&callback.location()),
+        url: callback.location(),
+        verifier,
+    };
+    let t = client.exchange(&returned).await;
+    let (status, body) = call_tool_at(&public, &t.access, "get_identity", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+}
