@@ -28,11 +28,7 @@ fn main() -> ExitCode {
         }
     };
     if print_openapi {
-        return one_shot(async {
-            app::openapi_document(&config)
-                .await
-                .map_err(|e| e.to_string())
-        });
+        return one_shot(app::openapi_document(&config));
     }
     match storage_command {
         Some(StorageTask::Migrate) => {
@@ -40,7 +36,6 @@ fn main() -> ExitCode {
                 app::migrate_storage(&config)
                     .await
                     .map(|done| format!("{done}\n"))
-                    .map_err(|e| e.to_string())
             });
         }
         Some(StorageTask::Copy { from, to }) => {
@@ -52,7 +47,6 @@ fn main() -> ExitCode {
                 mailconnect::outbound::storage_copy::copy(&from, &to, pool_size)
                     .await
                     .map(|report| format!("{report}\n"))
-                    .map_err(|e| e.to_string())
             });
         }
         None => {}
@@ -96,12 +90,20 @@ enum StorageTask {
 }
 
 /// Runs a command that prints its result once, on a current-thread runtime.
-fn one_shot(task: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
-    let outcome = tokio::runtime::Builder::new_current_thread()
+fn one_shot<E: std::fmt::Display>(
+    task: impl std::future::Future<Output = Result<String, E>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(task));
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mailconnect: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(task);
     match outcome {
         Ok(text) => {
             print!("{text}");

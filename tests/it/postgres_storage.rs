@@ -2,6 +2,7 @@
 //! tool calls, client refresh rotation and revocation; and two instances sharing one database,
 //! where a grant made through one works on the other and ends on both.
 
+use mailconnect::outbound::postgres::testing::{as_superuser, fresh_database};
 use serde_json::json;
 
 use crate::support::oauth::{
@@ -12,10 +13,7 @@ use crate::support::oauth::{
 const CALLBACK: &str = "http://127.0.0.1:41999/callback";
 
 async fn on_postgres() -> Vec<String> {
-    vec![
-        "--storage".into(),
-        mailconnect::outbound::postgres::testing::fresh_database().await,
-    ]
+    vec!["--storage".into(), fresh_database().await]
 }
 
 #[tokio::test]
@@ -78,7 +76,7 @@ async fn a_grant_made_on_one_instance_works_and_ends_on_another() {
 async fn a_vault_moved_by_storage_copy_keeps_its_grants() {
     let (_standin, app, client) = oauth_app_with_client(&[], CALLBACK).await;
     let t1 = client.connect().await;
-    let url = mailconnect::outbound::postgres::testing::fresh_database().await;
+    let url = fresh_database().await;
     let mut said = String::new();
     let app = app
         .restart_with(&["--storage", &url], |data| {
@@ -117,24 +115,12 @@ async fn a_vault_moved_by_storage_copy_keeps_its_grants() {
     assert_eq!(status, 200, "{body}");
 }
 
-/// Runs `sql` on the test server as its superuser.
-async fn as_superuser(sql: &str) {
-    let (client, connection) = tokio_postgres::connect(
-        &mailconnect::outbound::postgres::testing::server_url(),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
-    client.batch_execute(sql).await.unwrap();
-}
-
 /// The database going away mid-load (its connections cut, new ones refused): a tool call is
 /// a 503 — never a 401 that would make the client drop its tokens, never a 500 — and the
 /// same tokens work again once it is back.
 #[tokio::test]
 async fn a_lost_database_fails_closed_and_recovers() {
-    let url = mailconnect::outbound::postgres::testing::fresh_database().await;
+    let url = fresh_database().await;
     let db = url.rsplit('/').next().unwrap().to_owned();
     let (_standin, app, client) =
         oauth_app_toward(Standin::start(), &["--storage", &url], CALLBACK).await;

@@ -31,16 +31,25 @@ pub fn server_url() -> String {
 /// # Panics
 /// When the test server does not answer or refuses.
 pub async fn fresh_database() -> String {
+    let name = format!("mc_test_{:016x}", rand::random::<u64>());
+    as_superuser(&format!("CREATE DATABASE {name}")).await;
+    let url = server_url();
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// Runs `sql` on the test server as its superuser (creating databases, cutting connections).
+///
+/// # Panics
+/// When the test server does not answer or refuses.
+pub async fn as_superuser(sql: &str) {
     let url = server_url();
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("the test PostgreSQL at {url} does not answer: {e}"));
     tokio::spawn(connection);
-    let name = format!("mc_test_{:016x}", rand::random::<u64>());
     client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .batch_execute(sql)
         .await
-        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
-    format!("{base}/{name}")
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
