@@ -183,7 +183,7 @@ type Runner<S> = NotifierRunner<
 >;
 /// The settings page's side of background delivery as deployed.
 type BackgroundSide<S> =
-    BackgroundSetup<Upstream<S>, JmapMailStore, <S as Storage>::Sealing, Runner<S>>;
+    BackgroundSetup<Upstream<S>, JmapMailStore, <S as Storage>::Sealing, Runner<S>, S>;
 
 /// Sets up background delivery: the notifier key (read or created outside the vault
 /// directory), the vault's sealing and opening halves, the notifier's own upstream client,
@@ -259,7 +259,11 @@ async fn background_delivery<S: Storage>(
     tokio::spawn(Arc::clone(&runner).run());
     tracing::info!("background notifications offered");
     Ok(Arc::new(BackgroundSetup::new(
-        upstream, mail, store, runner,
+        upstream,
+        mail,
+        store,
+        runner,
+        Arc::new(vault.clone()),
     )))
 }
 

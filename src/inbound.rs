@@ -19,7 +19,9 @@ use crate::domain::{
         background::{Background, NotifierControl, TurnOffError},
         delivery::Destination,
     },
-    ports::{AuditError, AuditEvent, AuditLog, BackgroundStore, MailStore, UpstreamAuth},
+    ports::{
+        AuditError, AuditEvent, AuditLog, BackgroundStore, FlowStore, MailStore, UpstreamAuth,
+    },
     service::{BackgroundSetup, SetupError, TurnOn},
 };
 
@@ -55,12 +57,13 @@ pub trait BackgroundDesk: Send + Sync {
     fn turn_off<'a>(&'a self, grant: &'a GrantId) -> BoxFuture<'a, Result<(), SetupError>>;
 }
 
-impl<U, M, S, C> BackgroundDesk for BackgroundSetup<U, M, S, C>
+impl<U, M, S, C, F> BackgroundDesk for BackgroundSetup<U, M, S, C, F>
 where
     U: UpstreamAuth,
     M: MailStore,
     S: BackgroundStore,
     C: NotifierControl,
+    F: FlowStore,
 {
     fn status<'a>(&'a self, grant: &'a GrantId) -> BoxFuture<'a, Option<Background>> {
         Box::pin(Self::status(self, grant))

@@ -5,11 +5,7 @@
 //! Pending steps live in storage (`ports::FlowStore`), sealed under their handle: any request of
 //! a flow may land on any instance, and a restart in the middle of a sign-in loses nothing.
 
-use std::{
-    collections::HashMap,
-    sync::{Mutex, PoisonError},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
@@ -21,14 +17,13 @@ use super::{
     token::random_value,
 };
 use crate::domain::{
+    notify::background::NotifierConsent,
     ports::{FlowStore, FlowStoreError, Parked, Step, StepKind},
     secret::SecretString,
 };
 
 /// How long a person has to approve, and to come back from the upstream.
 pub const PENDING_TTL: Duration = Duration::from_secs(600);
-/// Most pending steps kept at once (a flood of authorization requests can't exhaust memory).
-pub const MAX_PENDING: usize = 10_000;
 
 /// The query of an authorization request, as sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -268,15 +263,6 @@ pub struct UpstreamLeg {
     pub verifier: SecretString,
 }
 
-/// A step parked until the browser that started it comes back.
-#[derive(Debug)]
-pub(crate) struct Pending<T> {
-    pub(crate) value: T,
-    pub(crate) browser: [u8; 32],
-    pub(crate) csrf: [u8; 32],
-    pub(crate) until: Instant,
-}
-
 /// Why a pending step could not be taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PendingError {
@@ -296,49 +282,8 @@ pub enum PendingError {
     Unavailable,
 }
 
-pub(crate) fn digest(value: &str) -> [u8; 32] {
+fn digest(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
-}
-
-/// An in-memory table of pending steps (the notifier consent of background setup, which
-/// still lives in one process).
-pub(crate) type PendingMap<T> = Mutex<HashMap<[u8; 32], Pending<T>>>;
-
-pub(crate) fn insert<T>(
-    map: &PendingMap<T>,
-    key: [u8; 32],
-    pending: Pending<T>,
-) -> Result<(), PendingError> {
-    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-    let now = Instant::now();
-    if map.len() >= MAX_PENDING {
-        map.retain(|_, p| p.until > now);
-        if map.len() >= MAX_PENDING {
-            return Err(PendingError::Busy);
-        }
-    }
-    map.insert(key, pending);
-    Ok(())
-}
-
-/// Takes an entry if the browser (and CSRF token, when given) match; a mismatch leaves it for
-/// the real browser, so a forged post can't cancel someone's sign-in.
-pub(crate) fn take<T>(
-    map: &PendingMap<T>,
-    key: &[u8; 32],
-    browser: &str,
-    csrf: Option<&str>,
-) -> Result<T, PendingError> {
-    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-    let entry = map.get(key).ok_or(PendingError::Gone)?;
-    if entry.until <= Instant::now() {
-        map.remove(key);
-        return Err(PendingError::Gone);
-    }
-    if !binding_matches(&entry.browser, &entry.csrf, browser, csrf) {
-        return Err(PendingError::Forged);
-    }
-    map.remove(key).map(|p| p.value).ok_or(PendingError::Gone)
 }
 
 /// Whether `browser` (and `csrf`, when the step has a form) are the ones a step was bound to,
@@ -502,6 +447,41 @@ impl<F: FlowStore> PendingFlows<'_, F> {
         }
     }
 
+    /// Parks a notifier consent while the browser is at the upstream; returns the `state`
+    /// and our PKCE challenge.
+    ///
+    /// # Errors
+    /// [`PendingError::Busy`] when too many flows are pending; `Unavailable`.
+    pub async fn await_notifier_consent(
+        &self,
+        consent: impl FnOnce(SecretString) -> NotifierConsent,
+        browser: &str,
+    ) -> Result<(String, String), PendingError> {
+        let pkce = PkcePair::generate();
+        let step = Step::NotifierConsent(consent(pkce.verifier));
+        let (state, _) = self.park(step, browser, false).await?;
+        Ok((state, pkce.challenge))
+    }
+
+    /// Takes a notifier consent by `state`, once, from the browser that started it.
+    ///
+    /// # Errors
+    /// [`PendingError::Gone`] (not a notifier consent), [`PendingError::Forged`] or
+    /// `Unavailable`.
+    pub async fn take_notifier_consent(
+        &self,
+        state: &str,
+        browser: &str,
+    ) -> Result<NotifierConsent, PendingError> {
+        match self
+            .take(StepKind::NotifierConsent, state, browser, None)
+            .await?
+        {
+            Step::NotifierConsent(consent) => Ok(consent),
+            _ => Err(PendingError::Gone),
+        }
+    }
+
     /// Takes the leg the upstream's callback names by `state`, once, from the same browser.
     ///
     /// # Errors
@@ -520,6 +500,8 @@ impl<F: FlowStore> PendingFlows<'_, F> {
 
 #[cfg(test)]
 mod tests {
+    use std::{collections::HashMap, sync::Mutex};
+
     use super::*;
     use crate::domain::auth::{
         client::{ClientId, ClientKind, TokenAuthMethod},

@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::grant::GrantId;
+use crate::domain::{grant::GrantId, notify::delivery::Destination, secret::SecretString};
 
 /// How the last delivery went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,4 +66,18 @@ pub trait NotifierControl: Sync + 'static {
 
     /// Settings changed: look again soon.
     fn wake(&self);
+}
+
+/// A notifier consent in progress: turning background delivery on for `grant` waits for the
+/// person to approve the notifier at the provider.
+#[derive(Debug, Clone)]
+pub struct NotifierConsent {
+    /// The connection to deliver for.
+    pub grant: GrantId,
+    /// The person (account digest) who signed in to settings.
+    pub account: String,
+    /// Where its notices go.
+    pub destination: Destination,
+    /// Our PKCE verifier toward the provider.
+    pub verifier: SecretString,
 }

@@ -1,6 +1,7 @@
 //! Steps of a browser flow parked between two requests (docs/storage-schema.md "Flow steps"):
-//! an authorization request waiting for consent, the upstream leg of a connect flow or of a
-//! settings sign-in (our PKCE verifier), a settings session. They live in storage, not in one
+//! an authorization request waiting for consent, the upstream leg of a connect flow, of a
+//! settings sign-in or of turning background delivery on (our PKCE verifier), a settings
+//! session. They live in storage, not in one
 //! process, so each request of a flow may land on any instance and a restart loses none.
 //!
 //! A step is found and sealed by its handle — the random value only the browser holds (the
@@ -10,6 +11,7 @@
 use crate::domain::{
     auth::flow::{AuthorizationRequest, UpstreamLeg},
     auth::sessions::SettingsSession,
+    notify::background::NotifierConsent,
     secret::SecretString,
 };
 
@@ -24,6 +26,8 @@ pub enum StepKind {
     SignIn,
     /// A signed-in settings session.
     Session,
+    /// Turning background delivery on, while the person approves the notifier upstream.
+    NotifierConsent,
 }
 
 impl StepKind {
@@ -35,6 +39,7 @@ impl StepKind {
             Self::Upstream => "upstream",
             Self::SignIn => "sign_in",
             Self::Session => "session",
+            Self::NotifierConsent => "notifier_consent",
         }
     }
 }
@@ -50,6 +55,8 @@ pub enum Step {
     SignIn(SecretString),
     /// [`StepKind::Session`].
     Session(SettingsSession),
+    /// [`StepKind::NotifierConsent`].
+    NotifierConsent(NotifierConsent),
 }
 
 impl Step {
@@ -61,6 +68,7 @@ impl Step {
             Self::Upstream(_) => StepKind::Upstream,
             Self::SignIn(_) => StepKind::SignIn,
             Self::Session(_) => StepKind::Session,
+            Self::NotifierConsent(_) => StepKind::NotifierConsent,
         }
     }
 }

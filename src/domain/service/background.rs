@@ -7,39 +7,23 @@
 //! destination goes; with the person's last one, the notifier grant is revoked at the provider
 //! and deleted.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::sync::Arc;
 
 use crate::domain::{
     auth::{
-        flow::{PENDING_TTL, Pending, PendingError, digest, insert, take},
-        pkce::PkcePair,
+        flow::{PendingError, PendingFlows},
         settings::account_digest,
-        token::random_value,
     },
     grant::{GrantId, UpstreamCredential},
     notify::{
-        background::{Background, NotifierControl, TurnOffError},
+        background::{Background, NotifierConsent, NotifierControl, TurnOffError},
         delivery::Destination,
     },
     ports::{
-        BackgroundError, BackgroundStore, MailReader, MailStoreError, UpstreamAuth,
+        BackgroundError, BackgroundStore, FlowStore, MailReader, MailStoreError, UpstreamAuth,
         UpstreamAuthError,
     },
-    secret::SecretString,
 };
-
-/// A notifier consent in progress.
-#[derive(Debug)]
-struct Consent {
-    grant: GrantId,
-    account: String,
-    destination: Destination,
-    verifier: SecretString,
-}
 
 /// What turning on needs next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,39 +69,46 @@ pub enum SetupError {
 }
 
 /// The settings page's side of background delivery: the notifier's upstream client `U`, the
-/// mailbox `M` (whose a new notifier grant is), the records' sealing side `S` and the running
-/// notifier `C`.
-pub struct BackgroundSetup<U, M, S, C> {
+/// mailbox `M` (whose a new notifier grant is), the records' sealing side `S`, the running
+/// notifier `C` and the storage `F` where a consent in progress waits.
+pub struct BackgroundSetup<U, M, S, C, F> {
     upstream: Arc<U>,
     mail: Arc<M>,
     store: Arc<S>,
     control: Arc<C>,
-    pending: Mutex<HashMap<[u8; 32], Pending<Consent>>>,
+    flows: Arc<F>,
 }
 
-impl<U, M, S, C> std::fmt::Debug for BackgroundSetup<U, M, S, C> {
+impl<U, M, S, C, F> std::fmt::Debug for BackgroundSetup<U, M, S, C, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackgroundSetup").finish_non_exhaustive()
     }
 }
 
-impl<U, M, S, C> BackgroundSetup<U, M, S, C>
+impl<U, M, S, C, F> BackgroundSetup<U, M, S, C, F>
 where
     U: UpstreamAuth,
     M: MailReader,
     S: BackgroundStore,
     C: NotifierControl,
+    F: FlowStore,
 {
     /// Setup through the notifier's upstream client `upstream`; `mail` reads whose mailbox a
     /// new notifier grant is for.
     #[must_use]
-    pub fn new(upstream: Arc<U>, mail: Arc<M>, store: Arc<S>, control: Arc<C>) -> Self {
+    pub fn new(
+        upstream: Arc<U>,
+        mail: Arc<M>,
+        store: Arc<S>,
+        control: Arc<C>,
+        flows: Arc<F>,
+    ) -> Self {
         Self {
             upstream,
             mail,
             store,
             control,
-            pending: Mutex::new(HashMap::new()),
+            flows,
         }
     }
 
@@ -150,26 +141,20 @@ where
             tracing::info!(grant = %grant, kind = destination.kind(), "background delivery on");
             return Ok(TurnOn::Done);
         }
-        let state = random_value();
-        let pkce = PkcePair::generate();
-        insert(
-            &self.pending,
-            digest(&state),
-            Pending {
-                value: Consent {
+        let (state, challenge) = PendingFlows(&*self.flows)
+            .await_notifier_consent(
+                |verifier| NotifierConsent {
                     grant: grant.clone(),
                     account: account.to_owned(),
                     destination,
-                    verifier: pkce.verifier,
+                    verifier,
                 },
-                browser: digest(browser),
-                csrf: [0; 32],
-                until: Instant::now() + PENDING_TTL,
-            },
-        )?;
+                browser,
+            )
+            .await?;
         let url = self
             .upstream
-            .authorization_url(&state, &pkce.challenge)
+            .authorization_url(&state, &challenge)
             .await
             .map_err(SetupError::SignInUnavailable)?;
         Ok(TurnOn::Consent(url))
@@ -186,7 +171,10 @@ where
         code: Option<&str>,
         iss: Option<&str>,
     ) -> Result<Option<GrantId>, SetupError> {
-        let consent = match take(&self.pending, &digest(state), browser, None) {
+        let consent = match PendingFlows(&*self.flows)
+            .take_notifier_consent(state, browser)
+            .await
+        {
             Ok(c) => c,
             Err(PendingError::Gone) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -223,7 +211,7 @@ where
     /// destination sealed first (the notifier ends notifier grants no destination uses).
     async fn keep(
         &self,
-        consent: &Consent,
+        consent: &NotifierConsent,
         tokens: &crate::domain::ports::UpstreamTokens,
     ) -> Result<(), SetupError> {
         let account = self

@@ -155,6 +155,7 @@ pub async fn seed_every_secret<S: TokenVault + FlowStore, F: BackgroundStore>(
         flows::VERIFIER_SECRET.to_owned(),
         flows::SESSION_ACCOUNT.to_owned(),
         flows::SESSION_CSRF.to_owned(),
+        flows::POKE_KEY_SECRET.to_owned(),
         "AGE-SECRET-KEY".to_owned(),
         "upstream-oauth-access-secret".to_owned(),
         "notifier-upstream-secret".to_owned(),

@@ -3,11 +3,17 @@
 use super::now;
 use crate::domain::{
     auth::sessions::SettingsSession,
+    grant::GrantId,
+    notify::{
+        background::NotifierConsent,
+        delivery::{Destination, WebhookSecret, WebhookUrl},
+    },
     ports::{FlowStore, FlowStoreError, Parked, Step, StepKind, Sweeper},
     secret::SecretString,
 };
 
 /// What [`park_secrets`] parks.
+pub const POKE_KEY_SECRET: &str = "poke-api-key-secret-value";
 pub const VERIFIER_SECRET: &str = "pkce-verifier-secret-value";
 pub const SESSION_ACCOUNT: &str = "person-account@example.com";
 pub const SESSION_CSRF: &str = "session-csrf-secret-value";
@@ -25,7 +31,22 @@ fn session(account: &str, csrf: &str, expires_at: i64) -> Parked {
     }
 }
 
-/// Parks a sign-in (its PKCE verifier) and a settings session under `handle`.
+fn notifier_consent(destination: Destination) -> Parked {
+    Parked {
+        step: Step::NotifierConsent(NotifierConsent {
+            grant: GrantId::new("g-1"),
+            account: "ab".into(),
+            destination,
+            verifier: SecretString::new(VERIFIER_SECRET),
+        }),
+        browser: [3; 32],
+        csrf: [0; 32],
+        expires_at: now() + 600,
+    }
+}
+
+/// Parks a sign-in (its PKCE verifier), a settings session and a notifier consent (a Poke
+/// key) under `handle`.
 pub async fn park_secrets<S: FlowStore>(store: &S, handle: &str) {
     store
         .park(handle, sign_in(VERIFIER_SECRET, now() + 600))
@@ -33,6 +54,15 @@ pub async fn park_secrets<S: FlowStore>(store: &S, handle: &str) {
         .unwrap();
     store
         .park(handle, session(SESSION_ACCOUNT, SESSION_CSRF, now() + 600))
+        .await
+        .unwrap();
+    store
+        .park(
+            handle,
+            notifier_consent(Destination::Poke {
+                api_key: SecretString::new(POKE_KEY_SECRET),
+            }),
+        )
         .await
         .unwrap();
 }
@@ -86,6 +116,34 @@ pub async fn a_flow_step_opens_with_its_handle_and_is_taken_once<S: FlowStore>(s
             .unwrap()
             .is_none()
     );
+    // A notifier consent keeps its destination's secret.
+    let secret = WebhookSecret::generate();
+    let whsec = secret.to_whsec().expose_secret().to_owned();
+    let url = WebhookUrl::parse("https://hooks.example.net/m", false).unwrap();
+    store
+        .park(
+            "handle-3",
+            notifier_consent(Destination::Webhook { url, secret }),
+        )
+        .await
+        .unwrap();
+    let Some(Parked {
+        step: Step::NotifierConsent(consent),
+        browser,
+        ..
+    }) = store
+        .peek(StepKind::NotifierConsent, "handle-3")
+        .await
+        .unwrap()
+    else {
+        panic!("the notifier consent is gone");
+    };
+    assert_eq!((consent.grant.as_str(), browser), ("g-1", [3; 32]));
+    let Destination::Webhook { url, secret } = consent.destination else {
+        panic!("another destination came back");
+    };
+    assert_eq!(url.as_url().as_str(), "https://hooks.example.net/m");
+    assert_eq!(secret.to_whsec().expose_secret(), whsec);
 }
 
 /// Of many takers of one step at once, exactly one gets it.

@@ -96,12 +96,45 @@ struct LastRecord {
     detail: String,
 }
 
-/// A destination's secrets, as sealed.
+/// A destination's secrets, as sealed (to the notifier here; under a flow step's handle while
+/// the person approves the notifier).
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-enum SealedDestination {
+pub enum SealedDestination {
     Webhook { url: String, secret: String },
     Poke { api_key: String },
+}
+
+impl SealedDestination {
+    /// The secrets of `destination`, to be sealed.
+    #[must_use]
+    pub fn of(destination: &Destination) -> Self {
+        match destination {
+            Destination::Webhook { url, secret } => Self::Webhook {
+                url: url.as_url().to_string(),
+                secret: secret.to_whsec().expose_secret().to_owned(),
+            },
+            Destination::Poke { api_key } => Self::Poke {
+                api_key: api_key.expose_secret().to_owned(),
+            },
+        }
+    }
+
+    /// The destination it holds.
+    ///
+    /// # Errors
+    /// [`BackgroundError::Unexpected`] when a stored value no longer parses.
+    pub fn into_destination(self) -> Result<Destination, BackgroundError> {
+        Ok(match self {
+            Self::Webhook { url, secret } => Destination::Webhook {
+                url: WebhookUrl::parse(&url, true).map_err(err)?,
+                secret: WebhookSecret::parse(&secret).map_err(err)?,
+            },
+            Self::Poke { api_key } => Destination::Poke {
+                api_key: SecretString::new(api_key),
+            },
+        })
+    }
 }
 
 fn to_time(secs: i64) -> DateTime<Utc> {
@@ -118,21 +151,11 @@ impl BackgroundRecord {
         destination: &Destination,
         to: &NotifierSeal,
     ) -> Result<Self, BackgroundError> {
-        let (target, secret) = match destination {
-            Destination::Webhook { url, secret } => (
-                url.host().to_owned(),
-                SealedDestination::Webhook {
-                    url: url.as_url().to_string(),
-                    secret: secret.to_whsec().expose_secret().to_owned(),
-                },
-            ),
-            Destination::Poke { api_key } => (
-                "Poke".to_owned(),
-                SealedDestination::Poke {
-                    api_key: api_key.expose_secret().to_owned(),
-                },
-            ),
+        let target = match destination {
+            Destination::Webhook { url, .. } => url.host().to_owned(),
+            Destination::Poke { .. } => "Poke".to_owned(),
         };
+        let secret = SealedDestination::of(destination);
         let plain = Zeroizing::new(serde_json::to_vec(&secret).map_err(err)?);
         drop(secret);
         Ok(Self {
@@ -184,15 +207,8 @@ impl BackgroundRecord {
     pub fn open(&self, key: &NotifierKey) -> Result<Destination, BackgroundError> {
         let plain = open_sealed(&self.sealed, key.identity())
             .ok_or_else(|| err("the destination does not open with this key"))?;
-        let sealed: SealedDestination = serde_json::from_slice(&plain).map_err(err)?;
-        Ok(match sealed {
-            SealedDestination::Webhook { url, secret } => Destination::Webhook {
-                url: WebhookUrl::parse(&url, true).map_err(err)?,
-                secret: WebhookSecret::parse(&secret).map_err(err)?,
-            },
-            SealedDestination::Poke { api_key } => Destination::Poke {
-                api_key: SecretString::new(api_key),
-            },
-        })
+        serde_json::from_slice::<SealedDestination>(&plain)
+            .map_err(err)?
+            .into_destination()
     }
 }

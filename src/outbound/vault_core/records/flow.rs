@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{client::ClientRecord, hex, unhex};
+use super::{background::SealedDestination, client::ClientRecord, hex, unhex};
 use crate::{
     domain::{
         auth::{
@@ -15,6 +15,8 @@ use crate::{
             pkce::CodeChallenge,
             sessions::SettingsSession,
         },
+        grant::GrantId,
+        notify::background::NotifierConsent,
         ports::{Parked, Step, StepKind},
         secret::SecretString,
     },
@@ -86,6 +88,12 @@ enum StepRecord {
         account: String,
         csrf: String,
     },
+    NotifierConsent {
+        grant: String,
+        account: String,
+        destination: SealedDestination,
+        verifier: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -116,6 +124,12 @@ pub fn seal(handle: &str, parked: &Parked) -> Result<Vec<u8>, VaultStoreError> {
             account_digest: s.account_digest.clone(),
             account: s.account.clone(),
             csrf: s.csrf.expose_secret().to_owned(),
+        },
+        Step::NotifierConsent(c) => StepRecord::NotifierConsent {
+            grant: c.grant.as_str().to_owned(),
+            account: c.account.clone(),
+            destination: SealedDestination::of(&c.destination),
+            verifier: c.verifier.expose_secret().to_owned(),
         },
     };
     let plain = Zeroizing::new(super::encode(&ParkedRecord {
@@ -158,6 +172,19 @@ pub fn open(
             account_digest,
             account,
             csrf: SecretString::new(csrf),
+        }),
+        StepRecord::NotifierConsent {
+            grant,
+            account,
+            destination,
+            verifier,
+        } => Step::NotifierConsent(NotifierConsent {
+            grant: GrantId::new(grant),
+            account,
+            destination: destination
+                .into_destination()
+                .map_err(|e| VaultStoreError::Corrupt(e.to_string()))?,
+            verifier: SecretString::new(verifier),
         }),
     };
     if step.kind() != kind {
