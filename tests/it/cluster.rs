@@ -164,3 +164,34 @@ async fn a_sign_in_survives_the_restart_of_the_instance_that_began_it() {
     let (status, body) = call_tool_at(&public, &t.access, "get_identity", json!({})).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// 64 tool calls at once for one grant whose upstream token is due, spread over the three
+/// instances: exactly one upstream refresh (the stand-in, like Fastmail, ends the whole grant
+/// when a refresh token is used twice), and every call answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_calls_over_three_instances_make_one_upstream_refresh() {
+    let standin = Standin::start_with(&["--access-ttl", "4"]);
+    let (_proxy, apps, public) = cluster(&standin).await;
+    let client = Client::register_at(&public, CALLBACK).await;
+    let t = client.connect().await;
+    // A quarter of the 4 s lifetime before its end, the token is due.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    // The refresh takes a while, so every instance sees the token due before it is renewed.
+    standin
+        .fault(json!({"grant_type": "refresh_token", "kind": "slow", "count": 1, "delay_ms": 800}))
+        .await;
+    let calls: Vec<_> = (0..64)
+        .map(|n| {
+            let base = apps[n % apps.len()].base();
+            let access = t.access.clone();
+            tokio::spawn(
+                async move { call_tool_at(&base, &access, "get_identity", json!({})).await },
+            )
+        })
+        .collect();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(standin.token_requests("refresh_token").await, 1);
+}

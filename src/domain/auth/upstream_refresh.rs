@@ -14,6 +14,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
+use super::token::random_value;
 use crate::domain::{
     grant::{AccessToken, GrantId, UpstreamCredential},
     ports::{OpenedGrant, TokenVault, UpstreamAuth, UpstreamAuthError, UpstreamTokens, VaultError},
@@ -98,8 +99,38 @@ impl<V: TokenVault, U: UpstreamAuth> UpstreamRefresher<V, U> {
         grant: &GrantId,
         stale: &UpstreamCredential,
     ) -> Result<UpstreamCredential, RefreshError> {
+        // One refresh per grant in this process, then one among every instance: a refresh
+        // token used twice ends the grant at Fastmail.
         let lock = self.lock_for(grant);
         let _held = lock.lock().await;
+        let holder = random_value();
+        let unavailable = |e: VaultError| RefreshError::Unavailable(e.to_string());
+        if !self
+            .vault
+            .take_refresh_turn(grant, &holder)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(RefreshError::Unavailable(
+                "another instance is still renewing this connection".into(),
+            ));
+        }
+        let outcome = self.refresh_in_turn(token, grant, stale).await;
+        if let Err(e) = self.vault.end_refresh_turn(grant, &holder).await {
+            // It lapses by itself; until then the next refresh of this grant waits.
+            tracing::warn!(grant = %grant, error = %e, "a refresh turn was not ended");
+        }
+        outcome
+    }
+
+    /// [`Self::refresh`] while holding the grant's refresh turn: re-reads what is stored (an
+    /// earlier turn may have renewed it), then renews.
+    async fn refresh_in_turn(
+        &self,
+        token: &AccessToken,
+        grant: &GrantId,
+        stale: &UpstreamCredential,
+    ) -> Result<UpstreamCredential, RefreshError> {
         let current = self.vault.open_fresh(token).await.map_err(|e| match e {
             VaultError::InvalidToken => RefreshError::GrantEnded,
             VaultError::Unexpected(m) => RefreshError::Unavailable(m),
@@ -204,11 +235,23 @@ mod tests {
         }
     }
 
+    /// Every refresh turn is granted at once and must be ended.
+    fn with_turns(vault: &mut MockTokenVault) {
+        vault
+            .expect_take_refresh_turn()
+            .returning(|_, _| Box::pin(async { Ok(true) }));
+        vault
+            .expect_end_refresh_turn()
+            .times(1..)
+            .returning(|_, _| Box::pin(async { Ok(()) }));
+    }
+
     fn vault_with(
         current: &'static str,
         stored: Arc<StdMutex<Vec<UpstreamTokens>>>,
     ) -> MockTokenVault {
         let mut vault = MockTokenVault::new();
+        with_turns(&mut vault);
         vault
             .expect_open_fresh()
             .returning(move |_| Box::pin(async move { Ok(opened(current)) }));
@@ -251,11 +294,33 @@ mod tests {
         assert_eq!(kept.expose_secret(), "old-refresh");
     }
 
+    /// Another instance keeps the grant's refresh turn: nothing is refreshed here (a second
+    /// use of the refresh token would end the grant), and the caller may retry.
+    #[tokio::test]
+    async fn a_turn_held_elsewhere_refreshes_nothing() {
+        let mut upstream = MockUpstreamAuth::new();
+        upstream.expect_refresh().never();
+        let mut vault = MockTokenVault::new();
+        vault
+            .expect_take_refresh_turn()
+            .times(1)
+            .returning(|_, _| Box::pin(async { Ok(false) }));
+        vault.expect_open_fresh().never();
+        vault.expect_end_refresh_turn().never();
+        let r = UpstreamRefresher::new(Arc::new(vault), Arc::new(upstream));
+        let err = r
+            .refresh(&AccessToken::new("t"), &GrantId::new("g1"), &stale())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RefreshError::Unavailable(_)), "{err:?}");
+    }
+
     #[tokio::test]
     async fn a_refresh_someone_else_already_did_is_reused() {
         let mut upstream = MockUpstreamAuth::new();
         upstream.expect_refresh().never();
         let mut vault = MockTokenVault::new();
+        with_turns(&mut vault);
         vault.expect_open_fresh().returning(|_| {
             Box::pin(async {
                 let mut o = opened("a2");

@@ -168,6 +168,14 @@ pub trait TokenVault: Sync + 'static {
         tokens: UpstreamTokens,
     ) -> Result<(), VaultError>;
 
+    /// Waits for, and takes, the one turn to refresh `grant`'s upstream tokens among every
+    /// instance sharing this storage (`holder` names this turn). `false` when another holder
+    /// kept it past the wait. A turn never ended lapses by itself (its holder died).
+    async fn take_refresh_turn(&self, grant: &GrantId, holder: &str) -> Result<bool, VaultError>;
+
+    /// Ends `holder`'s refresh turn of `grant`.
+    async fn end_refresh_turn(&self, grant: &GrantId, holder: &str) -> Result<(), VaultError>;
+
     /// Revokes `token` if it belongs to `client`: an access token alone, a refresh token with
     /// its whole grant. Unknown tokens and other clients' tokens are ignored (RFC 7009 §2.2).
     async fn revoke_token(&self, token: &AccessToken, client: &ClientId) -> Result<(), VaultError>;

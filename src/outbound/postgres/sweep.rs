@@ -30,6 +30,10 @@ impl PgVault {
             + client
                 .execute("DELETE FROM flow_steps WHERE expires_at <= $1", &[&at])
                 .await
+                .map_err(pg_err)?
+            + client
+                .execute("DELETE FROM refresh_turns WHERE until < $1", &[&at])
+                .await
                 .map_err(pg_err)?;
         let orphans: Vec<String> = client
             .query(

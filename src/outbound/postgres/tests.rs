@@ -191,3 +191,37 @@ async fn concurrent_rotations_on_two_instances_issue_one_pair() {
     let winner = issued.into_iter().next().unwrap();
     assert!(b.open(&AccessToken::new(winner)).await.is_ok());
 }
+
+/// A grant's refresh turn has one holder among all instances: a second waits until the first
+/// ends it, and a turn whose holder died (lapsed) is taken over at once.
+#[tokio::test]
+async fn a_refresh_turn_has_one_holder_until_it_ends_or_lapses() {
+    let url = fresh_database().await;
+    let a = PgVault::connect(&url, 2).await.unwrap();
+    let b = PgVault::connect(&url, 2).await.unwrap();
+    let grant = GrantId::new("g-turn");
+    assert!(a.take_refresh_turn(&grant, "holder-a").await.unwrap());
+    let waiting = {
+        let b = b.clone();
+        let grant = grant.clone();
+        tokio::spawn(async move { b.take_refresh_turn(&grant, "holder-b").await.unwrap() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a second holder took a live turn");
+    // Another holder's end does not end it.
+    b.end_refresh_turn(&grant, "holder-c").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "a stranger ended the turn");
+    a.end_refresh_turn(&grant, "holder-a").await.unwrap();
+    assert!(waiting.await.unwrap());
+    // holder-b died holding it: once lapsed, it is taken over without waiting.
+    a.client()
+        .await
+        .unwrap()
+        .execute("UPDATE refresh_turns SET until = 0", &[])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(a.take_refresh_turn(&grant, "holder-d").await.unwrap());
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}

@@ -202,6 +202,16 @@ impl TokenVault for RedbVault {
         stored.then_some(()).ok_or(VaultError::InvalidToken)
     }
 
+    /// One process holds the redb file, and the refresher serialises its own refreshes of a
+    /// grant: every turn is free at once.
+    async fn take_refresh_turn(&self, _grant: &GrantId, _holder: &str) -> Result<bool, VaultError> {
+        Ok(true)
+    }
+
+    async fn end_refresh_turn(&self, _grant: &GrantId, _holder: &str) -> Result<(), VaultError> {
+        Ok(())
+    }
+
     async fn revoke_token(&self, token: &AccessToken, client: &ClientId) -> Result<(), VaultError> {
         let token = token.clone();
         let client = client.clone();
