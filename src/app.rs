@@ -339,6 +339,10 @@ async fn build_app<S: Storage>(
     let openapi = http::committed_form(&http::api_service(Arc::clone(&auth)));
     let watchers = Arc::new(ToolListWatchers::default());
     let audit: Arc<dyn DynAuditLog> = Arc::new(vault.clone());
+    let request_state_key = vault
+        .shared_key(REQUEST_STATE_KEY)
+        .await
+        .map_err(|e| StartError::Adapter(e.to_string()))?;
     let handler = McpHandler::new(
         Arc::clone(&service),
         config.limits.tool_timeout,
@@ -346,6 +350,7 @@ async fn build_app<S: Storage>(
         Arc::clone(&watchers),
     )
     .with_public_url(config.server.public_url.as_str())
+    .with_request_state_key(&request_state_key)
     .with_background_status(background.clone())
     .with_watch_tuning(WatchTuning {
         poll: config.notify.poll,
@@ -500,6 +505,9 @@ pub async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error + Se
     tracing::info!("mailconnect stopped");
     Ok(())
 }
+
+/// The name of the shared key that seals 2026-07-28 request states.
+const REQUEST_STATE_KEY: &str = "mcp-request-state";
 
 /// How long a stop waits for requests in flight before it ends them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -66,8 +66,8 @@ pub struct McpHandler<M, V, P, F> {
     background: Option<Arc<dyn BackgroundDesk>>,
     /// Legacy `resources/subscribe` watchers.
     legacy: Arc<LegacyWatchers>,
-    /// Seals 2026-07-28 request states (HMAC under a per-process key: a state outlives
-    /// neither its approval nor a restart).
+    /// Seals 2026-07-28 request states (HMAC under the key every instance shares, see
+    /// [`Self::with_request_state_key`]; a per-process key until then).
     states: Arc<rmcp::model::RequestStateCodec>,
 }
 
@@ -135,6 +135,17 @@ impl<M: MailStore, V: TokenVault, P: Policy, F: Fittings> McpHandler<M, V, P, F>
     #[must_use]
     pub fn with_watch_tuning(mut self, tuning: WatchTuning) -> Self {
         self.new_mail = Arc::new(NewMailWatchers::new(Arc::clone(&self.service), tuning));
+        self
+    }
+
+    /// Request states are sealed under `key`, which every instance on the same storage holds,
+    /// so a client's answer to a confirmation may reach any of them.
+    #[must_use]
+    pub fn with_request_state_key(mut self, key: &[u8; 32]) -> Self {
+        self.states = Arc::new(
+            rmcp::model::RequestStateCodec::try_new(key.to_vec())
+                .expect("a 32-byte key is long enough"),
+        );
         self
     }
 

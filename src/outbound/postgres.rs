@@ -20,6 +20,7 @@ mod clients;
 mod flows;
 mod grants;
 mod schema;
+mod shared_keys;
 mod snapshot;
 mod sweep;
 mod tables;

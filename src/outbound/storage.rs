@@ -9,6 +9,8 @@
 
 use std::future::Future;
 
+use zeroize::Zeroizing;
+
 use crate::{
     domain::{
         grant::{AccessToken, GrantId},
@@ -69,6 +71,13 @@ pub trait Storage:
         &self,
         grant: &GrantId,
     ) -> impl Future<Output = Result<(), VaultStoreError>> + Send;
+
+    /// The random key named `name` that every instance on this storage shares, made by the
+    /// first to ask (e.g. the HMAC key of 2026-07-28 request states).
+    fn shared_key(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Zeroizing<[u8; 32]>, VaultStoreError>> + Send;
 }
 
 impl Storage for RedbVault {
@@ -99,6 +108,11 @@ impl Storage for RedbVault {
     async fn delete_grant(&self, grant: &GrantId) -> Result<(), VaultStoreError> {
         RedbVault::delete_grant(self, grant)
     }
+
+    async fn shared_key(&self, name: &str) -> Result<Zeroizing<[u8; 32]>, VaultStoreError> {
+        // Called at start-up, once.
+        self.shared_key_blocking(name)
+    }
 }
 
 impl Storage for PgVault {
@@ -127,5 +141,9 @@ impl Storage for PgVault {
 
     async fn delete_grant(&self, grant: &GrantId) -> Result<(), VaultStoreError> {
         PgVault::delete_grant(self, grant).await
+    }
+
+    async fn shared_key(&self, name: &str) -> Result<Zeroizing<[u8; 32]>, VaultStoreError> {
+        PgVault::shared_key(self, name).await
     }
 }

@@ -23,6 +23,7 @@ mod export;
 mod flows;
 mod grants;
 mod schema;
+mod shared_keys;
 mod sweep;
 mod tokens;
 

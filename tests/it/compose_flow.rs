@@ -554,3 +554,34 @@ async fn compose_flow_review_page_only_never_asks_in_the_clients_form() {
     let (_, r) = call_tool(&app, &token, "delete_draft", json!({"draft_id": id})).await;
     assert!(!is_error(&r), "{r}");
 }
+
+/// Two instances on one PostgreSQL: a 2026-07-28 client asked to confirm by one instance
+/// answers through the other (as behind a load balancer), and the draft is sent once — the
+/// request state is sealed under a key every instance shares.
+#[tokio::test]
+async fn compose_flow_a_2026_confirmation_may_be_answered_on_another_instance() {
+    let url = mailconnect::outbound::postgres::testing::fresh_database().await;
+    let (standin, a) = writer_app_with(&["--storage", &url]).await;
+    let public = a.base();
+    let b = crate::support::oauth::spawn_oauth_app_at(
+        testbed().get("JMAP_SESSION_URL"),
+        &standin,
+        &["--storage", &url, "--public-url", &public],
+    )
+    .await;
+    let (token, _, _) = connected(&a, &["send"]).await;
+    let mark = marker();
+    let id = draft(&a, &token, &mark).await;
+    let asked = send_with_form(&a, &token, &id, json!({})).await;
+    let state = asked["result"]["requestState"].as_str().unwrap().to_owned();
+    let accept = json!({"confirm_send": {"action": "accept", "content": {"send": true}}});
+    let r = send_with_form(
+        &b,
+        &token,
+        &id,
+        json!({"inputResponses": accept, "requestState": state}),
+    )
+    .await;
+    assert_eq!(structured(&r)["status"], "sent", "{r}");
+    assert_eq!(sent_with(&mark).len(), 1);
+}

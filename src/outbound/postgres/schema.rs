@@ -10,7 +10,7 @@ use tokio_postgres::{NoTls, error::SqlState};
 use crate::outbound::vault_core::VaultStoreError;
 
 /// The schema version this build writes (docs/storage-schema.md, "PostgreSQL").
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The key of the advisory lock migrations hold ("mailconnect" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x6d61_696c_636f_6e6e;
@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/1_vault.sql"),
     include_str!("migrations/2_flow_steps.sql"),
     include_str!("migrations/3_refresh_turns.sql"),
+    include_str!("migrations/4_shared_keys.sql"),
 ];
 
 /// The PostgreSQL-backed storage ports.

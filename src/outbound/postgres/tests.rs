@@ -225,3 +225,17 @@ async fn a_refresh_turn_has_one_holder_until_it_ends_or_lapses() {
     assert!(a.take_refresh_turn(&grant, "holder-d").await.unwrap());
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
 }
+
+/// A shared key is made once: two instances asking at once get the same key, another name
+/// another key.
+#[tokio::test]
+async fn every_instance_gets_the_same_shared_key() {
+    let url = fresh_database().await;
+    let a = PgVault::connect(&url, 2).await.unwrap();
+    let b = PgVault::connect(&url, 2).await.unwrap();
+    let (ka, kb) = tokio::join!(a.shared_key("k"), b.shared_key("k"));
+    let (ka, kb) = (ka.unwrap(), kb.unwrap());
+    assert_eq!(*ka, *kb);
+    assert_eq!(*a.shared_key("k").await.unwrap(), *ka);
+    assert_ne!(*a.shared_key("other").await.unwrap(), *ka);
+}

@@ -212,3 +212,15 @@ fn a_version_1_file_is_upgraded_by_dropping_its_grants() {
         .unwrap();
     assert_eq!(version.as_deref(), Some(super::SCHEMA_VERSION));
 }
+
+/// A shared key is made once and read back after a restart; another name, another key.
+#[test]
+fn a_shared_key_is_made_once_and_kept() {
+    let (path, vault) = temp_db();
+    let key = vault.shared_key_blocking("k").unwrap();
+    assert_eq!(*vault.shared_key_blocking("k").unwrap(), *key);
+    assert_ne!(*vault.shared_key_blocking("other").unwrap(), *key);
+    drop(vault);
+    let reopened = RedbVault::open(&path.0).unwrap();
+    assert_eq!(*reopened.shared_key_blocking("k").unwrap(), *key);
+}
