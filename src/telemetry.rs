@@ -4,24 +4,29 @@
 use tracing::{Event, Level, Subscriber, field::Field};
 use tracing_subscriber::{
     EnvFilter, Layer as _,
+    filter::{LevelFilter, Targets},
     layer::{Context, Filter, SubscriberExt as _},
     util::SubscriberInitExt as _,
 };
 
 use crate::config::LogFormat;
 
-/// Targets whose debug output carries message content, capped at info.
-const NO_CONTENT_LOGS: &str = "rmcp=info";
+/// rmcp logs whole JSON-RPC messages (mail content) at debug: whatever the operator asks
+/// for, it is capped at info. A cap, not a level: asking for `warn` still quiets it.
+fn no_content_logs() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("rmcp", LevelFilter::INFO)
+}
 
 /// Installs the process's subscriber: `MAILCONNECT_LOG` (an `EnvFilter`, default `info`),
 /// rmcp capped at info whatever is asked, in `format` on stderr (text) or stdout (JSON).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("MAILCONNECT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        // rmcp logs whole JSON-RPC messages (mail content) at debug: never let it, whatever the
-        // operator asks for.
-        .add_directive(NO_CONTENT_LOGS.parse().unwrap_or_else(|_| unreachable!()));
-    let registry = tracing_subscriber::registry().with(filter);
+    let filter =
+        EnvFilter::try_from_env("MAILCONNECT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(no_content_logs());
     match format {
         LogFormat::Json => registry
             .with(

@@ -195,3 +195,156 @@ async fn sixty_four_calls_over_three_instances_make_one_upstream_refresh() {
     }
     assert_eq!(standin.token_requests("refresh_token").await, 1);
 }
+
+/// An instance's log, appended to a file in its data directory.
+fn log_file(data: &Dir) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.0.join("server.log"))
+        .unwrap()
+        .into()
+}
+
+/// Sends SIGTERM to `child` and waits (up to 20 s) for it to exit.
+async fn stop_gracefully(child: &mut Child) -> std::process::ExitStatus {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("an instance did not stop within 20 s of SIGTERM");
+}
+
+/// A rolling restart under load: three real instances behind HAProxy, each in turn sent
+/// SIGTERM (it drains and exits 0) and started again, while tool calls and client refresh
+/// rotations go through the proxy. No request fails and the grant survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_restart_under_load_fails_no_request() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    };
+
+    use crate::support::binary::spawn_binary_at;
+
+    let standin = Standin::start();
+    let url = mailconnect::outbound::postgres::testing::fresh_database().await;
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let data: Vec<Dir> = (0..3).map(|_| Dir::new("rolling")).collect();
+    let flags = ["--storage", url.as_str()];
+    let mut servers = Vec::new();
+    for (p, d) in ports.iter().zip(&data) {
+        servers.push(
+            spawn_binary_at(
+                *p,
+                Some(&public),
+                &d.0,
+                &standin,
+                &flags,
+                "warn",
+                log_file(d),
+            )
+            .await,
+        );
+    }
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let _proxy = Haproxy::start(port, &addrs).await;
+    let client = Client::register_at(&public, CALLBACK).await;
+    let t = client.connect().await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, done, failures) = (stop.clone(), done.clone(), failures.clone());
+        let (public, access) = (public.clone(), t.access.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) =
+                    call_tool_at(&public, &access, "get_identity", json!({})).await;
+                if status == 200 {
+                    done.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("tool call: {status} {body}"));
+                }
+            }
+        }));
+    }
+    let rotations = {
+        let (stop, failures, client) = (stop.clone(), failures.clone(), client.clone());
+        let mut refresh = t.refresh.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let r = client.refresh(&refresh).await;
+                let status = r.status();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                match body["refresh_token"].as_str() {
+                    Some(next) if status == 200 => {
+                        refresh = next.to_owned();
+                        n += 1;
+                    }
+                    _ => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("refresh: {status} {body}")),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            n
+        })
+    };
+
+    for (i, server) in servers.iter_mut().enumerate() {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let status = stop_gracefully(server).await;
+        assert_eq!(status.code(), Some(0), "instance {i} on SIGTERM: {status}");
+        *server = spawn_binary_at(
+            ports[i],
+            Some(&public),
+            &data[i].0,
+            &standin,
+            &flags,
+            "warn",
+            log_file(&data[i]),
+        )
+        .await;
+        // Back in rotation after one health check.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let rotated = rotations.await.unwrap();
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+    let done = done.load(Ordering::Relaxed);
+    assert!(
+        done > 100 && rotated > 10,
+        "too little load to say: {done} calls, {rotated} rotations"
+    );
+    for mut server in servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}

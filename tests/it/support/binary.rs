@@ -38,17 +38,33 @@ pub async fn spawn_binary(
         .local_addr()
         .unwrap()
         .port();
-    let base = format!("http://127.0.0.1:{port}");
     let data = crate::support::tempdir::Dir::new("binary");
-    let server = Command::new(env!("CARGO_BIN_EXE_mailconnect"))
+    let server = spawn_binary_at(port, None, &data.0, standin, extra, level, Stdio::piped()).await;
+    (server, format!("http://127.0.0.1:{port}"), data)
+}
+
+/// [`spawn_binary`] on `port`, under `public` (its own address when `None`), with its data in
+/// `data` and its log to `log` (a pipe nobody reads fills and stalls the server); returns
+/// once it answers.
+pub async fn spawn_binary_at(
+    port: u16,
+    public: Option<&str>,
+    data: &std::path::Path,
+    standin: &Standin,
+    extra: &[&str],
+    level: &str,
+    log: Stdio,
+) -> std::process::Child {
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_mailconnect"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--public-url",
-            &base,
+            public.unwrap_or(&base),
             "--data-dir",
         ])
-        .arg(&data.0)
+        .arg(data)
         .args(["--jmap-session-url", testbed().get("JMAP_SESSION_URL")])
         .args([
             "--upstream-issuer",
@@ -59,17 +75,16 @@ pub async fn spawn_binary(
         .args(extra)
         .env("MAILCONNECT_LOG", level)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .unwrap();
-    let mut up = false;
-    for _ in 0..100 {
+    for _ in 0..200 {
         if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            up = true;
-            break;
+            return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(up, "the server did not start");
-    (server, base, data)
+    let _ = server.kill();
+    let _ = server.wait();
+    panic!("the server did not start on {port}");
 }
