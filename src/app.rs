@@ -26,7 +26,7 @@ use crate::{
     },
     inbound::{
         BackgroundDesk, DynAuditLog,
-        background_work::{NotifierRunner, WatchTuning},
+        background_work::{NotifierRunner, WatchTuning, run_while_leased},
         http::{self, Surfaces},
         listener::NoDelayAcceptor,
         mcp::{McpHandler, ToolListWatchers},
@@ -256,7 +256,13 @@ async fn background_delivery<S: Storage>(
         },
     ));
     let runner: Arc<Runner<S>> = Arc::new(NotifierRunner::new(notifier));
-    tokio::spawn(Arc::clone(&runner).run());
+    // One instance at a time delivers in the background: a second would send every notice
+    // again.
+    let leases = vault.clone();
+    let leased = Arc::clone(&runner);
+    tokio::spawn(async move {
+        run_while_leased(leases, NOTIFIER_LEASE, || Arc::clone(&leased).run()).await;
+    });
     tracing::info!("background notifications offered");
     Ok(Arc::new(BackgroundSetup::new(
         upstream,
@@ -505,6 +511,9 @@ pub async fn serve(config: &Config) -> Result<(), Box<dyn std::error::Error + Se
     tracing::info!("mailconnect stopped");
     Ok(())
 }
+
+/// The lease of the instance that runs background delivery.
+const NOTIFIER_LEASE: &str = "notifier";
 
 /// The name of the shared key that seals 2026-07-28 request states.
 const REQUEST_STATE_KEY: &str = "mcp-request-state";

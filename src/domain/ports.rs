@@ -24,6 +24,7 @@
 //! | [`BackgroundStore`], [`NotifierKeyring`] | background delivery's sealed records |
 //! | [`ClientStore`], [`RegistrationMemory`] | clients registered here and our registrations upstream |
 //! | [`FlowStore`] | browser flow steps between two requests: consent, upstream legs, sessions |
+//! | [`Leases`] | work one instance does at a time (background delivery), with expiry |
 //! | [`Sweeper`] | removing what expired |
 //!
 //! Besides, [`DocumentText`] reads document attachments (PDF) the core can't. Renewing an
@@ -42,6 +43,7 @@ mod background;
 mod clients;
 mod documents;
 mod flows;
+mod leases;
 mod mail;
 mod policy;
 mod tokens;
@@ -54,6 +56,7 @@ pub use self::{
     clients::{ClientStore, RegistrationError, RegistrationMemory},
     documents::{DocumentText, NoDocuments},
     flows::{FlowStore, FlowStoreError, Parked, Step, StepKind},
+    leases::Leases,
     mail::{
         MailFeed, MailReader, MailSender, MailStore, MailStoreError, MailWriter, MoveResult,
         PageStart, PushChannel, PushEvent, SearchPage,

@@ -4,11 +4,13 @@
 //! is news, what a notice says, how often to look) is the domain's; here is only when and in
 //! which task.
 
+mod leased;
 mod new_mail_watch;
 mod notifier;
 mod push_wake;
 
 pub use self::{
+    leased::{LEASE, run_while_leased},
     new_mail_watch::{NewMailWatchers, Subscription, WatchTuning},
     notifier::NotifierRunner,
 };

@@ -19,6 +19,7 @@ mod background;
 mod clients;
 mod flows;
 mod grants;
+mod leases;
 mod schema;
 mod shared_keys;
 mod snapshot;

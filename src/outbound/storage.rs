@@ -16,7 +16,7 @@ use crate::{
         grant::{AccessToken, GrantId},
         ports::{
             ApprovalStore, AuditLog, BackgroundError, BackgroundStore, ClientStore, FlowStore,
-            NotifierKeyring, Policy, RegistrationMemory, Sweeper, TokenVault,
+            Leases, NotifierKeyring, Policy, RegistrationMemory, Sweeper, TokenVault,
         },
     },
     outbound::{
@@ -39,6 +39,7 @@ pub trait Storage:
     + ClientStore
     + RegistrationMemory
     + FlowStore
+    + Leases
     + Sweeper
     + Clone
     + Send

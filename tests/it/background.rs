@@ -395,3 +395,38 @@ async fn background_turning_off_hear_about_new_mail_ends_background_delivery() {
         page.body
     );
 }
+
+/// Three instances on one PostgreSQL, all offering background delivery with the same key:
+/// one of them delivers (it holds the notifier lease), so a new mail is told exactly once.
+#[tokio::test]
+async fn background_three_instances_tell_of_a_new_mail_once() {
+    let sink = Sink::start(vec![]).await;
+    let url = mailconnect::outbound::postgres::testing::fresh_database().await;
+    let (keys, flags) = background_flags(&sink);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["--notify-poll-secs", "1", "--storage", &url]);
+    let (standin, a) = writer_app_with(&args).await;
+    let public = a.base();
+    args.extend(["--public-url", &public]);
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        others.push(
+            crate::support::oauth::spawn_oauth_app_at(
+                testbed().get("JMAP_SESSION_URL"),
+                &standin,
+                &args,
+            )
+            .await,
+        );
+    }
+    let (token, mut browser, csrf) = connected(&a, &["notify"]).await;
+    turn_on_webhook(&a, &mut browser, &csrf, &grant_of(&token), &sink).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    deliver("carol@example.org", &mark("Once"));
+    let seen = requests_within(&sink, 1, 10).await;
+    assert_eq!(seen.len(), 1, "no notice: {seen:?}");
+    // Every instance polls each second: a second notice would be here by now.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(sink.requests().len(), 1, "told more than once");
+    drop(keys);
+}

@@ -19,7 +19,7 @@ const MIGRATION_LOCK: i64 = 0x6d61_696c_636f_6e6e;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/1_vault.sql"),
     include_str!("migrations/2_flow_steps.sql"),
-    include_str!("migrations/3_refresh_turns.sql"),
+    include_str!("migrations/3_leases.sql"),
     include_str!("migrations/4_shared_keys.sql"),
 ];
 

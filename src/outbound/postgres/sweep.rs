@@ -32,7 +32,7 @@ impl PgVault {
                 .await
                 .map_err(pg_err)?
             + client
-                .execute("DELETE FROM refresh_turns WHERE until < $1", &[&at])
+                .execute("DELETE FROM leases WHERE until < $1", &[&at])
                 .await
                 .map_err(pg_err)?;
         let orphans: Vec<String> = client

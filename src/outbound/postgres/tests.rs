@@ -218,7 +218,7 @@ async fn a_refresh_turn_has_one_holder_until_it_ends_or_lapses() {
     a.client()
         .await
         .unwrap()
-        .execute("UPDATE refresh_turns SET until = 0", &[])
+        .execute("UPDATE leases SET until = 0", &[])
         .await
         .unwrap();
     let started = std::time::Instant::now();
@@ -238,4 +238,29 @@ async fn every_instance_gets_the_same_shared_key() {
     assert_eq!(*ka, *kb);
     assert_eq!(*a.shared_key("k").await.unwrap(), *ka);
     assert_ne!(*a.shared_key("other").await.unwrap(), *ka);
+}
+
+/// A lease is one holder's until it ends or lapses; only its holder renews or ends it.
+#[tokio::test]
+async fn a_lease_is_one_holders_until_it_ends() {
+    use crate::domain::ports::Leases as _;
+    let url = fresh_database().await;
+    let a = PgVault::connect(&url, 2).await.unwrap();
+    let b = PgVault::connect(&url, 2).await.unwrap();
+    assert!(a.take_lease("notifier", "a", 30).await.unwrap());
+    assert!(!b.take_lease("notifier", "b", 30).await.unwrap());
+    assert!(!b.renew_lease("notifier", "b", 30).await.unwrap());
+    b.end_lease("notifier", "b").await.unwrap();
+    assert!(a.renew_lease("notifier", "a", 30).await.unwrap());
+    a.end_lease("notifier", "a").await.unwrap();
+    assert!(b.take_lease("notifier", "b", 30).await.unwrap());
+    // b died: once lapsed, a takes it over, and b's renewal finds it gone.
+    a.client()
+        .await
+        .unwrap()
+        .execute("UPDATE leases SET until = 0", &[])
+        .await
+        .unwrap();
+    assert!(a.take_lease("notifier", "a", 30).await.unwrap());
+    assert!(!b.renew_lease("notifier", "b", 30).await.unwrap());
 }

@@ -104,43 +104,9 @@ impl PgVault {
     }
 }
 
-/// How long a refresh turn lasts unless ended: past the upstream's timeout and retries, so a
-/// turn lapses only when its holder died.
-const TURN_SECS: i64 = 60;
-/// How long a refresh waits for another instance's turn to end.
-const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-/// How often a waiting refresh looks again.
-const TURN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
-
-impl PgVault {
-    /// Takes `grant`'s refresh turn for `holder` once it is free or lapsed, waiting up to
-    /// [`TURN_WAIT`]; `false` when it stayed taken.
-    async fn take_turn(&self, grant: &str, holder: &str) -> Result<bool, VaultStoreError> {
-        let started = std::time::Instant::now();
-        loop {
-            let at = now();
-            // Inserted, or taken over from a lapsed holder: one row changed. A live turn
-            // changes nothing.
-            let taken = self
-                .client()
-                .await?
-                .execute(
-                    "INSERT INTO refresh_turns (grant_id, holder, until) VALUES ($1, $2, $3) \
-                     ON CONFLICT (grant_id) DO UPDATE SET holder = EXCLUDED.holder, \
-                     until = EXCLUDED.until WHERE refresh_turns.until < $4",
-                    &[&grant, &holder, &(at + TURN_SECS), &at],
-                )
-                .await
-                .map_err(pg_err)?;
-            if taken == 1 {
-                return Ok(true);
-            }
-            if started.elapsed() >= TURN_WAIT {
-                return Ok(false);
-            }
-            tokio::time::sleep(TURN_POLL).await;
-        }
-    }
+/// The lease that makes renewing `grant`'s upstream tokens one instance's turn.
+fn refresh_turn(grant: &GrantId) -> String {
+    format!("refresh-turn:{grant}")
 }
 
 impl TokenVault for PgVault {
@@ -199,19 +165,11 @@ impl TokenVault for PgVault {
     }
 
     async fn take_refresh_turn(&self, grant: &GrantId, holder: &str) -> Result<bool, VaultError> {
-        Ok(self.take_turn(grant.as_str(), holder).await?)
+        Ok(self.wait_for_turn(&refresh_turn(grant), holder).await?)
     }
 
     async fn end_refresh_turn(&self, grant: &GrantId, holder: &str) -> Result<(), VaultError> {
-        self.client()
-            .await?
-            .execute(
-                "DELETE FROM refresh_turns WHERE grant_id = $1 AND holder = $2",
-                &[&grant.as_str(), &holder],
-            )
-            .await
-            .map_err(pg_err)?;
-        Ok(())
+        Ok(self.release(&refresh_turn(grant), holder).await?)
     }
 
     async fn revoke_token(&self, token: &AccessToken, client: &ClientId) -> Result<(), VaultError> {

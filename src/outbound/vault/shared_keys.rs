@@ -1,5 +1,6 @@
-//! Keys shared by everything on this store, in `meta` (`shared-key\0<name>` → hex): made
-//! once, by the first to ask, in one write transaction.
+//! What instances would share, on the one process that holds a redb file: keys in `meta`
+//! (`shared-key\0<name>` → hex), made once, by the first to ask, in one write transaction;
+//! leases, always its own.
 
 use redb::ReadableTable as _;
 use zeroize::Zeroizing;
@@ -29,5 +30,34 @@ impl RedbVault {
                 .map_err(db_err)?;
             Ok(key)
         })
+    }
+}
+
+/// One process holds the redb file: every lease is its own, at once.
+impl crate::domain::ports::Leases for RedbVault {
+    async fn take_lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _secs: i64,
+    ) -> Result<bool, crate::domain::ports::VaultError> {
+        Ok(true)
+    }
+
+    async fn renew_lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _secs: i64,
+    ) -> Result<bool, crate::domain::ports::VaultError> {
+        Ok(true)
+    }
+
+    async fn end_lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+    ) -> Result<(), crate::domain::ports::VaultError> {
+        Ok(())
     }
 }
