@@ -348,3 +348,191 @@ async fn a_rolling_restart_under_load_fails_no_request() {
         let _ = server.wait();
     }
 }
+
+/// A request as a client with retries makes it: a 502/503 or a refused connection (the
+/// instance it reached was killed) is tried again, three times at most.
+async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut last = String::new();
+    for _ in 0..4 {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(why) => last = why,
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Err(last)
+}
+
+/// Chaos: for two minutes, one of three real instances is killed with SIGKILL every 20 s and
+/// started again, under a load of new connections, tool calls and refresh rotations through
+/// HAProxy. A client that retries what was in flight on the killed instance loses nothing: no
+/// request fails in the end, and every grant made during the run still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_an_instance_killed_every_20_s_loses_no_grant_and_fails_no_request() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    };
+
+    use crate::support::binary::spawn_binary_at;
+
+    let standin = Standin::start();
+    let url = mailconnect::outbound::postgres::testing::fresh_database().await;
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let data: Vec<Dir> = (0..3).map(|_| Dir::new("chaos")).collect();
+    let flags = ["--storage", url.as_str()];
+    let mut servers = Vec::new();
+    for (p, d) in ports.iter().zip(&data) {
+        servers.push(
+            spawn_binary_at(
+                *p,
+                Some(&public),
+                &d.0,
+                &standin,
+                &flags,
+                "warn",
+                log_file(d),
+            )
+            .await,
+        );
+    }
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let _proxy = Haproxy::start(port, &addrs).await;
+    let client = Client::register_at(&public, CALLBACK).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let (stop, calls, failures) = (stop.clone(), calls.clone(), failures.clone());
+        let (public, client) = (public.clone(), client.clone());
+        workers.push(tokio::spawn(async move {
+            let mut grants = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                // A new connection: the whole OAuth flow through the proxy, retried whole.
+                let Ok(mut t) = with_retries(|| {
+                    let client = client.clone();
+                    async move {
+                        tokio::time::timeout(Duration::from_secs(20), client.connect())
+                            .await
+                            .map_err(|_| "connect timed out".to_owned())
+                    }
+                })
+                .await
+                else {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push("a connect flow failed".into());
+                    continue;
+                };
+                for _ in 0..10 {
+                    let access = t.access.clone();
+                    let called = with_retries(|| {
+                        let (public, access) = (public.clone(), access.clone());
+                        async move {
+                            let r = crate::support::mcp_request(
+                                &public,
+                                &access,
+                                (1, "tools/call", Some("get_identity")),
+                                json!({"name": "get_identity", "arguments": {}}),
+                            )
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                            match r.status().as_u16() {
+                                200 => Ok(()),
+                                s => Err(format!("tool call {s}")),
+                            }
+                        }
+                    })
+                    .await;
+                    match called {
+                        Ok(()) => {
+                            calls.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(why) => failures.lock().unwrap().push(why),
+                    }
+                }
+                let refresh = t.refresh.clone();
+                let rotated = with_retries(|| {
+                    let (client, refresh) = (client.clone(), refresh.clone());
+                    async move {
+                        let r = client.refresh(&refresh).await;
+                        let status = r.status().as_u16();
+                        let body: serde_json::Value = r.json().await.unwrap_or_default();
+                        match (
+                            status,
+                            body["access_token"].as_str(),
+                            body["refresh_token"].as_str(),
+                        ) {
+                            (200, Some(a), Some(n)) => Ok((a.to_owned(), n.to_owned())),
+                            _ => Err(format!("refresh {status} {body}")),
+                        }
+                    }
+                })
+                .await;
+                match rotated {
+                    Ok((access, refresh)) => {
+                        t.access = access;
+                        t.refresh = refresh;
+                    }
+                    Err(why) => failures.lock().unwrap().push(why),
+                }
+                grants.push(t);
+            }
+            grants
+        }));
+    }
+
+    let started = std::time::Instant::now();
+    let mut victim = 0;
+    while started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let _ = servers[victim].kill();
+        let _ = servers[victim].wait();
+        servers[victim] = spawn_binary_at(
+            ports[victim],
+            Some(&public),
+            &data[victim].0,
+            &standin,
+            &flags,
+            "warn",
+            log_file(&data[victim]),
+        )
+        .await;
+        victim = (victim + 1) % servers.len();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut grants = Vec::new();
+    for worker in workers {
+        grants.extend(worker.await.unwrap());
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+    assert!(
+        grants.len() > 10,
+        "too little load: {} grants",
+        grants.len()
+    );
+    // Not one grant made during the run was lost.
+    for t in &grants {
+        let (status, body) = call_tool_at(&public, &t.access, "get_identity", json!({})).await;
+        assert_eq!(status, 200, "a grant was lost: {body}");
+    }
+    for mut server in servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}
