@@ -261,7 +261,16 @@ async fn background_delivery<S: Storage>(
     let leases = vault.clone();
     let leased = Arc::clone(&runner);
     tokio::spawn(async move {
-        run_while_leased(leases, NOTIFIER_LEASE, || Arc::clone(&leased).run()).await;
+        run_while_leased(
+            leases,
+            NOTIFIER_LEASE,
+            || Arc::clone(&leased).run(),
+            || {
+                let leased = Arc::clone(&leased);
+                async move { leased.stand_down().await }
+            },
+        )
+        .await;
     });
     tracing::info!("background notifications offered");
     Ok(Arc::new(BackgroundSetup::new(

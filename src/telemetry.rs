@@ -13,10 +13,12 @@ use crate::config::LogFormat;
 
 /// rmcp logs whole JSON-RPC messages (mail content) at debug: whatever the operator asks
 /// for, it is capped at info. A cap, not a level: asking for `warn` still quiets it.
-fn no_content_logs() -> Targets {
+fn no_content_logs(asked: LevelFilter) -> Targets {
+    // The default is what was asked, so the cap raises no level hint (the `log` bridge and
+    // every dependency's log calls follow the hint).
     Targets::new()
-        .with_default(LevelFilter::TRACE)
-        .with_target("rmcp", LevelFilter::INFO)
+        .with_default(asked)
+        .with_target("rmcp", asked.min(LevelFilter::INFO))
 }
 
 /// Installs the process's subscriber: `MAILCONNECT_LOG` (an `EnvFilter`, default `info`),
@@ -24,9 +26,10 @@ fn no_content_logs() -> Targets {
 pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_env("MAILCONNECT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let asked = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(no_content_logs());
+        .with(no_content_logs(asked));
     match format {
         LogFormat::Json => registry
             .with(

@@ -170,12 +170,13 @@ async fn a_sign_in_survives_the_restart_of_the_instance_that_began_it() {
 /// when a refresh token is used twice), and every call answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_calls_over_three_instances_make_one_upstream_refresh() {
-    let standin = Standin::start_with(&["--access-ttl", "4"]);
+    let standin = Standin::start_with(&["--access-ttl", "8"]);
     let (_proxy, apps, public) = cluster(&standin).await;
     let client = Client::register_at(&public, CALLBACK).await;
     let t = client.connect().await;
-    // A quarter of the 4 s lifetime before its end, the token is due.
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    // A quarter of the 8 s lifetime before its end, the token is due; the renewed one is not
+    // due again for 6 s, time enough for all 64 calls.
+    tokio::time::sleep(Duration::from_millis(6300)).await;
     // The refresh takes a while, so every instance sees the token due before it is renewed.
     standin
         .fault(json!({"grant_type": "refresh_token", "kind": "slow", "count": 1, "delay_ms": 800}))
@@ -420,9 +421,14 @@ async fn chaos_an_instance_killed_every_20_s_loses_no_grant_and_fails_no_request
                 let Ok(mut t) = with_retries(|| {
                     let client = client.clone();
                     async move {
-                        tokio::time::timeout(Duration::from_secs(20), client.connect())
-                            .await
-                            .map_err(|_| "connect timed out".to_owned())
+                        // The flow's helper asserts each step: a step the killed instance
+                        // dropped fails it, and the client starts over.
+                        let flow = tokio::spawn(async move { client.connect().await });
+                        match tokio::time::timeout(Duration::from_secs(20), flow).await {
+                            Ok(Ok(tokens)) => Ok(tokens),
+                            Ok(Err(e)) => Err(format!("a connect flow failed: {e}")),
+                            Err(_) => Err("connect timed out".to_owned()),
+                        }
                     }
                 })
                 .await

@@ -185,6 +185,12 @@ where
         }
     }
 
+    /// Forgets what this process knew of every account (cursors, pacing): another instance
+    /// may have delivered since, and the stored cursors are where to go on from.
+    pub async fn forget_accounts(&self) {
+        self.accounts.lock().await.clear();
+    }
+
     /// How it was set up.
     #[must_use]
     pub fn settings(&self) -> &NotifierSettings {

@@ -10,13 +10,19 @@ use crate::domain::{auth::token::random_value, ports::Leases};
 /// How long a lease lasts unrenewed.
 pub const LEASE: Duration = Duration::from_secs(30);
 
-/// Runs `work` (started afresh on each takeover) while holding the lease `name` in `leases`;
-/// never returns.
-pub async fn run_while_leased<L, W, F>(leases: L, name: &'static str, mut work: W)
-where
+/// Runs `work` (started afresh on each takeover) while holding the lease `name` in `leases`,
+/// and `stand_down` whenever it stops (what `work` started must stop with it); never returns.
+pub async fn run_while_leased<L, W, F, D, G>(
+    leases: L,
+    name: &'static str,
+    mut work: W,
+    mut stand_down: D,
+) where
     L: Leases,
     W: FnMut() -> F,
     F: Future<Output = ()>,
+    D: FnMut() -> G,
+    G: Future<Output = ()>,
 {
     let holder = random_value();
     let secs = i64::try_from(LEASE.as_secs()).unwrap_or(30);
@@ -30,6 +36,7 @@ where
                         tracing::warn!(lease = name, "lease lost: standing by");
                     }
                 }
+                stand_down().await;
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(lease = name, error = %e, "lease unavailable"),
@@ -38,21 +45,25 @@ where
     }
 }
 
-/// Renews the lease every third of a period; returns when it is lost, or when it went
-/// unrenewed so long it may lapse (the work must stop before another instance starts it).
+/// Renews the lease every third of a period; returns when it is lost, or before it could have
+/// lapsed unrenewed (a renewal that fails or hangs past that point ends the work: another
+/// instance may start it then).
 async fn keep<L: Leases>(leases: &L, name: &str, holder: &str, secs: i64) {
-    let mut safe_until = tokio::time::Instant::now() + LEASE - LEASE / 6;
+    // The lease counts from before the request that set it.
+    let margin = LEASE / 6;
+    let mut safe_until = tokio::time::Instant::now() + LEASE - margin;
     loop {
-        tokio::time::sleep(LEASE / 3).await;
-        match leases.renew_lease(name, holder, secs).await {
-            Ok(true) => safe_until = tokio::time::Instant::now() + LEASE - LEASE / 6,
-            Ok(false) => return,
-            Err(e) => {
-                tracing::warn!(lease = name, error = %e, "lease not renewed");
-                if tokio::time::Instant::now() >= safe_until {
-                    return;
-                }
-            }
+        let now = tokio::time::Instant::now();
+        tokio::time::sleep((LEASE / 3).min(safe_until.saturating_duration_since(now))).await;
+        let sent = tokio::time::Instant::now();
+        match tokio::time::timeout_at(safe_until, leases.renew_lease(name, holder, secs)).await {
+            Ok(Ok(true)) => safe_until = sent + LEASE - margin,
+            Ok(Ok(false)) => return,
+            Ok(Err(e)) => tracing::warn!(lease = name, error = %e, "lease not renewed"),
+            Err(_) => return,
+        }
+        if tokio::time::Instant::now() >= safe_until {
+            return;
         }
     }
 }

@@ -86,6 +86,18 @@ where
         }
     }
 
+    /// Stops what the loop started (push channels, which would renew the notifier grant's
+    /// token) and forgets what it knew: the lease went to another instance, which may deliver
+    /// and move the cursors meanwhile.
+    pub async fn stand_down(&self) {
+        let pushes =
+            std::mem::take(&mut *self.pushes.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in pushes.into_values() {
+            task.abort();
+        }
+        self.notifier.forget_accounts().await;
+    }
+
     /// Delivers what a round found, looks again where the server had more, and matches the
     /// push channels to the accounts delivering in the background.
     fn follow(self: &Arc<Self>, round: Round) {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::{PgVault, schema::pg_err};
 use crate::{
     domain::ports::{Leases, VaultError},
-    outbound::vault_core::{VaultStoreError, now},
+    outbound::vault_core::VaultStoreError,
 };
 
 /// How long a refresh turn lasts unless ended: past the upstream's timeout and retries, so a
@@ -20,17 +20,17 @@ const TURN_POLL: Duration = Duration::from_millis(50);
 impl PgVault {
     /// Takes `name` for `holder` for `secs` if it is free or lapsed.
     async fn try_take(&self, name: &str, holder: &str, secs: i64) -> Result<bool, VaultStoreError> {
-        let at = now();
         // Inserted, or taken over from a lapsed holder: one row changed. A live lease changes
-        // nothing.
+        // nothing. Times are the database's, so instances' clocks need not agree.
         let taken = self
             .client()
             .await?
             .execute(
-                "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3) \
+                "INSERT INTO leases (name, holder, until) \
+                 VALUES ($1, $2, extract(epoch FROM now())::bigint + $3) \
                  ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, \
-                 until = EXCLUDED.until WHERE leases.until < $4",
-                &[&name, &holder, &(at + secs), &at],
+                 until = EXCLUDED.until WHERE leases.until < extract(epoch FROM now())::bigint",
+                &[&name, &holder, &secs],
             )
             .await
             .map_err(pg_err)?;
@@ -80,8 +80,9 @@ impl Leases for PgVault {
             .client()
             .await?
             .execute(
-                "UPDATE leases SET until = $3 WHERE name = $1 AND holder = $2",
-                &[&name, &holder, &(now() + secs)],
+                "UPDATE leases SET until = extract(epoch FROM now())::bigint + $3 \
+                 WHERE name = $1 AND holder = $2",
+                &[&name, &holder, &secs],
             )
             .await
             .map_err(pg_err)?;
